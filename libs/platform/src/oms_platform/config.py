@@ -1,0 +1,29 @@
+"""Settings every service reads from its environment (``OMS_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    database_url: str = Field(
+        description="SQLAlchemy URL of this service's own database (postgresql+psycopg://...)"
+    )
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s)")
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
+    shutdown_grace_seconds: float = 10.0
+    health_check_interval_seconds: float = 2.0
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+    outbox_batch_size: int = 500
+    outbox_max_in_flight: int = 256
+    outbox_retention_hours: float = 24.0
+    consumer_batch_size: int = 128
+    consumer_concurrency: int = 32
+    consumer_max_deliver: int = 8

@@ -1,0 +1,182 @@
+"""Idempotent event consumers: durable JetStream pull consumers with an inbox.
+
+Each consuming service has one durable consumer per stream it reads, filtered to the event
+types it handles. A handler runs inside one database transaction together with the insert of
+the event id into the ``inbox`` table, so a redelivered event finds its id there and changes
+nothing. Messages are acknowledged only after the commit.
+
+A failing handler is retried with backoff (``nak`` with a delay) up to ``max_deliver``
+deliveries; the last failure is written to ``dead_letter`` with the error and terminated, so
+one poison message never blocks the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from sqlalchemy import MetaData, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from oms_platform.events import decode, event_type, producing_service, stream_name, subject_for
+from oms_platform.telemetry import extract_context, tracer
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Any], Awaitable[None]]
+BACKOFF_SECONDS = (0.5, 1, 2, 5, 10, 30, 60)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    message_type: type[Message]
+    handler: Handler
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        sessions: async_sessionmaker[AsyncSession],
+        metadata: MetaData,
+        *,
+        consumer: str,
+        subscriptions: Sequence[Subscription],
+        batch_size: int = 128,
+        concurrency: int = 32,
+        max_deliver: int = 8,
+        ack_wait_seconds: float = 30.0,
+    ) -> None:
+        self._js = js
+        self._sessions = sessions
+        self._inbox = metadata.tables["inbox"]
+        self._dead_letter = metadata.tables["dead_letter"]
+        self._consumer = consumer
+        self._subscriptions = {event_type(s.message_type): s for s in subscriptions}
+        self._batch_size = batch_size
+        self._slots = asyncio.Semaphore(concurrency)
+        self._max_deliver = max_deliver
+        self._ack_wait = ack_wait_seconds
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _by_stream(self) -> dict[str, list[type[Message]]]:
+        streams: dict[str, list[type[Message]]] = {}
+        for subscription in self._subscriptions.values():
+            stream = stream_name(producing_service(subscription.message_type))
+            streams.setdefault(stream, []).append(subscription.message_type)
+        return streams
+
+    async def start(self) -> None:
+        for stream, types in self._by_stream().items():
+            filters = [s for t in types for s in (subject_for(t), subject_for(t) + ".>")]
+            config = ConsumerConfig(
+                durable_name=self._consumer,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._ack_wait,
+                max_deliver=self._max_deliver,
+                max_ack_pending=max(1000, self._batch_size * 4),
+                filter_subjects=filters,
+            )
+            await self._js.add_consumer(stream, config)
+            subscription = await self._js.pull_subscribe_bind(
+                durable=self._consumer, stream=stream
+            )
+            self._tasks.append(
+                asyncio.create_task(self._pull(subscription), name=f"consume-{stream}")
+            )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while not self._stopping.is_set():
+            try:
+                messages = await subscription.fetch(self._batch_size, timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("fetch failed", consumer=self._consumer, error=repr(error))
+                await asyncio.sleep(0.5)
+                continue
+            await asyncio.gather(*(self._guarded(m) for m in messages))
+
+    async def _guarded(self, msg: Msg) -> None:
+        async with self._slots:
+            await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        event_id = headers.get("ce-id", "")
+        subscription = self._subscriptions.get(headers.get("ce-type", ""))
+        if subscription is None:
+            await msg.ack()
+            return
+        span_name = f"consume {headers.get('ce-type')}"
+        with tracer().start_as_current_span(
+            span_name, context=extract_context(headers), kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.message.id", event_id)
+            try:
+                message = decode(headers, msg.data, [subscription.message_type])
+                async with self._sessions.begin() as session:
+                    first_time = await session.scalar(
+                        pg_insert(self._inbox)
+                        .values(consumer=self._consumer, event_id=event_id)
+                        .on_conflict_do_nothing()
+                        .returning(self._inbox.c.event_id)
+                    )
+                    if first_time is not None:
+                        await subscription.handler(session, message)
+            except Exception as error:
+                await self._failed(msg, headers, error)
+                return
+        await msg.ack()
+
+    async def _failed(self, msg: Msg, headers: dict[str, str], error: Exception) -> None:
+        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        log.warning(
+            "event handler failed",
+            consumer=self._consumer,
+            event_id=headers.get("ce-id"),
+            event_type=headers.get("ce-type"),
+            deliveries=deliveries,
+            error=repr(error),
+        )
+        if deliveries < self._max_deliver:
+            delay = BACKOFF_SECONDS[min(deliveries - 1, len(BACKOFF_SECONDS) - 1)]
+            await msg.nak(delay=delay)
+            return
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(self._dead_letter).values(
+                    consumer=self._consumer,
+                    event_id=headers.get("ce-id", ""),
+                    subject=msg.subject,
+                    headers=headers,
+                    payload=msg.data,
+                    error=repr(error),
+                    deliveries=deliveries,
+                )
+            )
+        log.error("event dead-lettered", consumer=self._consumer, event_id=headers.get("ce-id"))
+        await msg.term()

@@ -1,0 +1,99 @@
+"""Async SQLAlchemy 2 over psycopg 3, and the messaging tables every service owns."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def create_metadata() -> MetaData:
+    """A service's metadata, holding its own tables and the outbox, inbox and dead letters."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    add_messaging_tables(metadata)
+    return metadata
+
+
+def add_messaging_tables(metadata: MetaData) -> None:
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        Column("subject", Text, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+    )
+    Index(
+        "ix_outbox_unpublished",
+        outbox.c.id,
+        postgresql_where=text("published_at IS NULL"),
+    )
+    Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    Table(
+        "dead_letter",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("consumer", String(100), nullable=False),
+        Column("event_id", Text, nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("deliveries", BigInteger, nullable=False),
+        Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def libpq_dsn(url: str) -> str:
+    """The plain libpq form of a SQLAlchemy URL, for psycopg connections of our own."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

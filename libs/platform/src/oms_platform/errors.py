@@ -1,0 +1,65 @@
+"""Domain errors, raised by the rules and mapped to gRPC status codes in one interceptor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """An error the caller can act on. ``reason`` is a stable UPPER_SNAKE_CASE code."""
+
+    reason: str = "DOMAIN_ERROR"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason:
+            self.reason = reason
+        self.metadata = metadata or {}
+
+
+class InvalidArgument(DomainError):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[FieldViolation], message: str | None = None) -> None:
+        summary = message or "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(summary)
+        self.violations = violations
+
+
+class NotFound(DomainError):
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(DomainError):
+    reason = "FAILED_PRECONDITION"
+
+
+@dataclass
+class Violations:
+    """Collects every field violation of a request, so the caller sees them all at once."""
+
+    items: list[FieldViolation] = field(default_factory=list)
+
+    def add(self, path: str, description: str) -> None:
+        self.items.append(FieldViolation(path, description))
+
+    def require(self, condition: bool, path: str, description: str) -> bool:
+        if not condition:
+            self.add(path, description)
+        return condition
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
