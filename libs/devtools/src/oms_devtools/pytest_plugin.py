@@ -85,9 +85,13 @@ def database_factory(postgres_server_url: str) -> Iterator[Callable[[str], str]]
                 pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a NATS server with JetStream enabled, shared by the session."""
+    """URL of a NATS server with JetStream enabled, one per test module.
+
+    Streams and durable consumers are named after the services, so two modules that each
+    run a service would otherwise share (and split) one durable consumer's messages.
+    """
     explicit = os.environ.get(NATS_URL_ENV)
     if explicit:
         yield explicit
