@@ -1,0 +1,268 @@
+"""``make bench``: orders through the whole suite, next to PostgreSQL alone.
+
+1. Starts a durable embedded PostgreSQL (fsync on, as in production), NATS and the suite.
+2. Posts N orders concurrently to the gateway and follows each to ALLOCATED through the
+   ``OrderStatusChanged`` events: orders/s accepted, orders/s fully allocated, and the
+   latency from post to allocated (p50/p95/p99).
+3. Runs pgbench on the same server with the SQL one order costs across the services
+   (capture + outbox, inventory's inbox + conditional reservation + outbox, orders' inbox +
+   status change + outbox, the relay marking three events published), and prints our rate
+   as a ratio of that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import httpx
+import nats
+import psutil
+from google.type import latlng_pb2
+from oms.common.v1 import common_pb2
+from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from oms.orders.v1 import events_pb2, orders_pb2
+
+from oms_devtools.servers import EmbeddedNats, EmbeddedPostgres, ensure_database
+from oms_devtools.stack import Stack
+
+PGBENCH_SCHEMA = """
+DROP TABLE IF EXISTS b_orders, b_lines, b_outbox, b_inbox, b_stock, b_reservations, b_ledger;
+CREATE TABLE b_orders (id uuid PRIMARY KEY, channel text, external_order_id text,
+  request_id text UNIQUE, status int, customer jsonb, shipping_address jsonb, currency text,
+  total numeric(18,4), allocations jsonb, created_at timestamptz DEFAULT now(),
+  updated_at timestamptz DEFAULT now(), UNIQUE (channel, external_order_id));
+CREATE TABLE b_lines (order_id uuid, line_id text, sku text, quantity int,
+  unit_price numeric(18,4), PRIMARY KEY (order_id, line_id));
+CREATE TABLE b_outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  event_id uuid UNIQUE, subject text, headers jsonb, payload bytea,
+  created_at timestamptz DEFAULT now(), published_at timestamptz);
+CREATE INDEX ON b_outbox (id) WHERE published_at IS NULL;
+CREATE TABLE b_inbox (consumer text, event_id uuid, received_at timestamptz DEFAULT now(),
+  PRIMARY KEY (consumer, event_id));
+CREATE TABLE b_stock (node_id text, sku text, on_hand bigint, reserved bigint,
+  PRIMARY KEY (node_id, sku), CHECK (reserved >= 0 AND on_hand >= reserved));
+CREATE TABLE b_reservations (order_id text, line_id text, node_id text, sku text,
+  quantity int, PRIMARY KEY (order_id, line_id));
+CREATE TABLE b_ledger (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, node_id text,
+  sku text, kind text, on_hand_delta bigint, reserved_delta bigint, reference text,
+  at timestamptz DEFAULT now());
+INSERT INTO b_stock SELECT 'node-' || n, 'SKU-' || s, 1000000000, 0
+  FROM generate_series(1, 2) n, generate_series(1, 20) s;
+"""
+
+PGBENCH_SCRIPT = """
+\\set sku random(1, 20)
+\\set node random(1, 2)
+BEGIN;
+INSERT INTO b_orders (id, channel, external_order_id, request_id, status, customer,
+  shipping_address, currency, total)
+  VALUES (gen_random_uuid(), 'bench', gen_random_uuid()::text, NULL, 1,
+  '{"displayName": "x"}', '{"recipient": "x", "regionCode": "US"}', 'USD', 12.50)
+  ON CONFLICT DO NOTHING RETURNING id \\gset
+INSERT INTO b_lines VALUES (:id, '1', 'SKU-' || :sku, 1, 12.50);
+INSERT INTO b_outbox (event_id, subject, headers, payload)
+  VALUES (gen_random_uuid(), 'oms.orders.order_created', '{"ce-id": "x"}', '\\x7b7d');
+NOTIFY oms_outbox;
+COMMIT;
+BEGIN;
+INSERT INTO b_inbox (consumer, event_id) VALUES ('inventory', gen_random_uuid())
+  ON CONFLICT DO NOTHING;
+SELECT count(*) FROM b_reservations WHERE order_id = :'id';
+SELECT node_id FROM b_stock WHERE sku = 'SKU-' || :sku AND on_hand - reserved >= 1;
+UPDATE b_stock SET reserved = reserved + 1
+  WHERE node_id = 'node-' || :node AND sku = 'SKU-' || :sku AND on_hand - reserved >= 1;
+INSERT INTO b_reservations VALUES (:'id', '1', 'node-' || :node, 'SKU-' || :sku, 1);
+INSERT INTO b_ledger (node_id, sku, kind, on_hand_delta, reserved_delta, reference)
+  VALUES ('node-' || :node, 'SKU-' || :sku, 'reserve', 0, 1, :'id');
+INSERT INTO b_outbox (event_id, subject, headers, payload)
+  VALUES (gen_random_uuid(), 'oms.inventory.stock_allocated', '{"ce-id": "x"}', '\\x7b7d');
+NOTIFY oms_outbox;
+COMMIT;
+BEGIN;
+INSERT INTO b_inbox (consumer, event_id) VALUES ('orders', gen_random_uuid())
+  ON CONFLICT DO NOTHING;
+SELECT status FROM b_orders WHERE id = :'id' FOR UPDATE;
+UPDATE b_orders SET status = 3, allocations = '[{"nodeId": "n"}]', updated_at = now()
+  WHERE id = :'id';
+INSERT INTO b_outbox (event_id, subject, headers, payload)
+  VALUES (gen_random_uuid(), 'oms.orders.order_status_changed', '{"ce-id": "x"}', '\\x7b7d');
+NOTIFY oms_outbox;
+COMMIT;
+UPDATE b_outbox SET published_at = now()
+  WHERE id IN (SELECT id FROM b_outbox WHERE published_at IS NULL ORDER BY id LIMIT 3);
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def _setup_inventory(target: str, orders: int) -> list[str]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        nodes = []
+        for city, lat, lng in (("reno", 39.53, -119.81), ("edison", 40.52, -74.41)):
+            node_id = f"{city}-{secrets.token_hex(3)}"
+            nodes.append(node_id)
+            await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
+                fulfilment_node=inventory_pb2.FulfilmentNode(
+                    node_id=node_id, display_name=city, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
+                    address=common_pb2.Address(
+                        recipient=city, address_lines=["1 Dock Rd"], locality=city,
+                        postal_code="00000", region_code="US",
+                        location=latlng_pb2.LatLng(latitude=lat, longitude=lng)))))
+        skus = [f"BENCH-{i:02d}-{secrets.token_hex(3).upper()}" for i in range(20)]
+        for sku in skus:
+            await stub.CreateProduct(inventory_pb2.CreateProductRequest(
+                product=inventory_pb2.Product(sku=sku, title=sku)))
+            for node_id in nodes:
+                await stub.AdjustStock(inventory_pb2.AdjustStockRequest(
+                    node_id=node_id, sku=sku, delta=orders,
+                    reason=inventory_pb2.ADJUSTMENT_REASON_RECEIPT))
+        return skus
+
+
+def _order(sku: str, index: int) -> dict[str, object]:
+    return {
+        "channel": "bench",
+        "externalOrderId": f"{uuid.uuid4().hex}-{index}",
+        "customer": {"displayName": "Bench Customer"},
+        "shippingAddress": {"recipient": "Bench Customer", "addressLines": ["1 Main St"],
+                            "locality": "Los Angeles", "administrativeArea": "CA",
+                            "postalCode": "90012", "regionCode": "US"},
+        "lines": [{"sku": sku, "quantity": 1,
+                   "unitPrice": {"currencyCode": "USD", "amount": "12.50"}}],
+        "serviceLevel": "SERVICE_LEVEL_STANDARD",
+        "paymentStatus": "PAYMENT_STATUS_PAID",
+    }
+
+
+async def measure_suite(stack: Stack, nats_url: str, orders: int,
+                        concurrency: int) -> dict[str, float]:
+    skus = await _setup_inventory(stack.services["inventory"].endpoint, orders)
+    allocated_at: dict[str, float] = {}
+    done = asyncio.Event()
+    allocated_status = orders_pb2.OrderStatus.Name(orders_pb2.ORDER_STATUS_ALLOCATED)
+
+    nc = await nats.connect(nats_url)
+
+    async def on_status(msg: nats.aio.msg.Msg) -> None:
+        from google.protobuf import json_format
+
+        event = json_format.Parse(msg.data, events_pb2.OrderStatusChanged(),
+                                  ignore_unknown_fields=True)
+        if orders_pb2.OrderStatus.Name(event.status) == allocated_status:
+            allocated_at.setdefault(event.order, time.perf_counter())
+            if len(allocated_at) >= orders:
+                done.set()
+
+    await nc.subscribe("oms.orders.order_status_changed", cb=on_status)
+    posted_at: dict[str, float] = {}
+    accepted_at: list[float] = []
+    slots = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=stack.services["gateway"].endpoint, timeout=60,
+                                 limits=limits) as client:
+
+        async def post(index: int) -> None:
+            async with slots:
+                started = time.perf_counter()
+                reply = await client.post("/v1/orders", json=_order(skus[index % len(skus)],
+                                                                     index))
+                reply.raise_for_status()
+                posted_at[reply.json()["name"]] = started
+                accepted_at.append(time.perf_counter())
+
+        start = time.perf_counter()
+        await asyncio.gather(*(post(i) for i in range(orders)))
+        await asyncio.wait_for(done.wait(), timeout=300)
+    await nc.close()
+    latencies = [allocated_at[name] - posted_at[name] for name in posted_at]
+    return {
+        "accepted_per_s": orders / (max(accepted_at) - start),
+        "allocated_per_s": orders / (max(allocated_at.values()) - start),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def run_pgbench(postgres: EmbeddedPostgres, clients: int, seconds: int) -> float:
+    url = ensure_database(postgres.url(), "bench_pgbench")
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    subprocess.run([str(postgres.bin("psql")), "-q", "-v", "ON_ERROR_STOP=1", dsn],
+                   input=PGBENCH_SCHEMA, text=True, check=True, capture_output=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(PGBENCH_SCRIPT)
+    try:
+        result = subprocess.run(
+            [str(postgres.bin("pgbench")), "-n", "-c", str(clients), "-j", "2", "-T",
+             str(seconds), "-f", script.name, dsn],
+            text=True, check=True, capture_output=True,
+        )
+    finally:
+        Path(script.name).unlink()
+    match = re.search(r"tps = ([\d.]+)", result.stdout)
+    if not match:
+        raise RuntimeError(f"pgbench printed no tps:\n{result.stdout}\n{result.stderr}")
+    return float(match.group(1))
+
+
+def _rss_mib(stack: Stack) -> dict[str, float]:
+    sizes = {}
+    for name, service in stack.services.items():
+        if service.process is not None and service.alive():
+            sizes[name] = psutil.Process(service.process.pid).memory_info().rss / 2**20
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--pgbench-clients", type=int, default=16)
+    parser.add_argument("--pgbench-seconds", type=int, default=15)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
+        root = Path(scratch)
+        with EmbeddedPostgres(root / "postgres", durable=True) as postgres, \
+                EmbeddedNats(root / "nats") as nats_server:
+            stack = Stack(root, postgres.url(), nats_server.url, database_prefix="bench")
+            try:
+                stack.start()
+                asyncio.run(measure_suite(stack, nats_server.url, min(200, args.orders),
+                                          args.concurrency))  # warm-up
+                suite = asyncio.run(measure_suite(stack, nats_server.url, args.orders,
+                                                  args.concurrency))
+                memory = _rss_mib(stack)
+            finally:
+                stack.stop()
+            pgbench_tps = run_pgbench(postgres, args.pgbench_clients, args.pgbench_seconds)
+
+    print(f"\nOMS bench: {args.orders} orders posted to the gateway, {args.concurrency} at a "
+          f"time, 1 line each, 20 SKUs x 2 nodes; PostgreSQL durable (fsync on); "
+          f"{psutil.cpu_count()} CPUs")
+    print(f"  accepted (201 from the gateway)  {suite['accepted_per_s']:8.1f} orders/s")
+    print(f"  fully allocated                  {suite['allocated_per_s']:8.1f} orders/s")
+    print(f"  post -> allocated latency        p50 {suite['p50_ms']:.0f} ms   "
+          f"p95 {suite['p95_ms']:.0f} ms   p99 {suite['p99_ms']:.0f} ms")
+    print(f"  pgbench, same SQL per order      {pgbench_tps:8.1f} orders/s "
+          f"({args.pgbench_clients} clients, {args.pgbench_seconds} s)")
+    print(f"  ratio allocated / pgbench        {suite['allocated_per_s'] / pgbench_tps:8.2f}")
+    print("  resident memory after the run    " +
+          ", ".join(f"{name} {mib:.0f} MiB" for name, mib in memory.items()))
+
+
+if __name__ == "__main__":
+    main()
