@@ -7,7 +7,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test bench proto lint clean
+.PHONY: help install run test bench proto lint pins clean
 
 help:
 	@echo "make run    start PostgreSQL, NATS and every service with demo data"
@@ -20,8 +20,8 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.9,<0.14"
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
-	$(UV) sync --frozen --all-packages
+$(VENV)/.synced: $(UV) pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --all-packages
 	@touch $@
 
 install: $(VENV)/.synced
@@ -42,6 +42,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m oms_devtools.protogen --lint
 	$(PY) -m oms_devtools.protogen --check
+
+pins: $(UV)
+	$(PY) -m oms_devtools.pins $(UV)
+	$(UV) sync --all-packages
 
 clean:
 	rm -rf $(VENV) .oms/tools

@@ -129,7 +129,13 @@ class Service:
 
         server = grpc.aio.server(
             interceptors=[aio_server_interceptor(), DomainErrorInterceptor()],
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                # Clients hold one HTTP/2 connection; ageing it out makes them reconnect
+                # through the Kubernetes Service, so new replicas get their share of load.
+                ("grpc.max_connection_age_ms", 60_000),
+                ("grpc.max_connection_age_grace_ms", 15_000),
+            ],
         )
         self._service_names = definition.register(server, runtime)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
