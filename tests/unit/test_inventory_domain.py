@@ -1,0 +1,157 @@
+"""The inventory rules, without a server: node choice, distance, validation."""
+
+from __future__ import annotations
+
+import pytest
+from oms_inventory import geo
+from oms_inventory.domain import (
+    CandidateNode,
+    LatLng,
+    Line,
+    check_delta,
+    check_gtin,
+    check_location,
+    check_node_id,
+    check_sku,
+    haversine_km,
+    quantities_by_sku,
+    rank_nodes,
+    reservation_order,
+)
+from oms_platform.errors import FieldViolation, InvalidArgument, Violations
+
+LOS_ANGELES = LatLng(34.0522, -118.2437)
+NEW_YORK = LatLng(40.7128, -74.0060)
+RENO = LatLng(39.5296, -119.8138)
+NEWARK = LatLng(40.7357, -74.1724)
+
+WEST = CandidateNode("us-west", RENO, priority=5)
+EAST = CandidateNode("us-east", NEWARK, priority=1)
+
+
+def test_los_angeles_to_new_york_is_about_3940_km() -> None:
+    assert haversine_km(LOS_ANGELES, NEW_YORK) == pytest.approx(3940, abs=10)
+
+
+def test_distance_is_symmetric_and_zero_to_itself() -> None:
+    assert haversine_km(RENO, NEWARK) == pytest.approx(haversine_km(NEWARK, RENO))
+    assert haversine_km(RENO, RENO) == 0
+
+
+def test_antipodes_are_half_the_earth_apart() -> None:
+    assert haversine_km(LatLng(0, 0), LatLng(0, 180)) == pytest.approx(20015, abs=5)
+
+
+def test_nearest_node_wins_over_priority() -> None:
+    assert [n.node_id for n in rank_nodes([EAST, WEST], LOS_ANGELES)] == ["us-west", "us-east"]
+    assert [n.node_id for n in rank_nodes([WEST, EAST], NEW_YORK)] == ["us-east", "us-west"]
+
+
+def test_priority_breaks_a_tie_in_distance_then_node_id() -> None:
+    twin_low = CandidateNode("b-node", RENO, priority=1)
+    twin_high = CandidateNode("a-node", RENO, priority=2)
+    twin_same = CandidateNode("c-node", RENO, priority=1)
+    ranked = rank_nodes([twin_high, twin_same, twin_low], LOS_ANGELES)
+    assert [n.node_id for n in ranked] == ["b-node", "c-node", "a-node"]
+
+
+def test_unknown_destination_ranks_by_priority_then_node_id() -> None:
+    other = CandidateNode("aa-east", NEWARK, priority=5)
+    ranked = rank_nodes([WEST, EAST, other], None)
+    assert [n.node_id for n in ranked] == ["us-east", "aa-east", "us-west"]
+
+
+def test_no_candidates_rank_to_nothing() -> None:
+    assert rank_nodes([], NEW_YORK) == []
+
+
+def test_quantities_are_summed_per_sku() -> None:
+    lines = [Line("1", "A", 2), Line("2", "B", 1), Line("3", "A", 3)]
+    assert quantities_by_sku(lines) == {"A": 5, "B": 1}
+
+
+def test_lines_are_reserved_in_sku_order_to_avoid_deadlocks() -> None:
+    lines = [Line("1", "C", 1), Line("2", "A", 1), Line("3", "B", 1)]
+    assert [line.sku for line in reservation_order(lines)] == ["A", "B", "C"]
+
+
+def test_geo_centroid_by_state_then_country() -> None:
+    california = geo.centroid("US", "ca")
+    assert california is not None and haversine_km(california, LOS_ANGELES) < 500
+    assert geo.centroid("us", "") == LatLng(*geo.COUNTRIES["US"])
+    assert geo.centroid("CA", "ON") == LatLng(*geo.COUNTRIES["CA"])
+    assert geo.centroid("DE", "BY") == LatLng(*geo.COUNTRIES["DE"])
+    assert geo.centroid("ZZ", "") is None
+    assert geo.centroid("", "NY") is None
+
+
+def test_geo_table_holds_valid_coordinates() -> None:
+    for lat, lng in [*geo.US_STATES.values(), *geo.COUNTRIES.values()]:
+        assert -90 <= lat <= 90 and -180 <= lng <= 180
+    assert len(geo.US_STATES) >= 51 and len(geo.COUNTRIES) >= 25
+
+
+@pytest.mark.parametrize("sku", ["A", "sku-1", "SKU_1.blue", "0" * 64])
+def test_valid_skus(sku: str) -> None:
+    violations = Violations()
+    check_sku(violations, "sku", sku)
+    assert violations.items == []
+
+
+@pytest.mark.parametrize("sku", ["", "-a", ".a", "a b", "a/b", "0" * 65, "ü"])
+def test_invalid_skus(sku: str) -> None:
+    violations = Violations()
+    check_sku(violations, "product.sku", sku)
+    assert [v.field for v in violations.items] == ["product.sku"]
+
+
+@pytest.mark.parametrize("node_id", ["a", "us-west-1", "0" * 63])
+def test_valid_node_ids(node_id: str) -> None:
+    violations = Violations()
+    check_node_id(violations, "node_id", node_id)
+    assert violations.items == []
+
+
+@pytest.mark.parametrize("node_id", ["", "-a", "US-west", "a_b", "a.b", "0" * 64])
+def test_invalid_node_ids(node_id: str) -> None:
+    violations = Violations()
+    check_node_id(violations, "node_id", node_id)
+    assert [v.field for v in violations.items] == ["node_id"]
+
+
+def test_location_is_required_and_bounded() -> None:
+    path = "fulfilment_node.address.location"
+    violations = Violations()
+    check_location(violations, path, None)
+    check_location(violations, path, LatLng(90.5, -181))
+    check_location(violations, path, LatLng(float("nan"), 0))
+    check_location(violations, path, LatLng(-90, 180))
+    assert [v.field for v in violations.items] == [
+        path, f"{path}.latitude", f"{path}.longitude", f"{path}.latitude",
+    ]
+
+
+@pytest.mark.parametrize(("gtin", "valid"), [
+    ("", True),
+    ("4006381333931", True),
+    ("036000291452", True),
+    ("96385074", True),
+    ("4006381333932", False),
+    ("40063813339", False),
+    ("400638133393X", False),
+])
+def test_gtin_lengths_and_check_digit(gtin: str, valid: bool) -> None:
+    violations = Violations()
+    check_gtin(violations, "product.gtin", gtin)
+    assert (violations.items == []) is valid
+
+
+def test_every_violation_is_reported_at_once() -> None:
+    violations = Violations()
+    check_node_id(violations, "node_id", "Bad Node")
+    check_sku(violations, "sku", "")
+    check_delta(violations, "delta", 0)
+    with pytest.raises(InvalidArgument) as raised:
+        violations.raise_if_any()
+    assert [v.field for v in raised.value.violations] == ["node_id", "sku", "delta"]
+    assert FieldViolation("sku", "required") in raised.value.violations
