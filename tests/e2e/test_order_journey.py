@@ -9,11 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e_kit import EAST, WEST, add_node, add_sku, order_json, stream_messages
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms_devtools.servers import EmbeddedNats
 from oms_devtools.stack import Stack
-
-from .conftest import EAST, WEST, add_node, add_sku, order_json, stream_messages
 
 pytestmark = pytest.mark.e2e
 

@@ -70,6 +70,7 @@ class EventConsumer:
         self._ack_wait = ack_wait_seconds
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pulls: list[JetStreamContext.PullSubscription] = []
 
     def _by_stream(self) -> dict[str, list[type[Message]]]:
         streams: dict[str, list[type[Message]]] = {}
@@ -86,7 +87,9 @@ class EventConsumer:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self._ack_wait,
-                max_deliver=self._max_deliver,
+                # Deliveries are counted here, not capped by the server: a message whose
+                # dead-letter write failed is then still redelivered instead of dropped.
+                max_deliver=-1,
                 max_ack_pending=max(1000, self._batch_size * 4),
                 filter_subjects=filters,
             )
@@ -94,6 +97,7 @@ class EventConsumer:
             subscription = await self._js.pull_subscribe_bind(
                 durable=self._consumer, stream=stream
             )
+            self._pulls.append(subscription)
             self._tasks.append(
                 asyncio.create_task(self._pull(subscription), name=f"consume-{stream}")
             )
@@ -105,6 +109,12 @@ class EventConsumer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # A pull subscription has no callback to empty its queue, so a fetch reply that
+        # arrived after its fetch was cancelled would hold up ``drain()`` until its timeout.
+        # Unfetched messages are simply redelivered, to this or another replica.
+        for pull in self._pulls:
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()
 
     async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
@@ -122,7 +132,19 @@ class EventConsumer:
 
     async def _guarded(self, msg: Msg) -> None:
         async with self._slots:
-            await self.handle(msg)
+            try:
+                await self.handle(msg)
+            except Exception as error:
+                # Settling this message failed (its ack, nak or dead-letter write). It stays
+                # unacknowledged, redelivered after ack_wait while deliveries remain; one such
+                # message must not end the pull loop and with it all consumption.
+                log.error(
+                    "event not settled",
+                    consumer=self._consumer,
+                    subject=msg.subject,
+                    event_id=(msg.headers or {}).get("ce-id"),
+                    error=repr(error),
+                )
 
     async def handle(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})

@@ -7,7 +7,10 @@ set to the event id, and marks them published.
 
 Design choices:
 - One relay per service publishes at a time: each batch runs under a transaction-scoped
-  advisory lock, so several replicas never interleave and events leave in commit order.
+  advisory lock, so several replicas never interleave and events leave in outbox order.
+  The one exception: when a publish fails mid-batch, publishes already in flight behind it
+  may be stored before it is retried. Nothing is lost or duplicated, and consumers guard on
+  state, so a late event cannot move an aggregate backwards.
 - Several publishes are in flight at once (pipelined on one connection, acks awaited
   together); one awaited publish at a time would cap the relay at the round-trip rate.
 - After a failure only the prefix of the batch that was acknowledged is marked; the rest

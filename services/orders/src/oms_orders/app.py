@@ -1,0 +1,38 @@
+"""How the orders service is wired into the shared runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from oms.inventory.v1 import events_pb2 as inventory_events
+from oms.orders.v1 import orders_pb2, orders_pb2_grpc
+from oms_platform.consumer import Subscription
+from oms_platform.service import Runtime, ServiceDefinition
+
+from oms_orders import handlers
+from oms_orders.api import OrdersServicer
+from oms_orders.repository import SOURCE
+from oms_orders.tables import metadata
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+__all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
+
+
+def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
+    orders_pb2_grpc.add_OrdersServiceServicer_to_server(OrdersServicer(runtime.sessions), server)
+    return [orders_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name]
+
+
+def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
+    return [
+        Subscription(inventory_events.StockAllocated, handlers.on_stock_allocated),
+        Subscription(inventory_events.StockBackordered, handlers.on_stock_backordered),
+    ]
+
+
+DEFINITION = ServiceDefinition(
+    name="orders", metadata=metadata, register=register, subscriptions=subscriptions
+)

@@ -1,0 +1,563 @@
+"""The orders service over real gRPC, PostgreSQL and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import nats
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from oms.common.v1 import common_pb2
+from oms.inventory.v1 import events_pb2 as inventory_events
+from oms.orders.v1 import events_pb2, orders_pb2, orders_pb2_grpc
+from oms_devtools.inprocess import running_service
+from oms_orders.app import DEFINITION, MIGRATIONS
+from oms_orders.tables import metadata
+from oms_platform.bus import ensure_stream
+from oms_platform.events import encode, subject_for
+from oms_platform.migrations import alembic_config
+from oms_platform.service import Service
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+
+OrdersStub = orders_pb2_grpc.OrdersServiceStub
+outbox = metadata.tables["outbox"]
+orders_table = metadata.tables["orders"]
+timeline = metadata.tables["order_timeline"]
+dead_letter = metadata.tables["dead_letter"]
+
+
+@pytest.fixture(scope="module")
+def database_url(database_factory: Callable[[str], str]) -> str:
+    return database_factory("orders")
+
+
+@pytest.fixture(scope="module")
+async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
+    async with running_service(
+        DEFINITION, MIGRATIONS, database_url=database_url, nats_url=nats_url
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def orders(service: Service) -> AsyncIterator[OrdersStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        yield OrdersStub(channel)
+
+
+@pytest.fixture(scope="module")
+def engine(service: Service) -> AsyncEngine:
+    assert service.runtime is not None
+    return service.runtime.engine
+
+
+@pytest.fixture(scope="module")
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    client = await nats.connect(nats_url)
+    jetstream = client.jetstream()
+    await ensure_stream(jetstream, "inventory")
+    yield jetstream
+    await client.drain()
+
+
+def new_request(*, request_id: str = "", **order: Any) -> orders_pb2.CreateOrderRequest:
+    fields: dict[str, Any] = {
+        "channel": f"shop-{uuid.uuid4().hex[:8]}",
+        "external_order_id": f"#{uuid.uuid4().hex[:10]}",
+        "customer": orders_pb2.Customer(display_name="Ada Lovelace", email="ada@example.com"),
+        "shipping_address": common_pb2.Address(
+            recipient="Ada Lovelace",
+            address_lines=["12 Marylebone Road"],
+            locality="London",
+            postal_code="NW1 5LR",
+            region_code="GB",
+        ),
+        "lines": [
+            orders_pb2.OrderLine(sku="SKU-MUG", quantity=3,
+                                 unit_price=common_pb2.Money(currency_code="EUR", amount="19.99")),
+            orders_pb2.OrderLine(sku="SKU-PEN", quantity=1, external_line_id="L2",
+                                 unit_price=common_pb2.Money(currency_code="EUR", amount="0.1")),
+        ],
+        "service_level": orders_pb2.SERVICE_LEVEL_EXPRESS,
+        "payment_status": orders_pb2.PAYMENT_STATUS_PAID,
+    }
+    fields.update(order)
+    return orders_pb2.CreateOrderRequest(order=orders_pb2.Order(**fields), request_id=request_id)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0) -> T:
+    """The first truthy result of ``probe``, polled until ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {result!r} after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def scalar(engine: AsyncEngine, query: Any) -> Any:
+    async with engine.connect() as conn:
+        return await conn.scalar(query)
+
+
+async def outbox_events(engine: AsyncEngine, name: str, event_type: str) -> int:
+    return await scalar(  # type: ignore[no-any-return]
+        engine,
+        select(func.count()).select_from(outbox).where(
+            outbox.c.headers["ce-subject"].astext == name,
+            outbox.c.headers["ce-type"].astext == event_type,
+        ),
+    )
+
+
+async def all_published(engine: AsyncEngine, name: str) -> bool:
+    pending = await scalar(
+        engine,
+        select(func.count()).select_from(outbox).where(
+            outbox.c.headers["ce-subject"].astext == name, outbox.c.published_at.is_(None)
+        ),
+    )
+    return bool(pending == 0)
+
+
+async def timeline_kinds(engine: AsyncEngine, name: str) -> list[str]:
+    order_id = uuid.UUID(name.removeprefix("orders/"))
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(timeline.c.kind).where(timeline.c.order_id == order_id).order_by(timeline.c.id)
+        )
+        return list(rows.scalars())
+
+
+async def stream_messages(js: JetStreamContext, subject: str, name: str) -> list[Msg]:
+    """Every message on ``subject`` about ``name``, read by an ephemeral consumer."""
+    consumer = f"test-{uuid.uuid4().hex}"
+    config = ConsumerConfig(
+        name=consumer,
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subject=subject,
+        inactive_threshold=30.0,
+    )
+    await js.add_consumer("OMS_ORDERS", config)
+    subscription = await js.pull_subscribe_bind(consumer=consumer, stream="OMS_ORDERS")
+    found: list[Msg] = []
+    try:
+        while True:
+            try:
+                batch = await subscription.fetch(256, timeout=1.0)
+            except NatsTimeoutError:
+                break
+            found += [m for m in batch if (m.headers or {}).get("ce-subject") == name]
+            if batch[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await subscription.unsubscribe()
+        await js.delete_consumer("OMS_ORDERS", consumer)
+    return found
+
+
+async def publish(
+    js: JetStreamContext, message: Message, *, event_id: uuid.UUID | None = None,
+    msg_id: str | None = None,
+) -> PubAck:
+    envelope = encode(
+        message, aggregate_id=message.order, source="/oms/inventory",  # type: ignore[attr-defined]
+        event_id=event_id,
+    )
+    headers = {**envelope.headers, **({"Nats-Msg-Id": msg_id} if msg_id else {})}
+    return await js.publish(envelope.subject, envelope.payload, headers=headers)
+
+
+async def handled(js: JetStreamContext, ack: PubAck) -> None:
+    """Waits until the orders consumer has acknowledged the published event."""
+
+    async def acknowledged() -> bool:
+        info = await js.consumer_info("OMS_INVENTORY", "orders")
+        return info.ack_floor is not None and info.ack_floor.stream_seq >= ack.seq
+
+    await eventually(acknowledged)
+
+
+def allocated(
+    order: orders_pb2.Order, node: str = "node-berlin"
+) -> inventory_events.StockAllocated:
+    return inventory_events.StockAllocated(
+        order=order.name,
+        allocations=[
+            inventory_events.NodeAllocation(
+                node_id=node,
+                lines=[
+                    inventory_events.AllocatedLine(
+                        line_id=line.line_id, sku=line.sku, quantity=line.quantity
+                    )
+                    for line in order.lines
+                ],
+            )
+        ],
+    )
+
+
+def backordered(order: orders_pb2.Order) -> inventory_events.StockBackordered:
+    first = order.lines[0]
+    return inventory_events.StockBackordered(
+        order=order.name,
+        lines=[inventory_events.BackorderedLine(
+            line_id=first.line_id, sku=first.sku, quantity=first.quantity)],
+    )
+
+
+async def status_of(orders: OrdersStub, name: str) -> orders_pb2.Order:
+    order: orders_pb2.Order = await orders.GetOrder(orders_pb2.GetOrderRequest(name=name))
+    return order
+
+
+async def reaches(orders: OrdersStub, name: str, status: int) -> orders_pb2.Order:
+    async def probe() -> orders_pb2.Order | None:
+        order = await status_of(orders, name)
+        return order if order.status == status else None
+
+    return await eventually(probe)
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    fields: list[str] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields += [v.field for v in bad_request.field_violations]
+    return fields
+
+
+# --- the schema -----------------------------------------------------------------------------
+
+
+async def test_the_migrations_create_exactly_the_tables_the_code_uses(
+    service: Service, database_url: str
+) -> None:
+    def differences() -> list[Any]:
+        sync_engine = create_engine(database_url)
+        try:
+            with sync_engine.connect() as conn:
+                return list(compare_metadata(MigrationContext.configure(conn), metadata))
+        finally:
+            sync_engine.dispose()
+
+    assert await asyncio.to_thread(differences) == []
+
+
+def test_the_migrations_downgrade_and_upgrade_again(
+    database_factory: Callable[[str], str],
+) -> None:
+    url = database_factory("orders_migrations")
+    config = alembic_config(MIGRATIONS, url)
+    command.upgrade(config, "head")
+    command.downgrade(config, "base")
+    command.upgrade(config, "head")
+
+
+# --- CreateOrder and GetOrder ---------------------------------------------------------------
+
+
+async def test_a_created_order_can_be_read_back(orders: OrdersStub) -> None:
+    request = new_request()
+
+    created = await orders.CreateOrder(request)
+
+    assert created.name.startswith("orders/")
+    uuid.UUID(created.name.removeprefix("orders/"))
+    assert created.status == orders_pb2.ORDER_STATUS_PENDING_ALLOCATION
+    assert [line.line_id for line in created.lines] == ["1", "2"]
+    assert [line.unit_price.amount for line in created.lines] == ["19.99", "0.10"]
+    assert created.total == common_pb2.Money(currency_code="EUR", amount="60.07")
+    assert created.channel == request.order.channel
+    assert created.shipping_address == request.order.shipping_address
+    assert created.customer == request.order.customer
+    assert created.service_level == orders_pb2.SERVICE_LEVEL_EXPRESS
+    assert created.payment_status == orders_pb2.PAYMENT_STATUS_PAID
+    assert created.create_time == created.update_time
+    assert created.create_time.seconds > 0
+    assert list(created.allocations) == []
+
+    assert await status_of(orders, created.name) == created
+
+
+async def test_get_order_refuses_a_malformed_name_and_reports_a_missing_one(
+    orders: OrdersStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as malformed:
+        await orders.GetOrder(orders_pb2.GetOrderRequest(name="orders/42"))
+    assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(malformed.value) == ["name"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await orders.GetOrder(orders_pb2.GetOrderRequest(name=f"orders/{uuid.uuid4()}"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_same_channel_order_twice_is_one_order_with_one_event(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    request = new_request()
+
+    first = await orders.CreateOrder(request)
+    second = await orders.CreateOrder(request)
+
+    assert second.name == first.name
+    assert await outbox_events(engine, first.name, "oms.orders.v1.OrderCreated") == 1
+    await eventually(lambda: all_published(engine, first.name))
+    published = await stream_messages(js, subject_for(events_pb2.OrderCreated), first.name)
+    assert len(published) == 1
+
+
+async def test_a_retried_request_id_returns_the_first_order(
+    orders: OrdersStub, engine: AsyncEngine
+) -> None:
+    request_id = str(uuid.uuid4())
+    first = await orders.CreateOrder(new_request(request_id=request_id))
+
+    # A retry carries the same key; even a changed payload gets the first result.
+    retried = await orders.CreateOrder(new_request(request_id=request_id))
+
+    assert retried.name == first.name
+    assert retried.external_order_id == first.external_order_id
+    assert await outbox_events(engine, first.name, "oms.orders.v1.OrderCreated") == 1
+
+
+@pytest.mark.parametrize("request_id", ["", "idempotency-key"])
+async def test_concurrent_identical_creates_make_one_order(
+    orders: OrdersStub, engine: AsyncEngine, request_id: str
+) -> None:
+    request = new_request(request_id=f"{request_id}-{uuid.uuid4()}" if request_id else "")
+
+    results = await asyncio.gather(*(orders.CreateOrder(request) for _ in range(20)))
+
+    assert len({order.name for order in results}) == 1
+    stored = await scalar(
+        engine,
+        select(func.count()).select_from(orders_table).where(
+            orders_table.c.channel == request.order.channel),
+    )
+    assert stored == 1
+    assert await outbox_events(engine, results[0].name, "oms.orders.v1.OrderCreated") == 1
+
+
+def _no_lines(request: orders_pb2.CreateOrderRequest) -> None:
+    del request.order.lines[:]
+
+
+def _zero_quantity(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.lines[0].quantity = 0
+
+
+def _unknown_currency(request: orders_pb2.CreateOrderRequest) -> None:
+    for line in request.order.lines:
+        line.unit_price.currency_code = "XXY"
+
+
+def _negative_price(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.lines[1].unit_price.amount = "-0.10"
+
+
+def _too_many_fraction_digits(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.lines[0].unit_price.amount = "19.999"
+
+
+def _address_fields_missing(request: orders_pb2.CreateOrderRequest) -> None:
+    address = request.order.shipping_address
+    address.recipient = ""
+    del address.address_lines[:]
+    address.postal_code = ""
+    address.region_code = "ZZ"
+
+
+def _no_address(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.ClearField("shipping_address")
+
+
+def _unknown_service_level(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.service_level = 42  # type: ignore[assignment]
+
+
+def _everything_at_once(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.channel = ""
+    request.order.lines[0].quantity = 0
+    request.order.shipping_address.locality = ""
+    request.request_id = "k" * 101
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fields"),
+    [
+        (_no_lines, ["order.lines"]),
+        (_zero_quantity, ["order.lines[0].quantity"]),
+        (_unknown_currency, ["order.lines[0].unit_price.currency_code",
+                             "order.lines[1].unit_price.currency_code"]),
+        (_negative_price, ["order.lines[1].unit_price.amount"]),
+        (_too_many_fraction_digits, ["order.lines[0].unit_price.amount"]),
+        (_address_fields_missing, ["order.shipping_address.recipient",
+                                   "order.shipping_address.address_lines[0]",
+                                   "order.shipping_address.postal_code",
+                                   "order.shipping_address.region_code"]),
+        (_no_address, ["order.shipping_address"]),
+        (_unknown_service_level, ["order.service_level"]),
+        (_everything_at_once, ["order.channel", "order.lines[0].quantity",
+                               "order.shipping_address.locality", "request_id"]),
+    ],
+)
+async def test_an_invalid_order_is_refused_with_its_field_violations_and_not_stored(
+    orders: OrdersStub,
+    engine: AsyncEngine,
+    mutate: Callable[[orders_pb2.CreateOrderRequest], None],
+    fields: list[str],
+) -> None:
+    request = new_request()
+    mutate(request)
+    events_before = await scalar(engine, select(func.count()).select_from(outbox))
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await orders.CreateOrder(request)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == fields
+    stored = await scalar(
+        engine,
+        select(func.count()).select_from(orders_table).where(
+            orders_table.c.external_order_id == request.order.external_order_id),
+    )
+    assert stored == 0
+    assert await scalar(engine, select(func.count()).select_from(outbox)) == events_before
+
+
+# --- events out -----------------------------------------------------------------------------
+
+
+async def test_order_created_is_published_as_a_cloudevent(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(new_request())
+
+    await eventually(lambda: all_published(engine, created.name))
+    [message] = await stream_messages(js, "oms.orders.order_created", created.name)
+
+    headers = message.headers or {}
+    assert message.subject == "oms.orders.order_created"
+    uuid.UUID(headers["ce-id"])
+    assert headers["Nats-Msg-Id"] == headers["ce-id"]
+    assert headers["ce-type"] == "oms.orders.v1.OrderCreated"
+    assert headers["ce-source"] == "/oms/orders"
+    assert headers["ce-subject"] == created.name
+    assert headers["ce-time"].endswith("Z")
+    assert headers["ce-specversion"] == "1.0"
+    assert headers["ce-datacontenttype"] == "application/json"
+    event = json_format.Parse(message.data, events_pb2.OrderCreated())
+    assert event.order == created.name
+    assert event.channel == created.channel
+    assert event.external_order_id == created.external_order_id
+    assert list(event.lines) == list(created.lines)
+    assert event.shipping_address == created.shipping_address
+    assert event.create_time == created.create_time
+
+
+# --- events in ------------------------------------------------------------------------------
+
+
+async def test_stock_allocated_allocates_the_order_once(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(new_request())
+    event = allocated(created)
+    event_id = uuid.uuid4()
+
+    await publish(js, event, event_id=event_id)
+    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_ALLOCATED)
+
+    assert [(a.node_id, [(x.line_id, x.sku, x.quantity) for x in a.lines])
+            for a in order.allocations] == [
+        ("node-berlin", [("1", "SKU-MUG", 3), ("2", "SKU-PEN", 1)])]
+    assert order.update_time.ToDatetime() > order.create_time.ToDatetime()
+
+    # The same event again: JetStream drops the copy; a copy past its duplicate window (a
+    # new message id, the same ce-id) is found in the inbox. Neither changes anything.
+    duplicate = await publish(js, event, event_id=event_id)
+    assert duplicate.duplicate
+    await handled(js, await publish(js, event, event_id=event_id, msg_id=str(uuid.uuid4())))
+    # A second, different allocation of an allocated order is a no-op too.
+    await handled(js, await publish(js, allocated(created, "node-paris")))
+
+    assert await status_of(orders, created.name) == order
+    assert await timeline_kinds(engine, created.name) == ["created", "allocated"]
+    assert await outbox_events(engine, created.name, "oms.orders.v1.OrderStatusChanged") == 1
+
+
+async def test_a_backordered_order_is_allocated_when_stock_arrives(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(new_request())
+
+    await publish(js, backordered(created))
+    waiting = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_AWAITING_STOCK)
+    assert list(waiting.allocations) == []
+
+    await publish(js, allocated(created))
+    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_ALLOCATED)
+
+    assert len(order.allocations) == 1
+    assert await timeline_kinds(engine, created.name) == [
+        "created", "awaiting_stock", "allocated"]
+    await eventually(lambda: all_published(engine, created.name))
+    changes = []
+    for message in await stream_messages(
+        js, subject_for(events_pb2.OrderStatusChanged), created.name
+    ):
+        change = json_format.Parse(message.data, events_pb2.OrderStatusChanged())
+        changes.append((change.previous_status, change.status))
+    assert changes == [
+        (orders_pb2.ORDER_STATUS_PENDING_ALLOCATION, orders_pb2.ORDER_STATUS_AWAITING_STOCK),
+        (orders_pb2.ORDER_STATUS_AWAITING_STOCK, orders_pb2.ORDER_STATUS_ALLOCATED),
+    ]
+
+
+async def test_a_late_backorder_leaves_an_allocated_order_allocated(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(new_request())
+    await publish(js, allocated(created))
+    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_ALLOCATED)
+
+    await handled(js, await publish(js, backordered(created)))
+
+    assert await status_of(orders, created.name) == order
+    assert await timeline_kinds(engine, created.name) == ["created", "allocated"]
+
+
+async def test_events_for_unknown_orders_are_acknowledged_and_ignored(
+    engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    for name in [f"orders/{uuid.uuid4()}", "not-an-order"]:
+        await handled(js, await publish(js, inventory_events.StockAllocated(order=name)))
+        await handled(js, await publish(js, inventory_events.StockBackordered(order=name)))
+
+    assert await scalar(engine, select(func.count()).select_from(dead_letter)) == 0
