@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Column,
     DateTime,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
     func,
     text,
 )
@@ -32,6 +34,18 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+OUTBOX_CHANNEL = "oms_outbox"
+
+# The outbox wakes its relay itself: one NOTIFY per inserting statement, delivered on commit
+# (and coalesced by PostgreSQL within a transaction), so no writer can forget it.
+OUTBOX_NOTIFY_DDL = (
+    f"""CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); RETURN NULL; END $$""",
+    "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+    "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
+)
 
 
 def create_metadata() -> MetaData:
@@ -58,6 +72,8 @@ def add_messaging_tables(metadata: MetaData) -> None:
         outbox.c.id,
         postgresql_where=text("published_at IS NULL"),
     )
+    for statement in OUTBOX_NOTIFY_DDL:
+        event.listen(outbox, "after_create", DDL(statement))
     Table(
         "inbox",
         metadata,

@@ -1,9 +1,9 @@
 """Transactional outbox: events are rows written with the change, published by a relay.
 
-A handler calls :func:`add_event` inside its transaction; the row and a ``NOTIFY`` commit
-(or roll back) with the change. The relay wakes on that notification (and, as a fallback,
-every ``poll_seconds``), publishes pending rows in id order to JetStream with ``Nats-Msg-Id``
-set to the event id, and marks them published.
+A handler calls :func:`add_event` inside its transaction; the row commits (or rolls back)
+with the change, and a trigger on the table sends a ``NOTIFY`` on commit. The relay wakes on
+that notification (and, as a fallback, every ``poll_seconds``), publishes pending rows in id
+order to JetStream with ``Nats-Msg-Id`` set to the event id, and marks them published.
 
 Design choices:
 - One relay per service publishes at a time: each batch runs under a transaction-scoped
@@ -33,13 +33,12 @@ from nats.js import JetStreamContext
 from sqlalchemy import MetaData, Table, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from oms_platform.db import libpq_dsn
+from oms_platform.db import OUTBOX_CHANNEL, libpq_dsn
 from oms_platform.events import encode
 from oms_platform.telemetry import inject_headers
 
 log = structlog.get_logger(__name__)
 
-NOTIFY_CHANNEL = "oms_outbox"
 RELAY_LOCK_KEY = 0x6F6D735F6F7574  # "oms_out": one relay per database publishes at a time
 
 
@@ -68,7 +67,6 @@ async def add_event(
             payload=envelope.payload,
         )
     )
-    await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return envelope.event_id
 
 
@@ -82,6 +80,7 @@ class OutboxRelay:
         batch_size: int = 500,
         max_in_flight: int = 256,
         poll_seconds: float = 1.0,
+        coalesce_seconds: float = 0.002,
         publish_timeout: float = 5.0,
         retention_hours: float = 24.0,
     ) -> None:
@@ -91,6 +90,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._poll_seconds = poll_seconds
+        self._coalesce_seconds = coalesce_seconds
         self._publish_timeout = publish_timeout
         self._retention_hours = retention_hours
         self._wake = asyncio.Event()
@@ -123,6 +123,9 @@ class OutboxRelay:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                    # Under load commits arrive in bursts: a moment's wait lets one batch
+                    # carry them all instead of a transaction for every single event.
+                    await asyncio.sleep(self._coalesce_seconds)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,7 +202,7 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
                     self._wake.set()
                     async for _ in conn.notifies():
                         self._wake.set()

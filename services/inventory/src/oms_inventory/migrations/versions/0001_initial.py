@@ -129,6 +129,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_outbox_unpublished", "outbox", ["id"],
                     postgresql_where=sa.text("published_at IS NULL"))
+    # The outbox wakes its relay: one NOTIFY per inserting statement, on commit.
+    op.execute("""CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('oms_outbox', ''); RETURN NULL; END $$""")
+    op.execute("CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+               "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()")
     op.create_table(
         "inbox",
         sa.Column("consumer", sa.String(100), nullable=False),
@@ -157,3 +162,4 @@ def downgrade() -> None:
     for table in ("dead_letter", "inbox", "outbox", "stock_ledger", "backorders",
                   "reservations", "stock_levels", "fulfilment_nodes", "products"):
         op.drop_table(table)
+    op.execute("DROP FUNCTION outbox_notify()")

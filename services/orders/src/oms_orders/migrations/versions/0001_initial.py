@@ -103,6 +103,11 @@ def upgrade() -> None:
         "ix_outbox_unpublished", "outbox", ["id"],
         postgresql_where=sa.text("published_at IS NULL"),
     )
+    # The outbox wakes its relay: one NOTIFY per inserting statement, on commit.
+    op.execute("""CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('oms_outbox', ''); RETURN NULL; END $$""")
+    op.execute("CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+               "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()")
     op.create_table(
         "inbox",
         sa.Column("consumer", sa.String(100), nullable=False),
@@ -136,6 +141,7 @@ def downgrade() -> None:
     op.drop_table("inbox")
     op.drop_index("ix_outbox_unpublished", table_name="outbox")
     op.drop_table("outbox")
+    op.execute("DROP FUNCTION outbox_notify()")
     op.drop_index("ix_order_timeline_order_id_at", table_name="order_timeline")
     op.drop_table("order_timeline")
     op.drop_table("order_allocations")
