@@ -367,8 +367,11 @@ class EmbeddedNats:
             "-sd", str(self.store_dir),
         ]  # fmt: skip
         with self.log_file.open("ab") as log:
+            # Its own session: a Ctrl-C in the terminal reaches the launcher only, which stops
+            # the services before their NATS.
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_ready(timeout)
         return self

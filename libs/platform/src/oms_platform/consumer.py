@@ -120,7 +120,7 @@ class EventConsumer:
         while not self._stopping.is_set():
             try:
                 messages = await subscription.fetch(self._batch_size, timeout=1.0)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 continue
             except asyncio.CancelledError:
                 raise
