@@ -250,7 +250,7 @@ def _rss_mib(stack: Stack) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pgbench-clients", type=int, default=16)
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     args = parser.parse_args()
