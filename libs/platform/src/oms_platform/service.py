@@ -144,6 +144,8 @@ class Service:
              reflection.SERVICE_NAME],
             server,
         )
+        for name in ("", *self._service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.bound_port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
         await server.start()
         tasks.append(asyncio.create_task(self._watch_readiness(runtime), name="readiness"))

@@ -1,0 +1,98 @@
+"""The runtime every service shares: health that follows readiness, reflection, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from oms_devtools.inprocess import running_service
+from oms_devtools.servers import EmbeddedNats, free_port
+from oms_inventory.app import DEFINITION, MIGRATIONS
+from oms_platform.migrations import upgrade
+
+NAMED = "oms.inventory.v1.InventoryService"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def eventually(check: Callable[[], object], expected: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while (value := await check()) != expected:  # type: ignore[misc]
+        assert time.monotonic() < deadline, f"still {value}, expected {expected}"
+        await asyncio.sleep(0.1)
+
+
+async def test_health_follows_nats_while_the_service_keeps_serving_requests(
+    database_factory: Callable[[str], str], private_nats: EmbeddedNats,
+) -> None:
+    async with running_service(DEFINITION, MIGRATIONS, database_url=database_factory("runtime"),
+                               nats_url=private_nats.url) as service, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status(name: str) -> Callable[[], object]:
+            async def check() -> object:
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+                return reply.status
+            return check
+
+        await eventually(status(""), SERVING)
+        await eventually(status(NAMED), SERVING)
+
+        private_nats.stop()
+        await eventually(status(""), NOT_SERVING)
+        assert await status(NAMED)() == SERVING, "the outbox keeps requests safe without NATS"
+
+        private_nats.start()
+        await eventually(status(""), SERVING, seconds=15)
+
+
+async def test_reflection_lists_the_service_and_health(
+    database_factory: Callable[[str], str], nats_url: str,
+) -> None:
+    async with running_service(DEFINITION, MIGRATIONS, database_url=database_factory("runtime"),
+                               nats_url=nats_url) as service, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name async for reply in replies
+                 for s in reply.list_services_response.service}
+    assert {NAMED, "grpc.health.v1.Health"} <= names
+
+
+def test_sigterm_stops_the_service_gracefully(
+    database_factory: Callable[[str], str], nats_url: str, tmp_path: Path,
+) -> None:
+    database_url = database_factory("runtime")
+    upgrade(MIGRATIONS, database_url)
+    port = free_port()
+    env = {**os.environ, "OMS_DATABASE_URL": database_url, "OMS_NATS_URL": nats_url,
+           "OMS_GRPC_PORT": str(port), "OMS_LOG_FORMAT": "json"}
+    log = tmp_path / "inventory.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "oms_inventory"], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while b"service started" not in log.read_bytes():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert text.index("shutting down") < text.index('"stopped"')
+    assert "Traceback" not in text
