@@ -111,9 +111,13 @@ async def publish(
 
 
 async def settled(js: JetStreamContext) -> bool:
-    """Everything in the stream was delivered to the consumer and acknowledged (or termed)."""
+    """Everything in the stream was delivered to the consumer and acknowledged (or termed).
+
+    Judged by the ack floor against the stream's last sequence: the consumer's pending
+    counts can read zero for a moment before a just-stored message is counted."""
+    last = (await js.stream_info(ORDERS_STREAM)).state.last_seq
     info = await js.consumer_info(ORDERS_STREAM, CONSUMER)
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return info.ack_floor.stream_seq >= last and info.num_ack_pending == 0
 
 
 async def effects_reach(db: Database, order: str, count: int) -> bool:
