@@ -22,12 +22,18 @@ SETTLED = {"ORDER_STATUS_ALLOCATED", "ORDER_STATUS_AWAITING_STOCK"}
 async def wait_for_status(gateway: httpx.AsyncClient, location: str, statuses: set[str],
                           timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
+    last = ""
     while True:
-        reply = await gateway.get(location)
-        if reply.status_code == 200 and reply.json().get("status") in statuses:
-            return reply.json()
+        try:
+            reply = await gateway.get(location)
+        except httpx.TransportError as error:  # a kept-alive connection the server closed
+            last = repr(error)
+        else:
+            if reply.status_code == 200 and reply.json().get("status") in statuses:
+                return reply.json()
+            last = reply.text
         if time.monotonic() > deadline:
-            raise AssertionError(f"{location} never reached {statuses}: {reply.text}")
+            raise AssertionError(f"{location} never reached {statuses}: {last}")
         await asyncio.sleep(0.1)
 
 
@@ -192,7 +198,10 @@ async def test_a_service_killed_mid_flow_loses_nothing(
     stack.services[victim].kill()
     accepted = await first_wave
     await asyncio.to_thread(stack.restart, victim)
-    accepted |= await post_all([key for key in bodies if key not in accepted])
+    deadline = time.monotonic() + 60
+    while len(accepted) < len(bodies) and time.monotonic() < deadline:
+        accepted |= await post_all([key for key in bodies if key not in accepted])
+        await asyncio.sleep(0.5)
 
     assert len(accepted) == len(bodies)
     names = set(accepted.values())

@@ -19,7 +19,10 @@ def main() -> None:
     FastAPIInstrumentor.instrument_app(app)
     uvicorn.run(app, host=settings.http_host, port=settings.http_port,
                 log_level=settings.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10,
+                # Longer than the idle timeout of the load balancers in front, so they (not
+                # we) close idle connections and never reuse one we just closed.
+                timeout_keep_alive=75)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         channel = grpc.aio.insecure_channel(
-            settings.orders_target, interceptors=aio_client_interceptors()
+            settings.orders_target,
+            interceptors=aio_client_interceptors(),
+            # After an orders restart, reconnect within a second or two rather than after
+            # gRPC's default backoff (up to two minutes), so partners' retries soon succeed.
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ],
         )
         app.state.orders = orders_pb2_grpc.OrdersServiceStub(channel)
         app.state.orders_health = health_pb2_grpc.HealthStub(channel)

@@ -44,7 +44,9 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
         "instance": request.url.path,
         **problem.extra,
     }
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON)
+    headers = {"Retry-After": "1"} if problem.status in (429, 503) else None
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
+                        headers=headers)
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError) -> Problem:
