@@ -165,7 +165,7 @@ async def stream_messages(js: JetStreamContext, subject: str, name: str) -> list
         while True:
             try:
                 batch = await subscription.fetch(256, timeout=1.0)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 break
             found += [m for m in batch if (m.headers or {}).get("ce-subject") == name]
             if batch[-1].metadata.num_pending == 0:
