@@ -74,7 +74,7 @@ async def stream_messages(nats_url: str, stream: str, subject: str) -> list[nats
         while len(messages) < info.state.messages:
             try:
                 batch = await subscription.fetch(500, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
+            except TimeoutError:  # nats' own TimeoutError is one too
                 break
             messages.extend(batch)
         await subscription.unsubscribe()

@@ -18,7 +18,6 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from oms.common.v1 import common_pb2
@@ -165,7 +164,7 @@ async def stream_messages(js: JetStreamContext, subject: str, name: str) -> list
         while True:
             try:
                 batch = await subscription.fetch(256, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
+            except TimeoutError:  # nats' own TimeoutError is one too
                 break
             found += [m for m in batch if (m.headers or {}).get("ce-subject") == name]
             if batch[-1].metadata.num_pending == 0:

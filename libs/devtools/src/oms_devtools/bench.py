@@ -27,10 +27,16 @@ import grpc
 import httpx
 import nats
 import psutil
+from google.protobuf import json_format
 from google.type import latlng_pb2
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2, orders_pb2
+from oms_platform import bus
+from oms_platform.db import create_engine, create_metadata
+from oms_platform.events import encode
+from oms_platform.outbox import OutboxRelay
+from sqlalchemy import insert
 
 from oms_devtools.servers import EmbeddedNats, EmbeddedPostgres, ensure_database
 from oms_devtools.stack import Stack
@@ -178,8 +184,6 @@ async def measure_suite(stack: Stack, nats_url: str, orders: int,
     nc = await nats.connect(nats_url)
 
     async def on_status(msg: nats.aio.msg.Msg) -> None:
-        from google.protobuf import json_format
-
         event = json_format.Parse(msg.data, events_pb2.OrderStatusChanged(),
                                   ignore_unknown_fields=True)
         if orders_pb2.OrderStatus.Name(event.status) == allocated_status:
@@ -241,12 +245,6 @@ def run_pgbench(postgres: EmbeddedPostgres, clients: int, seconds: int) -> float
 
 async def measure_relay(database_url: str, nats_url: str, events: int) -> float:
     """Events/s the outbox relay publishes from a backlog (as after a NATS outage)."""
-    from oms_platform import bus
-    from oms_platform.db import create_engine, create_metadata
-    from oms_platform.events import encode
-    from oms_platform.outbox import OutboxRelay
-    from sqlalchemy import insert
-
     metadata = create_metadata()
     engine = create_engine(database_url)
     async with engine.begin() as conn:

@@ -21,7 +21,6 @@ from typing import Any
 import structlog
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
@@ -120,7 +119,7 @@ class EventConsumer:
         while not self._stopping.is_set():
             try:
                 messages = await subscription.fetch(self._batch_size, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
+            except TimeoutError:  # nats' own TimeoutError is one too
                 continue
             except asyncio.CancelledError:
                 raise
