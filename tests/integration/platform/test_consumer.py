@@ -184,6 +184,49 @@ async def test_partitioned_subjects_are_consumed(platform_db: Database, private_
         await eventually(lambda: settled(js), what="acked")
 
 
+async def test_handlers_of_one_event_type_share_its_transaction(
+    platform_db: Database, private_bus: Bus
+) -> None:
+    """Two handlers of one event type (a state machine and a read model, say) both run once,
+    in order; when the second fails, the first's effect is undone with it and both run
+    again on the redelivery."""
+    db, js = platform_db, private_bus.js
+    ran: list[str] = []
+
+    async def first(session: AsyncSession, message: events_pb2.OrderCreated) -> None:
+        ran.append("first")
+        await write_effect(db)(session, message)
+
+    async def second(session: AsyncSession, message: events_pb2.OrderCreated) -> None:
+        ran.append("second")
+        if ran.count("second") == 1:
+            raise RuntimeError("the read model fails once")
+        await write_effect(db)(session, message)
+
+    consumer = EventConsumer(
+        js,
+        db.sessions,
+        db.metadata,
+        consumer=CONSUMER,
+        subscriptions=[
+            Subscription(events_pb2.OrderCreated, first),
+            Subscription(events_pb2.OrderCreated, second),
+        ],
+    )
+    message = order_created()
+    await consumer.start()
+    try:
+        envelope = await publish(js, message)
+        await eventually(lambda: effects_reach(db, message.order, 2), what="both effects")
+        await eventually(lambda: settled(js), what="acked")
+    finally:
+        await consumer.stop()
+
+    assert ran == ["first", "second", "first", "second"]
+    assert await db.effects_for(message.order) == 2
+    assert await inbox_has(db, envelope.event_id) == 1
+
+
 # --------------------------------------------------------------------------- failures
 
 

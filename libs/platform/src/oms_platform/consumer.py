@@ -62,7 +62,13 @@ class EventConsumer:
         self._inbox = metadata.tables["inbox"]
         self._dead_letter = metadata.tables["dead_letter"]
         self._consumer = consumer
-        self._subscriptions = {event_type(s.message_type): s for s in subscriptions}
+        # Several handlers may take one event type (the order state machine and a read
+        # model, say); they run in order, in one transaction, with one inbox row.
+        self._subscriptions: dict[str, list[Subscription]] = {}
+        for subscription in subscriptions:
+            self._subscriptions.setdefault(event_type(subscription.message_type), []).append(
+                subscription
+            )
         self._batch_size = batch_size
         self._slots = asyncio.Semaphore(concurrency)
         self._max_deliver = max_deliver
@@ -73,9 +79,10 @@ class EventConsumer:
 
     def _by_stream(self) -> dict[str, list[type[Message]]]:
         streams: dict[str, list[type[Message]]] = {}
-        for subscription in self._subscriptions.values():
-            stream = stream_name(producing_service(subscription.message_type))
-            streams.setdefault(stream, []).append(subscription.message_type)
+        for handlers in self._subscriptions.values():
+            message_type = handlers[0].message_type
+            stream = stream_name(producing_service(message_type))
+            streams.setdefault(stream, []).append(message_type)
         return streams
 
     async def start(self) -> None:
@@ -148,8 +155,8 @@ class EventConsumer:
     async def handle(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})
         event_id = headers.get("ce-id", "")
-        subscription = self._subscriptions.get(headers.get("ce-type", ""))
-        if subscription is None:
+        handlers = self._subscriptions.get(headers.get("ce-type", ""))
+        if not handlers:
             await msg.ack()
             return
         span_name = f"consume {headers.get('ce-type')}"
@@ -158,7 +165,7 @@ class EventConsumer:
         ) as span:
             span.set_attribute("messaging.message.id", event_id)
             try:
-                message = decode(headers, msg.data, [subscription.message_type])
+                message = decode(headers, msg.data, [handlers[0].message_type])
                 async with self._sessions.begin() as session:
                     first_time = await session.scalar(
                         pg_insert(self._inbox)
@@ -167,7 +174,8 @@ class EventConsumer:
                         .returning(self._inbox.c.event_id)
                     )
                     if first_time is not None:
-                        await subscription.handler(session, message)
+                        for subscription in handlers:
+                            await subscription.handler(session, message)
             except Exception as error:
                 await self._failed(msg, headers, error)
                 return

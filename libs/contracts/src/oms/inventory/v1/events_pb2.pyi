@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,62 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _AllocationFailureReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AllocationFailureReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AllocationFailureReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALLOCATION_FAILURE_REASON_UNSPECIFIED: _AllocationFailureReason.ValueType  # 0
+    """Not set."""
+    ALLOCATION_FAILURE_REASON_UNKNOWN_SKU: _AllocationFailureReason.ValueType  # 1
+    """No product has the SKU."""
+    ALLOCATION_FAILURE_REASON_BACKORDER_NOT_ALLOWED: _AllocationFailureReason.ValueType  # 2
+    """Not enough stock, and the product's policy does not allow backorders."""
+    ALLOCATION_FAILURE_REASON_BACKORDER_LIMIT_REACHED: _AllocationFailureReason.ValueType  # 3
+    """Not enough stock, and the product's backorder limit is reached."""
+    ALLOCATION_FAILURE_REASON_NO_NODE: _AllocationFailureReason.ValueType  # 4
+    """No fulfilment node stocks the SKU or serves the destination."""
+
+class AllocationFailureReason(_AllocationFailureReason, metaclass=_AllocationFailureReasonEnumTypeWrapper):
+    """Why a line could not be allocated or backordered."""
+
+ALLOCATION_FAILURE_REASON_UNSPECIFIED: AllocationFailureReason.ValueType  # 0
+"""Not set."""
+ALLOCATION_FAILURE_REASON_UNKNOWN_SKU: AllocationFailureReason.ValueType  # 1
+"""No product has the SKU."""
+ALLOCATION_FAILURE_REASON_BACKORDER_NOT_ALLOWED: AllocationFailureReason.ValueType  # 2
+"""Not enough stock, and the product's policy does not allow backorders."""
+ALLOCATION_FAILURE_REASON_BACKORDER_LIMIT_REACHED: AllocationFailureReason.ValueType  # 3
+"""Not enough stock, and the product's backorder limit is reached."""
+ALLOCATION_FAILURE_REASON_NO_NODE: AllocationFailureReason.ValueType  # 4
+"""No fulfilment node stocks the SKU or serves the destination."""
+Global___AllocationFailureReason: _TypeAlias = AllocationFailureReason  # noqa: Y015
+
+class _ReleaseReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReleaseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReleaseReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RELEASE_REASON_UNSPECIFIED: _ReleaseReason.ValueType  # 0
+    """Not set."""
+    RELEASE_REASON_CANCELLED: _ReleaseReason.ValueType  # 1
+    """The order or line was cancelled."""
+    RELEASE_REASON_EXPIRED: _ReleaseReason.ValueType  # 2
+    """The reservation expired before the order was paid."""
+
+class ReleaseReason(_ReleaseReason, metaclass=_ReleaseReasonEnumTypeWrapper):
+    """Why reserved units were given back."""
+
+RELEASE_REASON_UNSPECIFIED: ReleaseReason.ValueType  # 0
+"""Not set."""
+RELEASE_REASON_CANCELLED: ReleaseReason.ValueType  # 1
+"""The order or line was cancelled."""
+RELEASE_REASON_EXPIRED: ReleaseReason.ValueType  # 2
+"""The reservation expired before the order was paid."""
+Global___ReleaseReason: _TypeAlias = ReleaseReason  # noqa: Y015
 
 @_typing.final
 class AllocatedLine(_message.Message):
@@ -79,22 +136,33 @@ Global___NodeAllocation: _TypeAlias = NodeAllocation  # noqa: Y015
 
 @_typing.final
 class StockAllocated(_message.Message):
-    """Every unit of an order is reserved. Published on `oms.inventory.stock_allocated`."""
+    """Units of an order were reserved: at capture, or later when a backorder was served. The
+    quantities add to what earlier `StockAllocated` events of the order reserved; an order is
+    wholly allocated when every line's units are. Published on `oms.inventory.stock_allocated`.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
     ALLOCATIONS_FIELD_NUMBER: _builtins.int
     ALLOCATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
     order: _builtins.str
     """The order, "orders/{order}"."""
+    complete: _builtins.bool
+    """True when, with this event, every unit of the order that inventory accepted is reserved."""
     @_builtins.property
     def allocations(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeAllocation]:
-        """Per node, the lines reserved there."""
+        """Per node, the lines reserved there by this event."""
 
     @_builtins.property
     def allocate_time(self) -> _timestamp_pb2.Timestamp:
         """When the reservation was made."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When these reservations expire unless the order is paid; unset if they do not."""
 
     def __init__(
         self,
@@ -102,10 +170,12 @@ class StockAllocated(_message.Message):
         order: _builtins.str = ...,
         allocations: _abc.Iterable[Global___NodeAllocation] | None = ...,
         allocate_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        complete: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["allocate_time", b"allocate_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allocate_time", b"allocate_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocate_time", b"allocate_time", "allocations", b"allocations", "order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocate_time", b"allocate_time", "allocations", b"allocations", "complete", b"complete", "expire_time", b"expire_time", "order", b"order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -143,7 +213,7 @@ Global___BackorderedLine: _TypeAlias = BackorderedLine  # noqa: Y015
 
 @_typing.final
 class StockBackordered(_message.Message):
-    """Some of an order could not be reserved; it waits for stock.
+    """Some of an order could not be reserved; it waits in the SKU's backorder queue.
     Published on `oms.inventory.stock_backordered`.
     """
 
@@ -176,3 +246,293 @@ class StockBackordered(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StockBackordered: _TypeAlias = StockBackordered  # noqa: Y015
+
+@_typing.final
+class FailedLine(_message.Message):
+    """A line inventory rejected."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units that cannot be supplied."""
+    reason: Global___AllocationFailureReason.ValueType
+    """Why."""
+    message: _builtins.str
+    """The reason in words."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        reason: Global___AllocationFailureReason.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "message", b"message", "quantity", b"quantity", "reason", b"reason", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailedLine: _TypeAlias = FailedLine  # noqa: Y015
+
+@_typing.final
+class AllocationFailed(_message.Message):
+    """Some lines of an order can be neither reserved nor backordered.
+    Published on `oms.inventory.allocation_failed`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FAIL_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailedLine]:
+        """The rejected lines."""
+
+    @_builtins.property
+    def fail_time(self) -> _timestamp_pb2.Timestamp:
+        """When allocation failed."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        lines: _abc.Iterable[Global___FailedLine] | None = ...,
+        fail_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fail_time", b"fail_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fail_time", b"fail_time", "lines", b"lines", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocationFailed: _TypeAlias = AllocationFailed  # noqa: Y015
+
+@_typing.final
+class ReleasedLine(_message.Message):
+    """Units released at a node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    node_id: _builtins.str
+    """The node that held them."""
+    quantity: _builtins.int
+    """Units released."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "node_id", b"node_id", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleasedLine: _TypeAlias = ReleasedLine  # noqa: Y015
+
+@_typing.final
+class StockReleased(_message.Message):
+    """Reserved units of an order went back to available stock.
+    Published on `oms.inventory.stock_released`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    reason: Global___ReleaseReason.ValueType
+    """Why."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleasedLine]:
+        """What was released."""
+
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReleasedLine] | None = ...,
+        reason: Global___ReleaseReason.ValueType = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "order", b"order", "reason", b"reason", "release_time", b"release_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockReleased: _TypeAlias = StockReleased  # noqa: Y015
+
+@_typing.final
+class ChannelAvailability(_message.Message):
+    """What one sales channel may sell of a SKU."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    AVAILABLE_TO_SELL_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    """The sales channel account, e.g. "amazon-de"."""
+    available_to_sell: _builtins.int
+    """Units the channel may list: the network's available units less the channel's buffer,
+    never below zero.
+    """
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        available_to_sell: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_to_sell", b"available_to_sell", "channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelAvailability: _TypeAlias = ChannelAvailability  # noqa: Y015
+
+@_typing.final
+class StockLevelChanged(_message.Message):
+    """The stock of a SKU at a node changed. Channel connectors update their listings from
+    `channels`. Published on `oms.inventory.stock_level_changed`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    ON_HAND_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    SAFETY_STOCK_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    NETWORK_AVAILABLE_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node."""
+    sku: _builtins.str
+    """The SKU."""
+    on_hand: _builtins.int
+    """Units at the node after the change."""
+    reserved: _builtins.int
+    """Units reserved at the node after the change."""
+    safety_stock: _builtins.int
+    """Units kept back at the node from selling."""
+    available: _builtins.int
+    """Units the node can still sell: on_hand - reserved - safety_stock, never below zero."""
+    network_available: _builtins.int
+    """Units available across every node."""
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelAvailability]:
+        """Per channel with a buffer, what it may sell across every node."""
+
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When it changed."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        on_hand: _builtins.int = ...,
+        reserved: _builtins.int = ...,
+        safety_stock: _builtins.int = ...,
+        available: _builtins.int = ...,
+        network_available: _builtins.int = ...,
+        channels: _abc.Iterable[Global___ChannelAvailability] | None = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "change_time", b"change_time", "channels", b"channels", "network_available", b"network_available", "node_id", b"node_id", "on_hand", b"on_hand", "reserved", b"reserved", "safety_stock", b"safety_stock", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockLevelChanged: _TypeAlias = StockLevelChanged  # noqa: Y015
+
+@_typing.final
+class ReorderPointReached(_message.Message):
+    """Available stock of a SKU at a node fell to its reorder point.
+    Published on `oms.inventory.reorder_point_reached`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    REORDER_POINT_FIELD_NUMBER: _builtins.int
+    SUGGESTED_QUANTITY_FIELD_NUMBER: _builtins.int
+    DAILY_VELOCITY_FIELD_NUMBER: _builtins.int
+    LEAD_TIME_DAYS_FIELD_NUMBER: _builtins.int
+    REACH_TIME_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node."""
+    sku: _builtins.str
+    """The SKU."""
+    available: _builtins.int
+    """Units available now."""
+    reorder_point: _builtins.int
+    """velocity × supplier lead time + safety stock (or the product's fixed reorder point)."""
+    suggested_quantity: _builtins.int
+    """Units to order so that stock covers the lead time and the review window again."""
+    daily_velocity: _builtins.str
+    """Units sold per day over the velocity window, as a decimal string."""
+    lead_time_days: _builtins.int
+    """The supplier's lead time in days."""
+    @_builtins.property
+    def reach_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was reached."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        available: _builtins.int = ...,
+        reorder_point: _builtins.int = ...,
+        suggested_quantity: _builtins.int = ...,
+        daily_velocity: _builtins.str = ...,
+        lead_time_days: _builtins.int = ...,
+        reach_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reach_time", b"reach_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "daily_velocity", b"daily_velocity", "lead_time_days", b"lead_time_days", "node_id", b"node_id", "reach_time", b"reach_time", "reorder_point", b"reorder_point", "sku", b"sku", "suggested_quantity", b"suggested_quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReorderPointReached: _TypeAlias = ReorderPointReached  # noqa: Y015

@@ -35,6 +35,11 @@ class OrderCreated(_message.Message):
     SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
     PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    PAYMENT_DUE_TIME_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    ORDER_TIME_FIELD_NUMBER: _builtins.int
     order: _builtins.str
     """Resource name, "orders/{order}"."""
     channel: _builtins.str
@@ -45,6 +50,8 @@ class OrderCreated(_message.Message):
     """How fast it should travel."""
     payment_status: _orders_pb2.PaymentStatus.ValueType
     """Payment state at capture."""
+    priority: _builtins.bool
+    """Whether the order goes before others: an express or next-day service level, or flagged."""
     @_builtins.property
     def shipping_address(self) -> _common_pb2.Address:
         """Where the order ships to."""
@@ -57,6 +64,24 @@ class OrderCreated(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the order was captured."""
 
+    @_builtins.property
+    def customer(self) -> _orders_pb2.Customer:
+        """Who ordered."""
+
+    @_builtins.property
+    def payment_due_time(self) -> _timestamp_pb2.Timestamp:
+        """For an order not yet paid: when its payment must have arrived. Inventory lets the
+        order's reservations expire then; unset for orders that arrive paid.
+        """
+
+    @_builtins.property
+    def total(self) -> _common_pb2.Money:
+        """Sum of the lines."""
+
+    @_builtins.property
+    def order_time(self) -> _timestamp_pb2.Timestamp:
+        """When the customer placed the order on the channel (may precede `create_time`)."""
+
     def __init__(
         self,
         *,
@@ -68,10 +93,15 @@ class OrderCreated(_message.Message):
         service_level: _orders_pb2.ServiceLevel.ValueType = ...,
         payment_status: _orders_pb2.PaymentStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        customer: _orders_pb2.Customer | None = ...,
+        priority: _builtins.bool = ...,
+        payment_due_time: _timestamp_pb2.Timestamp | None = ...,
+        total: _common_pb2.Money | None = ...,
+        order_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "shipping_address", b"shipping_address"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "customer", b"customer", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "shipping_address", b"shipping_address", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "create_time", b"create_time", "external_order_id", b"external_order_id", "lines", b"lines", "order", b"order", "payment_status", b"payment_status", "service_level", b"service_level", "shipping_address", b"shipping_address"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "create_time", b"create_time", "customer", b"customer", "external_order_id", b"external_order_id", "lines", b"lines", "order", b"order", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "payment_status", b"payment_status", "priority", b"priority", "service_level", b"service_level", "shipping_address", b"shipping_address", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -87,12 +117,15 @@ class OrderStatusChanged(_message.Message):
     PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     order: _builtins.str
     """Resource name, "orders/{order}"."""
     previous_status: _orders_pb2.OrderStatus.ValueType
     """Status before the change."""
     status: _orders_pb2.OrderStatus.ValueType
     """Status after the change."""
+    reason: _builtins.str
+    """Why, in words, when there is more to say than the statuses (a hold's reason, say)."""
     @_builtins.property
     def change_time(self) -> _timestamp_pb2.Timestamp:
         """When it changed."""
@@ -104,11 +137,253 @@ class OrderStatusChanged(_message.Message):
         previous_status: _orders_pb2.OrderStatus.ValueType = ...,
         status: _orders_pb2.OrderStatus.ValueType = ...,
         change_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "order", b"order", "previous_status", b"previous_status", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "order", b"order", "previous_status", b"previous_status", "reason", b"reason", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderStatusChanged: _TypeAlias = OrderStatusChanged  # noqa: Y015
+
+@_typing.final
+class OrderPaid(_message.Message):
+    """The payment for an order was authorised or captured. Inventory stops the order's
+    reservations from expiring. Published on `oms.orders.order_paid`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
+    PAY_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """Resource name, "orders/{order}"."""
+    payment_status: _orders_pb2.PaymentStatus.ValueType
+    """AUTHORIZED or PAID."""
+    @_builtins.property
+    def pay_time(self) -> _timestamp_pb2.Timestamp:
+        """When the payment was recorded."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        payment_status: _orders_pb2.PaymentStatus.ValueType = ...,
+        pay_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pay_time", b"pay_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "pay_time", b"pay_time", "payment_status", b"payment_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderPaid: _TypeAlias = OrderPaid  # noqa: Y015
+
+@_typing.final
+class CancelledLine(_message.Message):
+    """Units of one order line that no longer ship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units cancelled by this event (not the line's whole quantity unless all are)."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelledLine: _TypeAlias = CancelledLine  # noqa: Y015
+
+@_typing.final
+class OrderCancelled(_message.Message):
+    """Some or all of an order was cancelled before shipment; inventory releases what was
+    reserved for it and drops its backorders. Published on `oms.orders.order_cancelled`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    WHOLE_ORDER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CANCEL_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """Resource name, "orders/{order}"."""
+    whole_order: _builtins.bool
+    """True when nothing of the order is left to ship."""
+    reason: _builtins.str
+    """Why, e.g. "customer request" or "payment not received in time"."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelledLine]:
+        """The units cancelled by this event."""
+
+    @_builtins.property
+    def cancel_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was cancelled."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        lines: _abc.Iterable[Global___CancelledLine] | None = ...,
+        whole_order: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        cancel_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "lines", b"lines", "order", b"order", "reason", b"reason", "whole_order", b"whole_order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
+
+@_typing.final
+class ReleasedLine(_message.Message):
+    """Units of one order line released to a fulfilment node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    EXTERNAL_LINE_ID_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}" (a merged shipment carries lines of several orders)."""
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units to pick and ship."""
+    external_line_id: _builtins.str
+    """The channel's id for the line, for packing slips."""
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        external_line_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["external_line_id", b"external_line_id", "line_id", b"line_id", "order", b"order", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleasedLine: _TypeAlias = ReleasedLine  # noqa: Y015
+
+@_typing.final
+class OrderReleased(_message.Message):
+    """An order (or a merged group of orders) is paid, allocated and free of holds: the node may
+    pick, pack and ship these lines. One event per node. Published on
+    `oms.orders.order_released.{node_id}`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    PROMISE_TIME_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    GIFT_NOTE_FIELD_NUMBER: _builtins.int
+    HIGH_VALUE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ORDER_ID_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order the release belongs to; for a merge, the order the others were merged into."""
+    node_id: _builtins.str
+    """The fulfilment node that ships the lines."""
+    service_level: _orders_pb2.ServiceLevel.ValueType
+    """How fast it should travel."""
+    priority: _builtins.bool
+    """Pick before others."""
+    gift_note: _builtins.str
+    """A gift note to print."""
+    high_value: _builtins.bool
+    """The order exceeds the high-value threshold: the warehouse may add a gift or a note."""
+    channel: _builtins.str
+    """The channel account, for packing slips and branding."""
+    external_order_id: _builtins.str
+    """The channel's order number."""
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every order whose lines are in this release."""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleasedLine]:
+        """What to pick and ship."""
+
+    @_builtins.property
+    def shipping_address(self) -> _common_pb2.Address:
+        """Where it ships to."""
+
+    @_builtins.property
+    def customer(self) -> _orders_pb2.Customer:
+        """Who ordered."""
+
+    @_builtins.property
+    def promise_time(self) -> _timestamp_pb2.Timestamp:
+        """When the customer was promised delivery."""
+
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Free-text tags of the order(s)."""
+
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was released."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        orders: _abc.Iterable[_builtins.str] | None = ...,
+        node_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReleasedLine] | None = ...,
+        shipping_address: _common_pb2.Address | None = ...,
+        customer: _orders_pb2.Customer | None = ...,
+        service_level: _orders_pb2.ServiceLevel.ValueType = ...,
+        priority: _builtins.bool = ...,
+        promise_time: _timestamp_pb2.Timestamp | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        gift_note: _builtins.str = ...,
+        high_value: _builtins.bool = ...,
+        channel: _builtins.str = ...,
+        external_order_id: _builtins.str = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "promise_time", b"promise_time", "release_time", b"release_time", "shipping_address", b"shipping_address"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "customer", b"customer", "external_order_id", b"external_order_id", "gift_note", b"gift_note", "high_value", b"high_value", "lines", b"lines", "node_id", b"node_id", "order", b"order", "orders", b"orders", "priority", b"priority", "promise_time", b"promise_time", "release_time", b"release_time", "service_level", b"service_level", "shipping_address", b"shipping_address", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderReleased: _TypeAlias = OrderReleased  # noqa: Y015

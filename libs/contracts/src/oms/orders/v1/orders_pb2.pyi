@@ -30,23 +30,61 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     ORDER_STATUS_UNSPECIFIED: _OrderStatus.ValueType  # 0
     """Not set."""
     ORDER_STATUS_PENDING_ALLOCATION: _OrderStatus.ValueType  # 1
-    """Captured; inventory has not yet answered."""
+    """Captured and paid (or payment not required); inventory has not yet answered."""
     ORDER_STATUS_AWAITING_STOCK: _OrderStatus.ValueType  # 2
     """Inventory could not reserve every unit; the order waits for stock."""
     ORDER_STATUS_ALLOCATED: _OrderStatus.ValueType  # 3
     """Every unit is reserved at a fulfilment node."""
+    ORDER_STATUS_PAYMENT_PENDING: _OrderStatus.ValueType  # 4
+    """Captured, waiting for the payment provider's confirmation."""
+    ORDER_STATUS_RELEASED: _OrderStatus.ValueType  # 5
+    """Handed to the fulfilment nodes (`OrderReleased`)."""
+    ORDER_STATUS_PARTIALLY_SHIPPED: _OrderStatus.ValueType  # 6
+    """Some units shipped, others not yet."""
+    ORDER_STATUS_SHIPPED: _OrderStatus.ValueType  # 7
+    """Every unit shipped."""
+    ORDER_STATUS_DELIVERED: _OrderStatus.ValueType  # 8
+    """Every shipment delivered."""
+    ORDER_STATUS_PARTIALLY_RETURNED: _OrderStatus.ValueType  # 9
+    """Some delivered units came back."""
+    ORDER_STATUS_RETURNED: _OrderStatus.ValueType  # 10
+    """Every delivered unit came back."""
+    ORDER_STATUS_ON_HOLD: _OrderStatus.ValueType  # 11
+    """Stopped by a person or a rule; see the order's holds."""
+    ORDER_STATUS_CANCELLED: _OrderStatus.ValueType  # 12
+    """Cancelled before shipment; nothing of it ships."""
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper):
-    """Where an order stands."""
+    """Where an order stands. The orders service's README draws the state machine; an order
+    never moves back to an earlier stage except where the README says so.
+    """
 
 ORDER_STATUS_UNSPECIFIED: OrderStatus.ValueType  # 0
 """Not set."""
 ORDER_STATUS_PENDING_ALLOCATION: OrderStatus.ValueType  # 1
-"""Captured; inventory has not yet answered."""
+"""Captured and paid (or payment not required); inventory has not yet answered."""
 ORDER_STATUS_AWAITING_STOCK: OrderStatus.ValueType  # 2
 """Inventory could not reserve every unit; the order waits for stock."""
 ORDER_STATUS_ALLOCATED: OrderStatus.ValueType  # 3
 """Every unit is reserved at a fulfilment node."""
+ORDER_STATUS_PAYMENT_PENDING: OrderStatus.ValueType  # 4
+"""Captured, waiting for the payment provider's confirmation."""
+ORDER_STATUS_RELEASED: OrderStatus.ValueType  # 5
+"""Handed to the fulfilment nodes (`OrderReleased`)."""
+ORDER_STATUS_PARTIALLY_SHIPPED: OrderStatus.ValueType  # 6
+"""Some units shipped, others not yet."""
+ORDER_STATUS_SHIPPED: OrderStatus.ValueType  # 7
+"""Every unit shipped."""
+ORDER_STATUS_DELIVERED: OrderStatus.ValueType  # 8
+"""Every shipment delivered."""
+ORDER_STATUS_PARTIALLY_RETURNED: OrderStatus.ValueType  # 9
+"""Some delivered units came back."""
+ORDER_STATUS_RETURNED: OrderStatus.ValueType  # 10
+"""Every delivered unit came back."""
+ORDER_STATUS_ON_HOLD: OrderStatus.ValueType  # 11
+"""Stopped by a person or a rule; see the order's holds."""
+ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 12
+"""Cancelled before shipment; nothing of it ships."""
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
 class _PaymentStatus:
@@ -63,6 +101,12 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     """Authorised, not yet captured."""
     PAYMENT_STATUS_PAID: _PaymentStatus.ValueType  # 3
     """Captured (marketplace orders arrive paid)."""
+    PAYMENT_STATUS_FAILED: _PaymentStatus.ValueType  # 4
+    """The provider declined or the authorisation lapsed."""
+    PAYMENT_STATUS_PARTIALLY_REFUNDED: _PaymentStatus.ValueType  # 5
+    """Part of what was captured was paid back."""
+    PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 6
+    """Everything captured was paid back."""
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
     """Where the customer's payment stands."""
@@ -75,6 +119,12 @@ PAYMENT_STATUS_AUTHORIZED: PaymentStatus.ValueType  # 2
 """Authorised, not yet captured."""
 PAYMENT_STATUS_PAID: PaymentStatus.ValueType  # 3
 """Captured (marketplace orders arrive paid)."""
+PAYMENT_STATUS_FAILED: PaymentStatus.ValueType  # 4
+"""The provider declined or the authorisation lapsed."""
+PAYMENT_STATUS_PARTIALLY_REFUNDED: PaymentStatus.ValueType  # 5
+"""Part of what was captured was paid back."""
+PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 6
+"""Everything captured was paid back."""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
 class _ServiceLevel:
