@@ -23,41 +23,44 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from oms.inventory.v1 import inventory_pb2 as oms_dot_inventory_dot_v1_dot_inventory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1doms/inventory/v1/events.proto\x12\x10oms.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\rAllocatedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"Q\n\x0eNodeAllocation\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12.\n\x05lines\x18\x02 \x03(\x0b\x32\x1f.oms.inventory.v1.AllocatedLine\"\xcc\x01\n\x0eStockAllocated\x12\r\n\x05order\x18\x01 \x01(\t\x12\x35\n\x0b\x61llocations\x18\x02 \x03(\x0b\x32 .oms.inventory.v1.NodeAllocation\x12\x31\n\rallocate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\"A\n\x0f\x42\x61\x63korderedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"\x87\x01\n\x10StockBackordered\x12\r\n\x05order\x18\x01 \x01(\t\x12\x30\n\x05lines\x18\x02 \x03(\x0b\x32!.oms.inventory.v1.BackorderedLine\x12\x32\n\x0e\x62\x61\x63korder_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\nFailedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x39\n\x06reason\x18\x04 \x01(\x0e\x32).oms.inventory.v1.AllocationFailureReason\x12\x0f\n\x07message\x18\x05 \x01(\t\"}\n\x10\x41llocationFailed\x12\r\n\x05order\x18\x01 \x01(\t\x12+\n\x05lines\x18\x02 \x03(\x0b\x32\x1c.oms.inventory.v1.FailedLine\x12-\n\tfail_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x0cReleasedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xb0\x01\n\rStockReleased\x12\r\n\x05order\x18\x01 \x01(\t\x12-\n\x05lines\x18\x02 \x03(\x0b\x32\x1e.oms.inventory.v1.ReleasedLine\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.oms.inventory.v1.ReleaseReason\x12\x30\n\x0crelease_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x13\x43hannelAvailability\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x19\n\x11\x61vailable_to_sell\x18\x02 \x01(\x03\"\x82\x02\n\x11StockLevelChanged\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x14\n\x0csafety_stock\x18\x05 \x01(\x03\x12\x11\n\tavailable\x18\x06 \x01(\x03\x12\x19\n\x11network_available\x18\x07 \x01(\x03\x12\x37\n\x08\x63hannels\x18\x08 \x03(\x0b\x32%.oms.inventory.v1.ChannelAvailability\x12/\n\x0b\x63hange_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd9\x01\n\x13ReorderPointReached\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x03\x12\x15\n\rreorder_point\x18\x04 \x01(\x03\x12\x1a\n\x12suggested_quantity\x18\x05 \x01(\x03\x12\x16\n\x0e\x64\x61ily_velocity\x18\x06 \x01(\t\x12\x16\n\x0elead_time_days\x18\x07 \x01(\x05\x12.\n\nreach_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x82\x02\n\x17\x41llocationFailureReason\x12)\n%ALLOCATION_FAILURE_REASON_UNSPECIFIED\x10\x00\x12)\n%ALLOCATION_FAILURE_REASON_UNKNOWN_SKU\x10\x01\x12\x33\n/ALLOCATION_FAILURE_REASON_BACKORDER_NOT_ALLOWED\x10\x02\x12\x35\n1ALLOCATION_FAILURE_REASON_BACKORDER_LIMIT_REACHED\x10\x03\x12%\n!ALLOCATION_FAILURE_REASON_NO_NODE\x10\x04*i\n\rReleaseReason\x12\x1e\n\x1aRELEASE_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18RELEASE_REASON_CANCELLED\x10\x01\x12\x1a\n\x16RELEASE_REASON_EXPIRED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1doms/inventory/v1/events.proto\x12\x10oms.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a oms/inventory/v1/inventory.proto\"?\n\rAllocatedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"Q\n\x0eNodeAllocation\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12.\n\x05lines\x18\x02 \x03(\x0b\x32\x1f.oms.inventory.v1.AllocatedLine\"\xcc\x01\n\x0eStockAllocated\x12\r\n\x05order\x18\x01 \x01(\t\x12\x35\n\x0b\x61llocations\x18\x02 \x03(\x0b\x32 .oms.inventory.v1.NodeAllocation\x12\x31\n\rallocate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\"A\n\x0f\x42\x61\x63korderedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"\x87\x01\n\x10StockBackordered\x12\r\n\x05order\x18\x01 \x01(\t\x12\x30\n\x05lines\x18\x02 \x03(\x0b\x32!.oms.inventory.v1.BackorderedLine\x12\x32\n\x0e\x62\x61\x63korder_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\nFailedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x39\n\x06reason\x18\x04 \x01(\x0e\x32).oms.inventory.v1.AllocationFailureReason\x12\x0f\n\x07message\x18\x05 \x01(\t\"}\n\x10\x41llocationFailed\x12\r\n\x05order\x18\x01 \x01(\t\x12+\n\x05lines\x18\x02 \x03(\x0b\x32\x1c.oms.inventory.v1.FailedLine\x12-\n\tfail_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x0cReleasedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xb0\x01\n\rStockReleased\x12\r\n\x05order\x18\x01 \x01(\t\x12-\n\x05lines\x18\x02 \x03(\x0b\x32\x1e.oms.inventory.v1.ReleasedLine\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.oms.inventory.v1.ReleaseReason\x12\x30\n\x0crelease_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x13\x43hannelAvailability\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x19\n\x11\x61vailable_to_sell\x18\x02 \x01(\x03\"\x82\x02\n\x11StockLevelChanged\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x10\n\x08reserved\x18\x04 \x01(\x03\x12\x14\n\x0csafety_stock\x18\x05 \x01(\x03\x12\x11\n\tavailable\x18\x06 \x01(\x03\x12\x19\n\x11network_available\x18\x07 \x01(\x03\x12\x37\n\x08\x63hannels\x18\x08 \x03(\x0b\x32%.oms.inventory.v1.ChannelAvailability\x12/\n\x0b\x63hange_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd9\x01\n\x13ReorderPointReached\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x03\x12\x15\n\rreorder_point\x18\x04 \x01(\x03\x12\x1a\n\x12suggested_quantity\x18\x05 \x01(\x03\x12\x16\n\x0e\x64\x61ily_velocity\x18\x06 \x01(\t\x12\x16\n\x0elead_time_days\x18\x07 \x01(\x05\x12.\n\nreach_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\x0eProductChanged\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.oms.inventory.v1.Product\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x12/\n\x0b\x63hange_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x82\x02\n\x17\x41llocationFailureReason\x12)\n%ALLOCATION_FAILURE_REASON_UNSPECIFIED\x10\x00\x12)\n%ALLOCATION_FAILURE_REASON_UNKNOWN_SKU\x10\x01\x12\x33\n/ALLOCATION_FAILURE_REASON_BACKORDER_NOT_ALLOWED\x10\x02\x12\x35\n1ALLOCATION_FAILURE_REASON_BACKORDER_LIMIT_REACHED\x10\x03\x12%\n!ALLOCATION_FAILURE_REASON_NO_NODE\x10\x04*i\n\rReleaseReason\x12\x1e\n\x1aRELEASE_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18RELEASE_REASON_CANCELLED\x10\x01\x12\x1a\n\x16RELEASE_REASON_EXPIRED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'oms.inventory.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALLOCATIONFAILUREREASON']._serialized_start=1719
-  _globals['_ALLOCATIONFAILUREREASON']._serialized_end=1977
-  _globals['_RELEASEREASON']._serialized_start=1979
-  _globals['_RELEASEREASON']._serialized_end=2084
-  _globals['_ALLOCATEDLINE']._serialized_start=84
-  _globals['_ALLOCATEDLINE']._serialized_end=147
-  _globals['_NODEALLOCATION']._serialized_start=149
-  _globals['_NODEALLOCATION']._serialized_end=230
-  _globals['_STOCKALLOCATED']._serialized_start=233
-  _globals['_STOCKALLOCATED']._serialized_end=437
-  _globals['_BACKORDEREDLINE']._serialized_start=439
-  _globals['_BACKORDEREDLINE']._serialized_end=504
-  _globals['_STOCKBACKORDERED']._serialized_start=507
-  _globals['_STOCKBACKORDERED']._serialized_end=642
-  _globals['_FAILEDLINE']._serialized_start=645
-  _globals['_FAILEDLINE']._serialized_end=781
-  _globals['_ALLOCATIONFAILED']._serialized_start=783
-  _globals['_ALLOCATIONFAILED']._serialized_end=908
-  _globals['_RELEASEDLINE']._serialized_start=910
-  _globals['_RELEASEDLINE']._serialized_end=989
-  _globals['_STOCKRELEASED']._serialized_start=992
-  _globals['_STOCKRELEASED']._serialized_end=1168
-  _globals['_CHANNELAVAILABILITY']._serialized_start=1170
-  _globals['_CHANNELAVAILABILITY']._serialized_end=1235
-  _globals['_STOCKLEVELCHANGED']._serialized_start=1238
-  _globals['_STOCKLEVELCHANGED']._serialized_end=1496
-  _globals['_REORDERPOINTREACHED']._serialized_start=1499
-  _globals['_REORDERPOINTREACHED']._serialized_end=1716
+  _globals['_ALLOCATIONFAILUREREASON']._serialized_start=1881
+  _globals['_ALLOCATIONFAILUREREASON']._serialized_end=2139
+  _globals['_RELEASEREASON']._serialized_start=2141
+  _globals['_RELEASEREASON']._serialized_end=2246
+  _globals['_ALLOCATEDLINE']._serialized_start=118
+  _globals['_ALLOCATEDLINE']._serialized_end=181
+  _globals['_NODEALLOCATION']._serialized_start=183
+  _globals['_NODEALLOCATION']._serialized_end=264
+  _globals['_STOCKALLOCATED']._serialized_start=267
+  _globals['_STOCKALLOCATED']._serialized_end=471
+  _globals['_BACKORDEREDLINE']._serialized_start=473
+  _globals['_BACKORDEREDLINE']._serialized_end=538
+  _globals['_STOCKBACKORDERED']._serialized_start=541
+  _globals['_STOCKBACKORDERED']._serialized_end=676
+  _globals['_FAILEDLINE']._serialized_start=679
+  _globals['_FAILEDLINE']._serialized_end=815
+  _globals['_ALLOCATIONFAILED']._serialized_start=817
+  _globals['_ALLOCATIONFAILED']._serialized_end=942
+  _globals['_RELEASEDLINE']._serialized_start=944
+  _globals['_RELEASEDLINE']._serialized_end=1023
+  _globals['_STOCKRELEASED']._serialized_start=1026
+  _globals['_STOCKRELEASED']._serialized_end=1202
+  _globals['_CHANNELAVAILABILITY']._serialized_start=1204
+  _globals['_CHANNELAVAILABILITY']._serialized_end=1269
+  _globals['_STOCKLEVELCHANGED']._serialized_start=1272
+  _globals['_STOCKLEVELCHANGED']._serialized_end=1530
+  _globals['_REORDERPOINTREACHED']._serialized_start=1533
+  _globals['_REORDERPOINTREACHED']._serialized_end=1750
+  _globals['_PRODUCTCHANGED']._serialized_start=1752
+  _globals['_PRODUCTCHANGED']._serialized_end=1878
 # @@protoc_insertion_point(module_scope)

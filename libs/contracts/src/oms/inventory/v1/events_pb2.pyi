@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from oms.inventory.v1 import inventory_pb2 as _inventory_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -536,3 +537,40 @@ class ReorderPointReached(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReorderPointReached: _TypeAlias = ReorderPointReached  # noqa: Y015
+
+@_typing.final
+class ProductChanged(_message.Message):
+    """A product was created, changed or deleted. Other services keep what they need of the
+    product master (the orders service: minimum order quantities) from these.
+    Published on `oms.inventory.product_changed`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    """The product was deleted."""
+    @_builtins.property
+    def product(self) -> _inventory_pb2.Product:
+        """The product as it is now (for a deletion, as it was)."""
+
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When it changed."""
+
+    def __init__(
+        self,
+        *,
+        product: _inventory_pb2.Product | None = ...,
+        deleted: _builtins.bool = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "deleted", b"deleted", "product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductChanged: _TypeAlias = ProductChanged  # noqa: Y015

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from oms.common.v1 import common_pb2 as oms_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n oms/inventory/v1/inventory.proto\x12\x10oms.inventory.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\"\xda\x01\n\x07Product\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x11\n\x03sku\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04gtin\x18\x04 \x01(\t\x12%\n\x06weight\x18\x05 \x01(\x0b\x32\x15.oms.common.v1.Weight\x12-\n\ndimensions\x18\x06 \x01(\x0b\x32\x19.oms.common.v1.Dimensions\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xf9\x01\n\x0e\x46ulfilmentNode\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x15\n\x07node_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12.\n\x04type\x18\x04 \x01(\x0e\x32\x1a.oms.inventory.v1.NodeTypeB\x04\xe2\x41\x01\x02\x12-\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x16.oms.common.v1.AddressB\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"t\n\nStockLevel\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x0f\n\x07on_hand\x18\x04 \x01(\x03\x12\x10\n\x08reserved\x18\x05 \x01(\x03\x12\x11\n\tavailable\x18\x06 \x01(\x03\"]\n\x0bReservation\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"\\\n\x14\x43reateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x19.oms.inventory.v1.ProductB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\'\n\x11GetProductRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"r\n\x1b\x43reateFulfilmentNodeRequest\x12?\n\x0f\x66ulfilment_node\x18\x01 \x01(\x0b\x32 .oms.inventory.v1.FulfilmentNodeB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\".\n\x18GetFulfilmentNodeRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa1\x01\n\x12\x41\x64justStockRequest\x12\x15\n\x07node_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03sku\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x64\x65lta\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x38\n\x06reason\x18\x04 \x01(\x0e\x32\".oms.inventory.v1.AdjustmentReasonB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"*\n\x14GetStockLevelRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x17ListReservationsRequest\x12\x13\n\x05order\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"O\n\x18ListReservationsResponse\x12\x33\n\x0creservations\x18\x01 \x03(\x0b\x32\x1d.oms.inventory.v1.Reservation*\x84\x01\n\x08NodeType\x12\x19\n\x15NODE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_TYPE_WAREHOUSE\x10\x01\x12#\n\x1fNODE_TYPE_THIRD_PARTY_LOGISTICS\x10\x02\x12\x1f\n\x1bNODE_TYPE_DROPSHIP_SUPPLIER\x10\x03*\x99\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41\x44JUSTMENT_REASON_RECEIPT\x10\x01\x12 \n\x1c\x41\x44JUSTMENT_REASON_CORRECTION\x10\x02\x12!\n\x1d\x41\x44JUSTMENT_REASON_CYCLE_COUNT\x10\x03\x32\x95\x05\n\x10InventoryService\x12R\n\rCreateProduct\x12&.oms.inventory.v1.CreateProductRequest\x1a\x19.oms.inventory.v1.Product\x12L\n\nGetProduct\x12#.oms.inventory.v1.GetProductRequest\x1a\x19.oms.inventory.v1.Product\x12g\n\x14\x43reateFulfilmentNode\x12-.oms.inventory.v1.CreateFulfilmentNodeRequest\x1a .oms.inventory.v1.FulfilmentNode\x12\x61\n\x11GetFulfilmentNode\x12*.oms.inventory.v1.GetFulfilmentNodeRequest\x1a .oms.inventory.v1.FulfilmentNode\x12Q\n\x0b\x41\x64justStock\x12$.oms.inventory.v1.AdjustStockRequest\x1a\x1c.oms.inventory.v1.StockLevel\x12U\n\rGetStockLevel\x12&.oms.inventory.v1.GetStockLevelRequest\x1a\x1c.oms.inventory.v1.StockLevel\x12i\n\x10ListReservations\x12).oms.inventory.v1.ListReservationsRequest\x1a*.oms.inventory.v1.ListReservationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n oms/inventory/v1/inventory.proto\x12\x10oms.inventory.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\"\xf7\x03\n\x07Product\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x11\n\x03sku\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04gtin\x18\x04 \x01(\t\x12%\n\x06weight\x18\x05 \x01(\x0b\x32\x15.oms.common.v1.Weight\x12-\n\ndimensions\x18\x06 \x01(\x0b\x32\x19.oms.common.v1.Dimensions\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0f\n\x07\x66ragile\x18\x08 \x01(\x08\x12\x11\n\thazardous\x18\t \x01(\x08\x12\x1e\n\x16minimum_order_quantity\x18\n \x01(\x05\x12\x12\n\nreturnable\x18\x0b \x01(\x08\x12;\n\x10\x62\x61\x63korder_policy\x18\x0c \x01(\x0e\x32!.oms.inventory.v1.BackorderPolicy\x12\x17\n\x0f\x62\x61\x63korder_limit\x18\r \x01(\x03\x12\x15\n\rreorder_point\x18\x0e \x01(\x03\x12\x1f\n\x17supplier_lead_time_days\x18\x0f \x01(\x05\x12\x35\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xf9\x01\n\x0e\x46ulfilmentNode\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x15\n\x07node_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12.\n\x04type\x18\x04 \x01(\x0e\x32\x1a.oms.inventory.v1.NodeTypeB\x04\xe2\x41\x01\x02\x12-\n\x07\x61\x64\x64ress\x18\x05 \x01(\x0b\x32\x16.oms.common.v1.AddressB\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"t\n\nStockLevel\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x0f\n\x07on_hand\x18\x04 \x01(\x03\x12\x10\n\x08reserved\x18\x05 \x01(\x03\x12\x11\n\tavailable\x18\x06 \x01(\x03\"]\n\x0bReservation\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"\\\n\x14\x43reateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x19.oms.inventory.v1.ProductB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\'\n\x11GetProductRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"r\n\x1b\x43reateFulfilmentNodeRequest\x12?\n\x0f\x66ulfilment_node\x18\x01 \x01(\x0b\x32 .oms.inventory.v1.FulfilmentNodeB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\".\n\x18GetFulfilmentNodeRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa1\x01\n\x12\x41\x64justStockRequest\x12\x15\n\x07node_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03sku\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x64\x65lta\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x38\n\x06reason\x18\x04 \x01(\x0e\x32\".oms.inventory.v1.AdjustmentReasonB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"*\n\x14GetStockLevelRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x17ListReservationsRequest\x12\x13\n\x05order\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"O\n\x18ListReservationsResponse\x12\x33\n\x0creservations\x18\x01 \x03(\x0b\x32\x1d.oms.inventory.v1.Reservation*\x92\x01\n\x0f\x42\x61\x63korderPolicy\x12 \n\x1c\x42\x41\x43KORDER_POLICY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41\x43KORDER_POLICY_ALLOW\x10\x01\x12\x19\n\x15\x42\x41\x43KORDER_POLICY_DENY\x10\x02\x12&\n\"BACKORDER_POLICY_ALLOW_UP_TO_LIMIT\x10\x03*\x84\x01\n\x08NodeType\x12\x19\n\x15NODE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_TYPE_WAREHOUSE\x10\x01\x12#\n\x1fNODE_TYPE_THIRD_PARTY_LOGISTICS\x10\x02\x12\x1f\n\x1bNODE_TYPE_DROPSHIP_SUPPLIER\x10\x03*\x99\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41\x44JUSTMENT_REASON_RECEIPT\x10\x01\x12 \n\x1c\x41\x44JUSTMENT_REASON_CORRECTION\x10\x02\x12!\n\x1d\x41\x44JUSTMENT_REASON_CYCLE_COUNT\x10\x03\x32\x95\x05\n\x10InventoryService\x12R\n\rCreateProduct\x12&.oms.inventory.v1.CreateProductRequest\x1a\x19.oms.inventory.v1.Product\x12L\n\nGetProduct\x12#.oms.inventory.v1.GetProductRequest\x1a\x19.oms.inventory.v1.Product\x12g\n\x14\x43reateFulfilmentNode\x12-.oms.inventory.v1.CreateFulfilmentNodeRequest\x1a .oms.inventory.v1.FulfilmentNode\x12\x61\n\x11GetFulfilmentNode\x12*.oms.inventory.v1.GetFulfilmentNodeRequest\x1a .oms.inventory.v1.FulfilmentNode\x12Q\n\x0b\x41\x64justStock\x12$.oms.inventory.v1.AdjustStockRequest\x1a\x1c.oms.inventory.v1.StockLevel\x12U\n\rGetStockLevel\x12&.oms.inventory.v1.GetStockLevelRequest\x1a\x1c.oms.inventory.v1.StockLevel\x12i\n\x10ListReservations\x12).oms.inventory.v1.ListReservationsRequest\x1a*.oms.inventory.v1.ListReservationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCT'].fields_by_name['sku']._serialized_options = b'\342A\001\002'
   _globals['_PRODUCT'].fields_by_name['create_time']._loaded_options = None
   _globals['_PRODUCT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_PRODUCT'].fields_by_name['update_time']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
   _globals['_FULFILMENTNODE'].fields_by_name['name']._loaded_options = None
   _globals['_FULFILMENTNODE'].fields_by_name['name']._serialized_options = b'\342A\001\010'
   _globals['_FULFILMENTNODE'].fields_by_name['node_id']._loaded_options = None
@@ -72,34 +74,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTOCKLEVELREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_LISTRESERVATIONSREQUEST'].fields_by_name['order']._loaded_options = None
   _globals['_LISTRESERVATIONSREQUEST'].fields_by_name['order']._serialized_options = b'\342A\001\002'
-  _globals['_NODETYPE']._serialized_start=1471
-  _globals['_NODETYPE']._serialized_end=1603
-  _globals['_ADJUSTMENTREASON']._serialized_start=1606
-  _globals['_ADJUSTMENTREASON']._serialized_end=1759
+  _globals['_BACKORDERPOLICY']._serialized_start=1756
+  _globals['_BACKORDERPOLICY']._serialized_end=1902
+  _globals['_NODETYPE']._serialized_start=1905
+  _globals['_NODETYPE']._serialized_end=2037
+  _globals['_ADJUSTMENTREASON']._serialized_start=2040
+  _globals['_ADJUSTMENTREASON']._serialized_end=2193
   _globals['_PRODUCT']._serialized_start=149
-  _globals['_PRODUCT']._serialized_end=367
-  _globals['_FULFILMENTNODE']._serialized_start=370
-  _globals['_FULFILMENTNODE']._serialized_end=619
-  _globals['_STOCKLEVEL']._serialized_start=621
-  _globals['_STOCKLEVEL']._serialized_end=737
-  _globals['_RESERVATION']._serialized_start=739
-  _globals['_RESERVATION']._serialized_end=832
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=834
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=926
-  _globals['_GETPRODUCTREQUEST']._serialized_start=928
-  _globals['_GETPRODUCTREQUEST']._serialized_end=967
-  _globals['_CREATEFULFILMENTNODEREQUEST']._serialized_start=969
-  _globals['_CREATEFULFILMENTNODEREQUEST']._serialized_end=1083
-  _globals['_GETFULFILMENTNODEREQUEST']._serialized_start=1085
-  _globals['_GETFULFILMENTNODEREQUEST']._serialized_end=1131
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1134
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1295
-  _globals['_GETSTOCKLEVELREQUEST']._serialized_start=1297
-  _globals['_GETSTOCKLEVELREQUEST']._serialized_end=1339
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=1341
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=1387
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=1389
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=1468
-  _globals['_INVENTORYSERVICE']._serialized_start=1762
-  _globals['_INVENTORYSERVICE']._serialized_end=2423
+  _globals['_PRODUCT']._serialized_end=652
+  _globals['_FULFILMENTNODE']._serialized_start=655
+  _globals['_FULFILMENTNODE']._serialized_end=904
+  _globals['_STOCKLEVEL']._serialized_start=906
+  _globals['_STOCKLEVEL']._serialized_end=1022
+  _globals['_RESERVATION']._serialized_start=1024
+  _globals['_RESERVATION']._serialized_end=1117
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=1119
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=1211
+  _globals['_GETPRODUCTREQUEST']._serialized_start=1213
+  _globals['_GETPRODUCTREQUEST']._serialized_end=1252
+  _globals['_CREATEFULFILMENTNODEREQUEST']._serialized_start=1254
+  _globals['_CREATEFULFILMENTNODEREQUEST']._serialized_end=1368
+  _globals['_GETFULFILMENTNODEREQUEST']._serialized_start=1370
+  _globals['_GETFULFILMENTNODEREQUEST']._serialized_end=1416
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=1419
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1580
+  _globals['_GETSTOCKLEVELREQUEST']._serialized_start=1582
+  _globals['_GETSTOCKLEVELREQUEST']._serialized_end=1624
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=1626
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=1672
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=1674
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=1753
+  _globals['_INVENTORYSERVICE']._serialized_start=2196
+  _globals['_INVENTORYSERVICE']._serialized_end=2857
 # @@protoc_insertion_point(module_scope)

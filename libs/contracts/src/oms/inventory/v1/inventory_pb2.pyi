@@ -21,6 +21,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _BackorderPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BackorderPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BackorderPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BACKORDER_POLICY_UNSPECIFIED: _BackorderPolicy.ValueType  # 0
+    """Not set; treated as DENY."""
+    BACKORDER_POLICY_ALLOW: _BackorderPolicy.ValueType  # 1
+    """Lines wait in the SKU's backorder queue for as long as it takes."""
+    BACKORDER_POLICY_DENY: _BackorderPolicy.ValueType  # 2
+    """Lines without stock are rejected."""
+    BACKORDER_POLICY_ALLOW_UP_TO_LIMIT: _BackorderPolicy.ValueType  # 3
+    """Lines wait while the units backordered for the SKU stay within `backorder_limit`."""
+
+class BackorderPolicy(_BackorderPolicy, metaclass=_BackorderPolicyEnumTypeWrapper):
+    """What happens when an order wants more of a product than is available."""
+
+BACKORDER_POLICY_UNSPECIFIED: BackorderPolicy.ValueType  # 0
+"""Not set; treated as DENY."""
+BACKORDER_POLICY_ALLOW: BackorderPolicy.ValueType  # 1
+"""Lines wait in the SKU's backorder queue for as long as it takes."""
+BACKORDER_POLICY_DENY: BackorderPolicy.ValueType  # 2
+"""Lines without stock are rejected."""
+BACKORDER_POLICY_ALLOW_UP_TO_LIMIT: BackorderPolicy.ValueType  # 3
+"""Lines wait while the units backordered for the SKU stay within `backorder_limit`."""
+Global___BackorderPolicy: _TypeAlias = BackorderPolicy  # noqa: Y015
+
 class _NodeType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -90,6 +118,15 @@ class Product(_message.Message):
     WEIGHT_FIELD_NUMBER: _builtins.int
     DIMENSIONS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    FRAGILE_FIELD_NUMBER: _builtins.int
+    HAZARDOUS_FIELD_NUMBER: _builtins.int
+    MINIMUM_ORDER_QUANTITY_FIELD_NUMBER: _builtins.int
+    RETURNABLE_FIELD_NUMBER: _builtins.int
+    BACKORDER_POLICY_FIELD_NUMBER: _builtins.int
+    BACKORDER_LIMIT_FIELD_NUMBER: _builtins.int
+    REORDER_POINT_FIELD_NUMBER: _builtins.int
+    SUPPLIER_LEAD_TIME_DAYS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "products/{sku}"."""
     sku: _builtins.str
@@ -98,6 +135,24 @@ class Product(_message.Message):
     """Human readable title."""
     gtin: _builtins.str
     """GTIN / EAN / UPC barcode."""
+    fragile: _builtins.bool
+    """Breaks easily: pack with care."""
+    hazardous: _builtins.bool
+    """Dangerous goods: restricted carriers and services."""
+    minimum_order_quantity: _builtins.int
+    """The fewest units one order line may hold; 0 or 1 means any quantity."""
+    returnable: _builtins.bool
+    """Customers may send it back."""
+    backorder_policy: Global___BackorderPolicy.ValueType
+    """What happens to an order line when there is not enough stock."""
+    backorder_limit: _builtins.int
+    """With ALLOW_UP_TO_LIMIT, the most units that may wait for stock across all orders."""
+    reorder_point: _builtins.int
+    """A fixed reorder point per node; 0 means computed: daily velocity × lead time + safety
+    stock.
+    """
+    supplier_lead_time_days: _builtins.int
+    """Days the supplier takes to deliver a purchase order."""
     @_builtins.property
     def weight(self) -> _common_pb2.Weight:
         """Shipping weight of one unit."""
@@ -110,6 +165,10 @@ class Product(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was created."""
 
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it last changed."""
+
     def __init__(
         self,
         *,
@@ -120,10 +179,19 @@ class Product(_message.Message):
         weight: _common_pb2.Weight | None = ...,
         dimensions: _common_pb2.Dimensions | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        fragile: _builtins.bool = ...,
+        hazardous: _builtins.bool = ...,
+        minimum_order_quantity: _builtins.int = ...,
+        returnable: _builtins.bool = ...,
+        backorder_policy: Global___BackorderPolicy.ValueType = ...,
+        backorder_limit: _builtins.int = ...,
+        reorder_point: _builtins.int = ...,
+        supplier_lead_time_days: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dimensions", b"dimensions", "weight", b"weight"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dimensions", b"dimensions", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dimensions", b"dimensions", "gtin", b"gtin", "name", b"name", "sku", b"sku", "title", b"title", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backorder_limit", b"backorder_limit", "backorder_policy", b"backorder_policy", "create_time", b"create_time", "dimensions", b"dimensions", "fragile", b"fragile", "gtin", b"gtin", "hazardous", b"hazardous", "minimum_order_quantity", b"minimum_order_quantity", "name", b"name", "reorder_point", b"reorder_point", "returnable", b"returnable", "sku", b"sku", "supplier_lead_time_days", b"supplier_lead_time_days", "title", b"title", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
