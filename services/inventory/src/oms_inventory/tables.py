@@ -6,6 +6,7 @@ from __future__ import annotations
 from oms_platform.db import create_metadata
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -14,13 +15,17 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    Numeric,
     String,
     Table,
     Text,
+    Time,
     UniqueConstraint,
+    false,
     func,
+    true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = create_metadata()
 
@@ -36,6 +41,22 @@ products = Table(
     Column("height_mm", Integer),
     Column("request_id", String(128), unique=True),
     Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("fragile", Boolean, nullable=False, server_default=false()),
+    Column("hazardous", Boolean, nullable=False, server_default=false()),
+    Column("minimum_order_quantity", Integer, nullable=False, server_default="1"),
+    Column("returnable", Boolean, nullable=False, server_default=true()),
+    # ALLOW, DENY or ALLOW_UP_TO_LIMIT (the proto enum's names without their prefix).
+    Column("backorder_policy", String(32), nullable=False, server_default="DENY"),
+    Column("backorder_limit", BigInteger, nullable=False, server_default="0"),
+    # 0: computed from sales velocity * lead time + safety stock.
+    Column("reorder_point", BigInteger, nullable=False, server_default="0"),
+    Column("supplier_lead_time_days", Integer, nullable=False, server_default="0"),
+    Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("deleted", Boolean, nullable=False, server_default=false()),
+    CheckConstraint("minimum_order_quantity >= 1", name="minimum_order_quantity_positive"),
+    CheckConstraint("backorder_limit >= 0", name="backorder_limit_not_negative"),
+    CheckConstraint("reorder_point >= 0", name="reorder_point_not_negative"),
+    CheckConstraint("supplier_lead_time_days >= 0", name="lead_time_not_negative"),
 )
 
 fulfilment_nodes = Table(
@@ -50,6 +71,25 @@ fulfilment_nodes = Table(
     Column("priority", Integer, nullable=False),
     Column("request_id", String(128), unique=True),
     Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Region codes ("US", "US-CA") the node ships to; empty means everywhere.
+    Column("service_regions", ARRAY(String(16)), nullable=False, server_default="{}"),
+    # The latest local time an order can be released and still ship that day.
+    Column("cutoff_time", Time),
+    Column("time_zone", String(64), nullable=False, server_default="UTC"),
+    # What one shipment from this node costs, for the lowest-cost routing strategy.
+    Column("shipment_cost", Numeric(18, 6), nullable=False, server_default="0"),
+    Column("shipment_cost_currency", String(3), nullable=False, server_default="USD"),
+    Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Storage bins of a node, by zone; `walk_sequence` sorts them in walking order for picking.
+node_bins = Table(
+    "node_bins",
+    metadata,
+    Column("node_id", ForeignKey("fulfilment_nodes.node_id"), primary_key=True),
+    Column("bin_code", String(64), primary_key=True),
+    Column("zone", String(64), nullable=False),
+    Column("walk_sequence", Integer, nullable=False),
 )
 
 stock_levels = Table(
@@ -59,7 +99,21 @@ stock_levels = Table(
     Column("sku", ForeignKey("products.sku"), primary_key=True),
     Column("on_hand", BigInteger, nullable=False),
     Column("reserved", BigInteger, nullable=False),
+    # Units kept back from selling; available = on_hand - reserved - safety_stock.
+    Column("safety_stock", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("reserved >= 0 AND on_hand >= reserved", name="reserved_within_on_hand"),
+    CheckConstraint("safety_stock >= 0", name="safety_stock_not_negative"),
+)
+
+# Units held back from one sales channel's available-to-sell, per SKU (or for every SKU
+# with sku = '*').
+channel_buffers = Table(
+    "channel_buffers",
+    metadata,
+    Column("channel", String(100), primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("buffer", BigInteger, nullable=False),
+    CheckConstraint("buffer >= 0", name="buffer_not_negative"),
 )
 
 reservations = Table(
@@ -96,6 +150,8 @@ stock_ledger = Table(
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("node_id", ForeignKey("fulfilment_nodes.node_id"), nullable=False),
     Column("sku", ForeignKey("products.sku"), nullable=False),
+    # RECEIPT, CORRECTION, CYCLE_COUNT, RESERVATION, RELEASE, SHIPMENT, RETURN_RESTOCK,
+    # DRIFT_REPAIR: see the service's README.
     Column("kind", String(32), nullable=False),
     Column("on_hand_delta", BigInteger, nullable=False),
     Column("reserved_delta", BigInteger, nullable=False),
