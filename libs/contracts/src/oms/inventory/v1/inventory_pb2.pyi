@@ -5,10 +5,12 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.type import timeofday_pb2 as _timeofday_pb2
 from oms.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -104,6 +106,54 @@ ADJUSTMENT_REASON_CORRECTION: AdjustmentReason.ValueType  # 2
 ADJUSTMENT_REASON_CYCLE_COUNT: AdjustmentReason.ValueType  # 3
 """A cycle count."""
 Global___AdjustmentReason: _TypeAlias = AdjustmentReason  # noqa: Y015
+
+class _StockMovementKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StockMovementKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StockMovementKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STOCK_MOVEMENT_KIND_UNSPECIFIED: _StockMovementKind.ValueType  # 0
+    """Not set."""
+    STOCK_MOVEMENT_KIND_RECEIPT: _StockMovementKind.ValueType  # 1
+    """Goods received: on-hand up."""
+    STOCK_MOVEMENT_KIND_CORRECTION: _StockMovementKind.ValueType  # 2
+    """Found, lost or damaged: on-hand up or down."""
+    STOCK_MOVEMENT_KIND_CYCLE_COUNT: _StockMovementKind.ValueType  # 3
+    """A cycle count: on-hand set to what was counted."""
+    STOCK_MOVEMENT_KIND_RESERVATION: _StockMovementKind.ValueType  # 4
+    """Units reserved for an order."""
+    STOCK_MOVEMENT_KIND_RELEASE: _StockMovementKind.ValueType  # 5
+    """Reserved units given back (cancellation, expiry)."""
+    STOCK_MOVEMENT_KIND_SHIPMENT: _StockMovementKind.ValueType  # 6
+    """Reserved units shipped: on-hand and reserved down."""
+    STOCK_MOVEMENT_KIND_RETURN_RESTOCK: _StockMovementKind.ValueType  # 7
+    """A returned unit put back on the shelf."""
+    STOCK_MOVEMENT_KIND_DRIFT_REPAIR: _StockMovementKind.ValueType  # 8
+    """The level was set to what the ledger says; zero deltas, the differences in `reference`."""
+
+class StockMovementKind(_StockMovementKind, metaclass=_StockMovementKindEnumTypeWrapper):
+    """The kind of a ledger entry."""
+
+STOCK_MOVEMENT_KIND_UNSPECIFIED: StockMovementKind.ValueType  # 0
+"""Not set."""
+STOCK_MOVEMENT_KIND_RECEIPT: StockMovementKind.ValueType  # 1
+"""Goods received: on-hand up."""
+STOCK_MOVEMENT_KIND_CORRECTION: StockMovementKind.ValueType  # 2
+"""Found, lost or damaged: on-hand up or down."""
+STOCK_MOVEMENT_KIND_CYCLE_COUNT: StockMovementKind.ValueType  # 3
+"""A cycle count: on-hand set to what was counted."""
+STOCK_MOVEMENT_KIND_RESERVATION: StockMovementKind.ValueType  # 4
+"""Units reserved for an order."""
+STOCK_MOVEMENT_KIND_RELEASE: StockMovementKind.ValueType  # 5
+"""Reserved units given back (cancellation, expiry)."""
+STOCK_MOVEMENT_KIND_SHIPMENT: StockMovementKind.ValueType  # 6
+"""Reserved units shipped: on-hand and reserved down."""
+STOCK_MOVEMENT_KIND_RETURN_RESTOCK: StockMovementKind.ValueType  # 7
+"""A returned unit put back on the shelf."""
+STOCK_MOVEMENT_KIND_DRIFT_REPAIR: StockMovementKind.ValueType  # 8
+"""The level was set to what the ledger says; zero deltas, the differences in `reference`."""
+Global___StockMovementKind: _TypeAlias = StockMovementKind  # noqa: Y015
 
 @_typing.final
 class Product(_message.Message):
@@ -210,6 +260,12 @@ class FulfilmentNode(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    SERVICE_REGIONS_FIELD_NUMBER: _builtins.int
+    CUTOFF_TIME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    SHIPMENT_COST_FIELD_NUMBER: _builtins.int
+    BINS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "fulfilmentNodes/{node_id}"."""
     node_id: _builtins.str
@@ -220,6 +276,8 @@ class FulfilmentNode(_message.Message):
     """What kind of node it is."""
     priority: _builtins.int
     """Lower ships first when two nodes are equally near."""
+    time_zone: _builtins.str
+    """IANA time zone of the cut-off time, e.g. "America/Los_Angeles"; "UTC" when unset."""
     @_builtins.property
     def address(self) -> _common_pb2.Address:
         """Postal address; its `location` is required and used for routing."""
@@ -227,6 +285,28 @@ class FulfilmentNode(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was created."""
+
+    @_builtins.property
+    def service_regions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Region codes the node ships to: ISO 3166-1 countries ("US") or subdivisions ("US-CA").
+        Empty means everywhere.
+        """
+
+    @_builtins.property
+    def cutoff_time(self) -> _timeofday_pb2.TimeOfDay:
+        """The latest local time an order can be released and still ship that day; unset if none."""
+
+    @_builtins.property
+    def shipment_cost(self) -> _common_pb2.Money:
+        """What one shipment from this node costs, for cost-based routing."""
+
+    @_builtins.property
+    def bins(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bin]:
+        """Storage bins, returned in walking order (by walk sequence, then bin code)."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it last changed."""
 
     def __init__(
         self,
@@ -238,14 +318,50 @@ class FulfilmentNode(_message.Message):
         address: _common_pb2.Address | None = ...,
         priority: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        service_regions: _abc.Iterable[_builtins.str] | None = ...,
+        cutoff_time: _timeofday_pb2.TimeOfDay | None = ...,
+        time_zone: _builtins.str = ...,
+        shipment_cost: _common_pb2.Money | None = ...,
+        bins: _abc.Iterable[Global___Bin] | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time", "cutoff_time", b"cutoff_time", "shipment_cost", b"shipment_cost", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time", "display_name", b"display_name", "name", b"name", "node_id", b"node_id", "priority", b"priority", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "bins", b"bins", "create_time", b"create_time", "cutoff_time", b"cutoff_time", "display_name", b"display_name", "name", b"name", "node_id", b"node_id", "priority", b"priority", "service_regions", b"service_regions", "shipment_cost", b"shipment_cost", "time_zone", b"time_zone", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FulfilmentNode: _TypeAlias = FulfilmentNode  # noqa: Y015
+
+@_typing.final
+class Bin(_message.Message):
+    """A storage location in a node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BIN_CODE_FIELD_NUMBER: _builtins.int
+    ZONE_FIELD_NUMBER: _builtins.int
+    WALK_SEQUENCE_FIELD_NUMBER: _builtins.int
+    bin_code: _builtins.str
+    """Bin code, unique in the node, e.g. "A-01-03"."""
+    zone: _builtins.str
+    """The zone the bin belongs to, e.g. "ambient"."""
+    walk_sequence: _builtins.int
+    """Position on the pickers' walk: lower comes first."""
+    def __init__(
+        self,
+        *,
+        bin_code: _builtins.str = ...,
+        zone: _builtins.str = ...,
+        walk_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bin_code", b"bin_code", "walk_sequence", b"walk_sequence", "zone", b"zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Bin: _TypeAlias = Bin  # noqa: Y015
 
 @_typing.final
 class StockLevel(_message.Message):
@@ -259,6 +375,7 @@ class StockLevel(_message.Message):
     ON_HAND_FIELD_NUMBER: _builtins.int
     RESERVED_FIELD_NUMBER: _builtins.int
     AVAILABLE_FIELD_NUMBER: _builtins.int
+    SAFETY_STOCK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "fulfilmentNodes/{node_id}/stockLevels/{sku}"."""
     node_id: _builtins.str
@@ -270,7 +387,9 @@ class StockLevel(_message.Message):
     reserved: _builtins.int
     """Units reserved for orders."""
     available: _builtins.int
-    """Units that can still be sold: on_hand - reserved."""
+    """Units that can still be sold: on_hand - reserved - safety_stock, never below zero."""
+    safety_stock: _builtins.int
+    """Units kept back from selling at this node."""
     def __init__(
         self,
         *,
@@ -280,10 +399,11 @@ class StockLevel(_message.Message):
         on_hand: _builtins.int = ...,
         reserved: _builtins.int = ...,
         available: _builtins.int = ...,
+        safety_stock: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "name", b"name", "node_id", b"node_id", "on_hand", b"on_hand", "reserved", b"reserved", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "name", b"name", "node_id", b"node_id", "on_hand", b"on_hand", "reserved", b"reserved", "safety_stock", b"safety_stock", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -438,6 +558,7 @@ class AdjustStockRequest(_message.Message):
     DELTA_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node."""
     sku: _builtins.str
@@ -450,6 +571,8 @@ class AdjustStockRequest(_message.Message):
     """Why."""
     request_id: _builtins.str
     """Idempotency key: a retry with the same key changes nothing and returns the level."""
+    note: _builtins.str
+    """Free text kept in the ledger with the movement, e.g. "pallet dropped in aisle 4"."""
     def __init__(
         self,
         *,
@@ -458,10 +581,11 @@ class AdjustStockRequest(_message.Message):
         delta: _builtins.int = ...,
         reason: Global___AdjustmentReason.ValueType = ...,
         request_id: _builtins.str = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "node_id", b"node_id", "reason", b"reason", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "node_id", b"node_id", "note", b"note", "reason", b"reason", "request_id", b"request_id", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -534,3 +658,1009 @@ class ListReservationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListReservationsResponse: _TypeAlias = ListReservationsResponse  # noqa: Y015
+
+@_typing.final
+class ListProductsRequest(_message.Message):
+    """Request for ListProducts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SHOW_DELETED_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many products (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    filter: _builtins.str
+    """Conditions joined by AND, e.g. `sku = "MUG-*" AND fragile = true AND title : "blue"`;
+    fields: sku, title, gtin, fragile, hazardous, returnable, backorder_policy.
+    """
+    show_deleted: _builtins.bool
+    """Include soft-deleted products."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+        show_deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "show_deleted", b"show_deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProductsRequest: _TypeAlias = ListProductsRequest  # noqa: Y015
+
+@_typing.final
+class ListProductsResponse(_message.Message):
+    """Response of ListProducts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]:
+        """The page of products."""
+
+    def __init__(
+        self,
+        *,
+        products: _abc.Iterable[Global___Product] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "products", b"products"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProductsResponse: _TypeAlias = ListProductsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateProductRequest(_message.Message):
+    """Request for UpdateProduct."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product:
+        """The product; its `name` or `sku` says which."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change; "*" or empty replaces every updatable field."""
+
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProductRequest: _TypeAlias = UpdateProductRequest  # noqa: Y015
+
+@_typing.final
+class DeleteProductRequest(_message.Message):
+    """Request for DeleteProduct."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"products/{sku}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteProductRequest: _TypeAlias = DeleteProductRequest  # noqa: Y015
+
+@_typing.final
+class BatchUpsertProductsRequest(_message.Message):
+    """Request for BatchUpsertProducts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]:
+        """The products, at most 1000, each SKU at most once. A product that exists is replaced
+        (and undeleted).
+        """
+
+    def __init__(
+        self,
+        *,
+        products: _abc.Iterable[Global___Product] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["products", b"products"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchUpsertProductsRequest: _TypeAlias = BatchUpsertProductsRequest  # noqa: Y015
+
+@_typing.final
+class BatchUpsertProductsResponse(_message.Message):
+    """Response of BatchUpsertProducts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]:
+        """The products as stored, in request order."""
+
+    def __init__(
+        self,
+        *,
+        products: _abc.Iterable[Global___Product] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["products", b"products"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchUpsertProductsResponse: _TypeAlias = BatchUpsertProductsResponse  # noqa: Y015
+
+@_typing.final
+class ListFulfilmentNodesRequest(_message.Message):
+    """Request for ListFulfilmentNodes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many nodes (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    filter: _builtins.str
+    """Conditions joined by AND: `type = WAREHOUSE`, `region = "US-CA"` (nodes serving it)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFulfilmentNodesRequest: _TypeAlias = ListFulfilmentNodesRequest  # noqa: Y015
+
+@_typing.final
+class ListFulfilmentNodesResponse(_message.Message):
+    """Response of ListFulfilmentNodes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULFILMENT_NODES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def fulfilment_nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FulfilmentNode]:
+        """The page of nodes."""
+
+    def __init__(
+        self,
+        *,
+        fulfilment_nodes: _abc.Iterable[Global___FulfilmentNode] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfilment_nodes", b"fulfilment_nodes", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFulfilmentNodesResponse: _TypeAlias = ListFulfilmentNodesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateFulfilmentNodeRequest(_message.Message):
+    """Request for UpdateFulfilmentNode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULFILMENT_NODE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fulfilment_node(self) -> Global___FulfilmentNode:
+        """The node; its `name` or `node_id` says which."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change; "*" or empty replaces every updatable field. `bins` is replaced
+        as a whole.
+        """
+
+    def __init__(
+        self,
+        *,
+        fulfilment_node: Global___FulfilmentNode | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fulfilment_node", b"fulfilment_node", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfilment_node", b"fulfilment_node", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateFulfilmentNodeRequest: _TypeAlias = UpdateFulfilmentNodeRequest  # noqa: Y015
+
+@_typing.final
+class ReceiptLine(_message.Message):
+    """One SKU of a receipt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    """The SKU."""
+    quantity: _builtins.int
+    """Units received, more than zero."""
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptLine: _TypeAlias = ReceiptLine  # noqa: Y015
+
+@_typing.final
+class ReceiveStockRequest(_message.Message):
+    """Request for ReceiveStock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The receiving node, "fulfilmentNodes/{node_id}"."""
+    reference: _builtins.str
+    """The purchase order or advance shipping notice, e.g. "PO-1234"; kept in the ledger."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key changes nothing and returns the levels."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceiptLine]:
+        """What arrived."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReceiptLine] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "parent", b"parent", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiveStockRequest: _TypeAlias = ReceiveStockRequest  # noqa: Y015
+
+@_typing.final
+class ReceiveStockResponse(_message.Message):
+    """Response of ReceiveStock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOCK_LEVELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stock_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLevel]:
+        """The levels of the received SKUs after the receipt, in SKU order."""
+
+    def __init__(
+        self,
+        *,
+        stock_levels: _abc.Iterable[Global___StockLevel] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stock_levels", b"stock_levels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiveStockResponse: _TypeAlias = ReceiveStockResponse  # noqa: Y015
+
+@_typing.final
+class CountStockRequest(_message.Message):
+    """Request for CountStock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    COUNTED_ON_HAND_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The level counted, "fulfilmentNodes/{node_id}/stockLevels/{sku}"."""
+    counted_on_hand: _builtins.int
+    """Units found on the shelf; not below what is reserved."""
+    note: _builtins.str
+    """Free text kept in the ledger, e.g. the count sheet."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key changes nothing and returns the level."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        counted_on_hand: _builtins.int = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counted_on_hand", b"counted_on_hand", "name", b"name", "note", b"note", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountStockRequest: _TypeAlias = CountStockRequest  # noqa: Y015
+
+@_typing.final
+class UpdateStockLevelRequest(_message.Message):
+    """Request for UpdateStockLevel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOCK_LEVEL_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stock_level(self) -> Global___StockLevel:
+        """The level; its `name` says which."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Only "safety_stock" can be updated."""
+
+    def __init__(
+        self,
+        *,
+        stock_level: Global___StockLevel | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stock_level", b"stock_level", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stock_level", b"stock_level", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStockLevelRequest: _TypeAlias = UpdateStockLevelRequest  # noqa: Y015
+
+@_typing.final
+class ListStockLevelsRequest(_message.Message):
+    """Request for ListStockLevels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """"fulfilmentNodes/{node_id}", or "fulfilmentNodes/-" for every node."""
+    page_size: _builtins.int
+    """At most this many levels (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    filter: _builtins.str
+    """`sku = "MUG-1"` or a prefix `sku = "MUG-*"`."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStockLevelsRequest: _TypeAlias = ListStockLevelsRequest  # noqa: Y015
+
+@_typing.final
+class ListStockLevelsResponse(_message.Message):
+    """Response of ListStockLevels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOCK_LEVELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def stock_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLevel]:
+        """The page of levels, by node then SKU."""
+
+    def __init__(
+        self,
+        *,
+        stock_levels: _abc.Iterable[Global___StockLevel] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "stock_levels", b"stock_levels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStockLevelsResponse: _TypeAlias = ListStockLevelsResponse  # noqa: Y015
+
+@_typing.final
+class StockMovement(_message.Message):
+    """One entry of the append-only stock ledger."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ON_HAND_DELTA_FIELD_NUMBER: _builtins.int
+    RESERVED_DELTA_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"fulfilmentNodes/{node_id}/stockLevels/{sku}/stockMovements/{id}"."""
+    node_id: _builtins.str
+    """The node."""
+    sku: _builtins.str
+    """The SKU."""
+    kind: Global___StockMovementKind.ValueType
+    """What happened."""
+    on_hand_delta: _builtins.int
+    """Change to on-hand."""
+    reserved_delta: _builtins.int
+    """Change to reserved."""
+    reference: _builtins.str
+    """What caused it: an order, a purchase order, a note."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        kind: Global___StockMovementKind.ValueType = ...,
+        on_hand_delta: _builtins.int = ...,
+        reserved_delta: _builtins.int = ...,
+        reference: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "kind", b"kind", "name", b"name", "node_id", b"node_id", "on_hand_delta", b"on_hand_delta", "reference", b"reference", "reserved_delta", b"reserved_delta", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockMovement: _TypeAlias = StockMovement  # noqa: Y015
+
+@_typing.final
+class ListStockMovementsRequest(_message.Message):
+    """Request for ListStockMovements."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """"fulfilmentNodes/{node_id}" or "fulfilmentNodes/{node_id}/stockLevels/{sku}"."""
+    page_size: _builtins.int
+    """At most this many movements (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStockMovementsRequest: _TypeAlias = ListStockMovementsRequest  # noqa: Y015
+
+@_typing.final
+class ListStockMovementsResponse(_message.Message):
+    """Response of ListStockMovements."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOCK_MOVEMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def stock_movements(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockMovement]:
+        """The page of movements, newest first."""
+
+    def __init__(
+        self,
+        *,
+        stock_movements: _abc.Iterable[Global___StockMovement] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "stock_movements", b"stock_movements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStockMovementsResponse: _TypeAlias = ListStockMovementsResponse  # noqa: Y015
+
+@_typing.final
+class CheckStockDriftRequest(_message.Message):
+    """Request for CheckStockDrift."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAIR_FIELD_NUMBER: _builtins.int
+    repair: _builtins.bool
+    """Set every drifted level to what the ledger says, with an audit entry."""
+    def __init__(
+        self,
+        *,
+        repair: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["repair", b"repair"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckStockDriftRequest: _TypeAlias = CheckStockDriftRequest  # noqa: Y015
+
+@_typing.final
+class StockDrift(_message.Message):
+    """A level that differs from what its ledger adds up to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    RECORDED_ON_HAND_FIELD_NUMBER: _builtins.int
+    RECORDED_RESERVED_FIELD_NUMBER: _builtins.int
+    LEDGER_ON_HAND_FIELD_NUMBER: _builtins.int
+    LEDGER_RESERVED_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node."""
+    sku: _builtins.str
+    """The SKU."""
+    recorded_on_hand: _builtins.int
+    """On-hand as recorded in the level."""
+    recorded_reserved: _builtins.int
+    """Reserved as recorded in the level."""
+    ledger_on_hand: _builtins.int
+    """On-hand as the ledger adds up."""
+    ledger_reserved: _builtins.int
+    """Reserved as the ledger adds up."""
+    repaired: _builtins.bool
+    """The level was set to the ledger's figures."""
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        recorded_on_hand: _builtins.int = ...,
+        recorded_reserved: _builtins.int = ...,
+        ledger_on_hand: _builtins.int = ...,
+        ledger_reserved: _builtins.int = ...,
+        repaired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ledger_on_hand", b"ledger_on_hand", "ledger_reserved", b"ledger_reserved", "node_id", b"node_id", "recorded_on_hand", b"recorded_on_hand", "recorded_reserved", b"recorded_reserved", "repaired", b"repaired", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockDrift: _TypeAlias = StockDrift  # noqa: Y015
+
+@_typing.final
+class CheckStockDriftResponse(_message.Message):
+    """Response of CheckStockDrift."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVELS_CHECKED_FIELD_NUMBER: _builtins.int
+    DRIFTS_FIELD_NUMBER: _builtins.int
+    levels_checked: _builtins.int
+    """Levels checked (every level and every ledger key)."""
+    @_builtins.property
+    def drifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockDrift]:
+        """The levels that drifted, by node then SKU."""
+
+    def __init__(
+        self,
+        *,
+        levels_checked: _builtins.int = ...,
+        drifts: _abc.Iterable[Global___StockDrift] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drifts", b"drifts", "levels_checked", b"levels_checked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckStockDriftResponse: _TypeAlias = CheckStockDriftResponse  # noqa: Y015
+
+@_typing.final
+class ChannelBuffer(_message.Message):
+    """Units a sales channel keeps back from selling a SKU."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    BUFFER_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"channels/{channel}/buffers/{sku}"; the SKU "*" applies to every SKU without its own."""
+    channel: _builtins.str
+    """The sales channel account, e.g. "amazon-de"."""
+    sku: _builtins.str
+    """The SKU, or "*" for every SKU."""
+    buffer: _builtins.int
+    """Units held back, zero or more."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        buffer: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buffer", b"buffer", "channel", b"channel", "name", b"name", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelBuffer: _TypeAlias = ChannelBuffer  # noqa: Y015
+
+@_typing.final
+class SetChannelBufferRequest(_message.Message):
+    """Request for SetChannelBuffer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_BUFFER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channel_buffer(self) -> Global___ChannelBuffer:
+        """The buffer."""
+
+    def __init__(
+        self,
+        *,
+        channel_buffer: Global___ChannelBuffer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel_buffer", b"channel_buffer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_buffer", b"channel_buffer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetChannelBufferRequest: _TypeAlias = SetChannelBufferRequest  # noqa: Y015
+
+@_typing.final
+class DeleteChannelBufferRequest(_message.Message):
+    """Request for DeleteChannelBuffer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"channels/{channel}/buffers/{sku}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteChannelBufferRequest: _TypeAlias = DeleteChannelBufferRequest  # noqa: Y015
+
+@_typing.final
+class ListChannelBuffersRequest(_message.Message):
+    """Request for ListChannelBuffers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """"channels/{channel}", or "channels/-" for every channel."""
+    page_size: _builtins.int
+    """At most this many buffers (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChannelBuffersRequest: _TypeAlias = ListChannelBuffersRequest  # noqa: Y015
+
+@_typing.final
+class ListChannelBuffersResponse(_message.Message):
+    """Response of ListChannelBuffers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_BUFFERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def channel_buffers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelBuffer]:
+        """The page of buffers, by channel then SKU."""
+
+    def __init__(
+        self,
+        *,
+        channel_buffers: _abc.Iterable[Global___ChannelBuffer] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_buffers", b"channel_buffers", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChannelBuffersResponse: _TypeAlias = ListChannelBuffersResponse  # noqa: Y015
+
+@_typing.final
+class GetAvailableToSellRequest(_message.Message):
+    """Request for GetAvailableToSell."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    product: _builtins.str
+    """"products/{sku}"."""
+    def __init__(
+        self,
+        *,
+        product: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAvailableToSellRequest: _TypeAlias = GetAvailableToSellRequest  # noqa: Y015
+
+@_typing.final
+class ChannelAvailableToSell(_message.Message):
+    """What one channel may sell of a SKU."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    AVAILABLE_TO_SELL_FIELD_NUMBER: _builtins.int
+    BUFFER_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    """The sales channel account."""
+    available_to_sell: _builtins.int
+    """The network's available units less the channel's buffer, never below zero."""
+    buffer: _builtins.int
+    """The buffer applied."""
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        available_to_sell: _builtins.int = ...,
+        buffer: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_to_sell", b"available_to_sell", "buffer", b"buffer", "channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelAvailableToSell: _TypeAlias = ChannelAvailableToSell  # noqa: Y015
+
+@_typing.final
+class AvailableToSell(_message.Message):
+    """What can be sold of a SKU."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    NETWORK_AVAILABLE_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    STOCK_LEVELS_FIELD_NUMBER: _builtins.int
+    product: _builtins.str
+    """"products/{sku}"."""
+    network_available: _builtins.int
+    """Units available across every node; a channel without a buffer may sell all of them."""
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelAvailableToSell]:
+        """Per channel with a buffer for the SKU (or for "*"), by channel."""
+
+    @_builtins.property
+    def stock_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLevel]:
+        """The levels the network figure adds up, by node."""
+
+    def __init__(
+        self,
+        *,
+        product: _builtins.str = ...,
+        network_available: _builtins.int = ...,
+        channels: _abc.Iterable[Global___ChannelAvailableToSell] | None = ...,
+        stock_levels: _abc.Iterable[Global___StockLevel] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "network_available", b"network_available", "product", b"product", "stock_levels", b"stock_levels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AvailableToSell: _TypeAlias = AvailableToSell  # noqa: Y015
+
+@_typing.final
+class ReplenishmentSuggestion(_message.Message):
+    """A stock level at or below its reorder point."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    REORDER_POINT_FIELD_NUMBER: _builtins.int
+    SUGGESTED_QUANTITY_FIELD_NUMBER: _builtins.int
+    DAILY_VELOCITY_FIELD_NUMBER: _builtins.int
+    LEAD_TIME_DAYS_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node."""
+    sku: _builtins.str
+    """The SKU."""
+    available: _builtins.int
+    """Units available now."""
+    reorder_point: _builtins.int
+    """The product's fixed reorder point, or ceil(velocity × lead time) + safety stock."""
+    suggested_quantity: _builtins.int
+    """Units to order: up to the reorder point plus the review window's sales, above it."""
+    daily_velocity: _builtins.str
+    """Units sold per day over the velocity window, as a decimal string."""
+    lead_time_days: _builtins.int
+    """The supplier's lead time in days."""
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        available: _builtins.int = ...,
+        reorder_point: _builtins.int = ...,
+        suggested_quantity: _builtins.int = ...,
+        daily_velocity: _builtins.str = ...,
+        lead_time_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "daily_velocity", b"daily_velocity", "lead_time_days", b"lead_time_days", "node_id", b"node_id", "reorder_point", b"reorder_point", "sku", b"sku", "suggested_quantity", b"suggested_quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplenishmentSuggestion: _TypeAlias = ReplenishmentSuggestion  # noqa: Y015
+
+@_typing.final
+class ListReplenishmentSuggestionsRequest(_message.Message):
+    """Request for ListReplenishmentSuggestions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """"fulfilmentNodes/{node_id}", or "fulfilmentNodes/-" for every node."""
+    page_size: _builtins.int
+    """At most this many suggestions (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReplenishmentSuggestionsRequest: _TypeAlias = ListReplenishmentSuggestionsRequest  # noqa: Y015
+
+@_typing.final
+class ListReplenishmentSuggestionsResponse(_message.Message):
+    """Response of ListReplenishmentSuggestions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def suggestions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplenishmentSuggestion]:
+        """The page of suggestions, by node then SKU."""
+
+    def __init__(
+        self,
+        *,
+        suggestions: _abc.Iterable[Global___ReplenishmentSuggestion] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "suggestions", b"suggestions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReplenishmentSuggestionsResponse: _TypeAlias = ListReplenishmentSuggestionsResponse  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from oms.inventory.v1 import inventory_pb2 as oms_dot_inventory_dot_v1_dot_inventory__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -70,6 +71,91 @@ class InventoryServiceStub:
                 request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReservationsRequest.SerializeToString,
                 response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReservationsResponse.FromString,
                 _registered_method=True)
+        self.ListProducts = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListProducts',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListProductsRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListProductsResponse.FromString,
+                _registered_method=True)
+        self.UpdateProduct = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/UpdateProduct',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.Product.FromString,
+                _registered_method=True)
+        self.DeleteProduct = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/DeleteProduct',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.DeleteProductRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.Product.FromString,
+                _registered_method=True)
+        self.BatchUpsertProducts = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/BatchUpsertProducts',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.BatchUpsertProductsRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.BatchUpsertProductsResponse.FromString,
+                _registered_method=True)
+        self.ListFulfilmentNodes = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListFulfilmentNodes',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListFulfilmentNodesRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListFulfilmentNodesResponse.FromString,
+                _registered_method=True)
+        self.UpdateFulfilmentNode = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/UpdateFulfilmentNode',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateFulfilmentNodeRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.FulfilmentNode.FromString,
+                _registered_method=True)
+        self.ReceiveStock = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ReceiveStock',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ReceiveStockRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ReceiveStockResponse.FromString,
+                _registered_method=True)
+        self.CountStock = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/CountStock',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.CountStockRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+                _registered_method=True)
+        self.UpdateStockLevel = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/UpdateStockLevel',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateStockLevelRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+                _registered_method=True)
+        self.ListStockLevels = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListStockLevels',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockLevelsRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockLevelsResponse.FromString,
+                _registered_method=True)
+        self.ListStockMovements = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListStockMovements',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockMovementsRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockMovementsResponse.FromString,
+                _registered_method=True)
+        self.CheckStockDrift = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/CheckStockDrift',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockDriftRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockDriftResponse.FromString,
+                _registered_method=True)
+        self.SetChannelBuffer = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/SetChannelBuffer',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.SetChannelBufferRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ChannelBuffer.FromString,
+                _registered_method=True)
+        self.DeleteChannelBuffer = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/DeleteChannelBuffer',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.DeleteChannelBufferRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListChannelBuffers = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListChannelBuffers',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListChannelBuffersRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListChannelBuffersResponse.FromString,
+                _registered_method=True)
+        self.GetAvailableToSell = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/GetAvailableToSell',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.GetAvailableToSellRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.AvailableToSell.FromString,
+                _registered_method=True)
+        self.ListReplenishmentSuggestions = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListReplenishmentSuggestions',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -126,6 +212,126 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProducts(self, request, context):
+        """Lists products, SKU order, with an optional filter (see the service README).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProduct(self, request, context):
+        """Changes the fields of a product named by `update_mask`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProduct(self, request, context):
+        """Soft-deletes a product: it is hidden from lists and can no longer be allocated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpsertProducts(self, request, context):
+        """Creates or replaces up to 1000 products at once (catalogue imports); all or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFulfilmentNodes(self, request, context):
+        """Lists fulfilment nodes, node id order, with an optional filter by type or region.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFulfilmentNode(self, request, context):
+        """Changes the fields of a fulfilment node named by `update_mask`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveStock(self, request, context):
+        """Records goods received at a node (a purchase order or an advance shipping notice).
+        Idempotent by `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountStock(self, request, context):
+        """Records a cycle count: the counted units become the on-hand. Idempotent by `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStockLevel(self, request, context):
+        """Changes the safety stock of a level (the only field that can be updated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStockLevels(self, request, context):
+        """Lists the stock levels of a node, or of every node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStockMovements(self, request, context):
+        """Lists the ledger of a node or of one stock level, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckStockDrift(self, request, context):
+        """Recomputes every level from the ledger, reports differences and optionally repairs them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetChannelBuffer(self, request, context):
+        """Creates or replaces the buffer a channel keeps back from selling a SKU.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteChannelBuffer(self, request, context):
+        """Removes a channel buffer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChannelBuffers(self, request, context):
+        """Lists channel buffers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAvailableToSell(self, request, context):
+        """Returns what the network and each buffered channel may sell of a SKU.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReplenishmentSuggestions(self, request, context):
+        """Lists the stock levels at or below their reorder point, with what to order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +369,91 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.ListReservations,
                     request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReservationsRequest.FromString,
                     response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReservationsResponse.SerializeToString,
+            ),
+            'ListProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProducts,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListProductsRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListProductsResponse.SerializeToString,
+            ),
+            'UpdateProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProduct,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.Product.SerializeToString,
+            ),
+            'DeleteProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProduct,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.DeleteProductRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.Product.SerializeToString,
+            ),
+            'BatchUpsertProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpsertProducts,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.BatchUpsertProductsRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.BatchUpsertProductsResponse.SerializeToString,
+            ),
+            'ListFulfilmentNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFulfilmentNodes,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListFulfilmentNodesRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListFulfilmentNodesResponse.SerializeToString,
+            ),
+            'UpdateFulfilmentNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFulfilmentNode,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateFulfilmentNodeRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.FulfilmentNode.SerializeToString,
+            ),
+            'ReceiveStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiveStock,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ReceiveStockRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ReceiveStockResponse.SerializeToString,
+            ),
+            'CountStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountStock,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.CountStockRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.SerializeToString,
+            ),
+            'UpdateStockLevel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStockLevel,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateStockLevelRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.SerializeToString,
+            ),
+            'ListStockLevels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStockLevels,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockLevelsRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockLevelsResponse.SerializeToString,
+            ),
+            'ListStockMovements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStockMovements,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockMovementsRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockMovementsResponse.SerializeToString,
+            ),
+            'CheckStockDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckStockDrift,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockDriftRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockDriftResponse.SerializeToString,
+            ),
+            'SetChannelBuffer': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetChannelBuffer,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.SetChannelBufferRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ChannelBuffer.SerializeToString,
+            ),
+            'DeleteChannelBuffer': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteChannelBuffer,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.DeleteChannelBufferRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListChannelBuffers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChannelBuffers,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListChannelBuffersRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListChannelBuffersResponse.SerializeToString,
+            ),
+            'GetAvailableToSell': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAvailableToSell,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.GetAvailableToSellRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.AvailableToSell.SerializeToString,
+            ),
+            'ListReplenishmentSuggestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReplenishmentSuggestions,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +646,465 @@ class InventoryService:
             '/oms.inventory.v1.InventoryService/ListReservations',
             oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReservationsRequest.SerializeToString,
             oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReservationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListProducts',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListProductsRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/UpdateProduct',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateProductRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.Product.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/DeleteProduct',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.DeleteProductRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.Product.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpsertProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/BatchUpsertProducts',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.BatchUpsertProductsRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.BatchUpsertProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFulfilmentNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListFulfilmentNodes',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListFulfilmentNodesRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListFulfilmentNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFulfilmentNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/UpdateFulfilmentNode',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateFulfilmentNodeRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.FulfilmentNode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ReceiveStock',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ReceiveStockRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ReceiveStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/CountStock',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.CountStockRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStockLevel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/UpdateStockLevel',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.UpdateStockLevelRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStockLevels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListStockLevels',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockLevelsRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockLevelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStockMovements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListStockMovements',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockMovementsRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListStockMovementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckStockDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/CheckStockDrift',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockDriftRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockDriftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetChannelBuffer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/SetChannelBuffer',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.SetChannelBufferRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ChannelBuffer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteChannelBuffer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/DeleteChannelBuffer',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.DeleteChannelBufferRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChannelBuffers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListChannelBuffers',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListChannelBuffersRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListChannelBuffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAvailableToSell(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/GetAvailableToSell',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.GetAvailableToSellRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.AvailableToSell.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReplenishmentSuggestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListReplenishmentSuggestions',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from oms.inventory.v1 import inventory_pb2 as _inventory_pb2
 import abc as _abc_1
@@ -49,6 +50,42 @@ class InventoryServiceStub:
     """Returns the stock of one SKU at one node."""
     ListReservations: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListReservationsRequest, _inventory_pb2.ListReservationsResponse]
     """Lists the reservations held for an order."""
+    ListProducts: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListProductsRequest, _inventory_pb2.ListProductsResponse]
+    """Lists products, SKU order, with an optional filter (see the service README)."""
+    UpdateProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UpdateProductRequest, _inventory_pb2.Product]
+    """Changes the fields of a product named by `update_mask`."""
+    DeleteProduct: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.DeleteProductRequest, _inventory_pb2.Product]
+    """Soft-deletes a product: it is hidden from lists and can no longer be allocated."""
+    BatchUpsertProducts: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.BatchUpsertProductsRequest, _inventory_pb2.BatchUpsertProductsResponse]
+    """Creates or replaces up to 1000 products at once (catalogue imports); all or nothing."""
+    ListFulfilmentNodes: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListFulfilmentNodesRequest, _inventory_pb2.ListFulfilmentNodesResponse]
+    """Lists fulfilment nodes, node id order, with an optional filter by type or region."""
+    UpdateFulfilmentNode: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UpdateFulfilmentNodeRequest, _inventory_pb2.FulfilmentNode]
+    """Changes the fields of a fulfilment node named by `update_mask`."""
+    ReceiveStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ReceiveStockRequest, _inventory_pb2.ReceiveStockResponse]
+    """Records goods received at a node (a purchase order or an advance shipping notice).
+    Idempotent by `request_id`.
+    """
+    CountStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.CountStockRequest, _inventory_pb2.StockLevel]
+    """Records a cycle count: the counted units become the on-hand. Idempotent by `request_id`."""
+    UpdateStockLevel: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.UpdateStockLevelRequest, _inventory_pb2.StockLevel]
+    """Changes the safety stock of a level (the only field that can be updated)."""
+    ListStockLevels: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListStockLevelsRequest, _inventory_pb2.ListStockLevelsResponse]
+    """Lists the stock levels of a node, or of every node."""
+    ListStockMovements: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListStockMovementsRequest, _inventory_pb2.ListStockMovementsResponse]
+    """Lists the ledger of a node or of one stock level, newest first."""
+    CheckStockDrift: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.CheckStockDriftRequest, _inventory_pb2.CheckStockDriftResponse]
+    """Recomputes every level from the ledger, reports differences and optionally repairs them."""
+    SetChannelBuffer: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.SetChannelBufferRequest, _inventory_pb2.ChannelBuffer]
+    """Creates or replaces the buffer a channel keeps back from selling a SKU."""
+    DeleteChannelBuffer: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.DeleteChannelBufferRequest, _empty_pb2.Empty]
+    """Removes a channel buffer."""
+    ListChannelBuffers: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListChannelBuffersRequest, _inventory_pb2.ListChannelBuffersResponse]
+    """Lists channel buffers."""
+    GetAvailableToSell: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetAvailableToSellRequest, _inventory_pb2.AvailableToSell]
+    """Returns what the network and each buffered channel may sell of a SKU."""
+    ListReplenishmentSuggestions: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListReplenishmentSuggestionsRequest, _inventory_pb2.ListReplenishmentSuggestionsResponse]
+    """Lists the stock levels at or below their reorder point, with what to order."""
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
@@ -71,6 +108,42 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     """Returns the stock of one SKU at one node."""
     ListReservations: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListReservationsRequest, _inventory_pb2.ListReservationsResponse]  # type: ignore[assignment]
     """Lists the reservations held for an order."""
+    ListProducts: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListProductsRequest, _inventory_pb2.ListProductsResponse]  # type: ignore[assignment]
+    """Lists products, SKU order, with an optional filter (see the service README)."""
+    UpdateProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UpdateProductRequest, _inventory_pb2.Product]  # type: ignore[assignment]
+    """Changes the fields of a product named by `update_mask`."""
+    DeleteProduct: _aio.UnaryUnaryMultiCallable[_inventory_pb2.DeleteProductRequest, _inventory_pb2.Product]  # type: ignore[assignment]
+    """Soft-deletes a product: it is hidden from lists and can no longer be allocated."""
+    BatchUpsertProducts: _aio.UnaryUnaryMultiCallable[_inventory_pb2.BatchUpsertProductsRequest, _inventory_pb2.BatchUpsertProductsResponse]  # type: ignore[assignment]
+    """Creates or replaces up to 1000 products at once (catalogue imports); all or nothing."""
+    ListFulfilmentNodes: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListFulfilmentNodesRequest, _inventory_pb2.ListFulfilmentNodesResponse]  # type: ignore[assignment]
+    """Lists fulfilment nodes, node id order, with an optional filter by type or region."""
+    UpdateFulfilmentNode: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UpdateFulfilmentNodeRequest, _inventory_pb2.FulfilmentNode]  # type: ignore[assignment]
+    """Changes the fields of a fulfilment node named by `update_mask`."""
+    ReceiveStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ReceiveStockRequest, _inventory_pb2.ReceiveStockResponse]  # type: ignore[assignment]
+    """Records goods received at a node (a purchase order or an advance shipping notice).
+    Idempotent by `request_id`.
+    """
+    CountStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.CountStockRequest, _inventory_pb2.StockLevel]  # type: ignore[assignment]
+    """Records a cycle count: the counted units become the on-hand. Idempotent by `request_id`."""
+    UpdateStockLevel: _aio.UnaryUnaryMultiCallable[_inventory_pb2.UpdateStockLevelRequest, _inventory_pb2.StockLevel]  # type: ignore[assignment]
+    """Changes the safety stock of a level (the only field that can be updated)."""
+    ListStockLevels: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListStockLevelsRequest, _inventory_pb2.ListStockLevelsResponse]  # type: ignore[assignment]
+    """Lists the stock levels of a node, or of every node."""
+    ListStockMovements: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListStockMovementsRequest, _inventory_pb2.ListStockMovementsResponse]  # type: ignore[assignment]
+    """Lists the ledger of a node or of one stock level, newest first."""
+    CheckStockDrift: _aio.UnaryUnaryMultiCallable[_inventory_pb2.CheckStockDriftRequest, _inventory_pb2.CheckStockDriftResponse]  # type: ignore[assignment]
+    """Recomputes every level from the ledger, reports differences and optionally repairs them."""
+    SetChannelBuffer: _aio.UnaryUnaryMultiCallable[_inventory_pb2.SetChannelBufferRequest, _inventory_pb2.ChannelBuffer]  # type: ignore[assignment]
+    """Creates or replaces the buffer a channel keeps back from selling a SKU."""
+    DeleteChannelBuffer: _aio.UnaryUnaryMultiCallable[_inventory_pb2.DeleteChannelBufferRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Removes a channel buffer."""
+    ListChannelBuffers: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListChannelBuffersRequest, _inventory_pb2.ListChannelBuffersResponse]  # type: ignore[assignment]
+    """Lists channel buffers."""
+    GetAvailableToSell: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetAvailableToSellRequest, _inventory_pb2.AvailableToSell]  # type: ignore[assignment]
+    """Returns what the network and each buffered channel may sell of a SKU."""
+    ListReplenishmentSuggestions: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListReplenishmentSuggestionsRequest, _inventory_pb2.ListReplenishmentSuggestionsResponse]  # type: ignore[assignment]
+    """Lists the stock levels at or below their reorder point, with what to order."""
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The single source of truth for products, fulfilment nodes and the stock at each."""
@@ -132,5 +205,143 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.ListReservationsResponse, _abc.Awaitable[_inventory_pb2.ListReservationsResponse]]:
         """Lists the reservations held for an order."""
+
+    @_abc_1.abstractmethod
+    def ListProducts(
+        self,
+        request: _inventory_pb2.ListProductsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListProductsResponse, _abc.Awaitable[_inventory_pb2.ListProductsResponse]]:
+        """Lists products, SKU order, with an optional filter (see the service README)."""
+
+    @_abc_1.abstractmethod
+    def UpdateProduct(
+        self,
+        request: _inventory_pb2.UpdateProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.Product, _abc.Awaitable[_inventory_pb2.Product]]:
+        """Changes the fields of a product named by `update_mask`."""
+
+    @_abc_1.abstractmethod
+    def DeleteProduct(
+        self,
+        request: _inventory_pb2.DeleteProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.Product, _abc.Awaitable[_inventory_pb2.Product]]:
+        """Soft-deletes a product: it is hidden from lists and can no longer be allocated."""
+
+    @_abc_1.abstractmethod
+    def BatchUpsertProducts(
+        self,
+        request: _inventory_pb2.BatchUpsertProductsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.BatchUpsertProductsResponse, _abc.Awaitable[_inventory_pb2.BatchUpsertProductsResponse]]:
+        """Creates or replaces up to 1000 products at once (catalogue imports); all or nothing."""
+
+    @_abc_1.abstractmethod
+    def ListFulfilmentNodes(
+        self,
+        request: _inventory_pb2.ListFulfilmentNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListFulfilmentNodesResponse, _abc.Awaitable[_inventory_pb2.ListFulfilmentNodesResponse]]:
+        """Lists fulfilment nodes, node id order, with an optional filter by type or region."""
+
+    @_abc_1.abstractmethod
+    def UpdateFulfilmentNode(
+        self,
+        request: _inventory_pb2.UpdateFulfilmentNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.FulfilmentNode, _abc.Awaitable[_inventory_pb2.FulfilmentNode]]:
+        """Changes the fields of a fulfilment node named by `update_mask`."""
+
+    @_abc_1.abstractmethod
+    def ReceiveStock(
+        self,
+        request: _inventory_pb2.ReceiveStockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ReceiveStockResponse, _abc.Awaitable[_inventory_pb2.ReceiveStockResponse]]:
+        """Records goods received at a node (a purchase order or an advance shipping notice).
+        Idempotent by `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def CountStock(
+        self,
+        request: _inventory_pb2.CountStockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.StockLevel, _abc.Awaitable[_inventory_pb2.StockLevel]]:
+        """Records a cycle count: the counted units become the on-hand. Idempotent by `request_id`."""
+
+    @_abc_1.abstractmethod
+    def UpdateStockLevel(
+        self,
+        request: _inventory_pb2.UpdateStockLevelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.StockLevel, _abc.Awaitable[_inventory_pb2.StockLevel]]:
+        """Changes the safety stock of a level (the only field that can be updated)."""
+
+    @_abc_1.abstractmethod
+    def ListStockLevels(
+        self,
+        request: _inventory_pb2.ListStockLevelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListStockLevelsResponse, _abc.Awaitable[_inventory_pb2.ListStockLevelsResponse]]:
+        """Lists the stock levels of a node, or of every node."""
+
+    @_abc_1.abstractmethod
+    def ListStockMovements(
+        self,
+        request: _inventory_pb2.ListStockMovementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListStockMovementsResponse, _abc.Awaitable[_inventory_pb2.ListStockMovementsResponse]]:
+        """Lists the ledger of a node or of one stock level, newest first."""
+
+    @_abc_1.abstractmethod
+    def CheckStockDrift(
+        self,
+        request: _inventory_pb2.CheckStockDriftRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.CheckStockDriftResponse, _abc.Awaitable[_inventory_pb2.CheckStockDriftResponse]]:
+        """Recomputes every level from the ledger, reports differences and optionally repairs them."""
+
+    @_abc_1.abstractmethod
+    def SetChannelBuffer(
+        self,
+        request: _inventory_pb2.SetChannelBufferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ChannelBuffer, _abc.Awaitable[_inventory_pb2.ChannelBuffer]]:
+        """Creates or replaces the buffer a channel keeps back from selling a SKU."""
+
+    @_abc_1.abstractmethod
+    def DeleteChannelBuffer(
+        self,
+        request: _inventory_pb2.DeleteChannelBufferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Removes a channel buffer."""
+
+    @_abc_1.abstractmethod
+    def ListChannelBuffers(
+        self,
+        request: _inventory_pb2.ListChannelBuffersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListChannelBuffersResponse, _abc.Awaitable[_inventory_pb2.ListChannelBuffersResponse]]:
+        """Lists channel buffers."""
+
+    @_abc_1.abstractmethod
+    def GetAvailableToSell(
+        self,
+        request: _inventory_pb2.GetAvailableToSellRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.AvailableToSell, _abc.Awaitable[_inventory_pb2.AvailableToSell]]:
+        """Returns what the network and each buffered channel may sell of a SKU."""
+
+    @_abc_1.abstractmethod
+    def ListReplenishmentSuggestions(
+        self,
+        request: _inventory_pb2.ListReplenishmentSuggestionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListReplenishmentSuggestionsResponse, _abc.Awaitable[_inventory_pb2.ListReplenishmentSuggestionsResponse]]:
+        """Lists the stock levels at or below their reorder point, with what to order."""
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
