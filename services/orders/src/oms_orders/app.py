@@ -7,11 +7,11 @@ from pathlib import Path
 
 import grpc
 from oms.inventory.v1 import events_pb2 as inventory_events
-from oms.orders.v1 import orders_pb2, orders_pb2_grpc
+from oms.orders.v1 import insights_pb2_grpc, orders_pb2, orders_pb2_grpc
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 
-from oms_orders import handlers
+from oms_orders import handlers, kpis, kpis_api, notifications
 from oms_orders.api import OrdersServicer
 from oms_orders.repository import SOURCE
 from oms_orders.tables import metadata
@@ -23,16 +23,26 @@ __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
     orders_pb2_grpc.add_OrdersServiceServicer_to_server(OrdersServicer(runtime.sessions), server)
-    return [orders_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name]
+    insights_pb2_grpc.add_OrderInsightsServiceServicer_to_server(
+        kpis_api.OrderInsightsServicer(runtime.sessions), server
+    )
+    return [
+        orders_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name,
+        kpis_api.SERVICE_NAME,
+    ]
 
 
 def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
     return [
         Subscription(inventory_events.StockAllocated, handlers.on_stock_allocated),
         Subscription(inventory_events.StockBackordered, handlers.on_stock_backordered),
+        # The KPI read model first: the notification handlers read what it wrote.
+        *kpis.subscriptions(),
+        *notifications.subscriptions(notifications.NotificationSettings()),
     ]
 
 
 DEFINITION = ServiceDefinition(
-    name="orders", metadata=metadata, register=register, subscriptions=subscriptions
+    name="orders", metadata=metadata, register=register, subscriptions=subscriptions,
+    background=(notifications.run_sender,),
 )

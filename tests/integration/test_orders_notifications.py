@@ -1,0 +1,431 @@
+"""Customer notifications of the orders service over real gRPC, PostgreSQL, NATS and SMTP.
+
+The service runs in-process; events are published to JetStream as their producers would, and
+emails arrive at a real aiosmtpd server listening on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any, TypeVar
+
+import grpc
+import nats
+import pytest
+from aiosmtpd.controller import Controller
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from oms.common.v1 import common_pb2
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
+from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb2
+from oms.shipping.v1 import events_pb2 as shipping_events
+from oms_devtools.inprocess import running_service
+from oms_devtools.servers import free_port
+from oms_orders.app import DEFINITION, MIGRATIONS
+from oms_orders.tables import notifications
+from oms_platform.bus import ensure_stream
+from oms_platform.events import encode, producing_service, stream_name
+from oms_platform.service import Service
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+
+SURVEY_DELAY = timedelta(seconds=2)
+MAIL_FROM = "Shop <orders@shop.test>"
+
+
+# --- A real SMTP server ----------------------------------------------------------------------
+
+
+@dataclass
+class Mailbox:
+    """What the SMTP server received, and how it answers chosen recipients."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)
+    busy: dict[str, int] = field(default_factory=dict)  # address -> 451 replies left
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self.lock:
+            if address in self.refused:
+                return "550 5.1.1 no such mailbox"
+            if self.busy.get(address, 0) > 0:
+                self.busy[address] -= 1
+                return "451 4.3.0 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        with self.lock:
+            self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+# --- The service -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def database_url(database_factory: Callable[[str], str]) -> str:
+    return database_factory("orders_notifications")
+
+
+@pytest.fixture(scope="module")
+async def service(
+    database_url: str, nats_url: str, mailbox: tuple[Mailbox, int]
+) -> AsyncIterator[Service]:
+    _, port = mailbox
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(port),
+            "SMTP_STARTTLS": "false",
+            "MAIL_FROM": MAIL_FROM,
+            "SURVEY_DELAY": "PT2S",  # ISO 8601, as in production ("P7D")
+            "SURVEY_URL": "https://survey.shop.test/r/{order}",
+            "NOTIFY_POLL_SECONDS": "0.1",
+            "NOTIFY_RETRY_BASE": "PT0.2S",
+            "NOTIFY_MAX_ATTEMPTS": "4",
+        }.items():
+            env.setenv(f"OMS_ORDERS_{name}", value)
+        async with running_service(
+            DEFINITION, MIGRATIONS, database_url=database_url, nats_url=nats_url
+        ) as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def engine(service: Service) -> AsyncEngine:
+    assert service.runtime is not None
+    return service.runtime.engine
+
+
+@pytest.fixture(scope="module")
+async def insights(service: Service) -> AsyncIterator[insights_pb2_grpc.OrderInsightsServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        yield insights_pb2_grpc.OrderInsightsServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    client = await nats.connect(nats_url)
+    jetstream = client.jetstream()
+    for producer in ("orders", "fulfilment", "shipping"):
+        await ensure_stream(jetstream, producer)
+    yield jetstream
+    await client.drain()
+
+
+# --- Helpers ---------------------------------------------------------------------------------
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {result!r} after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def stamp(moment: datetime) -> Timestamp:
+    result = Timestamp()
+    result.FromDatetime(moment)
+    return result
+
+
+async def publish(
+    js: JetStreamContext, message: Message, *, subject_of: str,
+    event_id: uuid.UUID | None = None, msg_id: str | None = None,
+) -> PubAck:
+    """Publishes as the producer's relay would; ``msg_id`` overrides the JetStream dedup id
+    (a redelivery that JetStream's duplicate window no longer catches)."""
+    envelope = encode(message, aggregate_id=subject_of,
+                      source=f"/oms/{producing_service(message)}", event_id=event_id)
+    headers = {**envelope.headers, **({"Nats-Msg-Id": msg_id} if msg_id else {})}
+    return await js.publish(envelope.subject, envelope.payload, headers=headers)
+
+
+async def handled(js: JetStreamContext, message: Message, ack: PubAck) -> None:
+    """Waits until the orders service has acknowledged the published event."""
+    stream = stream_name(producing_service(message))
+
+    async def acknowledged() -> bool:
+        info = await js.consumer_info(stream, "orders")
+        return info.ack_floor is not None and info.ack_floor.stream_seq >= ack.seq
+
+    await eventually(acknowledged)
+
+
+def order_created(*, email: str, name: str = "Ada Lovelace",
+                  placed: datetime | None = None) -> events_pb2.OrderCreated:
+    placed = placed or datetime.now(UTC)
+    return events_pb2.OrderCreated(
+        order=f"orders/{uuid.uuid4()}",
+        channel="shop-eu",
+        external_order_id=f"#{uuid.uuid4().hex[:8]}",
+        customer=orders_pb2.Customer(display_name=name, email=email),
+        shipping_address=common_pb2.Address(recipient=name, locality="London",
+                                            region_code="GB"),
+        lines=[
+            orders_pb2.OrderLine(line_id="1", sku="SKU-MUG", quantity=2,
+                                 unit_price=common_pb2.Money(currency_code="EUR",
+                                                             amount="19.99")),
+            orders_pb2.OrderLine(line_id="2", sku="SKU-PEN", quantity=1,
+                                 unit_price=common_pb2.Money(currency_code="EUR", amount="0.10")),
+        ],
+        total=common_pb2.Money(currency_code="EUR", amount="40.08"),
+        create_time=stamp(placed),
+        order_time=stamp(placed),
+    )
+
+
+def package_shipped(order: str, package: str) -> fulfilment_events.PackageShipped:
+    return fulfilment_events.PackageShipped(
+        package=package,
+        node_id="wh-1",
+        lines=[fulfilment_events.ShippedLine(order=order, line_id="1", sku="SKU-MUG", quantity=2),
+               fulfilment_events.ShippedLine(order=order, line_id="2", sku="SKU-PEN", quantity=1)],
+        carrier="ups",
+        carrier_service="ups_ground",
+        tracking_number="1Z999AA10123456784",
+        tracking_url="https://track.ups.test/?n=1Z999AA10123456784&lang=en",
+        ship_time=stamp(datetime.now(UTC)),
+    )
+
+
+async def rows_of(engine: AsyncEngine, order: str) -> list[Any]:
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(notifications).where(notifications.c.order_name == order)
+            .order_by(notifications.c.id)
+        )
+        return list(result.all())
+
+
+async def sent(engine: AsyncEngine, order: str, kind: str) -> Any:
+    rows = [r for r in await rows_of(engine, order) if r.kind == kind and r.status == "SENT"]
+    return rows[0] if rows else None
+
+
+def email_address() -> str:
+    return f"customer-{uuid.uuid4().hex[:10]}@example.test"
+
+
+# --- Tests -----------------------------------------------------------------------------------
+
+
+async def test_an_order_confirmation_is_sent_once_however_often_its_event_arrives(
+    js: JetStreamContext, engine: AsyncEngine, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, _ = mailbox
+    address = email_address()
+    event = order_created(email=address, name="Ada <b>Lovelace</b>")
+    event_id = uuid.uuid4()
+    acks = [
+        await publish(js, event, subject_of=event.order, event_id=event_id),
+        # The same event again: JetStream drops it as a duplicate.
+        await publish(js, event, subject_of=event.order, event_id=event_id),
+        # A redelivery past JetStream's duplicate window: the inbox drops it.
+        await publish(js, event, subject_of=event.order, event_id=event_id, msg_id="late-copy"
+                      + uuid.uuid4().hex),
+        # The same content under a new event id: the notification's unique key drops it.
+        await publish(js, event, subject_of=event.order, event_id=uuid.uuid4()),
+    ]
+    for ack in acks:
+        await handled(js, event, ack)
+    row = await eventually(lambda: sent(engine, event.order, "CONFIRMATION"))
+
+    assert len(await rows_of(engine, event.order)) == 1
+    [email] = box.to(address)
+    assert email["From"] == MAIL_FROM
+    assert email["Message-ID"] == row.message_id
+    assert row.message_id.endswith("@shop.test>")
+    assert email["Subject"] == f"We have received your order {event.external_order_id}"
+    text = email.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = email.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert "2 x SKU-MUG at 19.99 EUR" in text
+    assert "Total: 40.08 EUR" in text
+    assert "Hello Ada <b>Lovelace</b>," in text  # plain text is not HTML: nothing to escape
+    # In HTML the name is data, not markup.
+    assert "Ada &lt;b&gt;Lovelace&lt;/b&gt;" in html
+    assert "<b>Lovelace" not in html
+
+
+async def test_dispatch_delivery_and_a_later_survey_are_each_sent_once(
+    js: JetStreamContext, engine: AsyncEngine, mailbox: tuple[Mailbox, int],
+    insights: insights_pb2_grpc.OrderInsightsServiceStub,
+) -> None:
+    box, _ = mailbox
+    address = email_address()
+    created = order_created(email=address)
+    await handled(js, created, await publish(js, created, subject_of=created.order))
+    package = f"fulfilmentOrders/{uuid.uuid4().hex[:8]}/packages/1"
+    shipped = package_shipped(created.order, package)
+    for _ in range(2):  # the second time under a new event id
+        await handled(js, shipped, await publish(js, shipped, subject_of=package))
+    dispatch = await eventually(lambda: sent(engine, created.order, "DISPATCH"))
+
+    delivered_at = datetime.now(UTC).replace(microsecond=0)
+    delivered = shipping_events.ShipmentDelivered(
+        package=package, orders=[created.order], carrier="ups",
+        tracking_number=shipped.tracking_number, deliver_time=stamp(delivered_at),
+    )
+    for _ in range(2):
+        await handled(js, delivered, await publish(js, delivered, subject_of=package))
+    await eventually(lambda: sent(engine, created.order, "DELIVERY"))
+    survey = [r for r in await rows_of(engine, created.order) if r.kind == "SURVEY"]
+    assert len(survey) == 1
+    # Scheduled the configured delay after the delivery, not sent before then.
+    assert survey[0].not_before >= delivered_at + SURVEY_DELAY
+    survey_row = await eventually(lambda: sent(engine, created.order, "SURVEY"))
+    assert survey_row.send_time >= delivered_at + SURVEY_DELAY
+
+    emails = box.to(address)
+    assert [e["Subject"] for e in emails] == [
+        f"We have received your order {created.external_order_id}",
+        f"Your order {created.external_order_id} is on its way",
+        f"Your order {created.external_order_id} has been delivered",
+        f"How was your order {created.external_order_id}?",
+    ]
+    assert emails[1]["Message-ID"] == dispatch.message_id
+    dispatch_text = emails[1].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    dispatch_html = emails[1].get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert "with ups" in dispatch_text
+    assert "Tracking number: 1Z999AA10123456784" in dispatch_text
+    assert shipped.tracking_url in dispatch_text
+    assert ('<a href="https://track.ups.test/?n=1Z999AA10123456784&amp;lang=en">'
+            in dispatch_html)
+    survey_text = emails[3].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert f"https://survey.shop.test/r/{created.order.removeprefix('orders/')}" in survey_text
+
+    # The back office sees all four, in order, with the package where there is one.
+    listing = await insights.ListOrderNotifications(
+        insights_pb2.ListOrderNotificationsRequest(parent=created.order)
+    )
+    assert [(n.kind, n.package, n.state) for n in listing.notifications] == [
+        (insights_pb2.NOTIFICATION_KIND_ORDER_CONFIRMATION, "",
+         insights_pb2.NOTIFICATION_STATE_SENT),
+        (insights_pb2.NOTIFICATION_KIND_DISPATCH, package, insights_pb2.NOTIFICATION_STATE_SENT),
+        (insights_pb2.NOTIFICATION_KIND_DELIVERY, package, insights_pb2.NOTIFICATION_STATE_SENT),
+        (insights_pb2.NOTIFICATION_KIND_SURVEY, "", insights_pb2.NOTIFICATION_STATE_SENT),
+    ]
+    assert all(n.recipient == address and n.HasField("send_time")
+               for n in listing.notifications)
+    assert all(n.name.startswith(f"{created.order}/notifications/")
+               for n in listing.notifications)
+    # Pages of one, chained by opaque tokens.
+    names, token = [], ""
+    while True:
+        page = await insights.ListOrderNotifications(
+            insights_pb2.ListOrderNotificationsRequest(parent=created.order, page_size=1,
+                                                       page_token=token)
+        )
+        names += [n.name for n in page.notifications]
+        token = page.next_page_token
+        if not token:
+            break
+    assert names == [n.name for n in listing.notifications]
+
+
+async def test_a_shipment_seen_before_its_order_waits_for_it(
+    js: JetStreamContext, engine: AsyncEngine, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, _ = mailbox
+    address = email_address()
+    created = order_created(email=address)
+    package = f"fulfilmentOrders/{uuid.uuid4().hex[:8]}/packages/1"
+    shipped = package_shipped(created.order, package)
+    await publish(js, shipped, subject_of=package)
+    await asyncio.sleep(0.5)
+    assert await rows_of(engine, created.order) == []  # not dropped: retried, see below
+
+    await publish(js, created, subject_of=created.order)
+    await eventually(lambda: sent(engine, created.order, "DISPATCH"))
+    assert {r.kind for r in await rows_of(engine, created.order)} == {"CONFIRMATION", "DISPATCH"}
+    assert len(box.to(address)) == 2
+
+
+async def test_a_busy_mailbox_is_retried_and_a_refused_one_given_up(
+    js: JetStreamContext, engine: AsyncEngine, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, _ = mailbox
+    busy, refused = email_address(), email_address()
+    box.busy[busy] = 2
+    box.refused.add(refused)
+    first, second = order_created(email=busy), order_created(email=refused)
+    for event in (first, second):
+        await publish(js, event, subject_of=event.order)
+
+    row = await eventually(lambda: sent(engine, first.order, "CONFIRMATION"))
+    assert row.attempts == 2  # two 451 replies, then accepted
+    assert "451" in row.last_error
+    assert len(box.to(busy)) == 1
+
+    async def failed() -> Any:
+        rows = await rows_of(engine, second.order)
+        return rows[0] if rows and rows[0].status == "FAILED" else None
+
+    row = await eventually(failed)
+    assert row.attempts == 1  # a 5xx reply is not retried
+    assert "550" in row.last_error
+    assert box.to(refused) == []
+
+
+async def test_emails_long_overdue_are_not_enqueued(
+    js: JetStreamContext, engine: AsyncEngine
+) -> None:
+    old = order_created(email=email_address(), placed=datetime.now(UTC) - timedelta(days=30))
+    await handled(js, old, await publish(js, old, subject_of=old.order))
+    assert await rows_of(engine, old.order) == []
+
+
+async def test_listing_notifications_checks_its_request(
+    insights: insights_pb2_grpc.OrderInsightsServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await insights.ListOrderNotifications(
+            insights_pb2.ListOrderNotificationsRequest(parent="orders/42", page_token="xyz")
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parent" in (bad.value.details() or "")
+    assert "page_token" in (bad.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await insights.ListOrderNotifications(
+            insights_pb2.ListOrderNotificationsRequest(parent=f"orders/{uuid.uuid4()}")
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
