@@ -29,7 +29,7 @@ from oms_devtools.inprocess import running_service
 from oms_inventory.app import DEFINITION, MIGRATIONS, SOURCE
 from oms_inventory.tables import backorders, metadata, reservations, stock_ledger
 from oms_platform import bus
-from oms_platform.events import Envelope, decode, encode
+from oms_platform.events import Envelope, decode, encode, event_type
 from oms_platform.service import Service
 from sqlalchemy import create_engine, func, select
 
@@ -39,6 +39,10 @@ LOS_ANGELES = (34.0522, -118.2437)
 NEW_YORK = (40.7128, -74.0060)
 RENO = (39.5296, -119.8138)
 EDISON = (40.5187, -74.4121)
+
+
+ORDER_OUTCOMES = {event_type(t): t for t in (
+    events_pb2.StockAllocated, events_pb2.StockBackordered, events_pb2.AllocationFailed)}
 
 
 @dataclass(frozen=True)
@@ -57,16 +61,19 @@ class InventoryEvents:
 
     async def on_message(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})
-        event = decode(headers, msg.data,
-                       [events_pb2.StockAllocated, events_pb2.StockBackordered])
+        if headers.get("ce-type") not in ORDER_OUTCOMES:
+            return
+        event = decode(headers, msg.data, ORDER_OUTCOMES.values())
         async with self._arrived:
             self.by_order[headers["ce-subject"]].append(Received(msg.subject, headers, event))
             self._arrived.notify_all()
 
-    async def wait_for(self, orders: Collection[str],
-                       timeout: float = 60.0) -> dict[str, list[Received]]:
+    async def wait_for(self, orders: Collection[str], timeout: float = 60.0,
+                       count: int = 1) -> dict[str, list[Received]]:
+        """Waits until each order has at least ``count`` events."""
         async with self._arrived, asyncio.timeout(timeout):
-            await self._arrived.wait_for(lambda: all(self.by_order.get(o) for o in orders))
+            await self._arrived.wait_for(
+                lambda: all(len(self.by_order.get(o, ())) >= count for o in orders))
         return {order: self.by_order[order] for order in orders}
 
 
@@ -447,7 +454,7 @@ async def test_the_whole_order_ships_from_one_node_that_has_every_line(
     assert (await level(stub, near, mug)).reserved == 0
 
 
-async def test_an_order_no_node_can_ship_is_backordered(
+async def test_an_unknown_sku_is_refused_and_the_rest_allocated(
     stub: Stub, js: JetStreamContext, events: InventoryEvents,
 ) -> None:
     node_id = await add_node(stub, RENO)
@@ -455,15 +462,17 @@ async def test_an_order_no_node_can_ship_is_backordered(
     unknown = new_id("SKU")
     event = order_created([(sku, 1), (unknown, 3)], address(None, region="FR"))
     await publish(js, event)
-    (backordered,) = (await events.wait_for([event.order]))[event.order]
-    assert backordered.subject == "oms.inventory.stock_backordered"
-    assert backordered.headers["ce-type"] == "oms.inventory.v1.StockBackordered"
-    assert isinstance(backordered.event, events_pb2.StockBackordered)
-    assert [(line.line_id, line.sku, line.quantity) for line in backordered.event.lines] == [
-        ("1", sku, 1), ("2", unknown, 3)]
-    assert not (await stub.ListReservations(
-        inventory_pb2.ListReservationsRequest(order=event.order))).reservations
-    assert (await level(stub, node_id, sku)).reserved == 0
+    allocated, failed = (await events.wait_for([event.order], count=2))[event.order]
+    assert isinstance(allocated.event, events_pb2.StockAllocated)
+    assert allocated.event.complete
+    assert failed.subject == "oms.inventory.allocation_failed"
+    assert isinstance(failed.event, events_pb2.AllocationFailed)
+    assert [(line.line_id, line.sku, line.quantity, line.reason)
+            for line in failed.event.lines] == [
+        ("2", unknown, 3, events_pb2.ALLOCATION_FAILURE_REASON_UNKNOWN_SKU)]
+    assert [(r.line_id, r.quantity) for r in (await stub.ListReservations(
+        inventory_pb2.ListReservationsRequest(order=event.order))).reservations] == [("1", 1)]
+    assert (await level(stub, node_id, sku)).reserved == 1
 
 
 async def test_a_redelivered_event_reserves_once(
@@ -530,10 +539,11 @@ async def test_concurrent_orders_never_oversell(
 
     outcomes = [r.event for per_order in received.values() for r in per_order]
     allocated = [e for e in outcomes if isinstance(e, events_pb2.StockAllocated)]
-    backordered = [e for e in outcomes if isinstance(e, events_pb2.StockBackordered)]
+    # The product's policy is the default, DENY: what finds no stock is refused.
+    refused = [e for e in outcomes if isinstance(e, events_pb2.AllocationFailed)]
     assert len(outcomes) == orders
     assert len(allocated) == sum(stock)
-    assert len(backordered) == orders - sum(stock)
+    assert len(refused) == orders - sum(stock)
 
     for node_id, units in zip(nodes, stock, strict=True):
         after = await level(stub, node_id, sku)
@@ -551,5 +561,5 @@ async def test_concurrent_orders_never_oversell(
     assert len(reserved_orders) == sum(stock)
     assert all(quantity == 1 for _, quantity in reserved_orders)
     assert {name for name, _ in reserved_orders} == {e.order for e in allocated}
-    assert waiting == orders - sum(stock)
+    assert waiting == 0
     assert ledger_reserved == sum(stock)

@@ -1,15 +1,327 @@
-"""Allocation, routing and backorders. Helper I2 builds this module; the function below is the
-agreed entry point that stock movements call, implemented by I2."""
+"""Allocation, routing and backorders: the storage-facing half of the planner.
+
+Orders are allocated in batches: the consumer hands every ``OrderCreated`` of one fetch to
+:func:`allocate_orders` in one transaction. It locks the stock rows of every SKU the batch
+names (``SELECT … FOR UPDATE`` in (node_id, sku) order), plans the orders one after the
+other in memory against the locked quantities (priority orders first, then by capture
+time), and writes the result in a few set-based statements. A hot SKU then costs one row
+lock per batch instead of one per order, and the conditional UPDATE (``on_hand - reserved
+- safety_stock >= quantity``) still guards every unit: if it ever found less than the
+locked read, the transaction would roll back and the batch be retried, never oversell.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+from oms.common.v1 import common_pb2
+from oms.inventory.v1 import events_pb2
+from oms.orders.v1 import events_pb2 as order_events
+from oms.orders.v1 import orders_pb2
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms_inventory import allocation_store as store
+from oms_inventory import geo, levels
+from oms_inventory.allocation_planner import (
+    STRATEGIES,
+    Destination,
+    Plan,
+    Policy,
+    Strategy,
+    plan,
+    rank,
+)
+from oms_inventory.allocation_store import Held
+from oms_inventory.domain import LatLng, Line
+from oms_inventory.tables import backorders, order_allocations
+
+log = structlog.get_logger(__name__)
+
+PAID = {orders_pb2.PAYMENT_STATUS_AUTHORIZED, orders_pb2.PAYMENT_STATUS_PAID}
+
+
+class AllocationSettings(BaseSettings):
+    """``OMS_INVENTORY_*`` settings of allocation."""
+
+    model_config = SettingsConfigDict(env_prefix="OMS_INVENTORY_", extra="ignore")
+
+    allocation_strategy: str = "nearest"
+    expiry_interval_seconds: float = 1.0
+    expiry_batch_size: int = 200
+
+
+def default_strategy() -> Strategy:
+    name = AllocationSettings().allocation_strategy
+    if name not in STRATEGIES:
+        raise ValueError(f"OMS_INVENTORY_ALLOCATION_STRATEGY must be one of {sorted(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+@dataclass
+class OrderRequest:
+    """An order (or the part of one) to allocate."""
+
+    order: str
+    lines: list[Line]
+    destination: Destination
+    priority: bool = False
+    capture_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    expire_time: datetime | None = None
+
+
+def destination_of(address: common_pb2.Address) -> Destination:
+    """The address's coordinates, else a centroid of its US state or country."""
+    location = (LatLng(address.location.latitude, address.location.longitude)
+                if address.HasField("location")
+                else geo.centroid(address.region_code, address.administrative_area))
+    return Destination(location, address.region_code.strip().upper(),
+                       address.administrative_area.strip().upper())
+
+
+def request_of(event: order_events.OrderCreated) -> OrderRequest:
+    capture = (event.create_time.ToDatetime(UTC) if event.HasField("create_time")
+               else datetime.now(UTC))
+    unpaid = event.payment_status not in PAID
+    expire = (event.payment_due_time.ToDatetime(UTC)
+              if unpaid and event.HasField("payment_due_time") else None)
+    return OrderRequest(
+        order=event.order,
+        lines=[Line(line.line_id, line.sku, line.quantity) for line in event.lines
+               if line.quantity > 0],
+        destination=destination_of(event.shipping_address),
+        priority=event.priority,
+        capture_time=capture,
+        expire_time=expire,
+    )
+
+
+async def on_orders_created(session: AsyncSession,
+                            events: Sequence[order_events.OrderCreated]) -> None:
+    """Allocates a batch of new orders in the caller's transaction. An order seen before
+    (another copy of its event under a new id, or cancelled before it arrived) is skipped:
+    its ``order_allocations`` row exists, and a concurrent copy waits on the unique index."""
+    requests: dict[str, OrderRequest] = {}
+    for event in events:
+        if event.order not in requests:
+            requests[event.order] = request_of(event)
+    if not requests:
+        return
+    rows = [{"order_name": r.order, "priority": r.priority, "capture_time": r.capture_time,
+             "latitude": r.destination.location.latitude if r.destination.location else None,
+             "longitude": r.destination.location.longitude if r.destination.location else None,
+             "region_code": r.destination.region_code,
+             "administrative_area": r.destination.administrative_area,
+             "expire_time": r.expire_time}
+            for r in sorted(requests.values(), key=lambda r: r.order)]
+    new = set((await session.scalars(
+        pg_insert(order_allocations).values(rows).on_conflict_do_nothing()
+        .returning(order_allocations.c.order_name))).all())
+    skipped = sorted(set(requests) - new)
+    if skipped:
+        log.info("orders already handled", orders=skipped)
+    await allocate_orders(session, [requests[name] for name in requests if name in new])
+
+
+async def on_order_created(session: AsyncSession, event: order_events.OrderCreated) -> None:
+    await on_orders_created(session, [event])
+
+
+async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest], *,
+                          strategy: Strategy | None = None) -> None:
+    """Reserves, backorders or rejects the lines of ``requests`` and emits the events."""
+    requests = [r for r in requests if r.lines]
+    if not requests:
+        return
+    strategy = strategy or default_strategy()
+    skus = {line.sku for r in requests for line in r.lines}
+    products = await store.load_products(session, skus)
+    capped = {s for s, rule in products.items() if rule.policy is Policy.ALLOW_UP_TO_LIMIT}
+    await store.lock_backorder_limits(session, capped)
+    nodes = await store.load_nodes(session)
+    available = await store.stock_of(session, skus=skus, lock=True)
+    waiting = await store.waiting_units(session, capped)
+
+    held: list[Held] = []
+    waits: list[dict[str, object]] = []
+    outgoing: list[tuple[events_pb2.StockAllocated | events_pb2.StockBackordered
+                         | events_pb2.AllocationFailed, str]] = []
+    now = _now()
+    for request in sorted(requests, key=lambda r: (not r.priority, r.capture_time)):
+        result = plan(request.lines, products=products, nodes=nodes, available=available,
+                      waiting=waiting, destination=request.destination, strategy=strategy)
+        for node_id, lines in result.shipments.items():
+            held += [Held(request.order, ln.line_id, node_id, ln.sku, ln.quantity)
+                     for ln in lines]
+        waits += [{"order_name": request.order, "line_id": ln.line_id, "sku": ln.sku,
+                   "quantity": ln.quantity, "priority": request.priority,
+                   "capture_time": request.capture_time} for ln in result.backordered]
+        outgoing += _events(request, result, now)
+        log.info("order planned", order=request.order, nodes=sorted(result.shipments),
+                 backordered=len(result.backordered), rejected=len(result.rejected))
+    await store.reserve(session, held)
+    await store.add_backorders(session, waits)
+    await store.add_events(session, [(message, message.order) for message in outgoing])
+    await levels.publish_changes(session, {(h.node_id, h.sku) for h in held})
+
+
+def _events(request: OrderRequest, result: Plan, now: Timestamp) -> list[
+        events_pb2.StockAllocated | events_pb2.StockBackordered | events_pb2.AllocationFailed]:
+    out: list[events_pb2.StockAllocated | events_pb2.StockBackordered
+              | events_pb2.AllocationFailed] = []
+    if result.shipments:
+        allocated = events_pb2.StockAllocated(
+            order=request.order,
+            allocations=[_node_allocation(node_id, lines)
+                         for node_id, lines in result.shipments.items()],
+            allocate_time=now,
+            complete=not result.backordered,
+        )
+        if request.expire_time is not None:
+            allocated.expire_time.FromDatetime(request.expire_time)
+        out.append(allocated)
+    if result.backordered:
+        out.append(events_pb2.StockBackordered(
+            order=request.order,
+            lines=[events_pb2.BackorderedLine(line_id=ln.line_id, sku=ln.sku,
+                                              quantity=ln.quantity)
+                   for ln in result.backordered],
+            backorder_time=now,
+        ))
+    if result.rejected:
+        out.append(events_pb2.AllocationFailed(
+            order=request.order,
+            lines=[events_pb2.FailedLine(
+                line_id=r.line.line_id, sku=r.line.sku, quantity=r.line.quantity,
+                reason=events_pb2.AllocationFailureReason.Value(
+                    "ALLOCATION_FAILURE_REASON_" + r.reason.value),
+                message=r.message) for r in result.rejected],
+            fail_time=now,
+        ))
+    return out
+
+
+def _node_allocation(node_id: str, lines: Iterable[Line]) -> events_pb2.NodeAllocation:
+    return events_pb2.NodeAllocation(
+        node_id=node_id,
+        lines=[events_pb2.AllocatedLine(line_id=ln.line_id, sku=ln.sku, quantity=ln.quantity)
+               for ln in lines])
 
 
 async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
     """Serves the backorder queues of the SKUs whose available stock may have grown at these
-    (node_id, sku) levels, in the caller's transaction."""
-    # Coordination placeholder while helper I2 writes the backorder queue; I2 replaces it.
-    return None
+    (node_id, sku) levels, in the caller's transaction (before it publishes the changes).
+
+    Only the given levels are drawn from: stock elsewhere did not change, and had it been
+    available, the queue would have been served from it before. Waiting lines take their
+    turn by priority, capture time and arrival; a line may be filled in part, and from
+    several of the given nodes (best first by the default strategy for its destination)."""
+    touched = sorted(set(keys))
+    if not touched:
+        return
+    available = {k: units for k, units in
+                 (await store.stock_of(session, keys=touched, lock=True)).items() if units > 0}
+    if not available:
+        return
+    skus = sorted({sku for _, sku in available})
+    queue = (await session.execute(
+        select(backorders.c.id, backorders.c.order_name, backorders.c.line_id,
+               backorders.c.sku, backorders.c.quantity, order_allocations.c.latitude,
+               order_allocations.c.longitude, order_allocations.c.region_code,
+               order_allocations.c.administrative_area, order_allocations.c.expire_time)
+        .outerjoin(order_allocations,
+                   order_allocations.c.order_name == backorders.c.order_name)
+        .where(backorders.c.sku.in_(skus))
+        .order_by(backorders.c.priority.desc(), backorders.c.capture_time, backorders.c.id)
+        .with_for_update(of=backorders)
+    )).all()
+    if not queue:
+        return
+    strategy = default_strategy()
+    nodes = await store.load_nodes(session, {node_id for node_id, _ in available})
+    held: list[Held] = []
+    served: dict[int, int] = {}
+    per_order: dict[str, list[Held]] = {}
+    expiry: dict[str, datetime | None] = {}
+    for entry in queue:
+        location = (LatLng(entry.latitude, entry.longitude)
+                    if entry.latitude is not None else None)
+        destination = Destination(location, entry.region_code or "",
+                                  entry.administrative_area or "")
+        left = entry.quantity
+        for node in rank(nodes, destination, strategy):
+            units = available.get((node.node_id, entry.sku), 0)
+            if not left or units <= 0:
+                continue
+            taken = min(units, left)
+            available[node.node_id, entry.sku] = units - taken
+            left -= taken
+            h = Held(entry.order_name, entry.line_id, node.node_id, entry.sku, taken)
+            held.append(h)
+            per_order.setdefault(entry.order_name, []).append(h)
+            expiry[entry.order_name] = entry.expire_time
+        if left < entry.quantity:
+            served[entry.id] = entry.quantity - left
+    if not held:
+        return
+    await store.reserve(session, held)
+    await session.execute(text("""
+        UPDATE backorders AS b SET quantity = b.quantity - v.quantity
+        FROM jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
+        WHERE b.id = v.id AND b.quantity > v.quantity
+    """).bindparams(bindparam("rows", type_=JSONB)),
+        {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
+    await session.execute(text("""
+        DELETE FROM backorders AS b USING jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
+        WHERE b.id = v.id AND b.quantity <= v.quantity
+    """).bindparams(bindparam("rows", type_=JSONB)),
+        {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
+    still_waiting = await store.orders_waiting(session, per_order)
+    now = _now()
+    messages = []
+    for order, order_held in per_order.items():
+        by_node: dict[str, list[Line]] = {}
+        for h in order_held:
+            by_node.setdefault(h.node_id, []).append(Line(h.line_id, h.sku, h.quantity))
+        event = events_pb2.StockAllocated(
+            order=order,
+            allocations=[_node_allocation(n, lines) for n, lines in sorted(by_node.items())],
+            allocate_time=now,
+            complete=order not in still_waiting,
+        )
+        if expiry.get(order) is not None:
+            event.expire_time.FromDatetime(expiry[order])  # type: ignore[arg-type]
+        messages.append((event, order))
+    await store.add_events(session, messages)
+    log.info("backorders served", orders=len(per_order), units=sum(h.quantity for h in held))
+
+
+async def preview(session: AsyncSession, request: OrderRequest,
+                  strategy: Strategy | None = None) -> Plan:
+    """The plan allocation would make now, without locking or writing anything."""
+    skus = {line.sku for line in request.lines}
+    products = await store.load_products(session, skus)
+    capped = {s for s, rule in products.items() if rule.policy is Policy.ALLOW_UP_TO_LIMIT}
+    return plan(request.lines, products=products, nodes=await store.load_nodes(session),
+                available=await store.stock_of(session, skus=skus, lock=False),
+                waiting=await store.waiting_units(session, capped),
+                destination=request.destination, strategy=strategy or default_strategy())
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.now(UTC))
+    return stamp
+
+
+def lines_from_json(value: object) -> list[Line]:
+    items = json.loads(value) if isinstance(value, str) else value
+    return [Line(i["line_id"], i["sku"], int(i["quantity"])) for i in items or []]

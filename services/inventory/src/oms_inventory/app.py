@@ -1,21 +1,38 @@
-"""The inventory service as the platform runs it: servicer, subscriptions, migrations."""
+"""The inventory service as the platform runs it: servicer, subscriptions, background jobs,
+migrations."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+import structlog
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
+from oms.returns.v1 import events_pb2 as returns_events
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 
+from oms_inventory.allocation import AllocationSettings, default_strategy
 from oms_inventory.api import InventoryServicer
-from oms_inventory.handlers import SOURCE, on_order_created
+from oms_inventory.handlers import (
+    SOURCE,
+    on_order_cancelled,
+    on_order_created,
+    on_order_paid,
+    on_orders_created,
+    on_package_shipped,
+    on_return_received,
+)
+from oms_inventory.reservations import expire_due
 from oms_inventory.tables import metadata
 
 __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
+
+log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,7 +45,32 @@ def register(server: grpc.aio.Server, runtime: Runtime) -> list[str]:
 
 
 def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
-    return [Subscription(order_events.OrderCreated, on_order_created)]
+    default_strategy()  # a misspelt strategy stops the start-up, not the first order
+    return [
+        Subscription(order_events.OrderCreated, on_order_created,
+                     batch_handler=on_orders_created),
+        Subscription(order_events.OrderPaid, on_order_paid),
+        Subscription(order_events.OrderCancelled, on_order_cancelled),
+        Subscription(fulfilment_events.PackageShipped, on_package_shipped),
+        Subscription(returns_events.ReturnReceived, on_return_received),
+    ]
+
+
+async def expire_reservations(runtime: Runtime) -> None:
+    """Releases the reservations of unpaid orders past their payment due time."""
+    settings = AllocationSettings()
+    while True:
+        try:
+            while True:
+                async with runtime.sessions.begin() as session:
+                    expired = await expire_due(session, settings.expiry_batch_size)
+                if expired < settings.expiry_batch_size:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("reservation expiry failed, retrying", error=repr(error))
+        await asyncio.sleep(settings.expiry_interval_seconds)
 
 
 DEFINITION = ServiceDefinition(
@@ -36,4 +78,5 @@ DEFINITION = ServiceDefinition(
     metadata=metadata,
     register=register,
     subscriptions=subscriptions,
+    background=(expire_reservations,),
 )

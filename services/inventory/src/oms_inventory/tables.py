@@ -126,7 +126,8 @@ reservations = Table(
     Column("sku", ForeignKey("products.sku"), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    UniqueConstraint("order_name", "line_id"),
+    # A line may be split across nodes: one row per node it is reserved at.
+    UniqueConstraint("order_name", "line_id", "node_id"),
     CheckConstraint("quantity > 0", name="quantity_positive"),
 )
 
@@ -140,9 +141,15 @@ backorders = Table(
     Column("sku", String(64), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The queue's order: priority (express) orders first, then by capture time, then arrival.
+    Column("priority", Boolean, nullable=False, server_default=false()),
+    Column("capture_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("order_name", "line_id"),
     CheckConstraint("quantity > 0", name="quantity_positive"),
 )
+Index("ix_backorders_queue", backorders.c.sku, backorders.c.priority.desc(),
+      backorders.c.capture_time, backorders.c.id)
+Index("ix_backorders_order_name", backorders.c.order_name)
 
 stock_ledger = Table(
     "stock_ledger",
@@ -161,3 +168,28 @@ stock_ledger = Table(
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("ix_stock_ledger_node_id_sku", stock_ledger.c.node_id, stock_ledger.c.sku)
+
+# --- Allocation (helper I2): the orders inventory has taken, for backorders and expiry ---
+
+# One row per order seen: where it ships (to serve its backorders later), its place in the
+# queues, when its reservations expire unless paid, and what expired (re-allocated on payment).
+order_allocations = Table(
+    "order_allocations",
+    metadata,
+    Column("order_name", String(200), primary_key=True),
+    Column("priority", Boolean, nullable=False, server_default=false()),
+    Column("capture_time", DateTime(timezone=True), nullable=False),
+    Column("latitude", Double),
+    Column("longitude", Double),
+    Column("region_code", String(16), nullable=False, server_default=""),
+    Column("administrative_area", String(64), nullable=False, server_default=""),
+    Column("expire_time", DateTime(timezone=True)),
+    # [{"line_id", "sku", "quantity"}]: units released by expiry, allocated again when paid.
+    Column("expired_lines", JSONB, nullable=False, server_default="[]"),
+    Column("paid", Boolean, nullable=False, server_default=false()),
+    # Cancelled before inventory saw it: a late OrderCreated allocates nothing.
+    Column("cancelled", Boolean, nullable=False, server_default=false()),
+    Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_order_allocations_expire_time", order_allocations.c.expire_time,
+      postgresql_where=order_allocations.c.expire_time.is_not(None))

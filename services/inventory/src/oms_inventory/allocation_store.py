@@ -1,0 +1,257 @@
+"""Storage of allocation: reading what the planner needs, and writing what it decided in a
+handful of set-based statements (one UPDATE for every level a batch touches, multi-row
+inserts for reservations, ledger rows and events), whatever the batch's size.
+
+Lock order, everywhere: ``order_allocations`` rows, then ``stock_levels`` rows by
+(node_id, sku), then ``backorders`` rows. Transactions that follow it may wait for each
+other but never deadlock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from google.protobuf.message import Message
+from oms_platform.events import encode
+from oms_platform.telemetry import inject_headers
+from sqlalchemy import bindparam, func, insert, select, text, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms_inventory.allocation_planner import Node, Policy, ProductRule
+from oms_inventory.domain import LatLng
+from oms_inventory.tables import (
+    backorders,
+    fulfilment_nodes,
+    metadata,
+    products,
+    reservations,
+    stock_ledger,
+    stock_levels,
+)
+
+SOURCE = "/oms/inventory"
+RESERVATION = "RESERVATION"
+RELEASE = "RELEASE"
+
+
+@dataclass(frozen=True)
+class Held:
+    """Units of an order line reserved at a node."""
+
+    order: str
+    line_id: str
+    node_id: str
+    sku: str
+    quantity: int
+
+
+async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str, ProductRule]:
+    """The rules of the known, not deleted products among ``skus``."""
+    wanted = sorted(set(skus))
+    if not wanted:
+        return {}
+    statement = select(products.c.sku, products.c.backorder_policy,
+                       products.c.backorder_limit).where(
+        products.c.sku.in_(wanted), products.c.deleted.is_(False))
+    result = {}
+    for row in await session.execute(statement):
+        try:
+            policy = Policy(row.backorder_policy)
+        except ValueError:
+            policy = Policy.DENY
+        result[row.sku] = ProductRule(row.sku, policy, row.backorder_limit)
+    return result
+
+
+async def load_nodes(session: AsyncSession, node_ids: Iterable[str] | None = None) -> list[Node]:
+    statement = select(fulfilment_nodes.c.node_id, fulfilment_nodes.c.latitude,
+                       fulfilment_nodes.c.longitude, fulfilment_nodes.c.priority,
+                       fulfilment_nodes.c.shipment_cost, fulfilment_nodes.c.service_regions)
+    if node_ids is not None:
+        statement = statement.where(fulfilment_nodes.c.node_id.in_(sorted(set(node_ids))))
+    return [
+        Node(row.node_id, LatLng(row.latitude, row.longitude), row.priority,
+             Decimal(row.shipment_cost), tuple(row.service_regions or ()))
+        for row in await session.execute(statement)
+    ]
+
+
+async def stock_of(session: AsyncSession, *, skus: Iterable[str] = (),
+                   keys: Iterable[tuple[str, str]] = (),
+                   lock: bool) -> dict[tuple[str, str], int]:
+    """Available units per (node_id, sku) of the given SKUs (every node) or keys. With
+    ``lock``, the rows stay locked until the transaction ends, taken in (node_id, sku) order
+    so that concurrent batches wait for each other instead of deadlocking."""
+    available = stock_levels.c.on_hand - stock_levels.c.reserved - stock_levels.c.safety_stock
+    statement = select(stock_levels.c.node_id, stock_levels.c.sku, available.label("available"))
+    wanted_skus, wanted_keys = sorted(set(skus)), sorted(set(keys))
+    if wanted_skus:
+        statement = statement.where(stock_levels.c.sku.in_(wanted_skus))
+    elif wanted_keys:
+        statement = statement.where(
+            tuple_(stock_levels.c.node_id, stock_levels.c.sku).in_(wanted_keys))
+    else:
+        return {}
+    statement = statement.order_by(stock_levels.c.node_id, stock_levels.c.sku)
+    if lock:
+        statement = statement.with_for_update()
+    return {(row.node_id, row.sku): row.available for row in await session.execute(statement)}
+
+
+async def waiting_units(session: AsyncSession, skus: Iterable[str]) -> dict[str, int]:
+    wanted = sorted(set(skus))
+    if not wanted:
+        return {}
+    statement = (select(backorders.c.sku, func.sum(backorders.c.quantity))
+                 .where(backorders.c.sku.in_(wanted)).group_by(backorders.c.sku))
+    return {sku: int(units) for sku, units in await session.execute(statement)}
+
+
+async def lock_backorder_limits(session: AsyncSession, skus: Iterable[str]) -> None:
+    """Serialises the transactions that may add backorders for capped SKUs, so that two of
+    them cannot both stay within the limit and together exceed it."""
+    for sku in sorted(set(skus)):
+        await session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtextextended("backorder-limit:" + sku, 0))))
+
+
+_RESERVE = text("""
+    UPDATE stock_levels AS s SET reserved = s.reserved + v.quantity
+    FROM jsonb_to_recordset(:rows) AS v(node_id text, sku text, quantity bigint)
+    WHERE s.node_id = v.node_id AND s.sku = v.sku
+      AND s.on_hand - s.reserved - s.safety_stock >= v.quantity
+""").bindparams(bindparam("rows", type_=JSONB))
+
+_RELEASE = text("""
+    UPDATE stock_levels AS s SET reserved = s.reserved - v.quantity
+    FROM jsonb_to_recordset(:rows) AS v(node_id text, sku text, quantity bigint)
+    WHERE s.node_id = v.node_id AND s.sku = v.sku AND s.reserved >= v.quantity
+""").bindparams(bindparam("rows", type_=JSONB))
+
+
+class LostRace(RuntimeError):
+    """A conditional write found less stock than the locked read: the transaction is rolled
+    back (and the event retried) rather than oversell."""
+
+
+def _per_level(held: Sequence[Held]) -> list[dict[str, Any]]:
+    units: dict[tuple[str, str], int] = {}
+    for h in held:
+        units[h.node_id, h.sku] = units.get((h.node_id, h.sku), 0) + h.quantity
+    return [{"node_id": n, "sku": s, "quantity": q} for (n, s), q in sorted(units.items())]
+
+
+async def reserve(session: AsyncSession, held: Sequence[Held]) -> None:
+    """Reserves every unit of ``held`` with one conditional UPDATE and records the
+    reservations and their ledger rows."""
+    if not held:
+        return
+    levels = _per_level(held)
+    result = await session.execute(_RESERVE, {"rows": levels})
+    if result.rowcount != len(levels):  # type: ignore[attr-defined]
+        raise LostRace(f"{len(levels) - result.rowcount} levels had less available than "  # type: ignore[attr-defined]
+                       "planned")
+    merged: dict[tuple[str, str, str], Held] = {}
+    for h in held:
+        key = (h.order, h.line_id, h.node_id)
+        earlier = merged.get(key)
+        merged[key] = h if earlier is None else Held(
+            h.order, h.line_id, h.node_id, h.sku, earlier.quantity + h.quantity)
+    statement = pg_insert(reservations).values([
+        {"order_name": h.order, "line_id": h.line_id, "node_id": h.node_id, "sku": h.sku,
+         "quantity": h.quantity} for h in merged.values()])
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=[reservations.c.order_name, reservations.c.line_id,
+                        reservations.c.node_id],
+        set_={"quantity": reservations.c.quantity + statement.excluded.quantity}))
+    await session.execute(insert(stock_ledger), [
+        {"node_id": h.node_id, "sku": h.sku, "kind": RESERVATION, "on_hand_delta": 0,
+         "reserved_delta": h.quantity, "reference": h.order} for h in held])
+
+
+async def release(session: AsyncSession, held: Sequence[Held]) -> None:
+    """Gives reserved units back: the levels, the reservation rows and the ledger."""
+    if not held:
+        return
+    levels = _per_level(held)
+    result = await session.execute(_RELEASE, {"rows": levels})
+    if result.rowcount != len(levels):  # type: ignore[attr-defined]
+        raise LostRace("a level holds fewer reserved units than its reservations")
+    await session.execute(text("""
+        UPDATE reservations AS r SET quantity = r.quantity - v.quantity
+        FROM jsonb_to_recordset(:rows) AS v(order_name text, line_id text, node_id text,
+                                             quantity int)
+        WHERE r.order_name = v.order_name AND r.line_id = v.line_id AND r.node_id = v.node_id
+          AND r.quantity > v.quantity
+    """).bindparams(bindparam("rows", type_=JSONB)), {"rows": _held_rows(held)})
+    await session.execute(text("""
+        DELETE FROM reservations AS r USING jsonb_to_recordset(:rows)
+          AS v(order_name text, line_id text, node_id text, quantity int)
+        WHERE r.order_name = v.order_name AND r.line_id = v.line_id AND r.node_id = v.node_id
+          AND r.quantity <= v.quantity
+    """).bindparams(bindparam("rows", type_=JSONB)), {"rows": _held_rows(held)})
+    await session.execute(insert(stock_ledger), [
+        {"node_id": h.node_id, "sku": h.sku, "kind": RELEASE, "on_hand_delta": 0,
+         "reserved_delta": -h.quantity, "reference": h.order} for h in held])
+
+
+def _held_rows(held: Sequence[Held]) -> list[dict[str, Any]]:
+    return [{"order_name": h.order, "line_id": h.line_id, "node_id": h.node_id,
+             "quantity": h.quantity} for h in held]
+
+
+async def held_by(session: AsyncSession, orders: Iterable[str], *,
+                  lock: bool = False) -> list[Held]:
+    wanted = sorted(set(orders))
+    if not wanted:
+        return []
+    statement = (select(reservations).where(reservations.c.order_name.in_(wanted))
+                 .order_by(reservations.c.order_name, reservations.c.line_id,
+                           reservations.c.node_id))
+    if lock:
+        statement = statement.with_for_update()
+    return [Held(r.order_name, r.line_id, r.node_id, r.sku, r.quantity)
+            for r in await session.execute(statement)]
+
+
+async def add_backorders(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Adds waiting units; a line already waiting waits for more."""
+    if not rows:
+        return
+    statement = pg_insert(backorders).values(list(rows))
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=[backorders.c.order_name, backorders.c.line_id],
+        set_={"quantity": backorders.c.quantity + statement.excluded.quantity}))
+
+
+async def orders_waiting(session: AsyncSession, orders: Iterable[str]) -> set[str]:
+    wanted = sorted(set(orders))
+    if not wanted:
+        return set()
+    statement = select(backorders.c.order_name).where(
+        backorders.c.order_name.in_(wanted)).distinct()
+    return set((await session.scalars(statement)).all())
+
+
+async def add_events(session: AsyncSession, messages: Sequence[tuple[Message, str]]) -> None:
+    """Adds events to the outbox in one statement: (message, aggregate id) each."""
+    if not messages:
+        return
+    trace_headers = inject_headers()
+    rows = []
+    for message, aggregate_id in messages:
+        envelope = encode(message, aggregate_id=aggregate_id, source=SOURCE,
+                          trace_headers=trace_headers)
+        rows.append({"event_id": envelope.event_id, "subject": envelope.subject,
+                     "headers": envelope.headers, "payload": envelope.payload})
+    await session.execute(insert(metadata.tables["outbox"]), rows)
+
+
+def lines_json(lines: Iterable[Any]) -> str:
+    return json.dumps([{"line_id": ln.line_id, "sku": ln.sku, "quantity": ln.quantity}
+                       for ln in lines])
