@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from oms_platform.errors import Violations
 
@@ -125,3 +126,85 @@ def check_request_id(violations: Violations, path: str, request_id: str) -> None
 def check_delta(violations: Violations, path: str, delta: int) -> None:
     if delta == 0:
         violations.add(path, "must not be zero")
+
+
+REGION_PATTERN = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+BIN_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+CHANNEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+MONEY_AMOUNT_PATTERN = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
+MAX_TITLE_LENGTH = 500
+
+
+def check_title(violations: Violations, path: str, title: str) -> None:
+    if len(title) > MAX_TITLE_LENGTH:
+        violations.add(path, f"must be at most {MAX_TITLE_LENGTH} characters")
+
+
+def check_regions(violations: Violations, path: str, regions: Sequence[str]) -> None:
+    """ISO 3166-1 alpha-2 countries or ISO 3166-2 subdivisions ("US", "US-CA")."""
+    seen: set[str] = set()
+    for index, region in enumerate(regions):
+        if not REGION_PATTERN.fullmatch(region):
+            violations.add(f"{path}[{index}]", "must be a region code like US or US-CA")
+        elif region in seen:
+            violations.add(f"{path}[{index}]", "is listed twice")
+        seen.add(region)
+
+
+def check_time_zone(violations: Violations, path: str, time_zone: str) -> None:
+    if not time_zone:
+        return
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        violations.add(path, "must be an IANA time zone such as Europe/Berlin")
+
+
+def check_time_of_day(violations: Violations, path: str, hours: int, minutes: int,
+                      seconds: int, nanos: int) -> None:
+    if not (0 <= hours <= 23 and 0 <= minutes <= 59 and 0 <= seconds <= 59 and nanos == 0):
+        violations.add(path, "must be a time of day between 00:00:00 and 23:59:59")
+
+
+def check_money(violations: Violations, path: str, currency: str, amount: str) -> None:
+    """A non-negative decimal amount in an ISO 4217 currency."""
+    if not CURRENCY_PATTERN.fullmatch(currency):
+        violations.add(f"{path}.currency_code", "must be an ISO 4217 code such as USD")
+    if not MONEY_AMOUNT_PATTERN.fullmatch(amount):
+        violations.add(f"{path}.amount", "must be a non-negative decimal such as 4.95")
+
+
+@dataclass(frozen=True)
+class Bin:
+    bin_code: str
+    zone: str
+    walk_sequence: int
+
+
+def check_bins(violations: Violations, path: str, bins: Sequence[Bin]) -> None:
+    seen: set[str] = set()
+    for index, bin_ in enumerate(bins):
+        if not BIN_CODE_PATTERN.fullmatch(bin_.bin_code):
+            violations.add(f"{path}[{index}].bin_code", f"must match {BIN_CODE_PATTERN.pattern}")
+        elif bin_.bin_code in seen:
+            violations.add(f"{path}[{index}].bin_code", "is listed twice")
+        seen.add(bin_.bin_code)
+        if not bin_.zone or len(bin_.zone) > 64:
+            violations.add(f"{path}[{index}].zone", "required, at most 64 characters")
+        check_not_negative(violations, f"{path}[{index}].walk_sequence", bin_.walk_sequence)
+
+
+def walking_order(bins: Iterable[Bin]) -> list[Bin]:
+    """Bins the way a picker walks past them; equal sequences by code, so it is stable."""
+    return sorted(bins, key=lambda b: (b.walk_sequence, b.bin_code))
+
+
+def check_channel(violations: Violations, path: str, channel: str) -> None:
+    if not CHANNEL_PATTERN.fullmatch(channel):
+        violations.add(path, f"must match {CHANNEL_PATTERN.pattern}")
+
+
+def check_positive(violations: Violations, path: str, value: int) -> None:
+    if value <= 0:
+        violations.add(path, "must be more than zero")

@@ -193,3 +193,14 @@ order_allocations = Table(
 )
 Index("ix_order_allocations_expire_time", order_allocations.c.expire_time,
       postgresql_where=order_allocations.c.expire_time.is_not(None))
+
+# --- Replenishment (migration 0004) ---
+# The sales velocity cached per level (refreshed when older than the refresh interval) and
+# whether the level is at its reorder point: ReorderPointReached fires when this flips on.
+stock_levels.append_column(
+    Column("daily_velocity", Numeric(18, 4), nullable=False, server_default="0"))
+stock_levels.append_column(Column("velocity_time", DateTime(timezone=True)))
+stock_levels.append_column(
+    Column("at_reorder_point", Boolean, nullable=False, server_default=false()))
+Index("ix_stock_levels_at_reorder_point", stock_levels.c.node_id, stock_levels.c.sku,
+      postgresql_where=stock_levels.c.at_reorder_point)

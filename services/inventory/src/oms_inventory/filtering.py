@@ -1,0 +1,181 @@
+"""List requests: a small subset of the AIP-160 filter language and opaque keyset page tokens.
+Plain Python, so the rules are tested without a server.
+
+The filter grammar, case-sensitive except for the keyword AND::
+
+    filter     := condition ("AND" condition)*
+    condition  := field operator value
+    operator   := "=" | "!=" | ":"
+    value      := "quoted string" | bare-word | true | false
+
+`=` on a text field with a value ending in `*` matches by prefix (AIP-160's wildcard); `:`
+("has") matches a substring of a text field or a member of a list field. OR, NOT and
+parentheses are not supported: listing screens and catalogue tools need conjunctions only,
+and a rejected filter is better than one that is half understood."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>"(?:[^"\\]|\\.)*")
+      | (?P<op>!=|=|:)
+      | (?P<word>[A-Za-z0-9_.*\-/]+)
+    )""",
+    re.VERBOSE,
+)
+
+
+class FieldType(Enum):
+    TEXT = "text"
+    BOOL = "bool"
+    ENUM = "enum"
+    LIST = "list"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    type: FieldType
+    operators: frozenset[str]
+    values: frozenset[str] = frozenset()  # the allowed values of an ENUM
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    operator: str  # "=", "!=", ":" or "prefix"
+    value: str | bool
+
+
+class FilterError(ValueError):
+    pass
+
+
+def text_field(*operators: str) -> FieldSpec:
+    return FieldSpec(FieldType.TEXT, frozenset(operators or ("=", "!=", ":")))
+
+
+def bool_field() -> FieldSpec:
+    return FieldSpec(FieldType.BOOL, frozenset(("=", "!=")))
+
+
+def enum_field(values: Sequence[str]) -> FieldSpec:
+    return FieldSpec(FieldType.ENUM, frozenset(("=", "!=")), frozenset(values))
+
+
+def list_field() -> FieldSpec:
+    return FieldSpec(FieldType.LIST, frozenset((":",)))
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    text = text.rstrip()
+    while position < len(text):
+        match = TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise FilterError(f"unexpected character at {position}: {text[position:][:10]!r}")
+        kind = match.lastgroup
+        assert kind is not None
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
+
+
+def parse_filter(text: str, fields: Mapping[str, FieldSpec]) -> list[Condition]:
+    """The conditions of a filter, every one checked against the fields a list supports."""
+    tokens = _tokens(text)
+    conditions: list[Condition] = []
+    index = 0
+    while index < len(tokens):
+        if conditions:
+            if tokens[index] != ("word", "AND"):
+                raise FilterError(f"expected AND, found {tokens[index][1]!r}")
+            index += 1
+        if index + 3 > len(tokens):
+            raise FilterError("expected a condition: field, operator and value")
+        (field_kind, field), (op_kind, operator), (value_kind, raw) = tokens[index:index + 3]
+        index += 3
+        if field_kind != "word" or field not in fields:
+            raise FilterError(f"unknown field {field!r}; known: {', '.join(sorted(fields))}")
+        if op_kind != "op":
+            raise FilterError(f"expected an operator after {field}, found {operator!r}")
+        if value_kind == "op":
+            raise FilterError(f"expected a value after {field} {operator}")
+        conditions.append(_condition(field, fields[field], operator, raw,
+                                     quoted=value_kind == "string"))
+    return conditions
+
+
+def _condition(field: str, spec: FieldSpec, operator: str, raw: str, *,
+               quoted: bool) -> Condition:
+    if operator not in spec.operators:
+        raise FilterError(f"{field} supports {', '.join(sorted(spec.operators))}")
+    value = json.loads(raw) if quoted else raw
+    if spec.type is FieldType.BOOL:
+        if quoted or value not in ("true", "false"):
+            raise FilterError(f"{field} must be compared with true or false")
+        return Condition(field, operator, value == "true")
+    if spec.type is FieldType.ENUM:
+        if value not in spec.values:
+            raise FilterError(f"{field} must be one of {', '.join(sorted(spec.values))}")
+        return Condition(field, operator, value)
+    if operator == "=" and value.endswith("*"):
+        stem = value[:-1]
+        if "*" in stem:
+            raise FilterError(f"{field}: only a trailing * is supported")
+        return Condition(field, "prefix", stem)
+    return Condition(field, operator, value)
+
+
+def like_escape(value: str) -> str:
+    """A literal for LIKE patterns with the default backslash escape."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def page_size(requested: int) -> int:
+    """AIP-158: zero means the default; larger than the maximum is capped."""
+    if requested <= 0:
+        return DEFAULT_PAGE_SIZE
+    return min(requested, MAX_PAGE_SIZE)
+
+
+def _fingerprint(query: Mapping[str, Any]) -> str:
+    canonical = json.dumps(query, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def encode_page_token(after: Sequence[Any], query: Mapping[str, Any]) -> str:
+    """An opaque token for the page after the key `after` of a list with these parameters."""
+    payload = json.dumps({"after": list(after), "query": _fingerprint(query)},
+                         separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, query: Mapping[str, Any]) -> list[Any] | None:
+    """The key to continue after; None for the first page. A token made for other list
+    parameters (AIP-158: the filter must not change between pages) is refused."""
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after = payload["after"]
+        fingerprint = payload["query"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise FilterError("not a page token of this list") from error
+    if fingerprint != _fingerprint(query) or not isinstance(after, list):
+        raise FilterError("was issued for other list parameters")
+    return after
