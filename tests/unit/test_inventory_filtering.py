@@ -1,0 +1,109 @@
+"""List filters and page tokens without a server."""
+
+from __future__ import annotations
+
+import pytest
+from oms_inventory.domain import (
+    Bin,
+    check_bins,
+    check_money,
+    check_regions,
+    check_time_of_day,
+    check_time_zone,
+    walking_order,
+)
+from oms_inventory.filtering import (
+    Condition,
+    FilterError,
+    bool_field,
+    decode_page_token,
+    encode_page_token,
+    enum_field,
+    list_field,
+    page_size,
+    parse_filter,
+    text_field,
+)
+from oms_platform.errors import Violations
+
+FIELDS = {
+    "sku": text_field(),
+    "title": text_field(),
+    "fragile": bool_field(),
+    "backorder_policy": enum_field(("ALLOW", "DENY")),
+    "regions": list_field(),
+}
+
+
+def test_conditions_joined_by_and() -> None:
+    assert parse_filter('sku = "MUG-*" AND fragile = true AND title : "blue mug"', FIELDS) == [
+        Condition("sku", "prefix", "MUG-"),
+        Condition("fragile", "=", True),
+        Condition("title", ":", "blue mug"),
+    ]
+    assert parse_filter("backorder_policy != DENY", FIELDS) == [
+        Condition("backorder_policy", "!=", "DENY")]
+    assert parse_filter('sku="A\\"B"', FIELDS) == [Condition("sku", "=", 'A"B')]
+    assert parse_filter("", FIELDS) == []
+    assert parse_filter("   ", FIELDS) == []
+
+
+@pytest.mark.parametrize("text", [
+    "colour = red",  # unknown field
+    "fragile = yes",  # not a boolean
+    'fragile = "true"',  # a quoted boolean is a string
+    "backorder_policy = MAYBE",  # not an allowed value
+    "fragile : true",  # operator the field does not support
+    "sku = A OR sku = B",  # OR is not supported
+    "sku = A sku = B",  # missing AND
+    "sku =",  # missing value
+    "sku = = A",
+    "sku = A*B*",  # only a trailing wildcard
+    "sku = A AND",
+    "(sku = A)",
+])
+def test_what_is_not_understood_is_refused(text: str) -> None:
+    with pytest.raises(FilterError):
+        parse_filter(text, FIELDS)
+
+
+def test_page_tokens_round_trip_and_belong_to_their_query() -> None:
+    query = {"filter": "fragile = true", "show_deleted": False}
+    token = encode_page_token(["SKU-9", 3], query)
+    assert decode_page_token(token, query) == ["SKU-9", 3]
+    assert decode_page_token("", query) is None
+    with pytest.raises(FilterError):
+        decode_page_token(token, {**query, "filter": "fragile = false"})
+    with pytest.raises(FilterError):
+        decode_page_token("not-a-token", query)
+
+
+def test_page_size_defaults_and_caps() -> None:
+    assert (page_size(0), page_size(10), page_size(5000)) == (50, 10, 1000)
+
+
+def fields_of(violations: Violations) -> list[str]:
+    return [v.field for v in violations.items]
+
+
+def test_regions_time_zones_times_and_money() -> None:
+    violations = Violations()
+    check_regions(violations, "r", ["US", "US-CA", "us", "USA", "US-CA"])
+    check_time_zone(violations, "tz", "America/Los_Angeles")
+    check_time_zone(violations, "tz", "Mars/Olympus")
+    check_time_zone(violations, "tz", "")
+    check_time_of_day(violations, "cut", 17, 30, 0, 0)
+    check_time_of_day(violations, "cut", 24, 0, 0, 0)
+    check_money(violations, "cost", "USD", "4.95")
+    check_money(violations, "cost", "usd", "-1")
+    assert fields_of(violations) == ["r[2]", "r[3]", "r[4]", "tz", "cut", "cost.currency_code",
+                                     "cost.amount"]
+
+
+def test_bins_are_checked_and_sorted_in_walking_order() -> None:
+    bins = [Bin("B-2", "ambient", 20), Bin("A-1", "ambient", 10), Bin("C-1", "cold", 10)]
+    assert [b.bin_code for b in walking_order(bins)] == ["A-1", "C-1", "B-2"]
+    violations = Violations()
+    check_bins(violations, "bins", [Bin("A-1", "z", 1), Bin("A-1", "z", 2), Bin("", "", -1)])
+    assert fields_of(violations) == ["bins[1].bin_code", "bins[2].bin_code", "bins[2].zone",
+                                     "bins[2].walk_sequence"]
