@@ -37,7 +37,8 @@ def message_id(order_name: str, kind: Kind, key: str, domain: str) -> str:
 def sender_domain(mail_from: str) -> str:
     """The domain of the From address ("Shop <no-reply@shop.example>" → "shop.example")."""
     address = mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
-    return address.rpartition("@")[2] or "localhost"
+    _, at, domain = address.rpartition("@")
+    return domain if at and domain else "localhost"
 
 
 def is_stale(due: datetime, now: datetime, stale_after: timedelta) -> bool:

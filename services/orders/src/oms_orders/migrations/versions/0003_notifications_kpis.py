@@ -129,24 +129,35 @@ def upgrade() -> None:
     # Orders captured before this read model existed: without them, their later shipments,
     # deliveries and returns would be retried into the dead letters (and take the lifecycle
     # handlers' effects with them), and a replay of their OrderCreated events would send
-    # confirmations long after the fact. The customer key follows kpis.customer_key().
-    op.execute("""
+    # confirmations long after the fact. The customer key follows kpis_rules.contact(). The
+    # order time and cancelled units are taken where the lifecycle revision keeps them.
+    inspector = sa.inspect(op.get_bind())
+    order_columns = {c["name"] for c in inspector.get_columns("orders")}
+    line_columns = {c["name"] for c in inspector.get_columns("order_lines")}
+    placed = ("COALESCE(o.order_time, o.create_time)" if "order_time" in order_columns
+              else "o.create_time")
+    cancelled = "l.cancelled" if "cancelled" in line_columns else "0"
+    op.execute(f"""
 INSERT INTO kpi_orders (order_name, channel, external_order_id, customer_key, customer_name,
-                        email, currency_code, place_time, units_ordered, amount_ordered)
+                        email, currency_code, place_time, units_ordered, amount_ordered,
+                        units_cancelled, amount_cancelled)
 SELECT 'orders/' || o.id, o.channel, o.external_order_id,
-       COALESCE(NULLIF(lower(btrim(COALESCE(o.customer->>'email',
+       COALESCE(NULLIF(lower(btrim(COALESCE(NULLIF(o.customer->>'email', ''),
                                             o.shipping_address->>'email', ''))), ''),
                 NULLIF('channel:' || o.channel || '/'
                        || COALESCE(o.customer->>'external_customer_id', ''),
                        'channel:' || o.channel || '/'),
                 'order:orders/' || o.id),
-       COALESCE(NULLIF(o.customer->>'display_name', ''),
-                o.shipping_address->>'recipient', ''),
+       COALESCE(NULLIF(btrim(o.customer->>'display_name'), ''),
+                btrim(o.shipping_address->>'recipient'), ''),
        btrim(COALESCE(NULLIF(o.customer->>'email', ''), o.shipping_address->>'email', '')),
-       o.currency_code, o.create_time,
-       (SELECT COALESCE(sum(l.quantity), 0) FROM order_lines l WHERE l.order_id = o.id),
-       o.total_amount
+       o.currency_code, {placed},
+       COALESCE(l.units, 0), o.total_amount, COALESCE(l.cancelled, 0),
+       COALESCE(l.cancelled_amount, 0)
 FROM orders o
+LEFT JOIN (SELECT l.order_id, sum(l.quantity) AS units, sum({cancelled}) AS cancelled,
+                  sum({cancelled} * l.unit_price) AS cancelled_amount
+           FROM order_lines l GROUP BY l.order_id) l ON l.order_id = o.id
 """)
     op.execute("""
 INSERT INTO kpi_order_lines (order_name, line_id, sku, quantity, unit_price)

@@ -1,0 +1,106 @@
+"""KPI rules: who a customer is, UTC periods, rates, request checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from oms_orders.kpis_rules import (
+    Granularity,
+    cancelled_amount,
+    check_range,
+    contact,
+    parse_order_name,
+    percent,
+    period_end,
+    period_start,
+    ratio,
+)
+from oms_platform.errors import Violations
+
+ORDER = "orders/6f1c1b1e-8a44-4c4e-9d1e-2f4b9f3e7a10"
+
+
+def person(**fields: str) -> tuple[str, str, str]:
+    values = {"order_name": ORDER, "channel": "shop", "customer_name": "",
+              "customer_email": "", "external_customer_id": "", "recipient": "",
+              "address_email": "", **fields}
+    found = contact(**values)
+    return found.name, found.email, found.customer_key
+
+
+def test_a_customer_is_known_by_email_regardless_of_case() -> None:
+    assert person(customer_name="Ada", customer_email=" Ada@Example.TEST ") == (
+        "Ada", "Ada@Example.TEST", "ada@example.test"
+    )
+
+
+def test_the_shipping_address_stands_in_for_missing_customer_details() -> None:
+    assert person(recipient="Ada L", address_email="ada@example.test") == (
+        "Ada L", "ada@example.test", "ada@example.test"
+    )
+
+
+def test_without_email_the_channels_customer_id_or_the_order_identifies_the_buyer() -> None:
+    assert person(external_customer_id="C-7")[2] == "channel:shop/C-7"
+    assert person()[2] == f"order:{ORDER}"
+
+
+@pytest.mark.parametrize(("granularity", "start", "end"), [
+    (Granularity.DAY, datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)),
+    # 2026-03-04 is a Wednesday; ISO weeks start on Monday.
+    (Granularity.WEEK, datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC)),
+    (Granularity.MONTH, datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)),
+])
+def test_periods_are_calendar_periods_in_utc(
+    granularity: Granularity, start: datetime, end: datetime
+) -> None:
+    # 01:30 on the 5th in UTC+2 is still the 4th in UTC.
+    moment = datetime(2026, 3, 5, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert period_start(moment, granularity) == start
+    assert period_end(start, granularity) == end
+
+
+def test_december_ends_in_january() -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    assert period_end(start, Granularity.MONTH) == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_rates_with_nothing_to_divide_by_are_unset() -> None:
+    assert percent(4, 7) == pytest.approx(57.142857142857)
+    assert percent(0, 7) == 0.0
+    assert percent(1, 0) is None
+    assert ratio(3, 2) == 1.5 and ratio(3, 0) is None
+
+
+def test_cancelled_units_are_valued_exactly_at_their_unit_prices() -> None:
+    prices = {"1": Decimal("2.25"), "2": Decimal("0.10")}
+    assert cancelled_amount(prices, {"1": 1, "2": 3}) == Decimal("2.55")
+    assert cancelled_amount(prices, {"9": 1}) == Decimal(0)
+
+
+def test_a_kpi_range_needs_both_ends_in_order_and_a_granularity() -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    violations = Violations()
+    check_range(violations, None, None, None)
+    assert {v.field for v in violations.items} == {"start_time", "end_time", "granularity"}
+    violations = Violations()
+    check_range(violations, start, start, Granularity.DAY)
+    assert [v.field for v in violations.items] == ["end_time"]
+    violations = Violations()
+    check_range(violations, start, start + timedelta(days=20 * 366), Granularity.MONTH)
+    assert [v.field for v in violations.items] == ["end_time"]
+    violations = Violations()
+    check_range(violations, start, start + timedelta(days=1), Granularity.DAY)
+    assert violations.items == []
+
+
+@pytest.mark.parametrize(("name", "valid"), [
+    (ORDER, True),
+    (ORDER.upper().replace("ORDERS", "orders"), False),  # canonical lowercase only
+    ("orders/42", False),
+    ("returns/6f1c1b1e-8a44-4c4e-9d1e-2f4b9f3e7a10", False),
+])
+def test_order_names(name: str, valid: bool) -> None:
+    assert (parse_order_name(name) == name) is valid
