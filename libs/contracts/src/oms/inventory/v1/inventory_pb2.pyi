@@ -155,6 +155,34 @@ STOCK_MOVEMENT_KIND_DRIFT_REPAIR: StockMovementKind.ValueType  # 8
 """The level was set to what the ledger says; zero deltas, the differences in `reference`."""
 Global___StockMovementKind: _TypeAlias = StockMovementKind  # noqa: Y015
 
+class _AllocationStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AllocationStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AllocationStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALLOCATION_STRATEGY_UNSPECIFIED: _AllocationStrategy.ValueType  # 0
+    """The service's default (setting OMS_INVENTORY_ALLOCATION_STRATEGY, normally NEAREST)."""
+    ALLOCATION_STRATEGY_NEAREST: _AllocationStrategy.ValueType  # 1
+    """Nearest to the destination by great-circle distance; ties by priority, then node id."""
+    ALLOCATION_STRATEGY_PRIORITY: _AllocationStrategy.ValueType  # 2
+    """Lowest node priority first; ties by distance, then node id."""
+    ALLOCATION_STRATEGY_LOWEST_COST: _AllocationStrategy.ValueType  # 3
+    """Lowest shipment cost first; ties by distance, priority, node id."""
+
+class AllocationStrategy(_AllocationStrategy, metaclass=_AllocationStrategyEnumTypeWrapper):
+    """How allocation ranks the nodes that can ship an order."""
+
+ALLOCATION_STRATEGY_UNSPECIFIED: AllocationStrategy.ValueType  # 0
+"""The service's default (setting OMS_INVENTORY_ALLOCATION_STRATEGY, normally NEAREST)."""
+ALLOCATION_STRATEGY_NEAREST: AllocationStrategy.ValueType  # 1
+"""Nearest to the destination by great-circle distance; ties by priority, then node id."""
+ALLOCATION_STRATEGY_PRIORITY: AllocationStrategy.ValueType  # 2
+"""Lowest node priority first; ties by distance, then node id."""
+ALLOCATION_STRATEGY_LOWEST_COST: AllocationStrategy.ValueType  # 3
+"""Lowest shipment cost first; ties by distance, priority, node id."""
+Global___AllocationStrategy: _TypeAlias = AllocationStrategy  # noqa: Y015
+
 @_typing.final
 class Product(_message.Message):
     """A sellable item."""
@@ -1664,3 +1692,279 @@ class ListReplenishmentSuggestionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListReplenishmentSuggestionsResponse: _TypeAlias = ListReplenishmentSuggestionsResponse  # noqa: Y015
+
+@_typing.final
+class PlannedLine(_message.Message):
+    """Units of an order line, in a preview."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlannedLine: _TypeAlias = PlannedLine  # noqa: Y015
+
+@_typing.final
+class PlannedShipment(_message.Message):
+    """The lines one node would ship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The fulfilment node."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedLine]:
+        """What it would reserve."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___PlannedLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlannedShipment: _TypeAlias = PlannedShipment  # noqa: Y015
+
+@_typing.final
+class RefusedLine(_message.Message):
+    """A line allocation would refuse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """UNKNOWN_SKU, BACKORDER_NOT_ALLOWED, BACKORDER_LIMIT_REACHED or NO_NODE (the names of
+    oms.inventory.v1.AllocationFailureReason without their prefix).
+    """
+    message: _builtins.str
+    """The reason in words."""
+    @_builtins.property
+    def line(self) -> Global___PlannedLine:
+        """The line, with all of its units."""
+
+    def __init__(
+        self,
+        *,
+        line: Global___PlannedLine | None = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["line", b"line"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefusedLine: _TypeAlias = RefusedLine  # noqa: Y015
+
+@_typing.final
+class PreviewAllocationRequest(_message.Message):
+    """Request for PreviewAllocation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    strategy: Global___AllocationStrategy.ValueType
+    """How to rank nodes; unset means the service's default."""
+    @_builtins.property
+    def shipping_address(self) -> _common_pb2.Address:
+        """Where the order would ship: `location`, else `region_code` (and, in the US,
+        `administrative_area`) are used.
+        """
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedLine]:
+        """The order's lines; line ids unique, quantities positive."""
+
+    def __init__(
+        self,
+        *,
+        shipping_address: _common_pb2.Address | None = ...,
+        lines: _abc.Iterable[Global___PlannedLine] | None = ...,
+        strategy: Global___AllocationStrategy.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shipping_address", b"shipping_address"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "shipping_address", b"shipping_address", "strategy", b"strategy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewAllocationRequest: _TypeAlias = PreviewAllocationRequest  # noqa: Y015
+
+@_typing.final
+class AllocationPlan(_message.Message):
+    """What allocation would do with an order now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENTS_FIELD_NUMBER: _builtins.int
+    BACKORDERED_LINES_FIELD_NUMBER: _builtins.int
+    REFUSED_LINES_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    strategy: Global___AllocationStrategy.ValueType
+    """The strategy used."""
+    @_builtins.property
+    def shipments(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedShipment]:
+        """Per node, the units it would reserve; more than one node means a split shipment."""
+
+    @_builtins.property
+    def backordered_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedLine]:
+        """Units that would wait in the backorder queue."""
+
+    @_builtins.property
+    def refused_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefusedLine]:
+        """Lines that would be refused."""
+
+    def __init__(
+        self,
+        *,
+        shipments: _abc.Iterable[Global___PlannedShipment] | None = ...,
+        backordered_lines: _abc.Iterable[Global___PlannedLine] | None = ...,
+        refused_lines: _abc.Iterable[Global___RefusedLine] | None = ...,
+        strategy: Global___AllocationStrategy.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backordered_lines", b"backordered_lines", "refused_lines", b"refused_lines", "shipments", b"shipments", "strategy", b"strategy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocationPlan: _TypeAlias = AllocationPlan  # noqa: Y015
+
+@_typing.final
+class Backorder(_message.Message):
+    """An order line waiting for stock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    CAPTURE_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units still waiting."""
+    priority: _builtins.bool
+    """An express or flagged order: served before the others."""
+    @_builtins.property
+    def capture_time(self) -> _timestamp_pb2.Timestamp:
+        """When the order was captured: the queue is first come, first served within a priority."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the line started waiting."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        priority: _builtins.bool = ...,
+        capture_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "create_time", b"create_time", "line_id", b"line_id", "order", b"order", "priority", b"priority", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Backorder: _TypeAlias = Backorder  # noqa: Y015
+
+@_typing.final
+class ListBackordersRequest(_message.Message):
+    """Request for ListBackorders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The product, "products/{sku}"."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """From a previous response's `next_page_token`."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBackordersRequest: _TypeAlias = ListBackordersRequest  # noqa: Y015
+
+@_typing.final
+class ListBackordersResponse(_message.Message):
+    """Response of ListBackorders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKORDERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last one."""
+    @_builtins.property
+    def backorders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Backorder]:
+        """The waiting lines in serving order: priority first, then capture time, then arrival."""
+
+    def __init__(
+        self,
+        *,
+        backorders: _abc.Iterable[Global___Backorder] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backorders", b"backorders", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBackordersResponse: _TypeAlias = ListBackordersResponse  # noqa: Y015

@@ -156,6 +156,16 @@ class InventoryServiceStub:
                 request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsRequest.SerializeToString,
                 response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsResponse.FromString,
                 _registered_method=True)
+        self.PreviewAllocation = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/PreviewAllocation',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.PreviewAllocationRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.AllocationPlan.FromString,
+                _registered_method=True)
+        self.ListBackorders = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListBackorders',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -332,6 +342,21 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewAllocation(self, request, context):
+        """Plans an order the way allocation would now, without reserving anything: which nodes
+        ship which lines, what would wait for stock and what would be refused, and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBackorders(self, request, context):
+        """Lists the order lines waiting for a SKU, in the order they will be served.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -454,6 +479,16 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.ListReplenishmentSuggestions,
                     request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsRequest.FromString,
                     response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsResponse.SerializeToString,
+            ),
+            'PreviewAllocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewAllocation,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.PreviewAllocationRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.AllocationPlan.SerializeToString,
+            ),
+            'ListBackorders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBackorders,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1105,6 +1140,60 @@ class InventoryService:
             '/oms.inventory.v1.InventoryService/ListReplenishmentSuggestions',
             oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsRequest.SerializeToString,
             oms_dot_inventory_dot_v1_dot_inventory__pb2.ListReplenishmentSuggestionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewAllocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/PreviewAllocation',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.PreviewAllocationRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.AllocationPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBackorders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListBackorders',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,12 @@ class InventoryServiceStub:
     """Returns what the network and each buffered channel may sell of a SKU."""
     ListReplenishmentSuggestions: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListReplenishmentSuggestionsRequest, _inventory_pb2.ListReplenishmentSuggestionsResponse]
     """Lists the stock levels at or below their reorder point, with what to order."""
+    PreviewAllocation: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.PreviewAllocationRequest, _inventory_pb2.AllocationPlan]
+    """Plans an order the way allocation would now, without reserving anything: which nodes
+    ship which lines, what would wait for stock and what would be refused, and why.
+    """
+    ListBackorders: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListBackordersRequest, _inventory_pb2.ListBackordersResponse]
+    """Lists the order lines waiting for a SKU, in the order they will be served."""
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
@@ -144,6 +150,12 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     """Returns what the network and each buffered channel may sell of a SKU."""
     ListReplenishmentSuggestions: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListReplenishmentSuggestionsRequest, _inventory_pb2.ListReplenishmentSuggestionsResponse]  # type: ignore[assignment]
     """Lists the stock levels at or below their reorder point, with what to order."""
+    PreviewAllocation: _aio.UnaryUnaryMultiCallable[_inventory_pb2.PreviewAllocationRequest, _inventory_pb2.AllocationPlan]  # type: ignore[assignment]
+    """Plans an order the way allocation would now, without reserving anything: which nodes
+    ship which lines, what would wait for stock and what would be refused, and why.
+    """
+    ListBackorders: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListBackordersRequest, _inventory_pb2.ListBackordersResponse]  # type: ignore[assignment]
+    """Lists the order lines waiting for a SKU, in the order they will be served."""
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The single source of truth for products, fulfilment nodes and the stock at each."""
@@ -343,5 +355,23 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.ListReplenishmentSuggestionsResponse, _abc.Awaitable[_inventory_pb2.ListReplenishmentSuggestionsResponse]]:
         """Lists the stock levels at or below their reorder point, with what to order."""
+
+    @_abc_1.abstractmethod
+    def PreviewAllocation(
+        self,
+        request: _inventory_pb2.PreviewAllocationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.AllocationPlan, _abc.Awaitable[_inventory_pb2.AllocationPlan]]:
+        """Plans an order the way allocation would now, without reserving anything: which nodes
+        ship which lines, what would wait for stock and what would be refused, and why.
+        """
+
+    @_abc_1.abstractmethod
+    def ListBackorders(
+        self,
+        request: _inventory_pb2.ListBackordersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListBackordersResponse, _abc.Awaitable[_inventory_pb2.ListBackordersResponse]]:
+        """Lists the order lines waiting for a SKU, in the order they will be served."""
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,214 @@
+"""Helpers for the inventory allocation tests: the service in-process on real PostgreSQL and
+JetStream, events published the way the other services publish them, and every event the
+service publishes read back from its stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import nats
+import pytest
+from google.protobuf.message import Message
+from google.type import latlng_pb2
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from oms.common.v1 import common_pb2
+from oms.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+from oms.orders.v1 import events_pb2 as order_events
+from oms.orders.v1 import orders_pb2
+from oms_devtools.inprocess import running_service
+from oms_inventory.app import DEFINITION, MIGRATIONS
+from oms_platform import bus
+from oms_platform.events import decode, encode, event_type
+from oms_platform.service import Service
+
+Stub = inventory_pb2_grpc.InventoryServiceStub
+
+LOS_ANGELES = (34.0522, -118.2437)
+SEATTLE = (47.6062, -122.3321)
+NEW_YORK = (40.7128, -74.0060)
+RENO = (39.5296, -119.8138)
+EDISON = (40.5187, -74.4121)
+
+OUTCOMES = (events_pb2.StockAllocated, events_pb2.StockBackordered,
+            events_pb2.AllocationFailed, events_pb2.StockReleased)
+BY_TYPE = {event_type(t): t for t in OUTCOMES}
+
+
+@dataclass(frozen=True)
+class Received:
+    subject: str
+    event: Message
+
+
+class Outcomes:
+    """The allocation events the service published, per order, in stream order."""
+
+    def __init__(self) -> None:
+        self.by_order: dict[str, list[Received]] = defaultdict(list)
+        self._arrived = asyncio.Condition()
+
+    async def on_message(self, msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        if headers.get("ce-type") not in BY_TYPE:
+            return
+        event = decode(headers, msg.data, OUTCOMES)
+        async with self._arrived:
+            self.by_order[headers["ce-subject"]].append(Received(msg.subject, event))
+            self._arrived.notify_all()
+
+    def of(self, order: str, kind: type[Message]) -> list[Message]:
+        return [r.event for r in self.by_order.get(order, []) if isinstance(r.event, kind)]
+
+    async def wait(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        async with self._arrived, asyncio.timeout(timeout):
+            await self._arrived.wait_for(condition)
+
+    async def wait_for(self, orders: list[str], kind: type[Message] | None = None,
+                       count: int = 1, timeout: float = 60.0) -> None:
+        def done() -> bool:
+            return all(len([r for r in self.by_order.get(o, [])
+                            if kind is None or isinstance(r.event, kind)]) >= count
+                       for o in orders)
+        await self.wait(done, timeout)
+
+
+@pytest.fixture(scope="module")
+def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
+    return str(database_factory("inventory"))
+
+
+@pytest.fixture(scope="module")
+async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
+    async with running_service(DEFINITION, MIGRATIONS, database_url=database_url,
+                               nats_url=nats_url) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+async def stub(service: Service) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    client: Client = await nats.connect(nats_url)
+    js = client.jetstream()
+    for producer in ("orders", "fulfilment", "returns"):
+        await bus.ensure_stream(js, producer)
+    yield js
+    await client.drain()
+
+
+@pytest.fixture(scope="module")
+async def outcomes(service: Service, js: JetStreamContext) -> AsyncIterator[Outcomes]:
+    collector = Outcomes()
+    subscription = await js.subscribe("oms.inventory.>", stream="OMS_INVENTORY",
+                                      cb=collector.on_message, ordered_consumer=True)
+    yield collector
+    await subscription.unsubscribe()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def address(location: tuple[float, float] | None = None, *, state: str = "CA",
+            region: str = "US") -> common_pb2.Address:
+    result = common_pb2.Address(recipient="Ada", address_lines=["1 Main St"], locality="Town",
+                                administrative_area=state, postal_code="00000",
+                                region_code=region)
+    if location is not None:
+        result.location.CopyFrom(latlng_pb2.LatLng(latitude=location[0], longitude=location[1]))
+    return result
+
+
+async def add_node(stub: Stub, location: tuple[float, float], *, priority: int = 0,
+                   regions: tuple[str, ...] = ()) -> str:
+    node_id = new_id("node")
+    await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
+        fulfilment_node=inventory_pb2.FulfilmentNode(
+            node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
+            address=address(location), priority=priority, service_regions=list(regions))))
+    return node_id
+
+
+async def add_sku(stub: Stub, stock: dict[str, int] | None = None, *,
+                  policy: int = inventory_pb2.BACKORDER_POLICY_DENY, limit: int = 0) -> str:
+    sku = new_id("SKU")
+    await stub.CreateProduct(inventory_pb2.CreateProductRequest(
+        product=inventory_pb2.Product(sku=sku, title=sku, backorder_policy=policy,  # type: ignore[arg-type]
+                                      backorder_limit=limit)))
+    for node_id, units in (stock or {}).items():
+        if units:
+            await receive(stub, node_id, sku, units)
+    return sku
+
+
+async def receive(stub: Stub, node_id: str, sku: str, units: int) -> inventory_pb2.StockLevel:
+    return await stub.AdjustStock(inventory_pb2.AdjustStockRequest(
+        node_id=node_id, sku=sku, delta=units, reason=inventory_pb2.ADJUSTMENT_REASON_RECEIPT))
+
+
+async def level(stub: Stub, node_id: str, sku: str) -> tuple[int, int]:
+    """(on_hand, reserved)."""
+    got = await stub.GetStockLevel(inventory_pb2.GetStockLevelRequest(
+        name=f"fulfilmentNodes/{node_id}/stockLevels/{sku}"))
+    return got.on_hand, got.reserved
+
+
+def order_created(lines: list[tuple[str, int]], shipping: common_pb2.Address | None = None, *,
+                  priority: bool = False, captured: datetime | None = None,
+                  due_in: float | None = None) -> order_events.OrderCreated:
+    event = order_events.OrderCreated(
+        order=f"orders/{uuid.uuid4().hex}",
+        channel="test",
+        external_order_id=uuid.uuid4().hex,
+        shipping_address=shipping or address(LOS_ANGELES),
+        lines=[orders_pb2.OrderLine(line_id=str(i), sku=sku, quantity=quantity)
+               for i, (sku, quantity) in enumerate(lines, start=1)],
+        priority=priority,
+        payment_status=(orders_pb2.PAYMENT_STATUS_PENDING if due_in is not None
+                        else orders_pb2.PAYMENT_STATUS_PAID),
+    )
+    event.create_time.FromDatetime(captured or datetime.now(UTC))
+    if due_in is not None:
+        event.payment_due_time.FromDatetime(datetime.now(UTC) + timedelta(seconds=due_in))
+    return event
+
+
+async def publish(js: JetStreamContext, message: Message, aggregate_id: str,
+                  partition: str | None = None) -> None:
+    envelope = encode(message, aggregate_id=aggregate_id, source="/oms/tests",
+                      partition=partition)
+    await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
+
+
+async def settled(js: JetStreamContext, timeout: float = 60.0) -> None:
+    """Every event published to the streams inventory reads has been handled and acked
+    (seen twice in a row: a just-stored message may not be counted for a moment)."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        busy = False
+        for stream in ("OMS_ORDERS", "OMS_FULFILMENT", "OMS_RETURNS"):
+            info = await js.consumer_info(stream, DEFINITION.name)
+            busy = busy or bool(info.num_pending or info.num_ack_pending)
+        quiet = 0 if busy else quiet + 1
+        assert time.monotonic() < deadline, "inventory never settled"
+        await asyncio.sleep(0.05)
+
+
+def allocated_lines(event: Message) -> list[tuple[str, str, str, int]]:
+    assert isinstance(event, events_pb2.StockAllocated)
+    return sorted((a.node_id, ln.line_id, ln.sku, ln.quantity)
+                  for a in event.allocations for ln in a.lines)
