@@ -55,6 +55,7 @@ class Mailbox:
     refused: set[str] = field(default_factory=set)
     busy: dict[str, int] = field(default_factory=dict)  # address -> 451 replies left
     lock: threading.Lock = field(default_factory=threading.Lock)
+    controller: Any = None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -88,10 +89,11 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
     port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
+    box.controller = controller
     try:
         yield box, port
     finally:
-        controller.stop()
+        box.controller.stop()
 
 
 # --- The service -----------------------------------------------------------------------------
@@ -429,3 +431,23 @@ async def test_listing_notifications_checks_its_request(
             insights_pb2.ListOrderNotificationsRequest(parent=f"orders/{uuid.uuid4()}")
         )
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_mail_server_outage_uses_up_no_attempts(
+    js: JetStreamContext, engine: AsyncEngine, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, port = mailbox
+    address = email_address()
+    box.controller.stop()
+    try:
+        event = order_created(email=address)
+        await handled(js, event, await publish(js, event, subject_of=event.order))
+        await asyncio.sleep(1.0)  # the sender polls every 0.1 s and finds no server
+        [row] = await rows_of(engine, event.order)
+        assert (row.status, row.attempts) == ("PENDING", 0)
+    finally:
+        box.controller = Controller(box, hostname="127.0.0.1", port=port)
+        box.controller.start()
+    row = await eventually(lambda: sent(engine, event.order, "CONFIRMATION"))
+    assert row.attempts == 0
+    assert len(box.to(address)) == 1

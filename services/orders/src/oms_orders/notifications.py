@@ -7,10 +7,11 @@ so an event redelivered, or re-sent under a new event id, enqueues nothing new.
 
 Sending: every replica runs a sender that takes due rows (``FOR UPDATE SKIP LOCKED``, so
 replicas share the work and never take the same row), renders them, sends them over one SMTP
-connection per batch and marks them sent in the same transaction. A 4xx reply or a lost
-connection is retried with exponential backoff up to ``notify_max_attempts``; a 5xx reply
-(unknown mailbox, refused) fails the notification at once. Failures are logged and kept
-with their last error.
+connection per batch and marks them sent in the same transaction. A 4xx reply or a
+connection lost mid-batch is retried with exponential backoff up to ``notify_max_attempts``;
+a 5xx reply (unknown mailbox, refused) fails the notification at once. Failures are logged
+and kept with their last error. A mail server that cannot be reached at all counts against
+no notification: the sender backs off and tries again, so an outage fails no email.
 
 The one duplicate left: the mail server accepted an email and the service died before the
 commit that marks it sent. The row is still pending and is sent again; the Message-ID is
@@ -279,8 +280,9 @@ async def run_sender(runtime: Runtime) -> None:
             raise
         except Exception as error:
             failures += 1
-            log.warning("notification sender failed", error=repr(error))
-            await asyncio.sleep(min(0.5 * 2**failures, 30.0))
+            delay = min(0.5 * 2**failures, 60.0)
+            log.warning("notification sender failed, retrying", error=repr(error), delay=delay)
+            await asyncio.sleep(delay)
             continue
         if handled < settings.notify_batch_size:
             await asyncio.sleep(settings.notify_poll_seconds)
@@ -366,8 +368,9 @@ class Sender:
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as error:
-            failure = _failure_of(error)
-            return outcomes + [(row, failure) for row, _ in messages]
+            # The mail server is unreachable, not these emails at fault: nothing is counted
+            # against them (an outage must not use up their attempts); the sender backs off.
+            raise MailServerUnavailable(repr(error)) from error
         try:
             for row, message in messages:
                 try:
@@ -408,6 +411,10 @@ class Sender:
             "n_error": failure.error[:2000],
             "n_not_before": row.not_before if give_up else datetime.now(UTC) + delay,
         }
+
+
+class MailServerUnavailable(Exception):
+    """The SMTP connection could not be opened; the batch is left as it was."""
 
 
 @dataclass(frozen=True)
