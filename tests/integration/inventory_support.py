@@ -1,0 +1,196 @@
+"""What the inventory catalogue and stock tests share: the service over real gRPC, PostgreSQL
+and NATS, an event collector reading the service's stream, and request helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+import nats
+import pytest
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from google.type import latlng_pb2
+from grpc_status import rpc_status
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from oms.common.v1 import common_pb2
+from oms.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+from oms_devtools.inprocess import running_service
+from oms_inventory.app import DEFINITION, MIGRATIONS
+from oms_platform import bus
+from oms_platform.events import decode, event_type
+from oms_platform.service import Service
+from sqlalchemy import create_engine
+
+Stub = inventory_pb2_grpc.InventoryServiceStub
+
+EVENT_TYPES = {event_type(t): t for t in (
+    events_pb2.ProductChanged, events_pb2.StockLevelChanged, events_pb2.ReorderPointReached,
+    events_pb2.StockAllocated, events_pb2.StockBackordered, events_pb2.AllocationFailed,
+    events_pb2.StockReleased,
+)}
+
+
+@dataclass(frozen=True)
+class Received:
+    subject: str
+    aggregate: str
+    event: Message
+
+
+class Events:
+    """Every event the service publishes, in stream order."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._arrived = asyncio.Condition()
+
+    async def on_message(self, msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        if headers.get("ce-type") not in EVENT_TYPES:
+            return
+        event = decode(headers, msg.data, EVENT_TYPES.values())
+        async with self._arrived:
+            self.received.append(Received(msg.subject, headers["ce-subject"], event))
+            self._arrived.notify_all()
+
+    def of(self, kind: type[Message], aggregate: str) -> list[Message]:
+        return [r.event for r in self.received
+                if isinstance(r.event, kind) and r.aggregate == aggregate]
+
+    async def wait_for(self, kind: type[Message], aggregate: str, count: int = 1,
+                       timeout: float = 30.0) -> list[Message]:
+        """Waits until `count` events of the kind for the aggregate have arrived."""
+        async with self._arrived, asyncio.timeout(timeout):
+            await self._arrived.wait_for(lambda: len(self.of(kind, aggregate)) >= count)
+        return self.of(kind, aggregate)
+
+    async def settle(self, kind: type[Message], aggregate: str,
+                     predicate: Callable[[Message], bool]) -> Message:
+        """The first event of the kind for the aggregate that satisfies the predicate."""
+        async with self._arrived, asyncio.timeout(30.0):
+            await self._arrived.wait_for(
+                lambda: any(predicate(e) for e in self.of(kind, aggregate)))
+        return next(e for e in self.of(kind, aggregate) if predicate(e))
+
+
+@pytest.fixture(scope="module")
+def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
+    return str(database_factory("inventory"))
+
+
+@pytest.fixture(scope="module")
+async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
+    async with running_service(DEFINITION, MIGRATIONS, database_url=database_url,
+                               nats_url=nats_url) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+async def stub(service: Service) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    client: Client = await nats.connect(nats_url)
+    js = client.jetstream()
+    await bus.ensure_stream(js, "orders")
+    yield js
+    await client.drain()
+
+
+@pytest.fixture(scope="module")
+async def events(service: Service, js: JetStreamContext) -> AsyncIterator[Events]:
+    collector = Events()
+    subscription = await js.subscribe("oms.inventory.>", stream="OMS_INVENTORY",
+                                      cb=collector.on_message, ordered_consumer=True)
+    yield collector
+    await subscription.unsubscribe()
+
+
+@pytest.fixture
+def sync_engine(database_url: str) -> Iterator[object]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def address(location: tuple[float, float] | None = None, *,
+            region: str = "US") -> common_pb2.Address:
+    result = common_pb2.Address(recipient="Ada", address_lines=["1 Main St"], locality="Town",
+                                postal_code="00000", region_code=region)
+    if location is not None:
+        result.location.CopyFrom(latlng_pb2.LatLng(latitude=location[0], longitude=location[1]))
+    return result
+
+
+async def add_node(stub: Stub, location: tuple[float, float] = (39.5296, -119.8138),
+                   **fields: object) -> str:
+    node_id = new_id("node")
+    await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
+        fulfilment_node=inventory_pb2.FulfilmentNode(
+            node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
+            address=address(location), **fields)))  # type: ignore[arg-type]
+    return node_id
+
+
+async def add_sku(stub: Stub, **fields: object) -> str:
+    sku = new_id("SKU")
+    await stub.CreateProduct(inventory_pb2.CreateProductRequest(
+        product=inventory_pb2.Product(sku=sku, title=sku, **fields)))  # type: ignore[arg-type]
+    return sku
+
+
+async def receive(stub: Stub, node_id: str, lines: list[tuple[str, int]],
+                  reference: str = "PO-1", request_id: str = ""
+                  ) -> inventory_pb2.ReceiveStockResponse:
+    return await stub.ReceiveStock(inventory_pb2.ReceiveStockRequest(
+        parent=f"fulfilmentNodes/{node_id}", reference=reference,
+        lines=[inventory_pb2.ReceiptLine(sku=sku, quantity=q) for sku, q in lines],
+        request_id=request_id))
+
+
+async def adjust(stub: Stub, node_id: str, sku: str, delta: int,
+                 reason: int = inventory_pb2.ADJUSTMENT_REASON_CORRECTION
+                 ) -> inventory_pb2.StockLevel:
+    return await stub.AdjustStock(inventory_pb2.AdjustStockRequest(
+        node_id=node_id, sku=sku, delta=delta, reason=reason))  # type: ignore[arg-type]
+
+
+def level_name(node_id: str, sku: str) -> str:
+    return f"fulfilmentNodes/{node_id}/stockLevels/{sku}"
+
+
+async def level(stub: Stub, node_id: str, sku: str) -> inventory_pb2.StockLevel:
+    return await stub.GetStockLevel(inventory_pb2.GetStockLevelRequest(
+        name=level_name(node_id, sku)))
+
+
+async def refused(call: object) -> tuple[grpc.StatusCode, list[tuple[str, str]], str]:
+    """The status code, the BadRequest field violations and the message of a failed call."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call  # type: ignore[misc]
+    status = rpc_status.from_call(raised.value)
+    violations: list[tuple[str, str]] = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations += [(v.field, v.description) for v in bad_request.field_violations]
+    return raised.value.code(), violations, raised.value.details() or ""
+
+
+def fields(violations: list[tuple[str, str]]) -> list[str]:
+    return [field for field, _ in violations]
+
