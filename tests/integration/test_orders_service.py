@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -21,9 +22,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from oms.common.v1 import common_pb2
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.orders.v1 import events_pb2, orders_pb2, orders_pb2_grpc
 from oms_devtools.inprocess import running_service
+from oms_orders import handlers
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.tables import metadata
 from oms_platform.bus import ensure_stream
@@ -483,7 +486,7 @@ async def test_order_created_is_published_as_a_cloudevent(
 # --- events in ------------------------------------------------------------------------------
 
 
-async def test_stock_allocated_allocates_the_order_once(
+async def test_a_paid_order_is_allocated_once_and_released_to_its_node(
     orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
 ) -> None:
     created = await orders.CreateOrder(new_request())
@@ -491,7 +494,7 @@ async def test_stock_allocated_allocates_the_order_once(
     event_id = uuid.uuid4()
 
     await publish(js, event, event_id=event_id)
-    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_ALLOCATED)
+    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_RELEASED)
 
     assert [(a.node_id, [(x.line_id, x.sku, x.quantity) for x in a.lines])
             for a in order.allocations] == [
@@ -503,15 +506,26 @@ async def test_stock_allocated_allocates_the_order_once(
     duplicate = await publish(js, event, event_id=event_id)
     assert duplicate.duplicate
     await handled(js, await publish(js, event, event_id=event_id, msg_id=str(uuid.uuid4())))
-    # A second, different allocation of an allocated order is a no-op too.
+    # A second, different allocation of an allocated order counts nothing either.
     await handled(js, await publish(js, allocated(created, "node-paris")))
 
     assert await status_of(orders, created.name) == order
-    assert await timeline_kinds(engine, created.name) == ["created", "allocated"]
-    assert await outbox_events(engine, created.name, "oms.orders.v1.OrderStatusChanged") == 1
+    assert await timeline_kinds(engine, created.name) == [
+        "created", "stock_allocated", "allocated", "released"]
+    assert await outbox_events(engine, created.name, "oms.orders.v1.OrderStatusChanged") == 2
+    await eventually(lambda: all_published(engine, created.name))
+    [message] = await stream_messages(js, "oms.orders.order_released.node-berlin", created.name)
+    release = json_format.Parse(message.data, events_pb2.OrderReleased())
+    assert release.node_id == "node-berlin"
+    assert list(release.orders) == [created.name]
+    assert [(x.order, x.line_id, x.sku, x.quantity, x.external_line_id)
+            for x in release.lines] == [(created.name, "1", "SKU-MUG", 3, ""),
+                                        (created.name, "2", "SKU-PEN", 1, "L2")]
+    assert release.priority  # express
+    assert release.shipping_address == created.shipping_address
 
 
-async def test_a_backordered_order_is_allocated_when_stock_arrives(
+async def test_a_backordered_order_is_released_when_stock_arrives(
     orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
 ) -> None:
     created = await orders.CreateOrder(new_request())
@@ -519,13 +533,16 @@ async def test_a_backordered_order_is_allocated_when_stock_arrives(
     await publish(js, backordered(created))
     waiting = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_AWAITING_STOCK)
     assert list(waiting.allocations) == []
+    assert waiting.lines[0].backordered_quantity == 3
 
     await publish(js, allocated(created))
-    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_ALLOCATED)
+    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_RELEASED)
 
     assert len(order.allocations) == 1
+    assert order.lines[0].backordered_quantity == 0
     assert await timeline_kinds(engine, created.name) == [
-        "created", "awaiting_stock", "allocated"]
+        "created", "stock_backordered", "awaiting_stock", "stock_allocated", "allocated",
+        "released"]
     await eventually(lambda: all_published(engine, created.name))
     changes = []
     for message in await stream_messages(
@@ -536,20 +553,22 @@ async def test_a_backordered_order_is_allocated_when_stock_arrives(
     assert changes == [
         (orders_pb2.ORDER_STATUS_PENDING_ALLOCATION, orders_pb2.ORDER_STATUS_AWAITING_STOCK),
         (orders_pb2.ORDER_STATUS_AWAITING_STOCK, orders_pb2.ORDER_STATUS_ALLOCATED),
+        (orders_pb2.ORDER_STATUS_ALLOCATED, orders_pb2.ORDER_STATUS_RELEASED),
     ]
 
 
-async def test_a_late_backorder_leaves_an_allocated_order_allocated(
+async def test_a_late_backorder_leaves_a_released_order_released(
     orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
 ) -> None:
     created = await orders.CreateOrder(new_request())
     await publish(js, allocated(created))
-    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_ALLOCATED)
+    order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_RELEASED)
 
     await handled(js, await publish(js, backordered(created)))
 
     assert await status_of(orders, created.name) == order
-    assert await timeline_kinds(engine, created.name) == ["created", "allocated"]
+    assert await timeline_kinds(engine, created.name) == [
+        "created", "stock_allocated", "allocated", "released"]
 
 
 async def test_events_for_unknown_orders_are_acknowledged_and_ignored(
@@ -560,3 +579,222 @@ async def test_events_for_unknown_orders_are_acknowledged_and_ignored(
         await handled(js, await publish(js, inventory_events.StockBackordered(order=name)))
 
     assert await scalar(engine, select(func.count()).select_from(dead_letter)) == 0
+
+
+# --- the lifecycle ---------------------------------------------------------------------------
+
+
+async def publish_event(js: JetStreamContext, message: Message, subject_of: str) -> PubAck:
+    envelope = encode(message, aggregate_id=subject_of, source="/oms/test")
+    return await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
+
+
+def capture(transaction_id: str, amount: str = "60.07") -> orders_pb2.PaymentTransaction:
+    return orders_pb2.PaymentTransaction(
+        transaction_id=transaction_id, kind=orders_pb2.PAYMENT_KIND_CAPTURE,
+        amount=common_pb2.Money(currency_code="EUR", amount=amount), provider="stripe")
+
+
+async def published(js: JetStreamContext, engine: AsyncEngine, subject: str, name: str,
+                    message_type: type[Any]) -> list[Any]:
+    await eventually(lambda: all_published(engine, name))
+    return [json_format.Parse(m.data, message_type())
+            for m in await stream_messages(js, subject, name)]
+
+
+async def test_an_unpaid_order_is_released_only_once_paid(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
+    assert created.status == orders_pb2.ORDER_STATUS_PAYMENT_PENDING
+    assert created.payment_due_time.ToDatetime() > created.create_time.ToDatetime()
+
+    await handled(js, await publish(js, allocated(created)))
+    waiting = await status_of(orders, created.name)
+    assert waiting.status == orders_pb2.ORDER_STATUS_PAYMENT_PENDING
+    assert waiting.lines[0].allocated_quantity == 3
+
+    paid = await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=created.name, payment=capture("ch_1")))
+    assert paid.status == orders_pb2.ORDER_STATUS_RELEASED
+    assert paid.payment_status == orders_pb2.PAYMENT_STATUS_PAID
+    again = await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=created.name, payment=capture("ch_1")))
+    assert again == paid
+    [event] = await published(js, engine, "oms.orders.order_paid", created.name,
+                              events_pb2.OrderPaid)
+    assert event.payment_status == orders_pb2.PAYMENT_STATUS_PAID
+    assert len(await stream_messages(js, "oms.orders.order_released.node-berlin",
+                                     created.name)) == 1
+
+
+async def test_a_held_order_is_released_when_its_hold_is_lifted(
+    orders: OrdersStub, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(new_request())
+    held = await orders.HoldOrder(orders_pb2.HoldOrderRequest(
+        name=created.name, reason="fraud check"), metadata=(("oms-actor", "alice"),))
+    assert held.status == orders_pb2.ORDER_STATUS_ON_HOLD
+    assert (held.holds[0].reason, held.holds[0].placed_by) == ("fraud check", "alice")
+
+    await handled(js, await publish(js, allocated(created)))
+    assert (await status_of(orders, created.name)).status == orders_pb2.ORDER_STATUS_ON_HOLD
+
+    lifted = await orders.ReleaseHold(orders_pb2.ReleaseHoldRequest(name=created.name))
+    assert lifted.status == orders_pb2.ORDER_STATUS_RELEASED
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await orders.HoldOrder(orders_pb2.HoldOrderRequest(name=created.name, reason="late"))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_cancelling_publishes_the_cancelled_units_and_is_refused_once_shipped(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(new_request())
+    await publish(js, allocated(created))
+    await reaches(orders, created.name, orders_pb2.ORDER_STATUS_RELEASED)
+
+    request = orders_pb2.CancelOrderRequest(
+        name=created.name, lines=[orders_pb2.CancelLineRequest(line_id="1", quantity=2)],
+        reason="customer request", request_id=str(uuid.uuid4()))
+    cancelled = await orders.CancelOrder(request)
+    assert await orders.CancelOrder(request) == cancelled  # a retry changes nothing
+    assert cancelled.lines[0].cancelled_quantity == 2
+    assert cancelled.status == orders_pb2.ORDER_STATUS_RELEASED
+    [event] = await published(js, engine, "oms.orders.order_cancelled", created.name,
+                              events_pb2.OrderCancelled)
+    assert [(x.line_id, x.sku, x.quantity) for x in event.lines] == [("1", "SKU-MUG", 2)]
+    assert not event.whole_order
+    assert event.reason == "customer request"
+
+    package = fulfilment_events.PackageShipped(
+        package=f"packages/{uuid.uuid4()}", node_id="node-berlin", carrier="ups",
+        tracking_number="1Z999", tracking_url="https://track.example/1Z999",
+        lines=[fulfilment_events.ShippedLine(order=created.name, line_id="1", sku="SKU-MUG",
+                                             quantity=1)])
+    await publish_event(js, package, created.name)
+    await publish_event(js, package, created.name)  # a new id, the same package
+    shipped = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_PARTIALLY_SHIPPED)
+    assert shipped.lines[0].shipped_quantity == 1
+    assert shipped.shipments[0].tracking_number == "1Z999"
+
+    with pytest.raises(grpc.aio.AioRpcError) as whole:
+        await orders.CancelOrder(orders_pb2.CancelOrderRequest(name=created.name))
+    assert whole.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as shipped_line:
+        await orders.CancelOrder(orders_pb2.CancelOrderRequest(
+            name=created.name, lines=[orders_pb2.CancelLineRequest(line_id="1", quantity=1)]))
+    assert shipped_line.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    rest = await orders.CancelOrder(orders_pb2.CancelOrderRequest(
+        name=created.name, lines=[orders_pb2.CancelLineRequest(line_id="2")]))
+    assert rest.status == orders_pb2.ORDER_STATUS_SHIPPED
+
+
+async def test_an_unpaid_order_is_cancelled_when_its_payment_is_overdue(
+    service: Service, orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
+    await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=created.name, payment=orders_pb2.PaymentTransaction(
+            transaction_id="declined-1", kind=orders_pb2.PAYMENT_KIND_FAILURE)))
+    assert (await status_of(orders, created.name)).status == (
+        orders_pb2.ORDER_STATUS_PAYMENT_PENDING)  # the customer may still retry
+
+    assert service.runtime is not None
+    later = created.payment_due_time.ToDatetime(tzinfo=UTC) + timedelta(seconds=1)
+    assert await handlers.cancel_overdue_payments(service.runtime.sessions, later) >= 1
+
+    assert (await status_of(orders, created.name)).status == orders_pb2.ORDER_STATUS_CANCELLED
+    [event] = await published(js, engine, "oms.orders.order_cancelled", created.name,
+                              events_pb2.OrderCancelled)
+    assert event.whole_order and event.reason == "payment not received in time"
+    assert [(x.line_id, x.quantity) for x in event.lines] == [("1", 3), ("2", 1)]
+
+
+async def test_merged_orders_of_one_customer_are_released_together(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    unpaid = orders_pb2.PAYMENT_STATUS_PENDING
+    first = await orders.CreateOrder(new_request(payment_status=unpaid))
+    second = await orders.CreateOrder(new_request(payment_status=unpaid))  # another channel
+    for order in (first, second):
+        await handled(js, await publish(js, allocated(order)))
+
+    merged = await orders.MergeOrders(orders_pb2.MergeOrdersRequest(
+        names=[first.name, second.name]))
+    assert [list(o.merged_orders) for o in merged.orders] == [[second.name], [first.name]]
+
+    await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=first.name, payment=capture("a")))
+    assert (await status_of(orders, first.name)).status == orders_pb2.ORDER_STATUS_ALLOCATED
+    await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=second.name, payment=capture("b")))
+    for order in (first, second):
+        assert (await status_of(orders, order.name)).status == orders_pb2.ORDER_STATUS_RELEASED
+    [release] = await published(js, engine, "oms.orders.order_released.node-berlin",
+                                first.name, events_pb2.OrderReleased)
+    assert sorted(release.orders) == sorted([first.name, second.name])
+    assert {x.order for x in release.lines} == {first.name, second.name}
+
+    other = await orders.CreateOrder(new_request(customer=orders_pb2.Customer(
+        email="someone-else@example.com")))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=[other.name, first.name]))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_orders_are_searched_by_filters_and_counted_per_status(
+    orders: OrdersStub,
+) -> None:
+    channel = f"search-{uuid.uuid4().hex[:8]}"
+    made = []
+    for region, tags in [("DE", ["vip"]), ("DE", []), ("FR", ["vip"])]:
+        request = new_request(channel=channel, tags=tags,
+                              payment_status=orders_pb2.PAYMENT_STATUS_PENDING)
+        request.order.shipping_address.region_code = region
+        made.append(await orders.CreateOrder(request))
+
+    async def names(filter_: str) -> list[str]:
+        found: list[str] = []
+        token = ""
+        while True:
+            page = await orders.ListOrders(orders_pb2.ListOrdersRequest(
+                filter=filter_, page_size=1, page_token=token))
+            found += [o.name for o in page.orders]
+            token = page.next_page_token
+            if not token:
+                return found
+
+    newest_first = [o.name for o in reversed(made)]
+    assert await names(f'channel = "{channel}"') == newest_first
+    assert await names(f'channel = "{channel}" AND region_code = DE') == newest_first[1:]
+    assert await names(f'channel = "{channel}" AND tags:vip') == [made[2].name, made[0].name]
+    assert await names(f'channel = "{channel}" AND item_count >= 4 AND status = '
+                       "PAYMENT_PENDING") == newest_first
+    assert await names(f'channel = "{channel}" AND "{made[1].external_order_id}"') == [
+        made[1].name]
+    assert await names(f'channel = "{channel}" AND sku = SKU-NONE') == []
+
+    counts = await orders.CountOrders(orders_pb2.CountOrdersRequest(
+        filter=f'channel = "{channel}"'))
+    assert (counts.payment_required, counts.total) == (3, 3)
+
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await orders.ListOrders(orders_pb2.ListOrdersRequest(filter="colour = red"))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(bad.value) == ["filter"]
+
+
+async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) -> None:
+    good, bad = new_request(), new_request()
+    bad.order.lines[0].quantity = 0
+
+    response = await orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(
+        requests=[good, bad, good]))
+
+    first, refused, again = response.results
+    assert first.order.name and again.order.name == first.order.name
+    assert refused.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]

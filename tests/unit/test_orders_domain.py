@@ -1,4 +1,6 @@
-"""The order aggregate without a server: validation, money, and the status state machine."""
+"""Capturing an order without a server: validation, money, special orders, names.
+
+The lifecycle (the state machine) is tested in test_orders_lifecycle.py."""
 
 from __future__ import annotations
 
@@ -13,10 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oms_orders.domain import (
     Address,
-    AllocatedLine,
-    Allocation,
-    BackorderedLine,
-    InvalidAllocation,
+    CapturePolicy,
+    Customer,
     LineDraft,
     Money,
     MoneyDraft,
@@ -24,7 +24,12 @@ from oms_orders.domain import (
     OrderDraft,
     OrderPlaced,
     OrderStatus,
-    StatusChanged,
+    PaymentKind,
+    PaymentStatus,
+    Product,
+    ServiceLevel,
+    address_key,
+    customer_key,
     parse_order_name,
     place_order,
     validate_new_order,
@@ -54,6 +59,7 @@ def draft(**changes: Any) -> OrderDraft:
         external_order_id=f"#{uuid.uuid4().hex[:8]}",
         lines=[line("SKU-1", 3, "19.99"), line("SKU-2", 1, "0.10")],
         shipping_address=ADDRESS,
+        payment_status="PAID",
     )
     return replace(base, **changes)
 
@@ -66,16 +72,6 @@ def new_order(**changes: Any) -> Order:
 
 def violation_fields(order_draft: OrderDraft, request_id: str = "") -> list[str]:
     return [v.field for v in validate_new_order(order_draft, request_id=request_id).items]
-
-
-def full_allocation(order: Order, node: str = "node-1") -> list[Allocation]:
-    return [Allocation(node, tuple(AllocatedLine(x.line_id, x.sku, x.quantity)
-                                   for x in order.lines))]
-
-
-def backordered(order: Order) -> list[BackorderedLine]:
-    first = order.lines[0]
-    return [BackorderedLine(first.line_id, first.sku, first.quantity)]
 
 
 # --- placing an order -----------------------------------------------------------------------
@@ -199,154 +195,76 @@ def test_several_violations_are_reported_at_once() -> None:
     ]
 
 
-# --- the state machine ----------------------------------------------------------------------
+# --- capture rules: payment, special orders, product master ---------------------------------
 
 
-def test_allocation_moves_a_pending_order_to_allocated() -> None:
+def test_a_paid_order_starts_its_payment_history_with_the_channels_capture() -> None:
     order = new_order()
-    allocations = full_allocation(order)
-
-    assert order.allocate(allocations, at=LATER) is True
-
-    assert order.status is OrderStatus.ALLOCATED
-    assert order.allocations == tuple(allocations)
-    assert order.update_time == LATER
-    [change] = order.events
-    assert isinstance(change, StatusChanged)
-    assert (change.previous, change.status) == (
-        OrderStatus.PENDING_ALLOCATION, OrderStatus.ALLOCATED)
+    assert order.payment_status is PaymentStatus.PAID
+    assert order.payment_due_time is None
+    [payment] = order.payments
+    assert (payment.kind, payment.amount) == (PaymentKind.CAPTURE, order.total)
 
 
-def test_a_backorder_moves_a_pending_order_to_awaiting_stock() -> None:
-    order = new_order()
-
-    assert order.backorder(backordered(order), at=LATER) is True
-
-    assert order.status is OrderStatus.AWAITING_STOCK
-    assert order.allocations == ()
-    assert [(e.previous, e.status) for e in order.events if isinstance(e, StatusChanged)] == [
-        (OrderStatus.PENDING_ALLOCATION, OrderStatus.AWAITING_STOCK)]
-
-
-def test_stock_arriving_later_allocates_an_order_awaiting_stock() -> None:
-    order = new_order()
-    order.backorder(backordered(order), at=NOW)
-
-    assert order.allocate(full_allocation(order), at=LATER) is True
-
-    assert order.status is OrderStatus.ALLOCATED
-    assert [(e.previous, e.status) for e in order.events if isinstance(e, StatusChanged)] == [
-        (OrderStatus.PENDING_ALLOCATION, OrderStatus.AWAITING_STOCK),
-        (OrderStatus.AWAITING_STOCK, OrderStatus.ALLOCATED),
-    ]
+@pytest.mark.parametrize("status", ["PENDING", "UNSPECIFIED"])
+def test_an_unpaid_order_waits_for_its_payment_until_it_is_due(status: str) -> None:
+    policy = CapturePolicy(payment_timeout=timedelta(minutes=10))
+    order = place_order(draft(payment_status=status), order_id=uuid.uuid4(), now=NOW,
+                        policy=policy)
+    assert order.status is OrderStatus.PAYMENT_PENDING
+    assert order.payment_status is PaymentStatus.PENDING
+    assert order.payment_due_time == NOW + timedelta(minutes=10)
+    assert order.payments == []
 
 
-def test_a_late_backorder_never_moves_an_allocated_order_back() -> None:
-    order = new_order()
-    order.allocate(full_allocation(order), at=NOW)
-    order.events.clear()
-
-    assert order.backorder(backordered(order), at=LATER) is False
-
-    assert order.status is OrderStatus.ALLOCATED
-    assert order.update_time == NOW
-    assert order.events == []
-
-
-def test_a_repeated_allocation_is_a_no_op_and_keeps_the_first() -> None:
-    order = new_order()
-    first = full_allocation(order, "node-1")
-    order.allocate(first, at=NOW)
-    order.events.clear()
-
-    assert order.allocate(full_allocation(order, "node-2"), at=LATER) is False
-
-    assert order.allocations == tuple(first)
-    assert order.events == []
-
-
-def test_a_repeated_backorder_is_a_no_op() -> None:
-    order = new_order()
-    order.backorder(backordered(order), at=NOW)
-    order.events.clear()
-
-    assert order.backorder(backordered(order), at=LATER) is False
-
-    assert order.status is OrderStatus.AWAITING_STOCK
-    assert order.events == []
-
-
-def test_an_allocation_may_split_a_line_across_nodes() -> None:
-    order = new_order(lines=[line("SKU-1", 5)])
-    split = [Allocation("node-1", (AllocatedLine("1", "SKU-1", 2),)),
-             Allocation("node-2", (AllocatedLine("1", "SKU-1", 3),))]
-
-    assert order.allocate(split, at=LATER) is True
-
-
-@pytest.mark.parametrize(
-    "allocated",
-    [
-        [AllocatedLine("1", "SKU-1", 3)],
-        [AllocatedLine("1", "SKU-1", 3), AllocatedLine("2", "SKU-2", 2)],
-        [AllocatedLine("1", "SKU-1", 3), AllocatedLine("2", "OTHER", 1)],
-        [AllocatedLine("1", "SKU-1", 3), AllocatedLine("2", "SKU-2", 1),
-         AllocatedLine("9", "SKU-9", 1)],
-        [],
-    ],
-    ids=["line-missing", "too-many-units", "wrong-sku", "unknown-line", "empty"],
-)
-def test_an_allocation_that_does_not_match_the_order_is_refused(
-    allocated: list[AllocatedLine],
+@pytest.mark.parametrize(("level", "flag", "priority"), [
+    ("EXPRESS", False, True), ("NEXT_DAY", False, True), ("STANDARD", False, False),
+    ("STANDARD", True, True), ("UNSPECIFIED", False, False),
+])
+def test_priority_comes_from_the_service_level_or_the_flag(
+    level: str, flag: bool, priority: bool
 ) -> None:
-    order = new_order()
-
-    with pytest.raises(InvalidAllocation):
-        order.allocate([Allocation("node-1", tuple(allocated))], at=LATER)
-
-    assert order.status is OrderStatus.PENDING_ALLOCATION
-    assert order.allocations == ()
-    assert order.events == []
+    order = new_order(service_level=level, priority=flag)
+    assert order.service_level is ServiceLevel(level)
+    assert order.priority is priority
 
 
-@pytest.mark.parametrize(
-    "line_backordered",
-    [BackorderedLine("9", "SKU-9", 1), BackorderedLine("1", "SKU-1", 4),
-     BackorderedLine("1", "SKU-1", 0)],
-    ids=["unknown-line", "more-than-ordered", "zero"],
-)
-def test_a_backorder_that_does_not_match_the_order_is_refused(
-    line_backordered: BackorderedLine,
-) -> None:
-    order = new_order()
-
-    with pytest.raises(InvalidAllocation):
-        order.backorder([line_backordered], at=LATER)
-
-    assert order.status is OrderStatus.PENDING_ALLOCATION
+def test_an_order_is_high_value_from_its_currencys_threshold() -> None:
+    policy = CapturePolicy(high_value_thresholds={"EUR": Decimal("60.07")})
+    at_threshold = place_order(draft(), order_id=uuid.uuid4(), now=NOW, policy=policy)
+    below = place_order(draft(lines=[line(amount="60.06")]), order_id=uuid.uuid4(), now=NOW,
+                        policy=policy)
+    other_currency = place_order(draft(lines=[line(amount="1000", currency="USD")]),
+                                 order_id=uuid.uuid4(), now=NOW, policy=policy)
+    assert (at_threshold.high_value, below.high_value, other_currency.high_value) == (
+        True, False, False)
 
 
-@given(st.lists(st.sampled_from(["allocated", "backordered"]), max_size=12))
-def test_no_sequence_of_events_moves_an_order_back_from_allocated(kinds: list[str]) -> None:
-    """Deliveries of an allocation and a backorder, duplicated and in any order."""
-    order = new_order()
-    seen_allocated = False
-    for kind in kinds:
-        if kind == "allocated":
-            order.allocate(full_allocation(order), at=LATER)
-            seen_allocated = True
-        else:
-            order.backorder(backordered(order), at=LATER)
-        if seen_allocated:
-            assert order.status is OrderStatus.ALLOCATED
+def test_minimum_order_quantities_of_known_products_are_enforced() -> None:
+    products = {"SKU-1": Product("SKU-1", minimum_order_quantity=4, weight_grams=250)}
+    assert [v.field for v in validate_new_order(draft(), products=products).items] == [
+        "order.lines[0].quantity"]
+    order = place_order(draft(lines=[line("SKU-1", 4), line("SKU-NEW", 2)]),
+                        order_id=uuid.uuid4(), now=NOW, products=products)
+    assert order.weight_grams == 1000  # an unknown SKU is accepted and weighs nothing here
 
-    changes = [(e.previous, e.status) for e in order.events if isinstance(e, StatusChanged)]
-    assert all(previous is not OrderStatus.ALLOCATED for previous, _ in changes)
-    assert len(changes) == len(set(changes))
-    expected = (OrderStatus.ALLOCATED if "allocated" in kinds
-                else OrderStatus.AWAITING_STOCK if kinds
-                else OrderStatus.PENDING_ALLOCATION)
-    assert order.status is expected
+
+def test_tags_and_gift_notes_are_bounded() -> None:
+    assert violation_fields(draft(tags=["vip", " x", ""], gift_note="n" * 501)) == [
+        "order.tags[1]", "order.tags[2]", "order.gift_note"]
+    assert new_order(tags=["vip", "vip", "gift"]).tags == ("vip", "gift")
+
+
+def test_one_customer_and_one_address_are_recognised_across_channels() -> None:
+    ada = Customer(email=" Ada@Example.com", external_customer_id="42")
+    assert customer_key("amazon-de", ada) == customer_key("shopify", replace(
+        ada, email="ada@example.com", external_customer_id="7"))
+    assert customer_key("amazon-de", Customer(external_customer_id="42")) != customer_key(
+        "ebay", Customer(external_customer_id="42"))
+    assert customer_key("amazon-de", Customer()) == ""
+    assert address_key(ADDRESS) == address_key(replace(
+        ADDRESS, recipient="ada  LOVELACE", locality="london"))
+    assert address_key(ADDRESS) != address_key(replace(ADDRESS, postal_code="NW1 6XE"))
 
 
 # --- names ----------------------------------------------------------------------------------

@@ -6,23 +6,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.orders.v1 import insights_pb2_grpc, orders_pb2, orders_pb2_grpc
+from oms.returns.v1 import events_pb2 as returns_events
+from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 
 from oms_orders import handlers, kpis, kpis_api, notifications
 from oms_orders.api import OrdersServicer
 from oms_orders.repository import SOURCE
+from oms_orders.settings import OrdersSettings
 from oms_orders.tables import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SETTINGS = OrdersSettings()
 
 __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
 
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    orders_pb2_grpc.add_OrdersServiceServicer_to_server(OrdersServicer(runtime.sessions), server)
+    orders_pb2_grpc.add_OrdersServiceServicer_to_server(
+        OrdersServicer(runtime.sessions, SETTINGS), server
+    )
     insights_pb2_grpc.add_OrderInsightsServiceServicer_to_server(
         kpis_api.OrderInsightsServicer(runtime.sessions), server
     )
@@ -36,6 +43,14 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
     return [
         Subscription(inventory_events.StockAllocated, handlers.on_stock_allocated),
         Subscription(inventory_events.StockBackordered, handlers.on_stock_backordered),
+        Subscription(inventory_events.AllocationFailed, handlers.on_allocation_failed),
+        Subscription(inventory_events.StockReleased, handlers.on_stock_released),
+        Subscription(inventory_events.ProductChanged, handlers.on_product_changed),
+        Subscription(fulfilment_events.PackageShipped, handlers.on_package_shipped),
+        Subscription(shipping_events.ShipmentDelivered, handlers.on_shipment_delivered),
+        Subscription(shipping_events.DeliveryException, handlers.on_delivery_exception),
+        Subscription(returns_events.ReturnReceived, handlers.on_return_received),
+        Subscription(returns_events.RefundIssued, handlers.on_refund_issued),
         # The KPI read model first: the notification handlers read what it wrote.
         *kpis.subscriptions(),
         *notifications.subscriptions(notifications.NotificationSettings()),
@@ -44,5 +59,5 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
 
 DEFINITION = ServiceDefinition(
     name="orders", metadata=metadata, register=register, subscriptions=subscriptions,
-    background=(notifications.run_sender,),
+    background=(notifications.run_sender, handlers.payment_sweep(SETTINGS)),
 )

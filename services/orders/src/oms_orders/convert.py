@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import TypeVar
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import latlng_pb2
 from oms.common.v1 import common_pb2
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.orders.v1 import events_pb2, orders_pb2
+from oms.returns.v1 import events_pb2 as returns_events
+from sqlalchemy import Row
 
 from oms_orders import domain
 
@@ -51,7 +56,19 @@ def draft_from_proto(order: orders_pb2.Order) -> domain.OrderDraft:
         payment_status=_enum_name(
             orders_pb2.PaymentStatus.Name, "PAYMENT_STATUS_", order.payment_status
         ),
+        priority=order.priority,
+        tags=tuple(order.tags),
+        gift_note=order.gift_note,
+        order_time=optional_time(order, "order_time"),
+        promise_time=optional_time(order, "promise_time"),
     )
+
+
+def optional_time(message: Message, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def _enum_name(name_of: Callable[[Number], str], prefix: str, number: Number) -> str:
@@ -136,22 +153,57 @@ def lines_to_proto(order: domain.Order) -> list[orders_pb2.OrderLine]:
             sku=line.sku,
             quantity=line.quantity,
             unit_price=money_to_proto(line.unit_price),
+            allocated_quantity=line.allocated_quantity,
+            backordered_quantity=line.backordered,
+            failed_quantity=line.failed,
+            cancelled_quantity=line.cancelled,
+            shipped_quantity=line.shipped,
+            returned_quantity=line.returned,
         )
         for line in order.lines
     ]
 
 
-def order_to_proto(order: domain.Order) -> orders_pb2.Order:
+def _ordered_lines(order: domain.Order) -> list[orders_pb2.OrderLine]:
+    """Lines as the customer ordered them, without the lifecycle counts."""
+    return [
+        orders_pb2.OrderLine(
+            line_id=line.line_id,
+            external_line_id=line.external_line_id,
+            sku=line.sku,
+            quantity=line.quantity,
+            unit_price=money_to_proto(line.unit_price),
+        )
+        for line in order.lines
+    ]
+
+
+def customer_to_proto(customer: domain.Customer) -> orders_pb2.Customer:
+    return orders_pb2.Customer(
+        external_customer_id=customer.external_customer_id,
+        display_name=customer.display_name,
+        email=customer.email,
+        phone=customer.phone,
+    )
+
+
+def _maybe_time(moment: datetime | None) -> Timestamp | None:
+    return timestamp(moment) if moment else None
+
+
+def order_to_proto(
+    order: domain.Order, timeline: Sequence[Row[Any]] | None = None
+) -> orders_pb2.Order:
+    allocations: dict[str, list[orders_pb2.AllocatedLine]] = {}
+    for line in order.lines:
+        for node, units in sorted(line.allocated.items()):
+            allocations.setdefault(node, []).append(
+                orders_pb2.AllocatedLine(line_id=line.line_id, sku=line.sku, quantity=units))
     return orders_pb2.Order(
         name=order.name,
         channel=order.channel,
         external_order_id=order.external_order_id,
-        customer=orders_pb2.Customer(
-            external_customer_id=order.customer.external_customer_id,
-            display_name=order.customer.display_name,
-            email=order.customer.email,
-            phone=order.customer.phone,
-        ),
+        customer=customer_to_proto(order.customer),
         shipping_address=address_to_proto(order.shipping_address),
         lines=lines_to_proto(order),
         service_level=service_level_to_proto(order.service_level),
@@ -159,19 +211,67 @@ def order_to_proto(order: domain.Order) -> orders_pb2.Order:
         status=status_to_proto(order.status),
         total=money_to_proto(order.total),
         allocations=[
-            orders_pb2.Allocation(
-                node_id=allocation.node_id,
-                lines=[
-                    orders_pb2.AllocatedLine(
-                        line_id=line.line_id, sku=line.sku, quantity=line.quantity
-                    )
-                    for line in allocation.lines
-                ],
-            )
-            for allocation in order.allocations
+            orders_pb2.Allocation(node_id=node, lines=lines)
+            for node, lines in sorted(allocations.items())
         ],
         create_time=timestamp(order.create_time),
         update_time=timestamp(order.update_time),
+        priority=order.priority,
+        tags=order.tags,
+        gift_note=order.gift_note,
+        high_value=order.high_value,
+        order_time=_maybe_time(order.order_time),
+        promise_time=_maybe_time(order.promise_time),
+        payment_due_time=_maybe_time(order.payment_due_time),
+        holds=[
+            orders_pb2.Hold(
+                hold_id=hold.hold_id,
+                kind=orders_pb2.HoldKind.Value(f"HOLD_KIND_{hold.kind.value}"),
+                reason=hold.reason,
+                placed_by=hold.placed_by,
+                place_time=timestamp(hold.place_time),
+                released_by=hold.released_by,
+                release_time=_maybe_time(hold.release_time),
+            )
+            for hold in order.holds
+        ],
+        payments=[
+            orders_pb2.PaymentTransaction(
+                transaction_id=payment.transaction_id,
+                kind=orders_pb2.PaymentKind.Value(f"PAYMENT_KIND_{payment.kind.value}"),
+                amount=money_to_proto(payment.amount),
+                provider=payment.provider,
+                message=payment.message,
+                transaction_time=_maybe_time(payment.at),
+            )
+            for payment in order.payments
+        ],
+        shipments=[
+            orders_pb2.Shipment(
+                package=shipment.package,
+                node_id=shipment.node_id,
+                carrier=shipment.carrier,
+                carrier_service=shipment.carrier_service,
+                tracking_number=shipment.tracking_number,
+                tracking_url=shipment.tracking_url,
+                ship_time=timestamp(shipment.ship_time),
+                deliver_time=_maybe_time(order.deliveries.get(shipment.package)),
+                lines=[orders_pb2.AllocatedLine(line_id=x.line_id, sku=x.sku,
+                                                quantity=x.quantity) for x in shipment.lines],
+            )
+            for shipment in order.shipments
+        ],
+        merged_orders=order.merged_with,
+        release_time=_maybe_time(order.release_time),
+        ship_time=_maybe_time(order.ship_time),
+        deliver_time=_maybe_time(order.deliver_time),
+        weight=common_pb2.Weight(grams=order.weight_grams),
+        item_count=order.item_count,
+        timeline=[
+            orders_pb2.TimelineEntry(kind=row.kind, time=timestamp(row.at), actor=row.actor,
+                                     detail_json=json.dumps(row.detail, sort_keys=True))
+            for row in timeline or ()
+        ],
     )
 
 
@@ -181,10 +281,15 @@ def order_created(order: domain.Order) -> events_pb2.OrderCreated:
         channel=order.channel,
         external_order_id=order.external_order_id,
         shipping_address=address_to_proto(order.shipping_address),
-        lines=lines_to_proto(order),
+        lines=_ordered_lines(order),
         service_level=service_level_to_proto(order.service_level),
         payment_status=payment_status_to_proto(order.payment_status),
         create_time=timestamp(order.create_time),
+        customer=customer_to_proto(order.customer),
+        priority=order.priority,
+        payment_due_time=_maybe_time(order.payment_due_time),
+        total=money_to_proto(order.total),
+        order_time=_maybe_time(order.order_time),
     )
 
 
@@ -196,7 +301,61 @@ def status_changed(
         previous_status=status_to_proto(change.previous),
         status=status_to_proto(change.status),
         change_time=timestamp(change.at),
+        reason=change.reason,
     )
+
+
+def order_paid(order: domain.Order, paid: domain.PaymentSettled) -> events_pb2.OrderPaid:
+    return events_pb2.OrderPaid(
+        order=order.name,
+        payment_status=payment_status_to_proto(paid.status),
+        pay_time=timestamp(paid.at),
+    )
+
+
+def order_cancelled(
+    order: domain.Order, cancelled: domain.LinesCancelled
+) -> events_pb2.OrderCancelled:
+    return events_pb2.OrderCancelled(
+        order=order.name,
+        lines=[events_pb2.CancelledLine(line_id=x.line_id, sku=x.sku, quantity=x.quantity)
+               for x in cancelled.lines],
+        whole_order=cancelled.whole_order,
+        reason=cancelled.reason,
+        cancel_time=timestamp(cancelled.at),
+    )
+
+
+def order_released(release: domain.Release) -> events_pb2.OrderReleased:
+    primary = release.order
+    return events_pb2.OrderReleased(
+        order=primary.name,
+        orders=release.orders,
+        node_id=release.node_id,
+        lines=[
+            events_pb2.ReleasedLine(order=x.order, line_id=x.line_id, sku=x.sku,
+                                    quantity=x.quantity, external_line_id=x.external_line_id)
+            for x in release.lines
+        ],
+        shipping_address=address_to_proto(primary.shipping_address),
+        customer=customer_to_proto(primary.customer),
+        service_level=service_level_to_proto(release.service_level),
+        priority=release.priority,
+        promise_time=_maybe_time(release.promise_time),
+        tags=release.tags,
+        gift_note=release.gift_note,
+        high_value=release.high_value,
+        channel=primary.channel,
+        external_order_id=primary.external_order_id,
+        release_time=timestamp(release.at),
+    )
+
+
+# --- events in -------------------------------------------------------------------------------
+
+
+def event_time(stamp: Timestamp, fallback: datetime) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC) if stamp.seconds or stamp.nanos else fallback
 
 
 def allocations_from_proto(
@@ -206,7 +365,7 @@ def allocations_from_proto(
         domain.Allocation(
             node_id=allocation.node_id,
             lines=tuple(
-                domain.AllocatedLine(line.line_id, line.sku, line.quantity)
+                domain.LineQuantity(line.line_id, line.sku, line.quantity)
                 for line in allocation.lines
             ),
         )
@@ -216,5 +375,63 @@ def allocations_from_proto(
 
 def backordered_from_proto(
     event: inventory_events.StockBackordered,
-) -> list[domain.BackorderedLine]:
-    return [domain.BackorderedLine(line.line_id, line.sku, line.quantity) for line in event.lines]
+) -> list[domain.LineQuantity]:
+    return [domain.LineQuantity(line.line_id, line.sku, line.quantity) for line in event.lines]
+
+
+def failed_from_proto(event: inventory_events.AllocationFailed) -> list[domain.FailedLine]:
+    return [
+        domain.FailedLine(
+            line.line_id, line.sku, line.quantity,
+            line.message or _enum_name(inventory_events.AllocationFailureReason.Name,
+                                       "ALLOCATION_FAILURE_REASON_", line.reason).lower(),
+        )
+        for line in event.lines
+    ]
+
+
+def released_from_proto(event: inventory_events.StockReleased) -> list[domain.NodeLine]:
+    return [domain.NodeLine(line.line_id, line.sku, line.node_id, line.quantity)
+            for line in event.lines]
+
+
+def package_from_proto(
+    event: fulfilment_events.PackageShipped, order: str, fallback: datetime
+) -> domain.PackageInfo:
+    return domain.PackageInfo(
+        package=event.package,
+        node_id=event.node_id,
+        carrier=event.carrier,
+        carrier_service=event.carrier_service,
+        tracking_number=event.tracking_number,
+        tracking_url=event.tracking_url,
+        ship_time=event_time(event.ship_time, fallback),
+        lines=tuple(domain.LineQuantity(x.line_id, x.sku, x.quantity)
+                    for x in event.lines if x.order == order),
+    )
+
+
+def returned_from_proto(event: returns_events.ReturnReceived) -> list[domain.ReturnedLine]:
+    return [
+        domain.ReturnedLine(
+            line.line_id, line.sku, line.quantity,
+            _enum_name(returns_events.ReturnReason.Name, "RETURN_REASON_", line.reason),
+        )
+        for line in event.lines
+    ]
+
+
+def payment_from_proto(
+    payment: orders_pb2.PaymentTransaction, fallback: datetime
+) -> domain.Payment:
+    """The payment; its fields were validated by the caller."""
+    amount = payment.amount
+    return domain.Payment(
+        transaction_id=payment.transaction_id,
+        kind=domain.PaymentKind(_enum_name(orders_pb2.PaymentKind.Name, "PAYMENT_KIND_",
+                                           payment.kind)),
+        amount=domain.Money.of(amount.currency_code, amount.amount or "0"),
+        provider=payment.provider,
+        message=payment.message,
+        at=event_time(payment.transaction_time, fallback),
+    )

@@ -1,24 +1,51 @@
-"""The order aggregate and its rules: validation, money, and the status state machine."""
+"""The order aggregate and its rules: capture and validation, money, payments, holds,
+allocation accounting per line, release, cancellation, shipments, returns and merges.
+
+No I/O here: the aggregate changes itself and records what happened as domain events; the
+repository turns those into timeline rows and outbox messages.
+
+The status is derived from facts that only accumulate (units allocated, shipped, returned,
+the payment, the holds) and every derived move is checked against ``TRANSITIONS``, so a
+duplicate event changes nothing and a late one cannot move an order backwards except by the
+few moves the README documents (a hold and its release, a lapsed authorisation, an expired
+reservation of a paid order).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 import pycountry
-from oms_platform.errors import FailedPrecondition, Violations
+from oms_platform.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Violations,
+)
 
 
 class OrderStatus(StrEnum):
+    PAYMENT_PENDING = "PAYMENT_PENDING"
     PENDING_ALLOCATION = "PENDING_ALLOCATION"
     AWAITING_STOCK = "AWAITING_STOCK"
     ALLOCATED = "ALLOCATED"
+    RELEASED = "RELEASED"
+    PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    PARTIALLY_RETURNED = "PARTIALLY_RETURNED"
+    RETURNED = "RETURNED"
+    ON_HOLD = "ON_HOLD"
+    CANCELLED = "CANCELLED"
 
 
 class ServiceLevel(StrEnum):
@@ -34,15 +61,60 @@ class PaymentStatus(StrEnum):
     PENDING = "PENDING"
     AUTHORIZED = "AUTHORIZED"
     PAID = "PAID"
+    FAILED = "FAILED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
 
+
+class PaymentKind(StrEnum):
+    AUTHORIZATION = "AUTHORIZATION"
+    CAPTURE = "CAPTURE"
+    FAILURE = "FAILURE"
+    REFUND = "REFUND"
+
+
+class HoldKind(StrEnum):
+    MANUAL = "MANUAL"
+    SYSTEM = "SYSTEM"
+
+
+S = OrderStatus
+_BEFORE_RELEASE = (S.PAYMENT_PENDING, S.PENDING_ALLOCATION, S.AWAITING_STOCK, S.ALLOCATED)
 
 TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING_ALLOCATION: frozenset(
-        {OrderStatus.AWAITING_STOCK, OrderStatus.ALLOCATED}
-    ),
-    OrderStatus.AWAITING_STOCK: frozenset({OrderStatus.ALLOCATED}),
-    OrderStatus.ALLOCATED: frozenset(),
+    S.PAYMENT_PENDING: frozenset({S.PENDING_ALLOCATION, S.AWAITING_STOCK, S.ALLOCATED,
+                                  S.ON_HOLD, S.CANCELLED}),
+    # Back to PAYMENT_PENDING: an authorisation lapsed before release.
+    S.PENDING_ALLOCATION: frozenset({S.PAYMENT_PENDING, S.AWAITING_STOCK, S.ALLOCATED,
+                                     S.ON_HOLD, S.CANCELLED}),
+    S.AWAITING_STOCK: frozenset({S.PAYMENT_PENDING, S.ALLOCATED, S.ON_HOLD, S.CANCELLED}),
+    # Back to AWAITING_STOCK: the reservation of a paid order expired (inventory re-allocates).
+    S.ALLOCATED: frozenset({S.PAYMENT_PENDING, S.AWAITING_STOCK, S.RELEASED, S.ON_HOLD,
+                            S.CANCELLED}),
+    S.ON_HOLD: frozenset({*_BEFORE_RELEASE, S.CANCELLED}),
+    # Straight to DELIVERED when the carrier's delivery was reported before the shipment.
+    S.RELEASED: frozenset({S.PARTIALLY_SHIPPED, S.SHIPPED, S.DELIVERED, S.CANCELLED}),
+    S.PARTIALLY_SHIPPED: frozenset({S.SHIPPED, S.DELIVERED, S.PARTIALLY_RETURNED, S.RETURNED}),
+    S.SHIPPED: frozenset({S.DELIVERED, S.PARTIALLY_RETURNED, S.RETURNED}),
+    S.DELIVERED: frozenset({S.PARTIALLY_RETURNED, S.RETURNED}),
+    S.PARTIALLY_RETURNED: frozenset({S.RETURNED}),
+    S.RETURNED: frozenset(),
+    S.CANCELLED: frozenset(),
 }
+
+PROGRESS: Mapping[OrderStatus, int] = {
+    S.PAYMENT_PENDING: 0, S.PENDING_ALLOCATION: 1, S.AWAITING_STOCK: 1, S.ALLOCATED: 2,
+    S.RELEASED: 3, S.PARTIALLY_SHIPPED: 4, S.SHIPPED: 5, S.DELIVERED: 6,
+    S.PARTIALLY_RETURNED: 7, S.RETURNED: 8, S.CANCELLED: 9,
+}
+"""How far an order has come; ON_HOLD is beside the line, not on it."""
+
+PAID = frozenset({PaymentStatus.AUTHORIZED, PaymentStatus.PAID,
+                  PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED})
+UNPAID = frozenset({PaymentStatus.UNSPECIFIED, PaymentStatus.PENDING, PaymentStatus.FAILED})
+PRIORITY_SERVICE_LEVELS = frozenset({ServiceLevel.EXPRESS, ServiceLevel.NEXT_DAY})
+CAPTURE_PAYMENT_STATUSES = frozenset({PaymentStatus.UNSPECIFIED, PaymentStatus.PENDING,
+                                      PaymentStatus.AUTHORIZED, PaymentStatus.PAID})
 
 # ISO 4217 minor units of the currencies that do not use two fraction digits.
 MINOR_UNITS: Mapping[str, int] = {
@@ -59,6 +131,12 @@ MAX_REQUEST_ID_LENGTH = 100
 MAX_CHANNEL_LENGTH = 100
 MAX_EXTERNAL_ID_LENGTH = 200
 MAX_SKU_LENGTH = 100
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 50
+MAX_GIFT_NOTE_LENGTH = 500
+MAX_REASON_LENGTH = 500
+PAYMENT_TIMEOUT_REASON = "payment not received in time"
+SYSTEM = "system"
 
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 _REGION_CODE = re.compile(r"[A-Z]{2}")
@@ -73,6 +151,13 @@ class InvalidAllocation(FailedPrecondition):
 
 class IllegalTransition(FailedPrecondition):
     reason = "ILLEGAL_STATUS_TRANSITION"
+
+
+class OutOfOrder(FailedPrecondition):
+    """An event arrived before the one it depends on (a package of an order not yet
+    released, a return of units not yet shipped). The consumer retries it later."""
+
+    reason = "EVENT_OUT_OF_ORDER"
 
 
 def minor_units(currency_code: str) -> int:
@@ -171,19 +256,67 @@ class OrderDraft:
     customer: Customer = Customer()
     service_level: str = ServiceLevel.UNSPECIFIED
     payment_status: str = PaymentStatus.UNSPECIFIED
+    priority: bool = False
+    tags: Sequence[str] = ()
+    gift_note: str = ""
+    order_time: datetime | None = None
+    promise_time: datetime | None = None
 
 
 @dataclass(frozen=True)
+class Product:
+    """What the orders service keeps of the product master."""
+
+    sku: str
+    minimum_order_quantity: int = 0
+    weight_grams: int = 0
+
+
+@dataclass(frozen=True)
+class CapturePolicy:
+    """The configurable rules of capture."""
+
+    payment_timeout: timedelta = timedelta(minutes=30)
+    high_value_thresholds: Mapping[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass
 class OrderLine:
     line_id: str
     sku: str
     quantity: int
     unit_price: Money
     external_line_id: str = ""
+    allocated: dict[str, int] = field(default_factory=dict)
+    """Units reserved per fulfilment node."""
+    backordered: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    shipped: int = 0
+    returned: int = 0
+
+    @property
+    def open(self) -> int:
+        """Units still meant to ship (or shipped): not cancelled."""
+        return self.quantity - self.cancelled
+
+    @property
+    def allocated_quantity(self) -> int:
+        return sum(self.allocated.values())
+
+    @property
+    def unallocated(self) -> int:
+        return max(self.open - self.allocated_quantity, 0)
+
+    @property
+    def to_ship(self) -> int:
+        return self.open - self.shipped
 
 
 @dataclass(frozen=True)
-class AllocatedLine:
+class LineQuantity:
+    """Units of one line, as events and requests name them."""
+
     line_id: str
     sku: str
     quantity: int
@@ -192,14 +325,86 @@ class AllocatedLine:
 @dataclass(frozen=True)
 class Allocation:
     node_id: str
-    lines: tuple[AllocatedLine, ...]
+    lines: tuple[LineQuantity, ...]
 
 
 @dataclass(frozen=True)
-class BackorderedLine:
+class FailedLine:
     line_id: str
     sku: str
     quantity: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class NodeLine:
+    line_id: str
+    sku: str
+    node_id: str
+    quantity: int
+
+
+@dataclass
+class Hold:
+    hold_id: str
+    kind: HoldKind
+    reason: str
+    placed_by: str
+    place_time: datetime
+    released_by: str = ""
+    release_time: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.release_time is None
+
+
+@dataclass(frozen=True)
+class Payment:
+    transaction_id: str
+    kind: PaymentKind
+    amount: Money
+    provider: str = ""
+    message: str = ""
+    at: datetime | None = None
+
+
+@dataclass
+class Shipment:
+    package: str
+    node_id: str
+    carrier: str
+    carrier_service: str
+    tracking_number: str
+    tracking_url: str
+    ship_time: datetime
+    lines: tuple[LineQuantity, ...]
+    deliver_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    """A shipped package as fulfilment reports it; ``lines`` are this order's only."""
+
+    package: str
+    node_id: str
+    carrier: str
+    carrier_service: str
+    tracking_number: str
+    tracking_url: str
+    ship_time: datetime
+    lines: tuple[LineQuantity, ...]
+
+
+@dataclass(frozen=True)
+class ReturnedLine:
+    line_id: str
+    sku: str
+    quantity: int
+    reason: str
+
+
+# --- domain events: what happened, turned into timeline rows and outbox messages -----------
 
 
 @dataclass(frozen=True)
@@ -212,24 +417,94 @@ class StatusChanged:
     previous: OrderStatus
     status: OrderStatus
     at: datetime
+    reason: str = ""
+    actor: str = SYSTEM
+
+
+@dataclass(frozen=True)
+class Noted:
+    """Something worth a timeline entry that publishes nothing."""
+
+    kind: str
+    at: datetime
+    actor: str
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-DomainEvent = OrderPlaced | StatusChanged
+@dataclass(frozen=True)
+class PaymentSettled:
+    """The payment became AUTHORIZED or PAID: inventory stops the reservations expiring."""
+
+    status: PaymentStatus
+    at: datetime
 
 
-def validate_new_order(draft: OrderDraft, *, request_id: str = "") -> Violations:
-    """Every violation of a new order at once; field paths are those of CreateOrderRequest."""
+@dataclass(frozen=True)
+class LinesCancelled:
+    lines: tuple[LineQuantity, ...]
+    whole_order: bool
+    reason: str
+    at: datetime
+    actor: str
+
+
+DomainEvent = OrderPlaced | StatusChanged | Noted | PaymentSettled | LinesCancelled
+
+
+@dataclass(frozen=True)
+class ReleasedLine:
+    order: str
+    line_id: str
+    sku: str
+    quantity: int
+    external_line_id: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one node is to pick and ship: the lines of one order, or of a merged group."""
+
+    order: Order
+    orders: tuple[str, ...]
+    node_id: str
+    lines: tuple[ReleasedLine, ...]
+    service_level: ServiceLevel
+    priority: bool
+    promise_time: datetime | None
+    tags: tuple[str, ...]
+    gift_note: str
+    high_value: bool
+    at: datetime
+
+
+def validate_new_order(
+    draft: OrderDraft,
+    *,
+    request_id: str = "",
+    products: Mapping[str, Product] | None = None,
+    prefix: str = "order",
+) -> Violations:
+    """Every violation of a new order at once; field paths are those of CreateOrderRequest.
+
+    ``products`` are the known products of the draft's SKUs: a line below its product's
+    minimum order quantity is refused; a SKU not known here is accepted (inventory decides).
+    """
+    products = products or {}
     violations = Violations()
-    _require_text(violations, "order.channel", draft.channel, MAX_CHANNEL_LENGTH)
-    _require_text(
-        violations, "order.external_order_id", draft.external_order_id, MAX_EXTERNAL_ID_LENGTH
-    )
-    violations.require(bool(draft.lines), "order.lines", "at least one line is required")
+    _require_text(violations, f"{prefix}.channel", draft.channel, MAX_CHANNEL_LENGTH)
+    _require_text(violations, f"{prefix}.external_order_id", draft.external_order_id,
+                  MAX_EXTERNAL_ID_LENGTH)
+    violations.require(bool(draft.lines), f"{prefix}.lines", "at least one line is required")
     order_currency: str | None = None
     for index, line in enumerate(draft.lines):
-        path = f"order.lines[{index}]"
+        path = f"{prefix}.lines[{index}]"
         currency = _validate_line(violations, path, line)
+        product = products.get(line.sku)
+        if product and line.quantity > 0 and line.quantity < product.minimum_order_quantity:
+            violations.add(
+                f"{path}.quantity",
+                f"{line.sku} is sold in at least {product.minimum_order_quantity} units",
+            )
         order_currency = order_currency or currency
         if currency and currency != order_currency:
             violations.add(
@@ -237,14 +512,21 @@ def validate_new_order(draft: OrderDraft, *, request_id: str = "") -> Violations
                 f"every line must be in the order's currency, {order_currency}",
             )
     if draft.shipping_address is None:
-        violations.add("order.shipping_address", "required")
+        violations.add(f"{prefix}.shipping_address", "required")
     else:
-        _validate_address(violations, "order.shipping_address", draft.shipping_address)
+        _validate_address(violations, f"{prefix}.shipping_address", draft.shipping_address)
     violations.require(
-        draft.service_level in ServiceLevel.__members__, "order.service_level", "unknown value"
+        draft.service_level in ServiceLevel.__members__, f"{prefix}.service_level",
+        "unknown value",
     )
     violations.require(
-        draft.payment_status in PaymentStatus.__members__, "order.payment_status", "unknown value"
+        draft.payment_status in CAPTURE_PAYMENT_STATUSES, f"{prefix}.payment_status",
+        "an order is captured PENDING, AUTHORIZED or PAID",
+    )
+    validate_tags(violations, f"{prefix}.tags", draft.tags)
+    violations.require(
+        len(draft.gift_note) <= MAX_GIFT_NOTE_LENGTH, f"{prefix}.gift_note",
+        f"at most {MAX_GIFT_NOTE_LENGTH} characters",
     )
     violations.require(
         len(request_id) <= MAX_REQUEST_ID_LENGTH,
@@ -252,6 +534,16 @@ def validate_new_order(draft: OrderDraft, *, request_id: str = "") -> Violations
         f"at most {MAX_REQUEST_ID_LENGTH} characters",
     )
     return violations
+
+
+def validate_tags(violations: Violations, path: str, tags: Sequence[str]) -> None:
+    violations.require(len(tags) <= MAX_TAGS, path, f"at most {MAX_TAGS} tags")
+    for index, tag in enumerate(tags):
+        violations.require(
+            0 < len(tag.strip()) <= MAX_TAG_LENGTH and tag == tag.strip(),
+            f"{path}[{index}]",
+            f"1 to {MAX_TAG_LENGTH} characters without surrounding spaces",
+        )
 
 
 def _require_text(violations: Violations, path: str, value: str, max_length: int) -> None:
@@ -272,23 +564,28 @@ def _validate_line(violations: Violations, path: str, line: LineDraft) -> str | 
     if price is None:
         violations.add(f"{path}.unit_price", "required")
         return None
+    return validate_money(violations, f"{path}.unit_price", price.currency_code, price.amount)
+
+
+def validate_money(violations: Violations, path: str, currency_code: str,
+                   amount: str) -> str | None:
+    """Checks an amount of money as written; returns its currency when that is valid."""
     currency_ok = violations.require(
-        is_currency(price.currency_code),
-        f"{path}.unit_price.currency_code",
+        is_currency(currency_code),
+        f"{path}.currency_code",
         "must be an ISO 4217 currency code such as EUR",
     )
-    match = _AMOUNT.fullmatch(price.amount)
+    match = _AMOUNT.fullmatch(amount)
     if not match:
-        violations.add(f"{path}.unit_price.amount", 'must be a decimal number such as "19.99"')
-    elif price.amount.startswith("-"):
-        violations.add(f"{path}.unit_price.amount", "must not be negative")
-    elif currency_ok and len(match["fraction"] or "") > minor_units(price.currency_code):
+        violations.add(f"{path}.amount", 'must be a decimal number such as "19.99"')
+    elif amount.startswith("-"):
+        violations.add(f"{path}.amount", "must not be negative")
+    elif currency_ok and len(match["fraction"] or "") > minor_units(currency_code):
         violations.add(
-            f"{path}.unit_price.amount",
-            f"{price.currency_code} allows at most {minor_units(price.currency_code)}"
-            " fraction digits",
+            f"{path}.amount",
+            f"{currency_code} allows at most {minor_units(currency_code)} fraction digits",
         )
-    return price.currency_code if currency_ok else None
+    return currency_code if currency_ok else None
 
 
 def _validate_address(violations: Violations, path: str, address: Address) -> None:
@@ -309,24 +606,57 @@ def _validate_address(violations: Violations, path: str, address: Address) -> No
 
 
 def place_order(
-    draft: OrderDraft, *, order_id: uuid.UUID, now: datetime, request_id: str = ""
+    draft: OrderDraft,
+    *,
+    order_id: uuid.UUID,
+    now: datetime,
+    request_id: str = "",
+    products: Mapping[str, Product] | None = None,
+    policy: CapturePolicy | None = None,
 ) -> Order:
-    """A new order awaiting allocation, or InvalidArgument listing every violation."""
-    validate_new_order(draft, request_id=request_id).raise_if_any()
+    """A new order, or InvalidArgument listing every violation.
+
+    An order captured without a payment status waits for one, like a web order: nothing
+    ships unpaid unless the channel says it is paid.
+    """
+    products = products or {}
+    policy = policy or CapturePolicy()
+    validate_new_order(draft, request_id=request_id, products=products).raise_if_any()
     assert draft.shipping_address is not None
+    payment_status = PaymentStatus(draft.payment_status)
+    if payment_status is PaymentStatus.UNSPECIFIED:
+        payment_status = PaymentStatus.PENDING
+    lines = [_order_line(n, line) for n, line in enumerate(draft.lines, start=1)]
     order = Order(
         id=order_id,
         channel=draft.channel,
         external_order_id=draft.external_order_id,
         customer=draft.customer,
         shipping_address=draft.shipping_address,
-        lines=tuple(_order_line(n, line) for n, line in enumerate(draft.lines, start=1)),
+        lines=lines,
         service_level=ServiceLevel(draft.service_level),
-        payment_status=PaymentStatus(draft.payment_status),
-        status=OrderStatus.PENDING_ALLOCATION,
+        payment_status=payment_status,
+        status=S.PENDING_ALLOCATION if payment_status in PAID else S.PAYMENT_PENDING,
         create_time=now,
         update_time=now,
+        priority_flag=draft.priority,
+        tags=tuple(dict.fromkeys(draft.tags)),
+        gift_note=draft.gift_note,
+        order_time=draft.order_time or now,
+        promise_time=draft.promise_time,
+        payment_due_time=now + policy.payment_timeout if payment_status in UNPAID else None,
+        weight_grams=sum(
+            products[x.sku].weight_grams * x.quantity for x in lines if x.sku in products
+        ),
     )
+    threshold = policy.high_value_thresholds.get(order.currency_code)
+    order.high_value = threshold is not None and order.total.amount >= threshold
+    if payment_status in (PaymentStatus.AUTHORIZED, PaymentStatus.PAID):
+        # The channel took the money: the payment history starts with it.
+        kind = (PaymentKind.CAPTURE if payment_status is PaymentStatus.PAID
+                else PaymentKind.AUTHORIZATION)
+        order.payments.append(Payment(f"{order.channel}:{order.external_order_id}", kind,
+                                      order.total, provider=order.channel, at=now))
     order.events.append(OrderPlaced(now))
     return order
 
@@ -342,6 +672,27 @@ def _order_line(number: int, line: LineDraft) -> OrderLine:
     )
 
 
+def customer_key(channel: str, customer: Customer) -> str:
+    """Who the customer is across channels: the email, else the channel's customer id."""
+    if customer.email.strip():
+        return f"email:{customer.email.strip().lower()}"
+    if customer.external_customer_id:
+        return f"{channel}:{customer.external_customer_id}"
+    return ""
+
+
+def address_key(address: Address) -> str:
+    """Equal for two spellings of one address that differ only in case and spacing."""
+    parts = [address.recipient, *address.address_lines, address.locality,
+             address.postal_code, address.region_code]
+    text = "|".join(" ".join(p.lower().split()) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class _Keep:
+    """``promise_time=_Keep``: leave the promise time as it is (None clears it)."""
+
+
 @dataclass
 class Order:
     id: uuid.UUID
@@ -349,14 +700,35 @@ class Order:
     external_order_id: str
     customer: Customer
     shipping_address: Address
-    lines: tuple[OrderLine, ...]
+    lines: list[OrderLine]
     service_level: ServiceLevel
     payment_status: PaymentStatus
     status: OrderStatus
     create_time: datetime
     update_time: datetime
-    allocations: tuple[Allocation, ...] = ()
+    priority_flag: bool = False
+    tags: tuple[str, ...] = ()
+    gift_note: str = ""
+    high_value: bool = False
+    order_time: datetime | None = None
+    promise_time: datetime | None = None
+    payment_due_time: datetime | None = None
+    weight_grams: int = 0
+    holds: list[Hold] = field(default_factory=list)
+    payments: list[Payment] = field(default_factory=list)
+    shipments: list[Shipment] = field(default_factory=list)
+    deliveries: dict[str, datetime] = field(default_factory=dict)
+    """Delivery time per package; may name a package before its shipment is reported."""
+    returns: list[str] = field(default_factory=list)
+    release_time: datetime | None = None
+    ship_time: datetime | None = None
+    deliver_time: datetime | None = None
+    merge_group: uuid.UUID | None = None
+    merged_with: tuple[str, ...] = field(default=(), compare=False)
     events: list[DomainEvent] = field(default_factory=list, compare=False, repr=False)
+    changed_lines: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    # --- what the order is -------------------------------------------------------------------
 
     @property
     def name(self) -> str:
@@ -373,86 +745,614 @@ class Order:
             total += line.unit_price * line.quantity
         return total
 
-    def allocate(self, allocations: Sequence[Allocation], *, at: datetime) -> bool:
-        """Every unit is reserved. Returns whether the order changed.
+    @property
+    def priority(self) -> bool:
+        return self.priority_flag or self.service_level in PRIORITY_SERVICE_LEVELS
 
-        A repeated allocation is a no-op: the first one reported stays.
-        """
-        if self.status is OrderStatus.ALLOCATED:
-            return False
-        self._check_allocations(allocations)
-        self.allocations = tuple(allocations)
-        self._move_to(
-            OrderStatus.ALLOCATED,
-            at,
-            {"allocations": [_allocation_detail(a) for a in allocations]},
-        )
-        return True
+    @property
+    def item_count(self) -> int:
+        return sum(line.quantity for line in self.lines)
 
-    def backorder(self, lines: Sequence[BackorderedLine], *, at: datetime) -> bool:
-        """Some units could not be reserved. Returns whether the order changed.
+    @property
+    def customer_key(self) -> str:
+        return customer_key(self.channel, self.customer)
 
-        Once allocated an order never waits for stock again, so a backorder reported
-        late (or redelivered after the allocation) changes nothing.
-        """
-        if self.status in (OrderStatus.AWAITING_STOCK, OrderStatus.ALLOCATED):
-            return False
-        ordered = {line.line_id: line for line in self.lines}
-        for line in lines:
-            known = ordered.get(line.line_id)
-            if known is None or not 0 < line.quantity <= known.quantity:
-                raise InvalidAllocation(
-                    f"backordered line {line.line_id!r} x{line.quantity} does not match"
-                    f" {self.name}",
-                    metadata={"order": self.name, "line_id": line.line_id},
-                )
-        self._move_to(
-            OrderStatus.AWAITING_STOCK,
-            at,
-            {"backordered": [
-                {"line_id": b.line_id, "sku": b.sku, "quantity": b.quantity} for b in lines
-            ]},
-        )
-        return True
+    @property
+    def address_key(self) -> str:
+        return address_key(self.shipping_address)
 
-    def _check_allocations(self, allocations: Sequence[Allocation]) -> None:
-        reserved = {line.line_id: 0 for line in self.lines}
-        skus = {line.line_id: line.sku for line in self.lines}
+    @property
+    def active_holds(self) -> list[Hold]:
+        return [hold for hold in self.holds if hold.active]
+
+    @property
+    def shipped_any(self) -> bool:
+        return any(line.shipped for line in self.lines)
+
+    @property
+    def releasable(self) -> bool:
+        """Paid, every open unit allocated, no hold, not yet released (ship complete)."""
+        return self.status is S.ALLOCATED
+
+    def line(self, line_id: str) -> OrderLine | None:
+        return next((line for line in self.lines if line.line_id == line_id), None)
+
+    # --- inventory ---------------------------------------------------------------------------
+
+    def allocate(self, allocations: Sequence[Allocation], *, at: datetime,
+                 actor: str = "inventory") -> bool:
+        """Units reserved at nodes, adding to earlier allocations. Returns whether the order
+        changed. Units beyond what is still open (a duplicate under a new id, a late event
+        after a cancellation) are not counted."""
         for allocation in allocations:
-            for line in allocation.lines:
-                if line.line_id not in reserved or line.sku != skus[line.line_id]:
-                    raise InvalidAllocation(
-                        f"allocated line {line.line_id!r} ({line.sku}) is not in {self.name}",
-                        metadata={"order": self.name, "line_id": line.line_id},
-                    )
-                reserved[line.line_id] += line.quantity
-        for ordered in self.lines:
-            if reserved[ordered.line_id] != ordered.quantity:
-                raise InvalidAllocation(
-                    f"line {ordered.line_id!r} of {self.name} has {reserved[ordered.line_id]}"
-                    f" of {ordered.quantity} units allocated",
-                    metadata={"order": self.name, "line_id": ordered.line_id},
-                )
+            self._check_lines(allocation.lines, "allocated")
+        counted: list[dict[str, Any]] = []
+        for allocation in allocations:
+            for reported in allocation.lines:
+                line = self._line(reported.line_id)
+                take = min(reported.quantity, line.unallocated)
+                if take <= 0:
+                    continue
+                node = allocation.node_id
+                line.allocated[node] = line.allocated.get(node, 0) + take
+                line.backordered = min(line.backordered, line.unallocated)
+                line.failed = min(line.failed, line.unallocated)
+                self.changed_lines.add(line.line_id)
+                counted.append({"node_id": allocation.node_id, "line_id": line.line_id,
+                                "sku": line.sku, "quantity": take})
+        if not counted:
+            return False
+        self._note("stock_allocated", at, actor, {"allocations": counted})
+        self._settle(at, actor=actor)
+        return True
 
-    def _move_to(self, status: OrderStatus, at: datetime, detail: Mapping[str, Any]) -> None:
-        if status not in TRANSITIONS[self.status]:
+    def backorder(self, lines: Sequence[LineQuantity], *, at: datetime,
+                  actor: str = "inventory") -> bool:
+        """Units wait for stock. A backorder reported after the stock arrived (or for a
+        cancelled line) counts only what is still unallocated, so it changes nothing."""
+        self._check_lines(lines, "backordered")
+        waiting: list[dict[str, Any]] = []
+        for reported in lines:
+            line = self._line(reported.line_id)
+            units = min(reported.quantity, line.unallocated)
+            if units > 0 and units != line.backordered:
+                line.backordered = units
+                self.changed_lines.add(line.line_id)
+                waiting.append({"line_id": line.line_id, "sku": line.sku, "quantity": units})
+        if not waiting:
+            return False
+        self._note("stock_backordered", at, actor, {"lines": waiting})
+        self._settle(at, actor=actor)
+        return True
+
+    def allocation_failed(self, lines: Sequence[FailedLine], *, at: datetime,
+                          actor: str = "inventory") -> bool:
+        """Inventory can neither reserve nor backorder these units: the order goes on a
+        system hold until the back office cancels the lines or fixes the product."""
+        self._check_lines(lines, "failed")
+        failed: list[dict[str, Any]] = []
+        counted = False
+        for reported in lines:
+            line = self._line(reported.line_id)
+            units = min(reported.quantity, line.unallocated)
+            if units > 0:
+                if units != line.failed:
+                    line.failed = units
+                    self.changed_lines.add(line.line_id)
+                    counted = True
+                failed.append({"line_id": line.line_id, "sku": line.sku, "quantity": units,
+                               "reason": reported.reason})
+        if not failed:
+            return False
+        reason = "allocation failed: " + "; ".join(
+            f"line {f['line_id']} ({f['sku']}) {f['reason']}" for f in failed)
+        if any(h.kind is HoldKind.SYSTEM and h.reason == reason for h in self.active_holds):
+            return counted
+        if self.status not in (*_BEFORE_RELEASE, S.ON_HOLD):
+            return counted
+        self._add_hold(reason, HoldKind.SYSTEM, actor, at)
+        return True
+
+    def stock_released(self, lines: Sequence[NodeLine], *, expired: bool, at: datetime,
+                       actor: str = "inventory") -> bool:
+        """Inventory gave reserved units back. After a cancellation that is only recorded.
+        An expired reservation cancels an unpaid order; a paid one (paid too late for the
+        reservation) drops those units and waits for stock again."""
+        detail = {"expired": expired, "lines": [
+            {"line_id": x.line_id, "sku": x.sku, "node_id": x.node_id, "quantity": x.quantity}
+            for x in lines]}
+        if not expired:
+            self._note("stock_released", at, actor, detail)
+            return True
+        if self.status is S.CANCELLED:
+            return False
+        if self.payment_status in UNPAID:
+            if self.release_time is not None or self.shipped_any:
+                self._note("reservation_expired", at, actor, detail)
+                return True
+            self._cancel_units([(line, line.open) for line in self.lines if line.open],
+                               reason=PAYMENT_TIMEOUT_REASON, actor=actor, at=at)
+            return True
+        if self.release_time is not None:
+            # The warehouse has the order; what inventory does with its books is its own.
+            self._note("reservation_expired", at, actor, detail)
+            return True
+        for released in lines:
+            line = self.line(released.line_id)
+            if line is None:
+                continue
+            units = min(released.quantity, line.allocated.get(released.node_id, 0))
+            if units > 0:
+                line.allocated[released.node_id] -= units
+                if not line.allocated[released.node_id]:
+                    del line.allocated[released.node_id]
+                line.backordered = min(line.backordered + units, line.unallocated)
+                self.changed_lines.add(line.line_id)
+        self._note("reservation_expired", at, actor, detail)
+        self._settle(at, reason="reservation expired; waiting for stock again", actor=actor)
+        return True
+
+    # --- payment -----------------------------------------------------------------------------
+
+    def record_payment(self, payment: Payment, *, at: datetime, actor: str) -> bool:
+        """Records what the provider reported; a transaction id seen before changes nothing.
+
+        A failure does not cancel the order: the customer may retry until the payment is
+        due, and only then is an unpaid order cancelled (``expire_payment``)."""
+        if any(p.transaction_id == payment.transaction_id for p in self.payments):
+            return False
+        if payment.amount.currency_code != self.currency_code:
+            raise InvalidArgument([FieldViolation(
+                "payment.amount.currency_code", f"the order is in {self.currency_code}")])
+        before = self.payment_status
+        after = before
+        match payment.kind:
+            case PaymentKind.AUTHORIZATION if before in UNPAID:
+                after = PaymentStatus.AUTHORIZED
+            case PaymentKind.CAPTURE if before in UNPAID or before is PaymentStatus.AUTHORIZED:
+                after = PaymentStatus.PAID
+            case PaymentKind.FAILURE if before in UNPAID:
+                after = PaymentStatus.FAILED
+            case PaymentKind.FAILURE if (before is PaymentStatus.AUTHORIZED
+                                         and self.release_time is None):
+                after = PaymentStatus.FAILED  # the authorisation lapsed before release
+            case PaymentKind.REFUND:
+                if before in UNPAID:
+                    raise FailedPrecondition(
+                        f"{self.name} has no payment to refund", reason="NOT_PAID",
+                        metadata={"order": self.name})
+                after = self._refund_status(payment)
+        self.payments.append(payment)
+        self.payment_status = after
+        self._note(f"payment_{payment.kind.value.lower()}", at, actor, {
+            "transaction_id": payment.transaction_id,
+            "amount": f"{payment.amount.amount:f}",
+            "currency_code": payment.amount.currency_code,
+            "provider": payment.provider,
+            "message": payment.message,
+            "payment_status": after.value,
+        })
+        if (after is not before and after in (PaymentStatus.AUTHORIZED, PaymentStatus.PAID)
+                and self.status is not S.CANCELLED):
+            self.events.append(PaymentSettled(after, at))
+        self._settle(at, actor=actor)
+        return True
+
+    def _refund_status(self, refund: Payment) -> PaymentStatus:
+        def paid(kind: PaymentKind) -> Decimal:
+            return sum((p.amount.amount for p in self.payments if p.kind is kind), Decimal(0))
+
+        taken = paid(PaymentKind.CAPTURE) or paid(PaymentKind.AUTHORIZATION)
+        refunded = paid(PaymentKind.REFUND) + refund.amount.amount
+        return (PaymentStatus.REFUNDED if refunded >= taken
+                else PaymentStatus.PARTIALLY_REFUNDED)
+
+    def expire_payment(self, now: datetime) -> bool:
+        """Cancels the order when it is still unpaid at its payment due time."""
+        if (self.payment_status not in UNPAID or self.payment_due_time is None
+                or self.payment_due_time > now or self.status is S.CANCELLED
+                or self.release_time is not None or self.shipped_any):
+            return False
+        self._cancel_units([(line, line.open) for line in self.lines if line.open],
+                           reason=PAYMENT_TIMEOUT_REASON, actor=SYSTEM, at=now)
+        return True
+
+    # --- holds -------------------------------------------------------------------------------
+
+    def place_hold(self, reason: str, *, actor: str, at: datetime) -> Hold:
+        """A manual hold; only before release (the warehouse may already be picking)."""
+        reason = reason.strip()
+        if not reason or len(reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument([FieldViolation(
+                "reason", f"1 to {MAX_REASON_LENGTH} characters")])
+        if self.status not in (*_BEFORE_RELEASE, S.ON_HOLD):
+            raise FailedPrecondition(
+                f"{self.name} is {self.status} and can no longer be held",
+                reason="ORDER_NOT_HOLDABLE", metadata={"order": self.name,
+                                                       "status": self.status.value})
+        return self._add_hold(reason, HoldKind.MANUAL, actor, at)
+
+    def _add_hold(self, reason: str, kind: HoldKind, actor: str, at: datetime) -> Hold:
+        hold = Hold(str(len(self.holds) + 1), kind, reason, actor, at)
+        self.holds.append(hold)
+        self._note("hold_placed", at, actor, {"hold_id": hold.hold_id, "kind": kind.value,
+                                              "reason": reason})
+        self._settle(at, reason=reason, actor=actor)
+        return hold
+
+    def release_hold(self, hold_id: str, *, actor: str, at: datetime) -> bool:
+        """Lifts one hold (or all with an empty id); lifting a lifted hold changes nothing."""
+        if hold_id and not any(h.hold_id == hold_id for h in self.holds):
+            raise NotFound(f"{self.name} has no hold {hold_id!r}", reason="HOLD_NOT_FOUND",
+                           metadata={"order": self.name, "hold_id": hold_id})
+        lifted = [h for h in self.active_holds if not hold_id or h.hold_id == hold_id]
+        for hold in lifted:
+            hold.released_by = actor
+            hold.release_time = at
+            self._note("hold_released", at, actor, {"hold_id": hold.hold_id,
+                                                    "reason": hold.reason})
+        if not lifted:
+            return False
+        self._settle(at, reason="hold released", actor=actor)
+        return True
+
+    # --- cancellation ------------------------------------------------------------------------
+
+    def cancel(self, lines: Sequence[tuple[str, int]] | None, *, reason: str, actor: str,
+               at: datetime) -> bool:
+        """Cancels the whole order (``lines`` None) or units of lines, before they ship.
+
+        Units already shipped cannot be cancelled (FAILED_PRECONDITION), nor can a whole
+        order of which anything shipped. Returns False when nothing is left to cancel."""
+        if len(reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument([FieldViolation(
+                "reason", f"at most {MAX_REASON_LENGTH} characters")])
+        if lines is None:
+            if self.shipped_any:
+                raise FailedPrecondition(
+                    f"{self.name} has shipped units; cancel lines instead",
+                    reason="ORDER_SHIPPED", metadata={"order": self.name})
+            targets = [(line, line.open) for line in self.lines if line.open]
+        else:
+            targets = self._cancellable(lines)
+        if not targets:
+            return False
+        self._cancel_units(targets, reason=reason or "cancelled", actor=actor, at=at)
+        return True
+
+    def _cancellable(self, lines: Sequence[tuple[str, int]]) -> list[tuple[OrderLine, int]]:
+        violations = Violations()
+        targets: list[tuple[OrderLine, int]] = []
+        seen: set[str] = set()
+        shipped: list[str] = []
+        for index, (line_id, quantity) in enumerate(lines):
+            path = f"lines[{index}]"
+            line = self.line(line_id)
+            if not violations.require(line is not None, f"{path}.line_id", "no such line"):
+                continue
+            assert line is not None
+            if not violations.require(line_id not in seen, f"{path}.line_id", "named twice"):
+                continue
+            seen.add(line_id)
+            if not violations.require(quantity >= 0, f"{path}.quantity", "must not be negative"):
+                continue
+            units = quantity or line.to_ship
+            if units > line.to_ship:
+                if units <= line.open:
+                    shipped.append(line_id)
+                else:
+                    violations.add(f"{path}.quantity",
+                                   f"line {line_id} has {line.open} units not cancelled")
+                continue
+            if units:
+                targets.append((line, units))
+            elif line.shipped:
+                shipped.append(line_id)
+        violations.raise_if_any()
+        if shipped:
+            raise FailedPrecondition(
+                f"units of line(s) {', '.join(shipped)} of {self.name} have shipped",
+                reason="LINE_SHIPPED", metadata={"order": self.name,
+                                                 "line_ids": ",".join(shipped)})
+        return targets
+
+    def _cancel_units(self, targets: Sequence[tuple[OrderLine, int]], *, reason: str,
+                      actor: str, at: datetime) -> None:
+        for line, units in targets:
+            line.cancelled += units
+            excess = line.allocated_quantity - line.open
+            for node in sorted(line.allocated, reverse=True):
+                if excess <= 0:
+                    break
+                dropped = min(excess, line.allocated[node])
+                line.allocated[node] -= dropped
+                excess -= dropped
+                if not line.allocated[node]:
+                    del line.allocated[node]
+            line.backordered = min(line.backordered, line.unallocated)
+            line.failed = min(line.failed, line.unallocated)
+            self.changed_lines.add(line.line_id)
+        cancelled = tuple(LineQuantity(line.line_id, line.sku, units) for line, units in targets)
+        whole = all(line.to_ship == 0 for line in self.lines)
+        self.events.append(LinesCancelled(cancelled, whole, reason, at, actor))
+        self._settle(at, reason=reason, actor=actor)
+
+    # --- shipping and returns ----------------------------------------------------------------
+
+    def ship(self, package: PackageInfo, *, at: datetime, actor: str = "fulfilment") -> bool:
+        """A package with units of this order left a node; a package seen before changes
+        nothing. Units beyond what is left to ship (a cancellation the warehouse did not
+        see in time) are recorded in the timeline, not counted."""
+        if any(s.package == package.package for s in self.shipments):
+            return False
+        if self.release_time is None:
+            raise OutOfOrder(f"package {package.package} of {self.name} before its release",
+                             metadata={"order": self.name, "package": package.package})
+        self._check_lines(package.lines, "shipped")
+        overshipped: list[dict[str, Any]] = []
+        for shipped in package.lines:
+            line = self._line(shipped.line_id)
+            units = min(shipped.quantity, line.to_ship)
+            line.shipped += units
+            self.changed_lines.add(line.line_id)
+            if units < shipped.quantity:
+                overshipped.append({"line_id": line.line_id,
+                                    "quantity": shipped.quantity - units})
+        self.shipments.append(Shipment(
+            package.package, package.node_id, package.carrier, package.carrier_service,
+            package.tracking_number, package.tracking_url, package.ship_time, package.lines))
+        self.ship_time = max(filter(None, [self.ship_time, package.ship_time]))
+        self._note("package_shipped", at, actor, {
+            "package": package.package, "node_id": package.node_id,
+            "carrier": package.carrier, "carrier_service": package.carrier_service,
+            "tracking_number": package.tracking_number, "tracking_url": package.tracking_url,
+            "lines": [{"line_id": x.line_id, "sku": x.sku, "quantity": x.quantity}
+                      for x in package.lines],
+            **({"shipped_after_cancellation": overshipped} if overshipped else {}),
+        })
+        self._settle(at, actor=actor)
+        return True
+
+    def deliver(self, package: str, *, deliver_time: datetime, at: datetime,
+                carrier: str = "", tracking_number: str = "", actor: str = "shipping") -> bool:
+        """The carrier delivered a package (possibly reported before its shipment)."""
+        if package in self.deliveries:
+            return False
+        self.deliveries[package] = deliver_time
+        self._note("package_delivered", at, actor, {
+            "package": package, "carrier": carrier, "tracking_number": tracking_number})
+        self._settle(at, actor=actor)
+        return True
+
+    def delivery_exception(self, package: str, description: str, *, at: datetime,
+                           carrier: str = "", tracking_number: str = "",
+                           actor: str = "shipping") -> bool:
+        self._note("delivery_exception", at, actor, {
+            "package": package, "carrier": carrier, "tracking_number": tracking_number,
+            "description": description})
+        return True
+
+    def receive_return(self, return_id: str, lines: Sequence[ReturnedLine], *, node_id: str,
+                       at: datetime, actor: str = "returns") -> bool:
+        """Units came back; a return seen before changes nothing. Units not (yet) shipped
+        cannot come back: a return that counts nothing is retried until they have."""
+        if return_id in self.returns:
+            return False
+        self._check_lines(lines, "returned")
+        counted: list[tuple[OrderLine, int, ReturnedLine]] = []
+        for returned in lines:
+            line = self._line(returned.line_id)
+            units = min(returned.quantity, line.shipped - line.returned)
+            if units > 0:
+                counted.append((line, units, returned))
+        if not counted:
+            raise OutOfOrder(f"return {return_id} of {self.name} before its shipment",
+                             metadata={"order": self.name, "return": return_id})
+        for line, units, _ in counted:
+            line.returned += units
+            self.changed_lines.add(line.line_id)
+        self.returns.append(return_id)
+        self._note("return_received", at, actor, {
+            "return": return_id, "node_id": node_id,
+            "lines": [{"line_id": line.line_id, "sku": line.sku, "quantity": units,
+                       "reason": returned.reason} for line, units, returned in counted]})
+        self._settle(at, actor=actor)
+        return True
+
+    # --- special orders ----------------------------------------------------------------------
+
+    def update(self, *, actor: str, at: datetime, tags: Sequence[str] | None = None,
+               gift_note: str | None = None, priority: bool | None = None,
+               promise_time: datetime | type[_Keep] | None = _Keep) -> bool:
+        """Changes the special-order fields; all but the tags only before release."""
+        violations = Violations()
+        if tags is not None:
+            validate_tags(violations, "order.tags", tags)
+        if gift_note is not None:
+            violations.require(len(gift_note) <= MAX_GIFT_NOTE_LENGTH, "order.gift_note",
+                               f"at most {MAX_GIFT_NOTE_LENGTH} characters")
+        violations.raise_if_any()
+        warehouse_fields = gift_note is not None or priority is not None or (
+            promise_time is not _Keep)
+        if warehouse_fields and self.status not in (*_BEFORE_RELEASE, S.ON_HOLD):
+            raise FailedPrecondition(
+                f"{self.name} is {self.status}: only its tags may change",
+                reason="ORDER_RELEASED", metadata={"order": self.name})
+        changed: dict[str, Any] = {}
+        if tags is not None and tuple(dict.fromkeys(tags)) != self.tags:
+            self.tags = tuple(dict.fromkeys(tags))
+            changed["tags"] = list(self.tags)
+        if gift_note is not None and gift_note != self.gift_note:
+            self.gift_note = gift_note
+            changed["gift_note"] = gift_note
+        if priority is not None and priority != self.priority_flag:
+            self.priority_flag = priority
+            changed["priority"] = priority
+        if promise_time is not _Keep and promise_time != self.promise_time:
+            assert not isinstance(promise_time, type)
+            self.promise_time = promise_time
+            changed["promise_time"] = promise_time.isoformat() if promise_time else None
+        if not changed:
+            return False
+        self.update_time = at
+        self._note("updated", at, actor, changed)
+        return True
+
+    # --- the state machine -------------------------------------------------------------------
+
+    def derived_status(self) -> OrderStatus:
+        """The status the facts give; ``_settle`` moves the order there."""
+        if not any(line.open for line in self.lines):
+            return S.CANCELLED
+        shipped = sum(line.shipped for line in self.lines)
+        returned = sum(line.returned for line in self.lines)
+        to_ship = sum(line.to_ship for line in self.lines)
+        if returned:
+            return S.RETURNED if returned >= shipped and not to_ship else S.PARTIALLY_RETURNED
+        if shipped:
+            if to_ship:
+                return S.PARTIALLY_SHIPPED
+            delivered = all(s.package in self.deliveries for s in self.shipments)
+            return S.DELIVERED if delivered else S.SHIPPED
+        if self.release_time is not None:
+            return S.RELEASED
+        if self.active_holds:
+            return S.ON_HOLD
+        if self.payment_status not in PAID:
+            return S.PAYMENT_PENDING
+        if all(line.unallocated == 0 for line in self.lines):
+            return S.ALLOCATED
+        if any(line.allocated or line.backordered for line in self.lines):
+            return S.AWAITING_STOCK
+        return S.PENDING_ALLOCATION
+
+    def _settle(self, at: datetime, *, reason: str = "", actor: str = SYSTEM) -> None:
+        self.update_time = at
+        target = self.derived_status()
+        if target is self.status:
+            return
+        if target not in TRANSITIONS[self.status]:
             raise IllegalTransition(
-                f"{self.name} cannot go from {self.status} to {status}",
-                metadata={"order": self.name, "from": self.status, "to": status},
+                f"{self.name} cannot go from {self.status} to {target}",
+                metadata={"order": self.name, "from": self.status.value, "to": target.value},
             )
-        self.events.append(StatusChanged(self.status, status, at, detail))
-        self.status = status
+        if target is S.DELIVERED:
+            self.deliver_time = max(self.deliveries.values())
+        self.events.append(StatusChanged(self.status, target, at, reason, actor))
+        self.status = target
+
+    def _note(self, kind: str, at: datetime, actor: str, detail: Mapping[str, Any]) -> None:
+        self.events.append(Noted(kind, at, actor, detail))
         self.update_time = at
 
+    def _line(self, line_id: str) -> OrderLine:
+        line = self.line(line_id)
+        assert line is not None
+        return line
 
-def _allocation_detail(allocation: Allocation) -> dict[str, Any]:
-    return {
-        "node_id": allocation.node_id,
-        "lines": [
-            {"line_id": line.line_id, "sku": line.sku, "quantity": line.quantity}
-            for line in allocation.lines
-        ],
-    }
+    def _check_lines(self, lines: Iterable[LineQuantity | FailedLine | ReturnedLine],
+                     what: str) -> None:
+        for reported in lines:
+            line = self.line(reported.line_id)
+            if line is None or line.sku != reported.sku or reported.quantity <= 0:
+                raise InvalidAllocation(
+                    f"{what} line {reported.line_id!r} ({reported.sku} x{reported.quantity})"
+                    f" does not match {self.name}",
+                    metadata={"order": self.name, "line_id": reported.line_id},
+                )
+
+
+# --- several orders: release, merge, split ---------------------------------------------------
+
+_SPEED = [ServiceLevel.UNSPECIFIED, ServiceLevel.STANDARD, ServiceLevel.EXPEDITED,
+          ServiceLevel.EXPRESS, ServiceLevel.NEXT_DAY]
+
+
+def release_ready(group: Sequence[Order], *, at: datetime) -> list[Release]:
+    """Releases an order, or a merged group once every member is releasable: one Release
+    per node holding its units. An order already released is never released again."""
+    members = [order for order in group if order.status is not S.CANCELLED]
+    if not members or not all(order.releasable for order in members):
+        return []
+    primary = next((o for o in members if o.id == o.merge_group), members[0])
+    by_node: dict[str, list[ReleasedLine]] = {}
+    for order in members:
+        for line in order.lines:
+            for node, units in sorted(line.allocated.items()):
+                if units > 0:
+                    by_node.setdefault(node, []).append(ReleasedLine(
+                        order.name, line.line_id, line.sku, units, line.external_line_id))
+    for order in members:
+        order.release_time = at
+        order._settle(at, reason="released to " + ", ".join(sorted(by_node)))
+    promises = [o.promise_time for o in members if o.promise_time]
+    names = tuple(o.name for o in members)
+    return [
+        Release(
+            order=primary,
+            orders=names,
+            node_id=node,
+            lines=tuple(lines),
+            service_level=max((o.service_level for o in members), key=_SPEED.index),
+            priority=any(o.priority for o in members),
+            promise_time=min(promises) if promises else None,
+            tags=tuple(sorted({tag for o in members for tag in o.tags})),
+            gift_note="\n".join(o.gift_note for o in members if o.gift_note),
+            high_value=any(o.high_value for o in members),
+            at=at,
+        )
+        for node, lines in sorted(by_node.items())
+    ]
+
+
+def merge(orders: Sequence[Order], *, actor: str, at: datetime) -> None:
+    """Joins open orders of one customer to one address (from any channel) into one
+    shipment; the first order is the one the others join."""
+    if len(orders) < 2 or len({o.id for o in orders}) != len(orders):
+        raise InvalidArgument([FieldViolation("names", "at least two different orders")])
+    first = orders[0]
+    group = first.merge_group or first.id
+    for order in orders:
+        if order.status not in (*_BEFORE_RELEASE, S.ON_HOLD):
+            raise FailedPrecondition(f"{order.name} is {order.status}: it cannot be merged",
+                                     reason="ORDER_NOT_OPEN", metadata={"order": order.name})
+        if not order.customer_key or order.customer_key != first.customer_key:
+            raise FailedPrecondition(f"{order.name} is not of {first.name}'s customer",
+                                     reason="DIFFERENT_CUSTOMER", metadata={"order": order.name})
+        if order.address_key != first.address_key:
+            raise FailedPrecondition(f"{order.name} ships to another address than {first.name}",
+                                     reason="DIFFERENT_ADDRESS", metadata={"order": order.name})
+        if order.merge_group not in (None, group):
+            raise FailedPrecondition(f"{order.name} is merged with other orders; split it first",
+                                     reason="ALREADY_MERGED", metadata={"order": order.name})
+    names = [o.name for o in orders]
+    for order in orders:
+        if order.merge_group != group:
+            order.merge_group = group
+            order._note("merged", at, actor, {"orders": names, "into": order_name(group)})
+
+
+def split(order: Order, group: Sequence[Order], *, actor: str, at: datetime) -> list[Order]:
+    """Takes ``order`` out of its merged shipment; returns the orders that changed."""
+    if order.merge_group is None:
+        raise FailedPrecondition(f"{order.name} is not merged", reason="NOT_MERGED",
+                                 metadata={"order": order.name})
+    if order.release_time is not None:
+        raise FailedPrecondition(f"{order.name} is already released", reason="ORDER_RELEASED",
+                                 metadata={"order": order.name})
+    others = [o for o in group if o.id != order.id and o.merge_group == order.merge_group]
+    order.merge_group = None
+    order._note("split", at, actor, {"from": [o.name for o in others]})
+    changed = [order]
+    new_group = None if len(others) < 2 else (
+        others[0].merge_group if any(o.id == others[0].merge_group for o in others)
+        else others[0].id)
+    for other in others:
+        if other.merge_group != new_group:
+            other.merge_group = new_group
+            other._note("split", at, actor, {"from": [order.name]})
+        changed.append(other)
+    return changed
 
 
 def order_name(order_id: uuid.UUID) -> str:

@@ -1,48 +1,179 @@
-"""Inventory events, each handled inside the consumer's inbox transaction."""
+"""Events of other services, each handled inside the consumer's inbox transaction.
+
+Each handler loads the order with the other orders of its merged shipment (locked), lets the
+aggregate decide, releases to the warehouse what became releasable, and saves what changed.
+Duplicates and late events are no-ops by the aggregate's guards (quantities per line, package
+and return ids); an event that arrived before the one it depends on raises ``OutOfOrder`` and
+is retried by the consumer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
-from sqlalchemy.ext.asyncio import AsyncSession
+from oms.returns.v1 import events_pb2 as returns_events
+from oms.shipping.v1 import events_pb2 as shipping_events
+from oms_platform.service import Runtime
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_orders import convert, domain, repository
+from oms_orders.settings import OrdersSettings
 
 log = structlog.get_logger(__name__)
+
+Change = Callable[[domain.Order, datetime], bool]
+
+
+async def apply(
+    session: AsyncSession, name: str, event_type: str, change: Change
+) -> domain.Order | None:
+    """Runs ``change`` on the order named ``name`` and saves it (with any release)."""
+    order_id = domain.parse_order_name(name)
+    group = await repository.load_group(session, order_id) if order_id else []
+    order = next((o for o in group if o.id == order_id), None)
+    if order is None:
+        # An event for an order we do not know cannot succeed on a retry, so it is
+        # acknowledged rather than retried into the dead letters.
+        log.warning("event for an unknown order ignored", order=name, event_type=event_type)
+        return None
+    now = datetime.now(UTC)
+    if not change(order, now):
+        return order
+    members = [o for o in group if order.merge_group and o.merge_group == order.merge_group]
+    releases = domain.release_ready(members or [order], at=now)
+    changed = [order, *(o for o in members if o is not order and o.release_time == now)]
+    await repository.save(session, changed, releases)
+    if releases:
+        log.info("order released", order=order.name, nodes=[r.node_id for r in releases])
+    return order
 
 
 async def on_stock_allocated(
     session: AsyncSession, event: inventory_events.StockAllocated
 ) -> None:
-    order = await _load(session, event.order, "StockAllocated")
-    if order is not None and order.allocate(
-        convert.allocations_from_proto(event), at=datetime.now(UTC)
-    ):
-        await repository.save(session, order)
-        log.info("order allocated", order=order.name)
+    allocations = convert.allocations_from_proto(event)
+    await apply(session, event.order, "StockAllocated",
+                lambda order, now: order.allocate(allocations, at=now))
 
 
 async def on_stock_backordered(
     session: AsyncSession, event: inventory_events.StockBackordered
 ) -> None:
-    order = await _load(session, event.order, "StockBackordered")
-    if order is not None and order.backorder(
-        convert.backordered_from_proto(event), at=datetime.now(UTC)
-    ):
-        await repository.save(session, order)
-        log.info("order awaits stock", order=order.name)
+    lines = convert.backordered_from_proto(event)
+    await apply(session, event.order, "StockBackordered",
+                lambda order, now: order.backorder(lines, at=now))
 
 
-async def _load(session: AsyncSession, name: str, event_type: str) -> domain.Order | None:
-    """The order locked for this transaction; None (logged) if there is no such order.
+async def on_allocation_failed(
+    session: AsyncSession, event: inventory_events.AllocationFailed
+) -> None:
+    lines = convert.failed_from_proto(event)
+    await apply(session, event.order, "AllocationFailed",
+                lambda order, now: order.allocation_failed(lines, at=now))
 
-    An event for an order we do not know cannot succeed on a retry, so it is acknowledged
-    rather than retried into the dead letters.
-    """
-    order_id = domain.parse_order_name(name)
-    order = await repository.get(session, order_id, for_update=True) if order_id else None
-    if order is None:
-        log.warning("event for an unknown order ignored", order=name, event_type=event_type)
-    return order
+
+async def on_stock_released(
+    session: AsyncSession, event: inventory_events.StockReleased
+) -> None:
+    lines = convert.released_from_proto(event)
+    expired = event.reason == inventory_events.RELEASE_REASON_EXPIRED
+    await apply(session, event.order, "StockReleased",
+                lambda order, now: order.stock_released(lines, expired=expired, at=now))
+
+
+async def on_product_changed(
+    session: AsyncSession, event: inventory_events.ProductChanged
+) -> None:
+    product = event.product
+    await repository.upsert_product(
+        session,
+        domain.Product(product.sku, product.minimum_order_quantity, product.weight.grams),
+        deleted=event.deleted,
+        change_time=convert.event_time(event.change_time, datetime.now(UTC)),
+    )
+
+
+async def on_package_shipped(
+    session: AsyncSession, event: fulfilment_events.PackageShipped
+) -> None:
+    # A merged shipment's package holds lines of several orders: each counts its own.
+    for name in dict.fromkeys(line.order for line in event.lines):
+        await apply(session, name, "PackageShipped", lambda order, now, name=name: order.ship(
+            convert.package_from_proto(event, name, now), at=now))
+
+
+async def on_shipment_delivered(
+    session: AsyncSession, event: shipping_events.ShipmentDelivered
+) -> None:
+    for name in dict.fromkeys(event.orders):
+        await apply(session, name, "ShipmentDelivered", lambda order, now: order.deliver(
+            event.package, deliver_time=convert.event_time(event.deliver_time, now), at=now,
+            carrier=event.carrier, tracking_number=event.tracking_number))
+
+
+async def on_delivery_exception(
+    session: AsyncSession, event: shipping_events.DeliveryException
+) -> None:
+    for name in dict.fromkeys(event.orders):
+        await apply(session, name, "DeliveryException", lambda order, now: (
+            order.delivery_exception(event.package, event.description, at=now,
+                                     carrier=event.carrier,
+                                     tracking_number=event.tracking_number)))
+
+
+async def on_return_received(
+    session: AsyncSession, event: returns_events.ReturnReceived
+) -> None:
+    lines = convert.returned_from_proto(event)
+    await apply(session, event.order, "ReturnReceived", lambda order, now: order.receive_return(
+        getattr(event, "return"), lines, node_id=event.node_id, at=now))
+
+
+async def on_refund_issued(session: AsyncSession, event: returns_events.RefundIssued) -> None:
+    def refund(order: domain.Order, now: datetime) -> bool:
+        amount = event.amount
+        payment = domain.Payment(
+            event.refund, domain.PaymentKind.REFUND,
+            domain.Money.of(amount.currency_code or order.currency_code, amount.amount or "0"),
+            provider="returns", message=getattr(event, "return"),
+            at=convert.event_time(event.refund_time, now))
+        return order.record_payment(payment, at=now, actor="returns")
+
+    await apply(session, event.order, "RefundIssued", refund)
+
+
+# --- the payment sweep -----------------------------------------------------------------------
+
+
+async def cancel_overdue_payments(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, *, limit: int = 100
+) -> int:
+    """Cancels unpaid orders past their payment due time; returns how many."""
+    async with sessions.begin() as session:
+        overdue = await repository.overdue_payments(session, now, limit)
+        cancelled = 0
+        for order_id in overdue:
+            order = await apply(session, domain.order_name(order_id), "PaymentSweep",
+                                lambda order, _: order.expire_payment(now))
+            cancelled += bool(order and order.status is domain.OrderStatus.CANCELLED)
+    if cancelled:
+        log.info("unpaid orders cancelled", count=cancelled)
+    return cancelled
+
+
+def payment_sweep(settings: OrdersSettings) -> Callable[[Runtime], Awaitable[None]]:
+    async def sweep(runtime: Runtime) -> None:
+        while True:
+            try:
+                while await cancel_overdue_payments(runtime.sessions, datetime.now(UTC)):
+                    pass
+            except Exception as error:
+                log.warning("payment sweep failed", error=repr(error))
+            await asyncio.sleep(settings.payment_sweep_interval_seconds)
+
+    return sweep

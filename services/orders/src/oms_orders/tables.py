@@ -1,10 +1,11 @@
-"""The orders database: orders, their lines and allocations, a timeline, and messaging."""
+"""The orders database: orders, their lines, a timeline, products, and messaging."""
 
 from __future__ import annotations
 
 from oms_platform.db import create_metadata
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -17,8 +18,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = create_metadata()
 
@@ -41,8 +43,47 @@ orders = Table(
     Column("total_amount", Numeric, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("priority", Boolean, nullable=False, server_default="false"),
+    Column("priority_flag", Boolean, nullable=False, server_default="false"),
+    Column("tags", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("gift_note", Text, nullable=False, server_default=""),
+    Column("high_value", Boolean, nullable=False, server_default="false"),
+    Column("order_time", DateTime(timezone=True)),
+    Column("promise_time", DateTime(timezone=True)),
+    Column("payment_due_time", DateTime(timezone=True)),
+    Column("release_time", DateTime(timezone=True)),
+    Column("ship_time", DateTime(timezone=True)),
+    Column("deliver_time", DateTime(timezone=True)),
+    # Search and merge keys, kept from the JSON documents above so that they can be indexed.
+    Column("region_code", String(2), nullable=False, server_default=""),
+    Column("customer_key", Text, nullable=False, server_default=""),
+    Column("address_key", Text, nullable=False, server_default=""),
+    Column("search_text", Text, nullable=False, server_default=""),
+    Column("skus", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("item_count", Integer, nullable=False, server_default="0"),
+    Column("weight_grams", BigInteger, nullable=False, server_default="0"),
+    # The id of the order a merged group ships with; NULL when not merged.
+    Column("merge_group", UUID(as_uuid=True)),
+    # Small histories, loaded and saved with the order in one row rather than in tables of
+    # their own: holds, payment transactions, shipments, deliveries and return ids.
+    Column("holds", JSONB, nullable=False, server_default="[]"),
+    Column("payments", JSONB, nullable=False, server_default="[]"),
+    Column("shipments", JSONB, nullable=False, server_default="[]"),
+    Column("deliveries", JSONB, nullable=False, server_default="{}"),
+    Column("returns", JSONB, nullable=False, server_default="[]"),
     UniqueConstraint("channel", "external_order_id", name="uq_orders_channel_external_order_id"),
 )
+# Newest first, the order of ListOrders, and the keyset its page tokens continue from.
+Index("ix_orders_create_time_id", orders.c.create_time, orders.c.id)
+Index("ix_orders_status", orders.c.status)
+Index("ix_orders_customer_key", orders.c.customer_key)
+Index("ix_orders_merge_group", orders.c.merge_group,
+      postgresql_where=orders.c.merge_group.isnot(None))
+Index("ix_orders_tags", orders.c.tags, postgresql_using="gin")
+Index("ix_orders_skus", orders.c.skus, postgresql_using="gin")
+# The payment sweep's work list: unpaid orders by due time.
+Index("ix_orders_payment_due_time", orders.c.payment_due_time,
+      postgresql_where=orders.c.payment_status.in_(["PENDING", "FAILED"]))
 
 order_lines = Table(
     "order_lines",
@@ -53,19 +94,17 @@ order_lines = Table(
     Column("sku", String(100), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("unit_price", Numeric, nullable=False),
+    # Units reserved per fulfilment node, {"node-1": 2, ...}, as inventory reported them.
+    Column("allocated", JSONB, nullable=False, server_default="{}"),
+    Column("backordered", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("cancelled", Integer, nullable=False, server_default="0"),
+    Column("shipped", Integer, nullable=False, server_default="0"),
+    Column("returned", Integer, nullable=False, server_default="0"),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
-)
-
-order_allocations = Table(
-    "order_allocations",
-    metadata,
-    Column("order_id", ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True),
-    Column("node_id", Text, primary_key=True),
-    Column("line_id", String(20), primary_key=True),
-    Column("sku", Text, nullable=False),
-    Column("quantity", Integer, nullable=False),
-    CheckConstraint("quantity > 0", name="quantity_positive"),
+    CheckConstraint("cancelled + shipped <= quantity", name="units_accounted"),
+    CheckConstraint("returned <= shipped", name="returned_shipped"),
 )
 
 order_timeline = Table(
@@ -76,8 +115,33 @@ order_timeline = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("kind", String(40), nullable=False),
     Column("detail", JSONB, nullable=False),
+    # Who or what: a user, "system", or the service whose event it was.
+    Column("actor", Text, nullable=False, server_default="system"),
 )
 Index("ix_order_timeline_order_id_at", order_timeline.c.order_id, order_timeline.c.at)
+
+# What capture needs of inventory's product master, kept from ProductChanged events.
+order_products = Table(
+    "order_products",
+    metadata,
+    Column("sku", String(100), primary_key=True),
+    Column("minimum_order_quantity", Integer, nullable=False),
+    Column("weight_grams", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    # The product's change time: an older ProductChanged arriving late changes nothing.
+    Column("change_time", DateTime(timezone=True), nullable=False),
+)
+
+# Idempotency keys of commands on existing orders (CancelOrder, HoldOrder).
+order_commands = Table(
+    "order_commands",
+    metadata,
+    Column("request_id", String(100), primary_key=True),
+    Column("order_id", ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("method", String(40), nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False,
+           server_default=text("now()")),
+)
 
 
 # --- Customer notifications and the KPI read model (notifications.py, kpis.py) --------------

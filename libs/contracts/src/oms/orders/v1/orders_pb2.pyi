@@ -5,10 +5,12 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 from oms.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -159,6 +161,86 @@ SERVICE_LEVEL_NEXT_DAY: ServiceLevel.ValueType  # 4
 """Next business day."""
 Global___ServiceLevel: _TypeAlias = ServiceLevel  # noqa: Y015
 
+class _HoldKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HoldKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HoldKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOLD_KIND_UNSPECIFIED: _HoldKind.ValueType  # 0
+    """Not set."""
+    HOLD_KIND_MANUAL: _HoldKind.ValueType  # 1
+    """Placed by a person (HoldOrder)."""
+    HOLD_KIND_SYSTEM: _HoldKind.ValueType  # 2
+    """Placed by a rule, e.g. inventory could not allocate a line."""
+
+class HoldKind(_HoldKind, metaclass=_HoldKindEnumTypeWrapper):
+    """What stops an order."""
+
+HOLD_KIND_UNSPECIFIED: HoldKind.ValueType  # 0
+"""Not set."""
+HOLD_KIND_MANUAL: HoldKind.ValueType  # 1
+"""Placed by a person (HoldOrder)."""
+HOLD_KIND_SYSTEM: HoldKind.ValueType  # 2
+"""Placed by a rule, e.g. inventory could not allocate a line."""
+Global___HoldKind: _TypeAlias = HoldKind  # noqa: Y015
+
+class _PaymentKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_KIND_UNSPECIFIED: _PaymentKind.ValueType  # 0
+    """Not set."""
+    PAYMENT_KIND_AUTHORIZATION: _PaymentKind.ValueType  # 1
+    """Money reserved on the customer's card or account."""
+    PAYMENT_KIND_CAPTURE: _PaymentKind.ValueType  # 2
+    """Money taken."""
+    PAYMENT_KIND_FAILURE: _PaymentKind.ValueType  # 3
+    """Declined, or the authorisation lapsed."""
+    PAYMENT_KIND_REFUND: _PaymentKind.ValueType  # 4
+    """Money paid back."""
+
+class PaymentKind(_PaymentKind, metaclass=_PaymentKindEnumTypeWrapper):
+    """What a payment provider reported."""
+
+PAYMENT_KIND_UNSPECIFIED: PaymentKind.ValueType  # 0
+"""Not set."""
+PAYMENT_KIND_AUTHORIZATION: PaymentKind.ValueType  # 1
+"""Money reserved on the customer's card or account."""
+PAYMENT_KIND_CAPTURE: PaymentKind.ValueType  # 2
+"""Money taken."""
+PAYMENT_KIND_FAILURE: PaymentKind.ValueType  # 3
+"""Declined, or the authorisation lapsed."""
+PAYMENT_KIND_REFUND: PaymentKind.ValueType  # 4
+"""Money paid back."""
+Global___PaymentKind: _TypeAlias = PaymentKind  # noqa: Y015
+
+class _OrderView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_VIEW_UNSPECIFIED: _OrderView.ValueType  # 0
+    """The default: ORDER_VIEW_BASIC."""
+    ORDER_VIEW_BASIC: _OrderView.ValueType  # 1
+    """Everything but the timeline."""
+    ORDER_VIEW_FULL: _OrderView.ValueType  # 2
+    """With the timeline."""
+
+class OrderView(_OrderView, metaclass=_OrderViewEnumTypeWrapper):
+    """How much of an order to return."""
+
+ORDER_VIEW_UNSPECIFIED: OrderView.ValueType  # 0
+"""The default: ORDER_VIEW_BASIC."""
+ORDER_VIEW_BASIC: OrderView.ValueType  # 1
+"""Everything but the timeline."""
+ORDER_VIEW_FULL: OrderView.ValueType  # 2
+"""With the timeline."""
+Global___OrderView: _TypeAlias = OrderView  # noqa: Y015
+
 @_typing.final
 class Customer(_message.Message):
     """The person who placed the order."""
@@ -204,6 +286,12 @@ class OrderLine(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    ALLOCATED_QUANTITY_FIELD_NUMBER: _builtins.int
+    BACKORDERED_QUANTITY_FIELD_NUMBER: _builtins.int
+    FAILED_QUANTITY_FIELD_NUMBER: _builtins.int
+    CANCELLED_QUANTITY_FIELD_NUMBER: _builtins.int
+    SHIPPED_QUANTITY_FIELD_NUMBER: _builtins.int
+    RETURNED_QUANTITY_FIELD_NUMBER: _builtins.int
     line_id: _builtins.str
     """Identifier of the line within the order, assigned by the service ("1", "2", ...)."""
     external_line_id: _builtins.str
@@ -212,6 +300,18 @@ class OrderLine(_message.Message):
     """Stock keeping unit."""
     quantity: _builtins.int
     """Units ordered, at least 1."""
+    allocated_quantity: _builtins.int
+    """Units reserved at fulfilment nodes."""
+    backordered_quantity: _builtins.int
+    """Units waiting for stock."""
+    failed_quantity: _builtins.int
+    """Units inventory could neither reserve nor backorder."""
+    cancelled_quantity: _builtins.int
+    """Units cancelled."""
+    shipped_quantity: _builtins.int
+    """Units shipped."""
+    returned_quantity: _builtins.int
+    """Units returned."""
     @_builtins.property
     def unit_price(self) -> _common_pb2.Money:
         """Price of one unit, in the order's currency."""
@@ -224,10 +324,16 @@ class OrderLine(_message.Message):
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         unit_price: _common_pb2.Money | None = ...,
+        allocated_quantity: _builtins.int = ...,
+        backordered_quantity: _builtins.int = ...,
+        failed_quantity: _builtins.int = ...,
+        cancelled_quantity: _builtins.int = ...,
+        shipped_quantity: _builtins.int = ...,
+        returned_quantity: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["external_line_id", b"external_line_id", "line_id", b"line_id", "quantity", b"quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated_quantity", b"allocated_quantity", "backordered_quantity", b"backordered_quantity", "cancelled_quantity", b"cancelled_quantity", "external_line_id", b"external_line_id", "failed_quantity", b"failed_quantity", "line_id", b"line_id", "quantity", b"quantity", "returned_quantity", b"returned_quantity", "shipped_quantity", b"shipped_quantity", "sku", b"sku", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -292,6 +398,198 @@ class AllocatedLine(_message.Message):
 Global___AllocatedLine: _TypeAlias = AllocatedLine  # noqa: Y015
 
 @_typing.final
+class Hold(_message.Message):
+    """A reason an order is not released."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PLACED_BY_FIELD_NUMBER: _builtins.int
+    PLACE_TIME_FIELD_NUMBER: _builtins.int
+    RELEASED_BY_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """Identifier within the order ("1", "2", ...)."""
+    kind: Global___HoldKind.ValueType
+    """Who or what placed it."""
+    reason: _builtins.str
+    """Why."""
+    placed_by: _builtins.str
+    """Who placed it (a user, or "system")."""
+    released_by: _builtins.str
+    """Who lifted it; empty while it holds."""
+    @_builtins.property
+    def place_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was placed."""
+
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was lifted; unset while it holds."""
+
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        kind: Global___HoldKind.ValueType = ...,
+        reason: _builtins.str = ...,
+        placed_by: _builtins.str = ...,
+        place_time: _timestamp_pb2.Timestamp | None = ...,
+        released_by: _builtins.str = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["place_time", b"place_time", "release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id", "kind", b"kind", "place_time", b"place_time", "placed_by", b"placed_by", "reason", b"reason", "release_time", b"release_time", "released_by", b"released_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Hold: _TypeAlias = Hold  # noqa: Y015
+
+@_typing.final
+class PaymentTransaction(_message.Message):
+    """One payment event of an order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    TRANSACTION_TIME_FIELD_NUMBER: _builtins.int
+    transaction_id: _builtins.str
+    """The provider's (or the returns service's) id of the transaction; unique per order."""
+    kind: Global___PaymentKind.ValueType
+    """What happened."""
+    provider: _builtins.str
+    """The provider, e.g. "stripe" or the channel."""
+    message: _builtins.str
+    """The provider's words, e.g. a decline reason."""
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money:
+        """How much, in the order's currency (may be zero for a failure)."""
+
+    @_builtins.property
+    def transaction_time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened; the recording time when unset."""
+
+    def __init__(
+        self,
+        *,
+        transaction_id: _builtins.str = ...,
+        kind: Global___PaymentKind.ValueType = ...,
+        amount: _common_pb2.Money | None = ...,
+        provider: _builtins.str = ...,
+        message: _builtins.str = ...,
+        transaction_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "transaction_time", b"transaction_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "kind", b"kind", "message", b"message", "provider", b"provider", "transaction_id", b"transaction_id", "transaction_time", b"transaction_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentTransaction: _TypeAlias = PaymentTransaction  # noqa: Y015
+
+@_typing.final
+class Shipment(_message.Message):
+    """A package that left a node with some of the order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGE_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    CARRIER_SERVICE_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    TRACKING_URL_FIELD_NUMBER: _builtins.int
+    SHIP_TIME_FIELD_NUMBER: _builtins.int
+    DELIVER_TIME_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    package: _builtins.str
+    """The package, as named by fulfilment."""
+    node_id: _builtins.str
+    """The node it left."""
+    carrier: _builtins.str
+    """The carrier."""
+    carrier_service: _builtins.str
+    """The carrier's service."""
+    tracking_number: _builtins.str
+    """The tracking number."""
+    tracking_url: _builtins.str
+    """Where the customer follows it."""
+    @_builtins.property
+    def ship_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was handed to the carrier."""
+
+    @_builtins.property
+    def deliver_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was delivered; unset until then."""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocatedLine]:
+        """This order's units in the package."""
+
+    def __init__(
+        self,
+        *,
+        package: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        carrier: _builtins.str = ...,
+        carrier_service: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+        tracking_url: _builtins.str = ...,
+        ship_time: _timestamp_pb2.Timestamp | None = ...,
+        deliver_time: _timestamp_pb2.Timestamp | None = ...,
+        lines: _abc.Iterable[Global___AllocatedLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deliver_time", b"deliver_time", "ship_time", b"ship_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "carrier_service", b"carrier_service", "deliver_time", b"deliver_time", "lines", b"lines", "node_id", b"node_id", "package", b"package", "ship_time", b"ship_time", "tracking_number", b"tracking_number", "tracking_url", b"tracking_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Shipment: _TypeAlias = Shipment  # noqa: Y015
+
+@_typing.final
+class TimelineEntry(_message.Message):
+    """One entry of an order's timeline: what happened, when, and who or what did it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    DETAIL_JSON_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """What happened, e.g. "created", "payment_captured", "hold_placed", "package_shipped"."""
+    actor: _builtins.str
+    """Who or what: a user, "system", or the event's producer, e.g. "inventory"."""
+    detail_json: _builtins.str
+    """The details as JSON."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+        detail_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "detail_json", b"detail_json", "kind", b"kind", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelineEntry: _TypeAlias = TimelineEntry  # noqa: Y015
+
+@_typing.final
 class Order(_message.Message):
     """An order from a sales channel."""
 
@@ -310,6 +608,23 @@ class Order(_message.Message):
     ALLOCATIONS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    GIFT_NOTE_FIELD_NUMBER: _builtins.int
+    HIGH_VALUE_FIELD_NUMBER: _builtins.int
+    ORDER_TIME_FIELD_NUMBER: _builtins.int
+    PROMISE_TIME_FIELD_NUMBER: _builtins.int
+    PAYMENT_DUE_TIME_FIELD_NUMBER: _builtins.int
+    HOLDS_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    SHIPMENTS_FIELD_NUMBER: _builtins.int
+    MERGED_ORDERS_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    SHIP_TIME_FIELD_NUMBER: _builtins.int
+    DELIVER_TIME_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "orders/{order}"."""
     channel: _builtins.str
@@ -322,6 +637,16 @@ class Order(_message.Message):
     """Payment state as reported by the channel or the payment provider."""
     status: Global___OrderStatus.ValueType
     """Lifecycle status."""
+    priority: _builtins.bool
+    """Pick and ship before others. Set it to flag the order; an express or next-day service
+    level makes an order a priority order on its own.
+    """
+    gift_note: _builtins.str
+    """A note to print for a gift."""
+    high_value: _builtins.bool
+    """The total reaches the configured high-value threshold of its currency."""
+    item_count: _builtins.int
+    """Units ordered, over all lines."""
     @_builtins.property
     def customer(self) -> Global___Customer:
         """Who ordered."""
@@ -350,6 +675,58 @@ class Order(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the order last changed."""
 
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Free-text labels for the back office and the warehouse, e.g. "vip"."""
+
+    @_builtins.property
+    def order_time(self) -> _timestamp_pb2.Timestamp:
+        """When the customer placed the order on the channel; the capture time when unset."""
+
+    @_builtins.property
+    def promise_time(self) -> _timestamp_pb2.Timestamp:
+        """When delivery was promised to the customer (the due date)."""
+
+    @_builtins.property
+    def payment_due_time(self) -> _timestamp_pb2.Timestamp:
+        """For an order captured unpaid: when it is cancelled unless paid."""
+
+    @_builtins.property
+    def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Hold]:
+        """Every hold, lifted or not."""
+
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentTransaction]:
+        """Every payment transaction, oldest first."""
+
+    @_builtins.property
+    def shipments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Shipment]:
+        """The packages shipped."""
+
+    @_builtins.property
+    def merged_orders(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The other orders in this order's merged shipment."""
+
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was released to the warehouse."""
+
+    @_builtins.property
+    def ship_time(self) -> _timestamp_pb2.Timestamp:
+        """When its last package shipped."""
+
+    @_builtins.property
+    def deliver_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was delivered."""
+
+    @_builtins.property
+    def weight(self) -> _common_pb2.Weight:
+        """Shipping weight of all units, from the product master (unknown SKUs count zero)."""
+
+    @_builtins.property
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEntry]:
+        """What happened to the order, oldest first; only with ORDER_VIEW_FULL."""
+
     def __init__(
         self,
         *,
@@ -366,10 +743,27 @@ class Order(_message.Message):
         allocations: _abc.Iterable[Global___Allocation] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        priority: _builtins.bool = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        gift_note: _builtins.str = ...,
+        high_value: _builtins.bool = ...,
+        order_time: _timestamp_pb2.Timestamp | None = ...,
+        promise_time: _timestamp_pb2.Timestamp | None = ...,
+        payment_due_time: _timestamp_pb2.Timestamp | None = ...,
+        holds: _abc.Iterable[Global___Hold] | None = ...,
+        payments: _abc.Iterable[Global___PaymentTransaction] | None = ...,
+        shipments: _abc.Iterable[Global___Shipment] | None = ...,
+        merged_orders: _abc.Iterable[_builtins.str] | None = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+        ship_time: _timestamp_pb2.Timestamp | None = ...,
+        deliver_time: _timestamp_pb2.Timestamp | None = ...,
+        weight: _common_pb2.Weight | None = ...,
+        item_count: _builtins.int = ...,
+        timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "customer", b"customer", "shipping_address", b"shipping_address", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "customer", b"customer", "deliver_time", b"deliver_time", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "promise_time", b"promise_time", "release_time", b"release_time", "ship_time", b"ship_time", "shipping_address", b"shipping_address", "total", b"total", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocations", b"allocations", "channel", b"channel", "create_time", b"create_time", "customer", b"customer", "external_order_id", b"external_order_id", "lines", b"lines", "name", b"name", "payment_status", b"payment_status", "service_level", b"service_level", "shipping_address", b"shipping_address", "status", b"status", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocations", b"allocations", "channel", b"channel", "create_time", b"create_time", "customer", b"customer", "deliver_time", b"deliver_time", "external_order_id", b"external_order_id", "gift_note", b"gift_note", "high_value", b"high_value", "holds", b"holds", "item_count", b"item_count", "lines", b"lines", "merged_orders", b"merged_orders", "name", b"name", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "payment_status", b"payment_status", "payments", b"payments", "priority", b"priority", "promise_time", b"promise_time", "release_time", b"release_time", "service_level", b"service_level", "ship_time", b"ship_time", "shipments", b"shipments", "shipping_address", b"shipping_address", "status", b"status", "tags", b"tags", "timeline", b"timeline", "total", b"total", "update_time", b"update_time", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -410,6 +804,502 @@ class GetOrderRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "orders/{order}"."""
+    view: Global___OrderView.ValueType
+    """How much to return."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        view: Global___OrderView.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderRequest: _TypeAlias = GetOrderRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateOrdersRequest(_message.Message):
+    """Request for BatchCreateOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateOrderRequest]:
+        """The orders to capture, at most 500."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___CreateOrderRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateOrdersRequest: _TypeAlias = BatchCreateOrdersRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateOrderResult(_message.Message):
+    """The outcome of one order of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """The order created (or found again on a retry); unset when `error` is set."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """Why the order was refused (INVALID_ARGUMENT with field violations), if it was."""
+
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateOrderResult: _TypeAlias = BatchCreateOrderResult  # noqa: Y015
+
+@_typing.final
+class BatchCreateOrdersResponse(_message.Message):
+    """Response of BatchCreateOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchCreateOrderResult]:
+        """One result per request, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchCreateOrderResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateOrdersResponse: _TypeAlias = BatchCreateOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ListOrdersRequest(_message.Message):
+    """Request for ListOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many orders (default 50, at most 500)."""
+    page_token: _builtins.str
+    """From a previous response's `next_page_token`, with the same filter."""
+    filter: _builtins.str
+    """AIP-160 conjunction of `field op value` terms joined by AND, e.g.
+    `status = RELEASED AND region_code = "DE" AND create_time >= "2025-11-01T00:00:00Z"`.
+    Fields: status, payment_status, channel, region_code, customer (email or channel
+    customer id), sku, tags (`tags:"vip"`), priority, high_value, merged, create_time,
+    order_time, ship_time, promise_time (the due date), weight_grams, item_count. A bare
+    quoted value searches the order number, the customer's name or email and the SKUs.
+    """
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersRequest: _TypeAlias = ListOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ListOrdersResponse(_message.Message):
+    """Response of ListOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as `page_token` for the next page; empty on the last page."""
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
+        """The orders, newest first."""
+
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersResponse: _TypeAlias = ListOrdersResponse  # noqa: Y015
+
+@_typing.final
+class CountOrdersRequest(_message.Message):
+    """Request for CountOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """The same filter as ListOrders; empty counts every order."""
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountOrdersRequest: _TypeAlias = CountOrdersRequest  # noqa: Y015
+
+@_typing.final
+class StatusCount(_message.Message):
+    """How many orders are in one status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    status: Global___OrderStatus.ValueType
+    """The status."""
+    count: _builtins.int
+    """How many orders."""
+    def __init__(
+        self,
+        *,
+        status: Global___OrderStatus.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusCount: _TypeAlias = StatusCount  # noqa: Y015
+
+@_typing.final
+class CountOrdersResponse(_message.Message):
+    """Response of CountOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    PAYMENT_REQUIRED_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_STOCK_FIELD_NUMBER: _builtins.int
+    READY_TO_RELEASE_FIELD_NUMBER: _builtins.int
+    READY_TO_SHIP_FIELD_NUMBER: _builtins.int
+    ON_HOLD_FIELD_NUMBER: _builtins.int
+    IN_TRANSIT_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    payment_required: _builtins.int
+    """Waiting for the payment provider (PAYMENT_PENDING)."""
+    waiting_for_stock: _builtins.int
+    """Waiting for inventory (PENDING_ALLOCATION and AWAITING_STOCK)."""
+    ready_to_release: _builtins.int
+    """Allocated but not yet released (ALLOCATED)."""
+    ready_to_ship: _builtins.int
+    """At the warehouse, not yet fully shipped (RELEASED and PARTIALLY_SHIPPED)."""
+    on_hold: _builtins.int
+    """Stopped (ON_HOLD)."""
+    in_transit: _builtins.int
+    """On their way (SHIPPED)."""
+    total: _builtins.int
+    """Every matching order."""
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusCount]:
+        """Per status with at least one order."""
+
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[Global___StatusCount] | None = ...,
+        payment_required: _builtins.int = ...,
+        waiting_for_stock: _builtins.int = ...,
+        ready_to_release: _builtins.int = ...,
+        ready_to_ship: _builtins.int = ...,
+        on_hold: _builtins.int = ...,
+        in_transit: _builtins.int = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "in_transit", b"in_transit", "on_hold", b"on_hold", "payment_required", b"payment_required", "ready_to_release", b"ready_to_release", "ready_to_ship", b"ready_to_ship", "total", b"total", "waiting_for_stock", b"waiting_for_stock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountOrdersResponse: _TypeAlias = CountOrdersResponse  # noqa: Y015
+
+@_typing.final
+class UpdateOrderRequest(_message.Message):
+    """Request for UpdateOrder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """The order with its `name` and the new values of the fields in `update_mask`."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which fields to change: tags, gift_note, priority, promise_time. Tags may change at any
+        time; the others only before the order is released.
+        """
+
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateOrderRequest: _TypeAlias = UpdateOrderRequest  # noqa: Y015
+
+@_typing.final
+class RecordPaymentRequest(_message.Message):
+    """Request for RecordPayment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "orders/{order}"."""
+    @_builtins.property
+    def payment(self) -> Global___PaymentTransaction:
+        """What the provider reported."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        payment: Global___PaymentTransaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordPaymentRequest: _TypeAlias = RecordPaymentRequest  # noqa: Y015
+
+@_typing.final
+class HoldOrderRequest(_message.Message):
+    """Request for HoldOrder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "orders/{order}"."""
+    reason: _builtins.str
+    """Why the order is held."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key changes nothing."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldOrderRequest: _TypeAlias = HoldOrderRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseHoldRequest(_message.Message):
+    """Request for ReleaseHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "orders/{order}"."""
+    hold_id: _builtins.str
+    """The hold to lift; empty lifts every hold."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        hold_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseHoldRequest: _TypeAlias = ReleaseHoldRequest  # noqa: Y015
+
+@_typing.final
+class CancelLineRequest(_message.Message):
+    """Units of one line to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line."""
+    quantity: _builtins.int
+    """Units to cancel; 0 cancels every unit not yet cancelled."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "quantity", b"quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelLineRequest: _TypeAlias = CancelLineRequest  # noqa: Y015
+
+@_typing.final
+class CancelOrderRequest(_message.Message):
+    """Request for CancelOrder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "orders/{order}"."""
+    reason: _builtins.str
+    """Why, e.g. "customer request"."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key changes nothing."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelLineRequest]:
+        """The units to cancel; empty cancels the whole order."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        lines: _abc.Iterable[Global___CancelLineRequest] | None = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "name", b"name", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
+
+@_typing.final
+class MergeOrdersRequest(_message.Message):
+    """Request for MergeOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At least two orders, "orders/{order}": open (not released, shipped or cancelled), of
+        the same customer, to the same address. The first is the one the others join.
+        """
+
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeOrdersRequest: _TypeAlias = MergeOrdersRequest  # noqa: Y015
+
+@_typing.final
+class MergeOrdersResponse(_message.Message):
+    """Response of MergeOrders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
+        """The merged orders, as requested."""
+
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeOrdersResponse: _TypeAlias = MergeOrdersResponse  # noqa: Y015
+
+@_typing.final
+class SplitOrderRequest(_message.Message):
+    """Request for SplitOrder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "orders/{order}"."""
     def __init__(
@@ -423,4 +1313,4 @@ class GetOrderRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetOrderRequest: _TypeAlias = GetOrderRequest  # noqa: Y015
+Global___SplitOrderRequest: _TypeAlias = SplitOrderRequest  # noqa: Y015

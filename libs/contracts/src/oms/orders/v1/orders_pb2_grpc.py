@@ -45,6 +45,56 @@ class OrdersServiceStub:
                 request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
                 _registered_method=True)
+        self.BatchCreateOrders = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/BatchCreateOrders',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.BatchCreateOrdersRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.BatchCreateOrdersResponse.FromString,
+                _registered_method=True)
+        self.ListOrders = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/ListOrders',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
+                _registered_method=True)
+        self.CountOrders = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/CountOrders',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.CountOrdersRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.CountOrdersResponse.FromString,
+                _registered_method=True)
+        self.UpdateOrder = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/UpdateOrder',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
+        self.RecordPayment = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/RecordPayment',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.RecordPaymentRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
+        self.HoldOrder = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/HoldOrder',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.HoldOrderRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
+        self.ReleaseHold = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/ReleaseHold',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.ReleaseHoldRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/CancelOrder',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
+        self.MergeOrders = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/MergeOrders',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.MergeOrdersRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.MergeOrdersResponse.FromString,
+                _registered_method=True)
+        self.SplitOrder = channel.unary_unary(
+                '/oms.orders.v1.OrdersService/SplitOrder',
+                request_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.SplitOrderRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
 
 
 class OrdersServiceServicer:
@@ -66,6 +116,79 @@ class OrdersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCreateOrders(self, request, context):
+        """Captures many orders at once (an import). Each order succeeds or fails on its own, with
+        the same rules and idempotency as CreateOrder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrders(self, request, context):
+        """Lists orders, newest first, filtered the way the back office searches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountOrders(self, request, context):
+        """Counts orders per status (and per dashboard bucket) among those matching a filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateOrder(self, request, context):
+        """Changes the special-order fields of an order: tags, gift note, priority, promise time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPayment(self, request, context):
+        """Records what the payment provider reported: an authorisation, a capture, a failure or
+        a refund. A transaction id already recorded changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HoldOrder(self, request, context):
+        """Stops an order before release, with a reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHold(self, request, context):
+        """Lifts one hold, or every hold, of an order; a free, paid and allocated order is then
+        released to the warehouse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOrder(self, request, context):
+        """Cancels a whole order or some units of its lines before they ship.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeOrders(self, request, context):
+        """Joins open orders of one customer to one address into one shipment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SplitOrder(self, request, context):
+        """Takes an order out of its merged shipment again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrdersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +200,56 @@ def add_OrdersServiceServicer_to_server(servicer, server):
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
                     request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.GetOrderRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'BatchCreateOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateOrders,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.BatchCreateOrdersRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.BatchCreateOrdersResponse.SerializeToString,
+            ),
+            'ListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrders,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'CountOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountOrders,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.CountOrdersRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.CountOrdersResponse.SerializeToString,
+            ),
+            'UpdateOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrder,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'RecordPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPayment,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.RecordPaymentRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'HoldOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldOrder,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.HoldOrderRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'ReleaseHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHold,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.ReleaseHoldRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.CancelOrderRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'MergeOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeOrders,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.MergeOrdersRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.MergeOrdersResponse.SerializeToString,
+            ),
+            'SplitOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.SplitOrder,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_orders__pb2.SplitOrderRequest.FromString,
                     response_serializer=oms_dot_orders_dot_v1_dot_orders__pb2.Order.SerializeToString,
             ),
     }
@@ -134,6 +307,276 @@ class OrdersService:
             target,
             '/oms.orders.v1.OrdersService/GetOrder',
             oms_dot_orders_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/BatchCreateOrders',
+            oms_dot_orders_dot_v1_dot_orders__pb2.BatchCreateOrdersRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.BatchCreateOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/ListOrders',
+            oms_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/CountOrders',
+            oms_dot_orders_dot_v1_dot_orders__pb2.CountOrdersRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.CountOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/UpdateOrder',
+            oms_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/RecordPayment',
+            oms_dot_orders_dot_v1_dot_orders__pb2.RecordPaymentRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/HoldOrder',
+            oms_dot_orders_dot_v1_dot_orders__pb2.HoldOrderRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/ReleaseHold',
+            oms_dot_orders_dot_v1_dot_orders__pb2.ReleaseHoldRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/CancelOrder',
+            oms_dot_orders_dot_v1_dot_orders__pb2.CancelOrderRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/MergeOrders',
+            oms_dot_orders_dot_v1_dot_orders__pb2.MergeOrdersRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_orders__pb2.MergeOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SplitOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrdersService/SplitOrder',
+            oms_dot_orders_dot_v1_dot_orders__pb2.SplitOrderRequest.SerializeToString,
             oms_dot_orders_dot_v1_dot_orders__pb2.Order.FromString,
             options,
             channel_credentials,

@@ -39,6 +39,32 @@ class OrdersServiceStub:
     """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]
     """Returns one order by its resource name."""
+    BatchCreateOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.BatchCreateOrdersRequest, _orders_pb2.BatchCreateOrdersResponse]
+    """Captures many orders at once (an import). Each order succeeds or fails on its own, with
+    the same rules and idempotency as CreateOrder.
+    """
+    ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]
+    """Lists orders, newest first, filtered the way the back office searches."""
+    CountOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CountOrdersRequest, _orders_pb2.CountOrdersResponse]
+    """Counts orders per status (and per dashboard bucket) among those matching a filter."""
+    UpdateOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.UpdateOrderRequest, _orders_pb2.Order]
+    """Changes the special-order fields of an order: tags, gift note, priority, promise time."""
+    RecordPayment: _grpc.UnaryUnaryMultiCallable[_orders_pb2.RecordPaymentRequest, _orders_pb2.Order]
+    """Records what the payment provider reported: an authorisation, a capture, a failure or
+    a refund. A transaction id already recorded changes nothing.
+    """
+    HoldOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.HoldOrderRequest, _orders_pb2.Order]
+    """Stops an order before release, with a reason."""
+    ReleaseHold: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ReleaseHoldRequest, _orders_pb2.Order]
+    """Lifts one hold, or every hold, of an order; a free, paid and allocated order is then
+    released to the warehouse.
+    """
+    CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.Order]
+    """Cancels a whole order or some units of its lines before they ship."""
+    MergeOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.MergeOrdersRequest, _orders_pb2.MergeOrdersResponse]
+    """Joins open orders of one customer to one address into one shipment."""
+    SplitOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.SplitOrderRequest, _orders_pb2.Order]
+    """Takes an order out of its merged shipment again."""
 
 @_typing.type_check_only
 class OrdersServiceAsyncStub(OrdersServiceStub):
@@ -51,6 +77,32 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
     """Returns one order by its resource name."""
+    BatchCreateOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.BatchCreateOrdersRequest, _orders_pb2.BatchCreateOrdersResponse]  # type: ignore[assignment]
+    """Captures many orders at once (an import). Each order succeeds or fails on its own, with
+    the same rules and idempotency as CreateOrder.
+    """
+    ListOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
+    """Lists orders, newest first, filtered the way the back office searches."""
+    CountOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.CountOrdersRequest, _orders_pb2.CountOrdersResponse]  # type: ignore[assignment]
+    """Counts orders per status (and per dashboard bucket) among those matching a filter."""
+    UpdateOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.UpdateOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    """Changes the special-order fields of an order: tags, gift note, priority, promise time."""
+    RecordPayment: _aio.UnaryUnaryMultiCallable[_orders_pb2.RecordPaymentRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    """Records what the payment provider reported: an authorisation, a capture, a failure or
+    a refund. A transaction id already recorded changes nothing.
+    """
+    HoldOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.HoldOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    """Stops an order before release, with a reason."""
+    ReleaseHold: _aio.UnaryUnaryMultiCallable[_orders_pb2.ReleaseHoldRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    """Lifts one hold, or every hold, of an order; a free, paid and allocated order is then
+    released to the warehouse.
+    """
+    CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    """Cancels a whole order or some units of its lines before they ship."""
+    MergeOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.MergeOrdersRequest, _orders_pb2.MergeOrdersResponse]  # type: ignore[assignment]
+    """Joins open orders of one customer to one address into one shipment."""
+    SplitOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.SplitOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    """Takes an order out of its merged shipment again."""
 
 class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
     """Captures orders from every sales channel and follows each through its lifecycle."""
@@ -72,5 +124,91 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
         """Returns one order by its resource name."""
+
+    @_abc_1.abstractmethod
+    def BatchCreateOrders(
+        self,
+        request: _orders_pb2.BatchCreateOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.BatchCreateOrdersResponse, _abc.Awaitable[_orders_pb2.BatchCreateOrdersResponse]]:
+        """Captures many orders at once (an import). Each order succeeds or fails on its own, with
+        the same rules and idempotency as CreateOrder.
+        """
+
+    @_abc_1.abstractmethod
+    def ListOrders(
+        self,
+        request: _orders_pb2.ListOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.ListOrdersResponse, _abc.Awaitable[_orders_pb2.ListOrdersResponse]]:
+        """Lists orders, newest first, filtered the way the back office searches."""
+
+    @_abc_1.abstractmethod
+    def CountOrders(
+        self,
+        request: _orders_pb2.CountOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.CountOrdersResponse, _abc.Awaitable[_orders_pb2.CountOrdersResponse]]:
+        """Counts orders per status (and per dashboard bucket) among those matching a filter."""
+
+    @_abc_1.abstractmethod
+    def UpdateOrder(
+        self,
+        request: _orders_pb2.UpdateOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
+        """Changes the special-order fields of an order: tags, gift note, priority, promise time."""
+
+    @_abc_1.abstractmethod
+    def RecordPayment(
+        self,
+        request: _orders_pb2.RecordPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
+        """Records what the payment provider reported: an authorisation, a capture, a failure or
+        a refund. A transaction id already recorded changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def HoldOrder(
+        self,
+        request: _orders_pb2.HoldOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
+        """Stops an order before release, with a reason."""
+
+    @_abc_1.abstractmethod
+    def ReleaseHold(
+        self,
+        request: _orders_pb2.ReleaseHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
+        """Lifts one hold, or every hold, of an order; a free, paid and allocated order is then
+        released to the warehouse.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelOrder(
+        self,
+        request: _orders_pb2.CancelOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
+        """Cancels a whole order or some units of its lines before they ship."""
+
+    @_abc_1.abstractmethod
+    def MergeOrders(
+        self,
+        request: _orders_pb2.MergeOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.MergeOrdersResponse, _abc.Awaitable[_orders_pb2.MergeOrdersResponse]]:
+        """Joins open orders of one customer to one address into one shipment."""
+
+    @_abc_1.abstractmethod
+    def SplitOrder(
+        self,
+        request: _orders_pb2.SplitOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
+        """Takes an order out of its merged shipment again."""
 
 def add_OrdersServiceServicer_to_server(servicer: OrdersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
