@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
-from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb2
+from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb2, orders_pb2_grpc
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import free_port
@@ -451,3 +451,41 @@ async def test_a_mail_server_outage_uses_up_no_attempts(
     row = await eventually(lambda: sent(engine, event.order, "CONFIRMATION"))
     assert row.attempts == 0
     assert len(box.to(address)) == 1
+
+
+async def test_an_order_captured_through_the_api_is_confirmed_by_email(
+    service: Service, engine: AsyncEngine, mailbox: tuple[Mailbox, int]
+) -> None:
+    """The whole path: CreateOrder → outbox → OMS_ORDERS → the service's own consumer →
+    notification → SMTP. A retried CreateOrder sends nothing more."""
+    box, _ = mailbox
+    address = email_address()
+    request = orders_pb2.CreateOrderRequest(
+        request_id=str(uuid.uuid4()),
+        order=orders_pb2.Order(
+            channel="shop-eu",
+            external_order_id=f"#{uuid.uuid4().hex[:8]}",
+            customer=orders_pb2.Customer(display_name="Grace Hopper", email=address),
+            shipping_address=common_pb2.Address(
+                recipient="Grace Hopper", address_lines=["1 Navy Way"], locality="Arlington",
+                postal_code="22202", administrative_area="VA", region_code="US", email=address,
+            ),
+            lines=[orders_pb2.OrderLine(sku="SKU-MUG", quantity=2,
+                                        unit_price=common_pb2.Money(currency_code="EUR",
+                                                                    amount="19.99"))],
+            service_level=orders_pb2.SERVICE_LEVEL_STANDARD,
+            payment_status=orders_pb2.PAYMENT_STATUS_PAID,
+        ),
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        stub = orders_pb2_grpc.OrdersServiceStub(channel)
+        created = await stub.CreateOrder(request)
+        assert (await stub.CreateOrder(request)).name == created.name
+
+    await eventually(lambda: sent(engine, created.name, "CONFIRMATION"))
+    [email] = box.to(address)
+    assert email["Subject"] == f"We have received your order {created.external_order_id}"
+    text = email.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Hello Grace Hopper," in text
+    assert "2 x SKU-MUG at 19.99 EUR" in text and "Total: 39.98 EUR" in text
+    assert len(await rows_of(engine, created.name)) == 1
