@@ -624,7 +624,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                 inventory_pb2.ReplenishmentSuggestion(
                     node_id=s.node_id, sku=s.sku, available=s.available,
                     reorder_point=s.reorder_point, suggested_quantity=s.suggested_quantity,
-                    daily_velocity=str(s.velocity), lead_time_days=s.lead_time_days)
+                    daily_velocity=levels.decimal_text(s.velocity), lead_time_days=s.lead_time_days)
                 for s in suggestions
             ],
             next_page_token=_next_token(rows, size, lambda r: [r.node_id, r.sku], query),

@@ -205,7 +205,7 @@ async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]]
                 available=item.available,
                 reorder_point=item.reorder_point,
                 suggested_quantity=item.suggested_quantity,
-                daily_velocity=str(item.velocity),
+                daily_velocity=decimal_text(item.velocity),
                 lead_time_days=item.lead_time_days,
                 reach_time=now,
             ),
@@ -254,6 +254,11 @@ async def _track_reorder_points(session: AsyncSession,
             changes,
         )
     return reached
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal without trailing zeros or an exponent: "2", "2.7143"."""
+    return format(value.normalize(), "f")
 
 
 def _level_name(node_id: str, sku: str) -> str:
