@@ -726,6 +726,10 @@ async def test_merged_orders_of_one_customer_are_released_together(
     merged = await orders.MergeOrders(orders_pb2.MergeOrdersRequest(
         names=[first.name, second.name]))
     assert [list(o.merged_orders) for o in merged.orders] == [[second.name], [first.name]]
+    listed = await orders.ListOrders(orders_pb2.ListOrdersRequest(
+        filter=f'merged = true AND channel = "{second.channel}"'))
+    assert [(o.name, list(o.merged_orders)) for o in listed.orders] == [
+        (second.name, [first.name])]
 
     await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
         name=first.name, payment=capture("a")))

@@ -523,7 +523,19 @@ async def list_orders(
     if after is not None:
         query = query.where(tuple_(orders.c.create_time, orders.c.id) < tuple_(*after))
     query = query.order_by(orders.c.create_time.desc(), orders.c.id.desc()).limit(limit)
-    return [_order(row) for row in (await session.execute(query)).all()]
+    found = [_order(row) for row in (await session.execute(query)).all()]
+    groups = {o.merge_group for o in found if o.merge_group is not None}
+    if groups:
+        members = await session.execute(
+            select(orders.c.id, orders.c.merge_group).where(orders.c.merge_group.in_(groups)))
+        names: dict[uuid.UUID, list[str]] = {}
+        for order_id, group in members:
+            names.setdefault(group, []).append(domain.order_name(order_id))
+        for order in found:
+            if order.merge_group is not None:
+                order.merged_with = tuple(sorted(
+                    n for n in names.get(order.merge_group, []) if n != order.name))
+    return found
 
 
 async def count_orders(
