@@ -14,7 +14,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from google.protobuf import json_format
+from google.protobuf import field_mask_pb2, json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -24,7 +24,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
+from oms.inventory.v1 import inventory_pb2
 from oms.orders.v1 import events_pb2, orders_pb2, orders_pb2_grpc
+from oms.returns.v1 import events_pb2 as returns_events
+from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
 from oms_orders import handlers
 from oms_orders.app import DEFINITION, MIGRATIONS
@@ -802,3 +805,114 @@ async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) 
     first, refused, again = response.results
     assert first.order.name and again.order.name == first.order.name
     assert refused.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+async def test_an_order_is_followed_from_shipment_to_refund(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(new_request())
+    await publish(js, allocated(created))
+    await reaches(orders, created.name, orders_pb2.ORDER_STATUS_RELEASED)
+    shipped = fulfilment_events.PackageShipped(
+        package=f"packages/{uuid.uuid4()}", node_id="node-berlin", carrier="dhl",
+        tracking_number="JD0001", tracking_url="https://track.example/JD0001",
+        lines=[fulfilment_events.ShippedLine(order=created.name, line_id=line.line_id,
+                                             sku=line.sku, quantity=line.quantity)
+               for line in created.lines])
+    await publish_event(js, shipped, created.name)
+    await reaches(orders, created.name, orders_pb2.ORDER_STATUS_SHIPPED)
+
+    await publish_event(js, shipping_events.DeliveryException(
+        package=shipped.package, orders=[created.name], carrier="dhl",
+        description="address not found"), created.name)
+    await publish_event(js, shipping_events.ShipmentDelivered(
+        package=shipped.package, orders=[created.name], carrier="dhl"), created.name)
+    delivered = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_DELIVERED)
+    assert delivered.shipments[0].deliver_time.seconds > 0
+
+    returned = returns_events.ReturnReceived(
+        order=created.name, node_id="node-berlin",
+        lines=[returns_events.ReturnedLine(line_id="1", sku="SKU-MUG", quantity=1,
+                                           reason=returns_events.RETURN_REASON_DAMAGED)])
+    setattr(returned, "return", f"returns/{uuid.uuid4()}")
+    await publish_event(js, returned, created.name)
+    await publish_event(js, returned, created.name)  # re-sent under a new event id
+    back = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_PARTIALLY_RETURNED)
+    assert back.lines[0].returned_quantity == 1
+
+    refund = returns_events.RefundIssued(
+        refund=f"returns/x/refunds/{uuid.uuid4()}", order=created.name,
+        amount=common_pb2.Money(currency_code="EUR", amount="19.99"))
+    await publish_event(js, refund, created.name)
+
+    async def refunded() -> orders_pb2.Order | None:
+        order = await status_of(orders, created.name)
+        return order if order.payment_status == (
+            orders_pb2.PAYMENT_STATUS_PARTIALLY_REFUNDED) else None
+
+    order = await eventually(refunded)
+    assert [p.kind for p in order.payments] == [orders_pb2.PAYMENT_KIND_CAPTURE,
+                                                orders_pb2.PAYMENT_KIND_REFUND]
+    full = await orders.GetOrder(orders_pb2.GetOrderRequest(
+        name=created.name, view=orders_pb2.ORDER_VIEW_FULL))
+    kinds = [entry.kind for entry in full.timeline]
+    assert kinds == ["created", "stock_allocated", "allocated", "released", "package_shipped",
+                     "shipped", "delivery_exception", "package_delivered", "delivered",
+                     "return_received", "partially_returned", "payment_refund"]
+    assert {entry.actor for entry in full.timeline} >= {"fulfilment", "shipping", "returns"}
+
+
+async def test_inventory_failures_and_expiries_hold_or_cancel_orders(
+    orders: OrdersStub, js: JetStreamContext
+) -> None:
+    failing = await orders.CreateOrder(new_request())
+    await publish(js, inventory_events.AllocationFailed(
+        order=failing.name, lines=[inventory_events.FailedLine(
+            line_id="2", sku="SKU-PEN", quantity=1,
+            reason=inventory_events.ALLOCATION_FAILURE_REASON_UNKNOWN_SKU)]))
+    held = await reaches(orders, failing.name, orders_pb2.ORDER_STATUS_ON_HOLD)
+    assert held.holds[0].kind == orders_pb2.HOLD_KIND_SYSTEM
+    assert "SKU-PEN" in held.holds[0].reason
+
+    unpaid = await orders.CreateOrder(
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
+    await publish(js, allocated(unpaid))
+    await publish(js, inventory_events.StockReleased(
+        order=unpaid.name, reason=inventory_events.RELEASE_REASON_EXPIRED,
+        lines=[inventory_events.ReleasedLine(line_id="1", sku="SKU-MUG", node_id="node-berlin",
+                                             quantity=3)]))
+    await reaches(orders, unpaid.name, orders_pb2.ORDER_STATUS_CANCELLED)
+
+
+async def test_minimum_order_quantities_come_from_the_product_master(
+    orders: OrdersStub, js: JetStreamContext
+) -> None:
+    sku = f"SKU-{uuid.uuid4().hex[:8]}"
+    await handled(js, await publish_event(js, inventory_events.ProductChanged(
+        product=inventory_pb2.Product(sku=sku, minimum_order_quantity=6,
+                                      weight=common_pb2.Weight(grams=500))), sku))
+    request = new_request()
+    request.order.lines[0].sku = sku
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await orders.CreateOrder(request)
+    assert field_violations(refused.value) == ["order.lines[0].quantity"]
+
+    request.order.lines[0].quantity = 6
+    created = await orders.CreateOrder(request)
+    assert created.weight.grams == 3000
+
+
+async def test_update_changes_only_the_fields_in_its_mask(orders: OrdersStub) -> None:
+    created = await orders.CreateOrder(new_request(tags=["a"], gift_note="keep"))
+
+    updated = await orders.UpdateOrder(orders_pb2.UpdateOrderRequest(
+        order=orders_pb2.Order(name=created.name, tags=["vip", "gift"], gift_note="ignored"),
+        update_mask=field_mask_pb2.FieldMask(paths=["tags"])))
+
+    assert (list(updated.tags), updated.gift_note) == (["vip", "gift"], "keep")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await orders.UpdateOrder(orders_pb2.UpdateOrderRequest(
+            order=orders_pb2.Order(name=created.name),
+            update_mask=field_mask_pb2.FieldMask(paths=["channel"])))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
