@@ -6,6 +6,7 @@ gRPC, PostgreSQL and NATS."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from decimal import ROUND_CEILING, Decimal
@@ -125,6 +126,21 @@ async def test_an_invalid_receipt_changes_nothing(stub: Stub, sync_engine) -> No
     with sync_engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(stock_ledger)
                            .where(stock_ledger.c.sku == sku)) == 0
+
+
+async def test_concurrent_retries_of_a_receipt_or_a_count_apply_once(stub: Stub) -> None:
+    node_id, sku = await add_node(stub), await add_sku(stub)
+    receipts = await asyncio.gather(*(receive(stub, node_id, [(sku, 5)], "PO-9", "rcv-1")
+                                      for _ in range(6)))
+    assert all(r == receipts[0] for r in receipts)
+    counts = await asyncio.gather(*(stub.CountStock(inventory_pb2.CountStockRequest(
+        name=level_name(node_id, sku), counted_on_hand=3, request_id="cnt-1"))
+        for _ in range(6)))
+    assert {c.on_hand for c in counts} == {3}
+    ledger = await movements(stub, level_name(node_id, sku))
+    assert [(m.kind, m.on_hand_delta) for m in ledger] == [
+        (inventory_pb2.STOCK_MOVEMENT_KIND_CYCLE_COUNT, -2),
+        (inventory_pb2.STOCK_MOVEMENT_KIND_RECEIPT, 5)]
 
 
 async def test_a_cycle_count_sets_on_hand_and_never_below_reserved(

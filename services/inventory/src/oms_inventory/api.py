@@ -394,14 +394,9 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         violations.raise_if_any()
         async with self._sessions.begin() as session:
             await _require_node_and_product(session, node_id, sku)
-            if request.request_id and (
-                    earlier := await stock.movement_by_request(session, request.request_id)):
-                if (earlier.kind, earlier.node_id, earlier.sku) != (stock.CYCLE_COUNT,
-                                                                     node_id, sku):
-                    raise InvalidArgument([FieldViolation(
-                        "request_id", "already used for a different movement")])
-                (level,) = await stock.levels(session, [(node_id, sku)])
-                return _stock_level(level)
+            if request.request_id and await stock.movement_by_request(session,
+                                                                      request.request_id):
+                return await _replayed_count(session, request, node_id, sku)
             current = await stock.lock_level(session, node_id, sku)
             if request.counted_on_hand < current.reserved:
                 raise FailedPrecondition(
@@ -417,8 +412,9 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                 reference=request.note or request.request_id or None,
                 request_id=request.request_id or None)
             if not recorded:
-                raise FailedPrecondition("a concurrent count used the same request id",
-                                         reason="REQUEST_IN_FLIGHT")
+                # A concurrent retry of this count committed while this one waited for the
+                # level's lock.
+                return await _replayed_count(session, request, node_id, sku)
             await stock.set_on_hand(session, node_id, sku, request.counted_on_hand)
             await _after_movement(session, [(node_id, sku)], grew=delta > 0)
             (level,) = await stock.levels(session, [(node_id, sku)])
@@ -705,6 +701,17 @@ async def _replayed_adjustment(
             "request_id", "already used for a different adjustment")])
     found = await stock.levels(session, [(request.node_id, request.sku)])
     return _stock_level(found[0])
+
+
+async def _replayed_count(session: AsyncSession, request: inventory_pb2.CountStockRequest,
+                          node_id: str, sku: str) -> inventory_pb2.StockLevel:
+    earlier = await stock.movement_by_request(session, request.request_id)
+    assert earlier is not None
+    if (earlier.kind, earlier.node_id, earlier.sku) != (stock.CYCLE_COUNT, node_id, sku):
+        raise InvalidArgument([FieldViolation(
+            "request_id", "already used for a different movement")])
+    (level,) = await stock.levels(session, [(node_id, sku)])
+    return _stock_level(level)
 
 
 def _parse_name(pattern: re.Pattern[str], name: str, template: str,

@@ -10,8 +10,6 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2, inventory_pb2
-from oms_platform.events import encode
-from oms_platform.telemetry import inject_headers
 from sqlalchemy import (
     ColumnElement,
     Row,
@@ -29,9 +27,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory.filtering import Condition, like_escape
-from oms_inventory.tables import fulfilment_nodes, metadata, node_bins, products
+from oms_inventory.levels import add_events
+from oms_inventory.tables import fulfilment_nodes, node_bins, products
 
-SOURCE = "/oms/inventory"
 POLICY_PREFIX = "BACKORDER_POLICY_"
 
 # Product columns a create, an update or an upsert may write (everything but the key and
@@ -105,17 +103,10 @@ async def publish_product_changes(session: AsyncSession, rows: Sequence[Row[Any]
     if not rows:
         return
     now = _timestamp(datetime.now(UTC))
-    trace = inject_headers()
-    envelopes = [
-        encode(events_pb2.ProductChanged(product=product_message(row), deleted=deleted,
-                                         change_time=now),
-               aggregate_id=f"products/{row.sku}", source=SOURCE, trace_headers=trace)
+    await add_events(session, [
+        (f"products/{row.sku}", events_pb2.ProductChanged(
+            product=product_message(row), deleted=deleted, change_time=now))
         for row in rows
-    ]
-    await session.execute(insert(metadata.tables["outbox"]), [
-        {"event_id": e.event_id, "subject": e.subject, "headers": e.headers,
-         "payload": e.payload}
-        for e in envelopes
     ])
 
 

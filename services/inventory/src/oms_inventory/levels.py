@@ -22,10 +22,24 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.inventory.v1 import events_pb2
-from oms_platform.outbox import add_event
-from sqlalchemy import Boolean, Row, and_, bindparam, case, func, or_, select, tuple_, update
+from oms_platform.events import encode
+from oms_platform.telemetry import inject_headers
+from sqlalchemy import (
+    Boolean,
+    Row,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import stock_rules
@@ -169,10 +183,10 @@ async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]]
         per_channel = buffers.setdefault(channel, {})
         per_channel[sku] = buffer
     now = _timestamp(datetime.now(UTC))
-    outbox = metadata.tables["outbox"]
+    outgoing: list[tuple[str, Message]] = []
     for level in levels:
         network_available = int(network.get(level.sku) or 0)
-        event = events_pb2.StockLevelChanged(
+        outgoing.append((_level_name(level.node_id, level.sku), events_pb2.StockLevelChanged(
             node_id=level.node_id,
             sku=level.sku,
             on_hand=level.on_hand,
@@ -191,27 +205,34 @@ async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]]
                 if level.sku in per_sku or ALL_SKUS in per_sku
             ],
             change_time=now,
-        )
-        await add_event(session, outbox, event, aggregate_id=_level_name(level.node_id,
-                                                                          level.sku),
-                        source=SOURCE)
+        )))
     for item in reached:
-        await add_event(
-            session,
-            outbox,
-            events_pb2.ReorderPointReached(
-                node_id=item.node_id,
-                sku=item.sku,
-                available=item.available,
-                reorder_point=item.reorder_point,
-                suggested_quantity=item.suggested_quantity,
-                daily_velocity=decimal_text(item.velocity),
-                lead_time_days=item.lead_time_days,
-                reach_time=now,
-            ),
-            aggregate_id=_level_name(item.node_id, item.sku),
-            source=SOURCE,
-        )
+        outgoing.append((_level_name(item.node_id, item.sku), events_pb2.ReorderPointReached(
+            node_id=item.node_id,
+            sku=item.sku,
+            available=item.available,
+            reorder_point=item.reorder_point,
+            suggested_quantity=item.suggested_quantity,
+            daily_velocity=decimal_text(item.velocity),
+            lead_time_days=item.lead_time_days,
+            reach_time=now,
+        )))
+    await add_events(session, outgoing)
+
+
+async def add_events(session: AsyncSession, outgoing: Sequence[tuple[str, Message]]) -> None:
+    """Adds the events to the outbox in one multi-row insert (the platform's `add_event`
+    writes one row per statement; a batch allocation touches many levels at once)."""
+    if not outgoing:
+        return
+    trace = inject_headers()
+    envelopes = [encode(event, aggregate_id=aggregate, source=SOURCE, trace_headers=trace)
+                 for aggregate, event in outgoing]
+    await session.execute(insert(metadata.tables["outbox"]), [
+        {"event_id": e.event_id, "subject": e.subject, "headers": e.headers,
+         "payload": e.payload}
+        for e in envelopes
+    ])
 
 
 async def _track_reorder_points(session: AsyncSession,
