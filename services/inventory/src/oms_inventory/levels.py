@@ -160,8 +160,10 @@ async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]]
     skus = sorted({sku for _, sku in touched})
     levels = (
         await session.execute(
-            levels_with_products().where(
-                tuple_(stock_levels.c.node_id, stock_levels.c.sku).in_(touched))
+            levels_with_products()
+            .where(tuple_(stock_levels.c.node_id, stock_levels.c.sku).in_(touched))
+            # The order every writer locks levels in: a flag written below never deadlocks.
+            .order_by(stock_levels.c.node_id, stock_levels.c.sku)
         )
     ).all()
     reached = await _track_reorder_points(session, levels)
