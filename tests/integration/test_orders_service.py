@@ -796,7 +796,7 @@ async def test_orders_are_searched_by_filters_and_counted_per_status(
 
 
 async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) -> None:
-    good, bad = new_request(), new_request()
+    good, bad = new_request(), new_request(request_id="k" * 101)
     bad.order.lines[0].quantity = 0
 
     response = await orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(
@@ -805,6 +805,11 @@ async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) 
     first, refused, again = response.results
     assert first.order.name and again.order.name == first.order.name
     assert refused.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    [_, details] = refused.error.details
+    bad_request = error_details_pb2.BadRequest()
+    assert details.Unpack(bad_request)
+    assert [v.field for v in bad_request.field_violations] == [
+        "requests[1].order.lines[0].quantity", "requests[1].request_id"]
 
 
 async def test_an_order_is_followed_from_shipment_to_refund(

@@ -70,12 +70,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     ) -> domain.Order:
         draft = convert.draft_from_proto(request.order)
         products = await repository.products(session, (line.sku for line in draft.lines))
-        violations = domain.validate_new_order(
-            draft, request_id=request.request_id, products=products, prefix=prefix)
-        violations.raise_if_any()
         order = domain.place_order(
             draft, order_id=uuid.uuid4(), now=datetime.now(UTC), request_id=request.request_id,
-            products=products, policy=self._policy,
+            products=products, policy=self._policy, prefix=prefix,
         )
         request_id = request.request_id or None
         if await repository.add(session, order, request_id=request_id):

@@ -530,7 +530,7 @@ def validate_new_order(
     )
     violations.require(
         len(request_id) <= MAX_REQUEST_ID_LENGTH,
-        "request_id",
+        prefix.removesuffix("order") + "request_id",
         f"at most {MAX_REQUEST_ID_LENGTH} characters",
     )
     return violations
@@ -613,6 +613,7 @@ def place_order(
     request_id: str = "",
     products: Mapping[str, Product] | None = None,
     policy: CapturePolicy | None = None,
+    prefix: str = "order",
 ) -> Order:
     """A new order, or InvalidArgument listing every violation.
 
@@ -621,7 +622,8 @@ def place_order(
     """
     products = products or {}
     policy = policy or CapturePolicy()
-    validate_new_order(draft, request_id=request_id, products=products).raise_if_any()
+    validate_new_order(draft, request_id=request_id, products=products,
+                       prefix=prefix).raise_if_any()
     assert draft.shipping_address is not None
     payment_status = PaymentStatus(draft.payment_status)
     if payment_status is PaymentStatus.UNSPECIFIED:
