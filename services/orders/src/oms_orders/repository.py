@@ -203,6 +203,10 @@ async def load_group(
     transactions lock a group's rows in the same order); empty if there is no such order."""
     query = GROUP_QUERY_LOCKED if lock else GROUP_QUERY
     rows = (await session.execute(query, {"id": order_id})).all()
+    if lock and any(row.id == order_id and row.merge_group is not None for row in rows):
+        # The group was read before the lock was granted: a merge committed while we waited
+        # may have added members. With the order locked no merge can change it any more.
+        rows = (await session.execute(query, {"id": order_id})).all()
     group = [_order(row) for row in rows]
     names = [o.name for o in group if o.merge_group is not None]
     for order in group:
