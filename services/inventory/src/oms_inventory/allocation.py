@@ -274,14 +274,14 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
         return
     await store.reserve(session, held)
     await session.execute(text("""
-        UPDATE backorders AS b SET quantity = b.quantity - v.quantity
-        FROM jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
-        WHERE b.id = v.id AND b.quantity > v.quantity
+        DELETE FROM backorders AS b USING jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
+        WHERE b.id = v.id AND b.quantity <= v.quantity
     """).bindparams(bindparam("rows", type_=JSONB)),
         {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
     await session.execute(text("""
-        DELETE FROM backorders AS b USING jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
-        WHERE b.id = v.id AND b.quantity <= v.quantity
+        UPDATE backorders AS b SET quantity = b.quantity - v.quantity
+        FROM jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
+        WHERE b.id = v.id AND b.quantity > v.quantity
     """).bindparams(bindparam("rows", type_=JSONB)),
         {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
     still_waiting = await store.orders_waiting(session, per_order)

@@ -182,18 +182,20 @@ async def release(session: AsyncSession, held: Sequence[Held]) -> None:
     result = await session.execute(_RELEASE, {"rows": levels})
     if result.rowcount != len(levels):  # type: ignore[attr-defined]
         raise LostRace("a level holds fewer reserved units than its reservations")
+    # Rows released whole go first: the update below would otherwise shrink them into
+    # the delete's range.
+    await session.execute(text("""
+        DELETE FROM reservations AS r USING jsonb_to_recordset(:rows)
+          AS v(order_name text, line_id text, node_id text, quantity int)
+        WHERE r.order_name = v.order_name AND r.line_id = v.line_id AND r.node_id = v.node_id
+          AND r.quantity <= v.quantity
+    """).bindparams(bindparam("rows", type_=JSONB)), {"rows": _held_rows(held)})
     await session.execute(text("""
         UPDATE reservations AS r SET quantity = r.quantity - v.quantity
         FROM jsonb_to_recordset(:rows) AS v(order_name text, line_id text, node_id text,
                                              quantity int)
         WHERE r.order_name = v.order_name AND r.line_id = v.line_id AND r.node_id = v.node_id
           AND r.quantity > v.quantity
-    """).bindparams(bindparam("rows", type_=JSONB)), {"rows": _held_rows(held)})
-    await session.execute(text("""
-        DELETE FROM reservations AS r USING jsonb_to_recordset(:rows)
-          AS v(order_name text, line_id text, node_id text, quantity int)
-        WHERE r.order_name = v.order_name AND r.line_id = v.line_id AND r.node_id = v.node_id
-          AND r.quantity <= v.quantity
     """).bindparams(bindparam("rows", type_=JSONB)), {"rows": _held_rows(held)})
     await session.execute(insert(stock_ledger), [
         {"node_id": h.node_id, "sku": h.sku, "kind": RELEASE, "on_hand_delta": 0,

@@ -50,6 +50,10 @@ SHIPMENT = "SHIPMENT"
 RETURN_RESTOCK = "RETURN_RESTOCK"
 
 
+class OrderNotSeen(Exception):
+    """An event about an order whose ``OrderCreated`` has not been handled yet."""
+
+
 async def _lock_order(session: AsyncSession, order: str) -> object | None:
     statement = (select(order_allocations).where(order_allocations.c.order_name == order)
                  .with_for_update())
@@ -159,10 +163,13 @@ async def on_order_cancelled(session: AsyncSession, event: order_events.OrderCan
     order = event.order
     row = await _lock_order(session, order)
     if row is None:
-        if event.whole_order:
-            await session.execute(pg_insert(order_allocations).values(
-                order_name=order, capture_time=datetime.now(UTC), cancelled=True,
-            ).on_conflict_do_nothing())
+        if not event.whole_order:
+            # Events of one fetch are handled concurrently, so a cancellation can overtake
+            # its order's creation: retried (with backoff) until the order is here.
+            raise OrderNotSeen(f"{order} is not known yet; its cancellation is retried")
+        await session.execute(pg_insert(order_allocations).values(
+            order_name=order, capture_time=datetime.now(UTC), cancelled=True,
+        ).on_conflict_do_nothing())
         return
     skus = {line.sku for line in event.lines} | {
         h.sku for h in await store.held_by(session, [order])} | set((await session.scalars(
@@ -272,8 +279,7 @@ async def on_return_received(session: AsyncSession,
     for line in sorted(lines, key=lambda ln: (ln.sku, ln.line_id)):
         if not node_known or line.sku not in known:
             log.warning("returned units of an unknown node or SKU not restocked",
-                        return_=event.__getattribute__("return"), node_id=node_id,
-                        sku=line.sku)
+                        return_name=getattr(event, "return"), node_id=node_id, sku=line.sku)
             continue
         claimed = await session.scalar(
             pg_insert(stock_ledger).values(
