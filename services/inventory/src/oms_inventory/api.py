@@ -160,8 +160,9 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         paths: list[str] = []
         if violations.require(request.HasField("product"), "product", "required"):
             sku = _sku_of(violations, request.product)
-            _check_product(violations, "product", request.product)
             paths = _mask_paths(violations, request.update_mask, PRODUCT_MASK_COLUMNS)
+            _check_product(violations, "product", request.product,
+                           whole=set(paths) == set(PRODUCT_MASK_COLUMNS))
         violations.raise_if_any()
         values = catalogue.product_values(request.product)
         changes = {column: values[column] for path in paths
@@ -801,7 +802,10 @@ def _node_id_of(violations: Violations, node: inventory_pb2.FulfilmentNode) -> s
     return node_id
 
 
-def _check_product(violations: Violations, path: str, product: inventory_pb2.Product) -> None:
+def _check_product(violations: Violations, path: str, product: inventory_pb2.Product, *,
+                   whole: bool = True) -> None:
+    """The fields of a product; `whole` when the message is the whole product (not an update
+    of some fields), so that rules across fields can be checked."""
     domain.check_title(violations, f"{path}.title", product.title)
     domain.check_gtin(violations, f"{path}.gtin", product.gtin)
     domain.check_not_negative(violations, f"{path}.weight.grams", product.weight.grams)
@@ -813,7 +817,7 @@ def _check_product(violations: Violations, path: str, product: inventory_pb2.Pro
         domain.check_not_negative(violations, f"{path}.{name}", getattr(product, name))
     if product.backorder_policy not in inventory_pb2.BackorderPolicy.values():
         violations.add(f"{path}.backorder_policy", "unknown policy")
-    elif (product.backorder_limit
+    elif (whole and product.backorder_limit
           and product.backorder_policy != inventory_pb2.BACKORDER_POLICY_ALLOW_UP_TO_LIMIT):
         violations.add(f"{path}.backorder_limit", "only with BACKORDER_POLICY_ALLOW_UP_TO_LIMIT")
 
