@@ -921,3 +921,23 @@ async def test_update_changes_only_the_fields_in_its_mask(orders: OrdersStub) ->
             order=orders_pb2.Order(name=created.name),
             update_mask=field_mask_pb2.FieldMask(paths=["channel"])))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_payment_racing_the_allocation_releases_the_order_once(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    unpaid = [await orders.CreateOrder(
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING)) for _ in range(5)]
+
+    await asyncio.gather(*(
+        step for order in unpaid for step in (
+            publish(js, allocated(order)),
+            orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+                name=order.name, payment=capture(f"race-{order.name}"))),
+        )
+    ))
+
+    for order in unpaid:
+        await reaches(orders, order.name, orders_pb2.ORDER_STATUS_RELEASED)
+        assert await outbox_events(engine, order.name, "oms.orders.v1.OrderReleased") == 1
+        assert await outbox_events(engine, order.name, "oms.orders.v1.OrderPaid") == 1
