@@ -447,3 +447,85 @@ async def test_trace_flows_from_the_outbox_through_the_relay_to_the_handler(
     trace_id, _, parent = seen[message.order]
     assert trace_id == request_span.get_span_context().trace_id
     assert parent == request_span.get_span_context().span_id
+
+
+# --------------------------------------------------------------------------- batch mode
+
+
+async def test_batch_handler_takes_a_fetch_in_one_transaction_and_skips_seen_events(
+    platform_db: Database, private_bus: Bus
+) -> None:
+    """Events already in the stream arrive in one fetch and reach the batch handler together;
+    a stored duplicate (same ``ce-id``) and an event handled before are left out of it."""
+    db, js = platform_db, private_bus.js
+    batches: list[list[str]] = []
+
+    async def one(session: AsyncSession, message: events_pb2.OrderCreated) -> None:
+        raise AssertionError("the batch handler should have taken it")
+
+    async def many(session: AsyncSession, messages: list[events_pb2.OrderCreated]) -> None:
+        batches.append([m.order for m in messages])
+        await session.execute(insert(db.effects), [{"order_name": m.order} for m in messages])
+
+    seen = order_created()
+    seen_envelope = envelope_of(seen)
+    async with db.sessions.begin() as session:
+        await session.execute(insert(db.inbox).values(consumer=CONSUMER,
+                                                      event_id=seen_envelope.event_id))
+    messages = [order_created() for _ in range(20)]
+    envelopes = [await publish(js, m) for m in messages]
+    await publish(js, envelopes[0], overrides={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
+    await publish(js, seen_envelope)
+
+    consumer = EventConsumer(js, db.sessions, db.metadata, consumer=CONSUMER,
+                             subscriptions=[Subscription(events_pb2.OrderCreated, one,
+                                                         batch_handler=many)])
+    await consumer.start()
+    try:
+        await eventually(lambda: settled(js), what="all acked")
+    finally:
+        await consumer.stop()
+
+    assert sorted(order for batch in batches for order in batch) == sorted(
+        m.order for m in messages)
+    assert len(batches) < len(messages)  # batched, not one by one
+    assert [await db.effects_for(m.order) for m in messages] == [1] * len(messages)
+    assert await db.effects_for(seen.order) == 0
+    assert await db.count(db.inbox) == len(messages) + 1
+    assert await db.count(db.dead_letter) == 0
+
+
+async def test_a_failing_batch_falls_back_to_one_by_one_and_the_poison_event_alone_fails(
+    platform_db: Database, private_bus: Bus
+) -> None:
+    """One poison event fails its batch: the batch's effects roll back, every event is then
+    handled on its own, the good ones succeed and only the poison one is dead-lettered."""
+    db, js = platform_db, private_bus.js
+    poison = order_created("poison")
+    good = [order_created() for _ in range(10)]
+
+    async def one(session: AsyncSession, message: events_pb2.OrderCreated) -> None:
+        if message.order == poison.order:
+            raise RuntimeError("poison")
+        await write_effect(db)(session, message)
+
+    async def many(session: AsyncSession, messages: list[events_pb2.OrderCreated]) -> None:
+        for message in messages:
+            await one(session, message)
+
+    for message in [*good[:5], poison, *good[5:]]:
+        await publish(js, message)
+    consumer = EventConsumer(js, db.sessions, db.metadata, consumer=CONSUMER,
+                             subscriptions=[Subscription(events_pb2.OrderCreated, one,
+                                                         batch_handler=many)],
+                             max_deliver=2)
+    await consumer.start()
+    try:
+        await eventually(lambda: settled(js), what="all settled", timeout=30)
+    finally:
+        await consumer.stop()
+
+    assert [await db.effects_for(m.order) for m in good] == [1] * len(good)
+    assert await db.effects_for(poison.order) == 0
+    assert await db.count(db.dead_letter) == 1
+    assert await db.count(db.inbox) == len(good)
