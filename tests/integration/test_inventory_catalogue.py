@@ -92,6 +92,12 @@ async def test_update_changes_only_the_masked_fields(stub: Stub, events: Events)
     assert await stub.GetProduct(inventory_pb2.GetProductRequest(name=created.name)) == updated
     changes = await events.wait_for(events_pb2.ProductChanged, created.name, count=2)
     assert changes[-1].product.minimum_order_quantity == 6  # type: ignore[attr-defined]
+    # The limit alone: the stored policy (not the message's unset one) is what it goes with.
+    limited = await stub.UpdateProduct(inventory_pb2.UpdateProductRequest(
+        product=inventory_pb2.Product(sku=sku, backorder_limit=60),
+        update_mask=FieldMask(paths=["backorder_limit"])))
+    assert (limited.backorder_policy, limited.backorder_limit) == (
+        inventory_pb2.BACKORDER_POLICY_ALLOW_UP_TO_LIMIT, 60)
 
     code, violations, _ = await refused(stub.UpdateProduct(inventory_pb2.UpdateProductRequest(
         product=inventory_pb2.Product(name=created.name, gtin="123"),
