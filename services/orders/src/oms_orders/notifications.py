@@ -135,7 +135,8 @@ class Enqueuer:
                 ],
                 "total": {"amount": f"{amount:f}", "currency_code": currency},
             },
-            due=kpis.place_time(event),
+            # Due when the order reached us: a channel may hand over orders placed days ago.
+            due=instant(event.create_time) or kpis.place_time(event),
         )])
 
     async def on_package_shipped(
