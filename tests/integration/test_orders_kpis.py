@@ -449,3 +449,22 @@ def test_the_migration_takes_in_orders_captured_before_it(
     assert [(line.line_id, line.quantity, line.unit_price) for line in lines] == [
         ("1", 2, Decimal("19.99")), ("2", 1, Decimal("0.10"))
     ]
+
+
+async def test_without_a_mail_server_notifications_wait(
+    js: JetStreamContext, service: Service, insights: Stub
+) -> None:
+    """This module's service has no SMTP host: emails are enqueued, and stay pending."""
+    events = Events(js)
+    created = order(channel=WEB, placed=datetime.now(UTC).isoformat()[:19],
+                    lines=[(1, "1.00")], email="wait@example.test")
+    await events.publish(created, created.order)
+    await events.all_handled()
+    await asyncio.sleep(0.5)
+    listing = await insights.ListOrderNotifications(
+        insights_pb2.ListOrderNotificationsRequest(parent=created.order)
+    )
+    assert [(n.kind, n.state, n.failed_attempts) for n in listing.notifications] == [
+        (insights_pb2.NOTIFICATION_KIND_ORDER_CONFIRMATION,
+         insights_pb2.NOTIFICATION_STATE_PENDING, 0)
+    ]

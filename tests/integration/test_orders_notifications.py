@@ -489,3 +489,11 @@ async def test_an_order_captured_through_the_api_is_confirmed_by_email(
     assert "Hello Grace Hopper," in text
     assert "2 x SKU-MUG at 19.99 EUR" in text and "Total: 39.98 EUR" in text
     assert len(await rows_of(engine, created.name)) == 1
+
+
+async def test_an_order_without_an_email_address_gets_no_notification(
+    js: JetStreamContext, engine: AsyncEngine
+) -> None:
+    event = order_created(email="")
+    await handled(js, event, await publish(js, event, subject_of=event.order))
+    assert await rows_of(engine, event.order) == []
