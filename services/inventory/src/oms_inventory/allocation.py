@@ -165,12 +165,14 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
                    "quantity": ln.quantity, "priority": request.priority,
                    "capture_time": request.capture_time} for ln in result.backordered]
         outgoing += _events(request, result, now)
-        log.info("order planned", order=request.order, nodes=sorted(result.shipments),
-                 backordered=len(result.backordered), rejected=len(result.rejected))
+        log.debug("order planned", order=request.order, nodes=sorted(result.shipments),
+                  backordered=len(result.backordered), rejected=len(result.rejected))
     await store.reserve(session, held)
     await store.add_backorders(session, waits)
     await store.add_events(session, [(message, message.order) for message in outgoing])
     await levels.publish_changes(session, {(h.node_id, h.sku) for h in held})
+    log.info("orders allocated", orders=len(requests), units=sum(h.quantity for h in held),
+             backordered=len(waits))
 
 
 def _events(request: OrderRequest, result: Plan, now: Timestamp) -> list[
