@@ -40,7 +40,7 @@ from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
 from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.events import encode
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 RENO = (39.5296, -119.8138)
 LOS_ANGELES = (34.0522, -118.2437)
@@ -351,22 +351,27 @@ async def test_drift_is_reported_repaired_and_then_clean(stub: Stub, sync_engine
     assert clean.levels_checked > 10
     assert list(clean.drifts) == []
 
-    node_id, sku = await add_node(stub), await add_sku(stub)
-    await receive(stub, node_id, [(sku, 9)])
+    node_id = await add_node(stub)
+    sku, lost = sorted([await add_sku(stub), await add_sku(stub)])
+    await receive(stub, node_id, [(sku, 9), (lost, 4)])
     await adjust(stub, node_id, sku, -2)
     with sync_engine.begin() as conn:  # behind the service's back
         conn.execute(update(stock_levels).where(stock_levels.c.node_id == node_id,
                                                 stock_levels.c.sku == sku).values(on_hand=11))
+        conn.execute(delete(stock_levels).where(stock_levels.c.node_id == node_id,
+                                                stock_levels.c.sku == lost))
 
     reported = await stub.CheckStockDrift(inventory_pb2.CheckStockDriftRequest())
     assert [(d.node_id, d.sku, d.recorded_on_hand, d.ledger_on_hand, d.recorded_reserved,
              d.ledger_reserved, d.repaired) for d in reported.drifts] == [
-        (node_id, sku, 11, 7, 0, 0, False)]
+        (node_id, sku, 11, 7, 0, 0, False), (node_id, lost, 0, 4, 0, 0, False)]
+    assert reported.levels_checked == clean.levels_checked + 2
     assert (await level(stub, node_id, sku)).on_hand == 11
 
     repaired = await stub.CheckStockDrift(inventory_pb2.CheckStockDriftRequest(repair=True))
-    assert [(d.sku, d.repaired) for d in repaired.drifts] == [(sku, True)]
+    assert [(d.sku, d.repaired) for d in repaired.drifts] == [(sku, True), (lost, True)]
     assert (await level(stub, node_id, sku)).on_hand == 7
+    assert (await level(stub, node_id, lost)).on_hand == 4
     (audit, *_) = await movements(stub, level_name(node_id, sku))
     assert (audit.kind, audit.on_hand_delta, audit.reserved_delta) == (
         inventory_pb2.STOCK_MOVEMENT_KIND_DRIFT_REPAIR, 0, 0)

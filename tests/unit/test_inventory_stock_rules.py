@@ -1,5 +1,4 @@
-"""Stock rules without a server: available units, reorder maths, drift between a level and
-its ledger."""
+"""Stock rules without a server: available units, reorder maths, which drift can be repaired."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from oms_inventory.stock_rules import (
     at_reorder_point,
     available,
     daily_velocity,
-    drifts,
     reorder_point,
     repairable,
     suggested_quantity,
@@ -60,25 +58,6 @@ def test_suggestion_orders_up_to_the_point_plus_a_review_period_of_sales() -> No
                               review_days=14) == 1
     assert suggested_quantity(available_units=100, point=10, velocity=Decimal(1),
                               review_days=14) == 0
-
-
-def test_drifts_compare_every_level_with_its_ledger_sums() -> None:
-    recorded = {
-        ("east", "MUG"): Figures(10, 2),
-        ("east", "TEA"): Figures(5, 0),
-        ("west", "MUG"): Figures(7, 1),
-    }
-    ledger = {
-        ("east", "MUG"): Figures(10, 2),
-        ("east", "TEA"): Figures(4, 0),
-        ("west", "CUP"): Figures(3, 0),
-    }
-    assert drifts(recorded, ledger) == [
-        Drift("east", "TEA", Figures(5, 0), Figures(4, 0)),
-        Drift("west", "CUP", Figures(0, 0), Figures(3, 0)),
-        Drift("west", "MUG", Figures(7, 1), Figures(0, 0)),
-    ]
-    assert drifts(recorded, recorded) == []
 
 
 def test_only_a_ledger_that_adds_up_to_a_valid_level_can_be_written_back() -> None:

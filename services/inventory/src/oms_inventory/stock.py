@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, false, func, literal, select, tuple_, update
+from sqlalchemy import Row, and_, delete, false, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -165,26 +165,50 @@ async def list_movements(session: AsyncSession, *, node_id: str, sku: str | None
     return (await session.execute(statement)).all()
 
 
+def _compared(keys: Sequence[tuple[str, str]] | None) -> Any:
+    """Every level next to the sums of its ledger, zero where either side has no row."""
+    ledger = select(
+        stock_ledger.c.node_id, stock_ledger.c.sku,
+        func.sum(stock_ledger.c.on_hand_delta).label("on_hand"),
+        func.sum(stock_ledger.c.reserved_delta).label("reserved"),
+    ).group_by(stock_ledger.c.node_id, stock_ledger.c.sku)
+    levels_query = select(stock_levels)
+    if keys is not None:
+        ledger = ledger.where(tuple_(stock_ledger.c.node_id, stock_ledger.c.sku).in_(keys))
+        levels_query = levels_query.where(LEVEL_KEY.in_(keys))
+    sums = ledger.subquery("sums")
+    recorded = levels_query.subquery("recorded")
+    return select(
+        func.coalesce(recorded.c.node_id, sums.c.node_id).label("node_id"),
+        func.coalesce(recorded.c.sku, sums.c.sku).label("sku"),
+        func.coalesce(recorded.c.on_hand, 0).label("recorded_on_hand"),
+        func.coalesce(recorded.c.reserved, 0).label("recorded_reserved"),
+        func.coalesce(sums.c.on_hand, 0).label("ledger_on_hand"),
+        func.coalesce(sums.c.reserved, 0).label("ledger_reserved"),
+    ).select_from(recorded.join(sums, and_(recorded.c.node_id == sums.c.node_id,
+                                           recorded.c.sku == sums.c.sku), full=True))
+
+
 async def find_drifts(session: AsyncSession,
                       keys: Sequence[tuple[str, str]] | None = None) -> tuple[int, list[Drift]]:
-    """(levels checked, drifted levels): every level against the sums of its ledger, in two
-    grouped reads. Levels missing on either side count as zero there."""
-    recorded_query = select(stock_levels.c.node_id, stock_levels.c.sku,
-                            stock_levels.c.on_hand, stock_levels.c.reserved)
-    ledger_query = (
-        select(stock_ledger.c.node_id, stock_ledger.c.sku,
-               func.sum(stock_ledger.c.on_hand_delta), func.sum(stock_ledger.c.reserved_delta))
-        .group_by(stock_ledger.c.node_id, stock_ledger.c.sku)
+    """(levels compared, drifted levels). The comparison runs in the database, so only the
+    drifted levels travel, however large the ledger."""
+    selected = sorted(keys) if keys is not None else None
+    compared = _compared(selected).subquery("compared")
+    checked = await session.scalar(select(func.count()).select_from(compared))
+    statement = (
+        select(compared)
+        .where(or_(compared.c.recorded_on_hand != compared.c.ledger_on_hand,
+                   compared.c.recorded_reserved != compared.c.ledger_reserved))
+        .order_by(compared.c.node_id, compared.c.sku)
     )
-    if keys is not None:
-        recorded_query = recorded_query.where(LEVEL_KEY.in_(sorted(keys)))
-        ledger_query = ledger_query.where(
-            tuple_(stock_ledger.c.node_id, stock_ledger.c.sku).in_(sorted(keys)))
-    recorded = {(n, s): Figures(int(o), int(r))
-                for n, s, o, r in await session.execute(recorded_query)}
-    ledger = {(n, s): Figures(int(o), int(r))
-              for n, s, o, r in await session.execute(ledger_query)}
-    return len(recorded.keys() | ledger.keys()), stock_rules.drifts(recorded, ledger)
+    found = [
+        Drift(row.node_id, row.sku,
+              Figures(int(row.recorded_on_hand), int(row.recorded_reserved)),
+              Figures(int(row.ledger_on_hand), int(row.ledger_reserved)))
+        for row in await session.execute(statement)
+    ]
+    return int(checked or 0), found
 
 
 async def repair_drifts(session: AsyncSession, found: Sequence[Drift]) -> list[Drift]:

@@ -3,11 +3,8 @@ differs from its ledger. Plain Python, so the rules are tested without a server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-
-Key = tuple[str, str]  # (node_id, sku)
 
 
 def available(on_hand: int, reserved: int, safety_stock: int) -> int:
@@ -71,18 +68,6 @@ class Drift:
     def describe(self) -> str:
         return (f"on_hand {self.recorded.on_hand}->{self.ledger.on_hand}, "
                 f"reserved {self.recorded.reserved}->{self.ledger.reserved}")
-
-
-def drifts(recorded: Mapping[Key, Figures], ledger: Mapping[Key, Figures]) -> list[Drift]:
-    """Every level whose figures differ from what its ledger adds up to; a level missing on
-    either side counts as zero there."""
-    zero = Figures(0, 0)
-    found = []
-    for key in sorted(recorded.keys() | ledger.keys()):
-        mine, truth = recorded.get(key, zero), ledger.get(key, zero)
-        if mine != truth:
-            found.append(Drift(key[0], key[1], mine, truth))
-    return found
 
 
 def repairable(drift: Drift) -> bool:
