@@ -256,11 +256,8 @@ async def data_set(js: JetStreamContext, service: Service) -> dict[str, str]:
 
 
 def by_reason(kpis: insights_pb2.OrderKpis) -> dict[int, tuple[int, float]]:
-    return {
-        entry.reason: (entry.units, rate)
-        for entry, rate in zip(kpis.units_returned_by_reason, kpis.return_rate_by_reason,
-                               strict=True)
-    }
+    return {entry.reason: (entry.units, entry.return_rate)
+            for entry in kpis.units_returned_by_reason}
 
 
 def seconds(duration: Any) -> float:

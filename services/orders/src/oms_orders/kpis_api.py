@@ -122,12 +122,12 @@ def _kpis_to_proto(figures: kpis.PeriodKpis) -> insights_pb2.OrderKpis:
         units_sold=figures.units_sold,
         units_returned=figures.units_returned,
         units_returned_by_reason=[
-            insights_pb2.ReturnedUnits(reason=reason.value, units=units)  # type: ignore[arg-type]
+            insights_pb2.ReturnedUnits(
+                reason=reason.value,  # type: ignore[arg-type]
+                units=units,
+                return_rate=kpis_rules.percent(units, figures.units_sold) or 0.0,
+            )
             for reason, units in figures.units_returned_by_reason.items()
-        ],
-        return_rate_by_reason=[
-            kpis_rules.percent(units, figures.units_sold) or 0.0
-            for units in figures.units_returned_by_reason.values()
         ],
         orders_returned_wrong_item=figures.orders_wrong_item,
         orders_delivered=figures.orders_delivered,

@@ -181,19 +181,23 @@ class ReturnedUnits(_message.Message):
 
     REASON_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
+    RETURN_RATE_FIELD_NUMBER: _builtins.int
     reason: _events_pb2.ReturnReason.ValueType
     """Why they came back."""
     units: _builtins.int
     """Units received back with that reason."""
+    return_rate: _builtins.float
+    """Rate of return for that reason, percent: `units / units_sold * 100`."""
     def __init__(
         self,
         *,
         reason: _events_pb2.ReturnReason.ValueType = ...,
         units: _builtins.int = ...,
+        return_rate: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "units", b"units"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "return_rate", b"return_rate", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,7 +227,6 @@ class OrderKpis(_message.Message):
     UNITS_RETURNED_FIELD_NUMBER: _builtins.int
     UNITS_RETURNED_BY_REASON_FIELD_NUMBER: _builtins.int
     RETURN_RATE_FIELD_NUMBER: _builtins.int
-    RETURN_RATE_BY_REASON_FIELD_NUMBER: _builtins.int
     ORDERS_RETURNED_WRONG_ITEM_FIELD_NUMBER: _builtins.int
     PICKING_ACCURACY_FIELD_NUMBER: _builtins.int
     ORDERS_DELIVERED_FIELD_NUMBER: _builtins.int
@@ -265,12 +268,6 @@ class OrderKpis(_message.Message):
         """Units received back, by reason (reasons with none are left out), by reason number."""
 
     @_builtins.property
-    def return_rate_by_reason(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Rate of return by reason, percent, in the order of `units_returned_by_reason`:
-        `units of that reason / units_sold * 100`.
-        """
-
-    @_builtins.property
     def lead_time_mean(self) -> _duration_pb2.Duration:
         """Mean order lead time, placement to the last delivery; unset with no delivered order."""
 
@@ -293,7 +290,6 @@ class OrderKpis(_message.Message):
         units_returned: _builtins.int = ...,
         units_returned_by_reason: _abc.Iterable[Global___ReturnedUnits] | None = ...,
         return_rate: _builtins.float | None = ...,
-        return_rate_by_reason: _abc.Iterable[_builtins.float] | None = ...,
         orders_returned_wrong_item: _builtins.int = ...,
         picking_accuracy: _builtins.float | None = ...,
         orders_delivered: _builtins.int = ...,
@@ -305,7 +301,7 @@ class OrderKpis(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_picking_accuracy", b"_picking_accuracy", "_purchase_frequency", b"_purchase_frequency", "_return_rate", b"_return_rate", "lead_time_mean", b"lead_time_mean", "lead_time_p90", b"lead_time_p90", "period_end_time", b"period_end_time", "period_start_time", b"period_start_time", "picking_accuracy", b"picking_accuracy", "purchase_frequency", b"purchase_frequency", "return_rate", b"return_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_picking_accuracy", b"_picking_accuracy", "_purchase_frequency", b"_purchase_frequency", "_return_rate", b"_return_rate", "channel", b"channel", "customers", b"customers", "lead_time_mean", b"lead_time_mean", "lead_time_p90", b"lead_time_p90", "orders", b"orders", "orders_delivered", b"orders_delivered", "orders_returned_wrong_item", b"orders_returned_wrong_item", "period_end_time", b"period_end_time", "period_start_time", b"period_start_time", "picking_accuracy", b"picking_accuracy", "purchase_frequency", b"purchase_frequency", "return_rate", b"return_rate", "return_rate_by_reason", b"return_rate_by_reason", "sales_amount", b"sales_amount", "units_returned", b"units_returned", "units_returned_by_reason", b"units_returned_by_reason", "units_sold", b"units_sold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_picking_accuracy", b"_picking_accuracy", "_purchase_frequency", b"_purchase_frequency", "_return_rate", b"_return_rate", "channel", b"channel", "customers", b"customers", "lead_time_mean", b"lead_time_mean", "lead_time_p90", b"lead_time_p90", "orders", b"orders", "orders_delivered", b"orders_delivered", "orders_returned_wrong_item", b"orders_returned_wrong_item", "period_end_time", b"period_end_time", "period_start_time", b"period_start_time", "picking_accuracy", b"picking_accuracy", "purchase_frequency", b"purchase_frequency", "return_rate", b"return_rate", "sales_amount", b"sales_amount", "units_returned", b"units_returned", "units_returned_by_reason", b"units_returned_by_reason", "units_sold", b"units_sold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__picking_accuracy: _TypeAlias = _typing.Literal["picking_accuracy"]  # noqa: Y015
     _WhichOneofArgType__picking_accuracy: _TypeAlias = _typing.Literal["_picking_accuracy", b"_picking_accuracy"]  # noqa: Y015
