@@ -7,6 +7,7 @@ emails arrive at a real aiosmtpd server listening on a free port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -31,6 +32,7 @@ from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import free_port
 from oms_orders.app import DEFINITION, MIGRATIONS
+from oms_orders.notifications import NotificationSettings, Sender
 from oms_orders.tables import notifications
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, producing_service, stream_name
@@ -497,3 +499,32 @@ async def test_an_order_without_an_email_address_gets_no_notification(
     event = order_created(email="")
     await handled(js, event, await publish(js, event, subject_of=event.order))
     assert await rows_of(engine, event.order) == []
+
+
+async def test_two_senders_share_the_queue_and_send_each_email_once(
+    js: JetStreamContext, engine: AsyncEngine, service: Service, mailbox: tuple[Mailbox, int]
+) -> None:
+    """A second replica's sender (here beside the service's own) takes other rows, never
+    the same ones: every customer gets exactly one confirmation."""
+    box, _ = mailbox
+    assert service.runtime is not None
+    other = Sender(service.runtime.sessions, NotificationSettings())
+    events = [order_created(email=email_address()) for _ in range(20)]
+
+    async def compete() -> None:
+        while True:
+            await other.send_due()
+            await asyncio.sleep(0.01)
+
+    competitor = asyncio.create_task(compete())
+    try:
+        for event in events:
+            await publish(js, event, subject_of=event.order)
+        for event in events:
+            await eventually(lambda event=event: sent(engine, event.order, "CONFIRMATION"))
+    finally:
+        competitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await competitor
+    for event in events:
+        assert len(box.to(event.customer.email)) == 1
