@@ -16,7 +16,9 @@ from oms_devtools.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-SETTLED = {"ORDER_STATUS_ALLOCATED", "ORDER_STATUS_AWAITING_STOCK"}
+# A paid order that is wholly allocated goes straight on to the warehouse.
+RELEASED = "ORDER_STATUS_RELEASED"
+SETTLED = {RELEASED, "ORDER_STATUS_AWAITING_STOCK"}
 
 
 async def wait_for_status(gateway: httpx.AsyncClient, location: str, statuses: set[str],
@@ -58,7 +60,7 @@ async def test_an_order_posted_to_the_gateway_is_allocated_at_the_nearest_node(
     assert created["status"] == "ORDER_STATUS_PENDING_ALLOCATION"
     assert reply.headers["Location"] == f"/v1/{created['name']}"
 
-    order = await wait_for_status(gateway, reply.headers["Location"], {"ORDER_STATUS_ALLOCATED"})
+    order = await wait_for_status(gateway, reply.headers["Location"], {RELEASED})
     assert order["allocations"] == [
         {"nodeId": west, "lines": [{"lineId": "1", "sku": sku, "quantity": 2}]}
     ]
@@ -108,7 +110,7 @@ async def test_retries_and_duplicate_channel_orders_create_one_order(
     order = await wait_for_status(gateway, f"/v1/{again.json()['name']}", SETTLED)
     level = await inventory.GetStockLevel(
         inventory_pb2.GetStockLevelRequest(name=f"fulfilmentNodes/{west}/stockLevels/{sku}"))
-    assert order["status"] == "ORDER_STATUS_ALLOCATED"
+    assert order["status"] == RELEASED
     assert level.reserved == 1
 
 
@@ -160,7 +162,7 @@ async def test_orders_accepted_while_nats_is_down_are_published_once_when_it_ret
 
     for name in names:
         order = await wait_for_status(gateway, f"/v1/{name}", SETTLED, timeout=30)
-        assert order["status"] == "ORDER_STATUS_ALLOCATED"
+        assert order["status"] == RELEASED
     published = [
         m.headers.get("ce-subject")
         for m in await stream_messages(stack_nats.url, "OMS_ORDERS", "oms.orders.order_created")
@@ -207,8 +209,7 @@ async def test_a_service_killed_mid_flow_loses_nothing(
     names = set(accepted.values())
     assert len(names) == len(bodies), "a retried order is the same order"
     for name in names:
-        order = await wait_for_status(gateway, f"/v1/{name}", {"ORDER_STATUS_ALLOCATED"},
-                                      timeout=40)
+        order = await wait_for_status(gateway, f"/v1/{name}", {RELEASED}, timeout=40)
         assert order["allocations"][0]["lines"][0]["quantity"] == 1
     level = await inventory.GetStockLevel(
         inventory_pb2.GetStockLevelRequest(name=f"fulfilmentNodes/{west}/stockLevels/{sku}"))

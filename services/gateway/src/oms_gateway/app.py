@@ -44,8 +44,36 @@ ORDER_EXAMPLE = {
 }
 
 
+PAYMENT_EXAMPLE = {
+    "transactionId": "pi_3NkX2",
+    "kind": "PAYMENT_KIND_CAPTURE",
+    "amount": {"currencyCode": "USD", "amount": "39.98"},
+    "provider": "stripe",
+}
+CANCEL_EXAMPLE = {"reason": "customer request", "lines": [{"lineId": "1", "quantity": 1}]}
+
+
 def _to_json(message: Any) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=False)
+
+
+def _parse(body: dict[str, Any], message: Any) -> Any:
+    try:
+        json_format.ParseDict(body, message)
+    except json_format.ParseError as error:
+        raise Problem(400, "Invalid argument", str(error), kind="invalid-argument") from error
+    return message
+
+
+def _order_name(order_id: str) -> str:
+    if not ORDER_ID.match(order_id):
+        raise Problem(404, "Not found", f"no order {order_id}", kind="not-found")
+    return f"orders/{order_id}"
+
+
+def _actor(partner: Partner) -> tuple[tuple[str, str], ...]:
+    """Who the orders service writes on the order's timeline."""
+    return (("oms-actor", f"partner:{partner.partner_id}"),)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -108,14 +136,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         partner: Annotated[Partner, Depends(current_partner)],
         idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     ) -> dict[str, Any]:
-        message = orders_pb2.Order()
-        try:
-            json_format.ParseDict(order, message)
-        except json_format.ParseError as error:
-            raise Problem(400, "Invalid argument", str(error), kind="invalid-argument") from error
+        message = _parse(order, orders_pb2.Order())
         created = await request.app.state.orders.CreateOrder(
             orders_pb2.CreateOrderRequest(order=message, request_id=idempotency_key or ""),
-            timeout=timeout,
+            timeout=timeout, metadata=_actor(partner),
         )
         response.headers["Location"] = f"/v1/{created.name}"
         return _to_json(created)
@@ -126,10 +150,45 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         order_id: str,
         partner: Annotated[Partner, Depends(current_partner)],
     ) -> dict[str, Any]:
-        if not ORDER_ID.match(order_id):
-            raise Problem(404, "Not found", f"no order {order_id}", kind="not-found")
         order = await request.app.state.orders.GetOrder(
-            orders_pb2.GetOrderRequest(name=f"orders/{order_id}"), timeout=timeout
+            orders_pb2.GetOrderRequest(name=_order_name(order_id)), timeout=timeout
+        )
+        return _to_json(order)
+
+    @app.post("/v1/orders/{order_id}/payments", tags=["payments"],
+              summary="Report a payment event (payment provider webhook)")
+    async def record_payment(
+        request: Request,
+        order_id: str,
+        payment: Annotated[dict[str, Any], Body(examples=[PAYMENT_EXAMPLE])],
+        partner: Annotated[Partner, Depends(current_partner)],
+    ) -> dict[str, Any]:
+        """An authorisation, capture, failure or refund. The provider's `transactionId` makes
+        a redelivered webhook change nothing. Returns the order as it is now."""
+        order = await request.app.state.orders.RecordPayment(
+            orders_pb2.RecordPaymentRequest(
+                name=_order_name(order_id),
+                payment=_parse(payment, orders_pb2.PaymentTransaction()),
+            ),
+            timeout=timeout, metadata=_actor(partner),
+        )
+        return _to_json(order)
+
+    @app.post("/v1/orders/{order_id}:cancel", tags=["orders"],
+              summary="Cancel an order, or units of its lines, before shipment")
+    async def cancel_order(
+        request: Request,
+        order_id: str,
+        cancellation: Annotated[dict[str, Any], Body(examples=[CANCEL_EXAMPLE])],
+        partner: Annotated[Partner, Depends(current_partner)],
+        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    ) -> dict[str, Any]:
+        """No `lines` cancels the whole order. Refused with 409 once the units shipped."""
+        message = _parse(cancellation, orders_pb2.CancelOrderRequest())
+        message.name = _order_name(order_id)
+        message.request_id = idempotency_key or ""
+        order = await request.app.state.orders.CancelOrder(
+            message, timeout=timeout, metadata=_actor(partner)
         )
         return _to_json(order)
 
