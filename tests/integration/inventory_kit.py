@@ -5,6 +5,7 @@ service publishes read back from its stream."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -88,6 +89,8 @@ def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
+    # The safety-net sweep runs every few seconds in production; quicker here.
+    os.environ.setdefault("OMS_INVENTORY_BACKORDER_SWEEP_INTERVAL_SECONDS", "0.5")
     async with running_service(DEFINITION, MIGRATIONS, database_url=database_url,
                                nats_url=nats_url) as service:
         yield service

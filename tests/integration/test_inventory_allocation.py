@@ -40,9 +40,9 @@ from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
 from oms.returns.v1 import events_pb2 as returns_events
-from oms_inventory.tables import stock_ledger
+from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.service import Service
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 __all__ = ["database_url", "js", "outcomes", "service", "stub"]
 
@@ -338,3 +338,26 @@ async def test_a_cancellation_before_the_order_arrives_wins(
     await asyncio.sleep(0.3)  # give a wrong StockAllocated time to arrive
     assert not outcomes.by_order.get(order.order)
     assert await level(stub, node, sku) == (2, 0)
+
+
+async def test_the_sweep_serves_a_line_left_waiting_beside_available_stock(
+    stub: Stub, js: JetStreamContext, outcomes: Outcomes, service: Service,
+) -> None:
+    """What a receipt racing a batch can leave behind (stock on a row the batch never saw,
+    the order waiting): written here directly, then the background sweep must serve it."""
+    node = await add_node(stub, RENO)
+    sku = await add_sku(stub, policy=ALLOW)
+    order = order_created([(sku, 2)])
+    await created(js, outcomes, order)
+    assert outcomes.of(order.order, events_pb2.StockBackordered)
+    assert service.runtime is not None
+    async with service.runtime.engine.begin() as conn:
+        await conn.execute(insert(stock_levels).values(node_id=node, sku=sku, on_hand=5,
+                                                       reserved=0))
+        await conn.execute(insert(stock_ledger).values(node_id=node, sku=sku, kind="RECEIPT",
+                                                       on_hand_delta=5, reserved_delta=0))
+    await outcomes.wait_for([order.order], events_pb2.StockAllocated, timeout=15)
+    (allocated,) = outcomes.of(order.order, events_pb2.StockAllocated)
+    assert allocated_lines(allocated) == [(node, "1", sku, 2)]
+    assert allocated.complete  # type: ignore[attr-defined]
+    assert await level(stub, node, sku) == (5, 2)

@@ -57,6 +57,8 @@ class AllocationSettings(BaseSettings):
     allocation_strategy: str = "nearest"
     expiry_interval_seconds: float = 1.0
     expiry_batch_size: int = 200
+    backorder_sweep_interval_seconds: float = 5.0
+    backorder_sweep_batch_size: int = 200
 
 
 def default_strategy() -> Strategy:
@@ -218,21 +220,23 @@ def _node_allocation(node_id: str, lines: Iterable[Line]) -> events_pb2.NodeAllo
                for ln in lines])
 
 
-async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
+async def serve_backorders(session: AsyncSession,
+                           keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """Serves the backorder queues of the SKUs whose available stock may have grown at these
     (node_id, sku) levels, in the caller's transaction (before it publishes the changes).
 
     Only the given levels are drawn from: stock elsewhere did not change, and had it been
     available, the queue would have been served from it before. Waiting lines take their
     turn by priority, capture time and arrival; a line may be filled in part, and from
-    several of the given nodes (best first by the default strategy for its destination)."""
+    several of the given nodes (best first by the default strategy for its destination).
+    Returns the levels it reserved stock at."""
     touched = sorted(set(keys))
     if not touched:
-        return
+        return set()
     available = {k: units for k, units in
                  (await store.stock_of(session, keys=touched, lock=True)).items() if units > 0}
     if not available:
-        return
+        return set()
     skus = sorted({sku for _, sku in available})
     queue = (await session.execute(
         select(backorders.c.id, backorders.c.order_name, backorders.c.line_id,
@@ -246,7 +250,7 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
         .with_for_update(of=backorders)
     )).all()
     if not queue:
-        return
+        return set()
     strategy = default_strategy()
     nodes = await store.load_nodes(session, {node_id for node_id, _ in available})
     held: list[Held] = []
@@ -273,7 +277,7 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
         if left < entry.quantity:
             served[entry.id] = entry.quantity - left
     if not held:
-        return
+        return set()
     await store.reserve(session, held)
     await session.execute(text("""
         DELETE FROM backorders AS b USING jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
@@ -304,6 +308,23 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
         messages.append((event, order))
     await store.add_events(session, messages)
     log.info("backorders served", orders=len(per_order), units=sum(h.quantity for h in held))
+    return {(h.node_id, h.sku) for h in held}
+
+
+async def sweep_backorders(session: AsyncSession, limit: int) -> int:
+    """A safety net behind the calls from stock movements: serves waiting lines wherever
+    stock is available for their SKU. It catches the one case those calls cannot: a receipt
+    that creates a node's first row for a SKU in the instant a batch, which found no row
+    there to lock, backorders an order for it. Returns the units reserved."""
+    keys = (await session.execute(text("""
+        SELECT DISTINCT s.node_id, s.sku FROM stock_levels s
+        WHERE s.on_hand - s.reserved - s.safety_stock > 0
+          AND EXISTS (SELECT 1 FROM backorders b WHERE b.sku = s.sku)
+        ORDER BY s.node_id, s.sku LIMIT :limit
+    """), {"limit": limit})).all()
+    served = await serve_backorders(session, [(row.node_id, row.sku) for row in keys])
+    await levels.publish_changes(session, served)
+    return len(served)
 
 
 async def preview(session: AsyncSession, request: OrderRequest,

@@ -16,7 +16,7 @@ from oms.returns.v1 import events_pb2 as returns_events
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 
-from oms_inventory.allocation import AllocationSettings, default_strategy
+from oms_inventory.allocation import AllocationSettings, default_strategy, sweep_backorders
 from oms_inventory.api import InventoryServicer
 from oms_inventory.handlers import (
     SOURCE,
@@ -73,10 +73,24 @@ async def expire_reservations(runtime: Runtime) -> None:
         await asyncio.sleep(settings.expiry_interval_seconds)
 
 
+async def sweep_waiting_backorders(runtime: Runtime) -> None:
+    """Serves backorders that stock movements could not (see ``sweep_backorders``)."""
+    settings = AllocationSettings()
+    while True:
+        await asyncio.sleep(settings.backorder_sweep_interval_seconds)
+        try:
+            async with runtime.sessions.begin() as session:
+                await sweep_backorders(session, settings.backorder_sweep_batch_size)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("backorder sweep failed, retrying", error=repr(error))
+
+
 DEFINITION = ServiceDefinition(
     name="inventory",
     metadata=metadata,
     register=register,
     subscriptions=subscriptions,
-    background=(expire_reservations,),
+    background=(expire_reservations, sweep_waiting_backorders),
 )
