@@ -361,3 +361,19 @@ async def test_the_sweep_serves_a_line_left_waiting_beside_available_stock(
     assert allocated_lines(allocated) == [(node, "1", sku, 2)]
     assert allocated.complete  # type: ignore[attr-defined]
     assert await level(stub, node, sku) == (5, 2)
+
+
+async def test_a_payment_that_overtakes_its_order_still_stops_the_expiry(
+    stub: Stub, js: JetStreamContext, outcomes: Outcomes,
+) -> None:
+    node = await add_node(stub, RENO)
+    sku = await add_sku(stub, {node: 1})
+    order = order_created([(sku, 1)], due_in=1.0)
+    await publish(js, order_events.OrderPaid(
+        order=order.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID), order.order)
+    await publish(js, order, order.order)
+    await outcomes.wait_for([order.order], events_pb2.StockAllocated)
+    await settled(js)  # the payment, retried until its order was here, is handled too
+    await asyncio.sleep(2.0)  # past the due time, and a sweep or two of the expiry task
+    assert not outcomes.of(order.order, events_pb2.StockReleased)
+    assert await level(stub, node, sku) == (1, 1)

@@ -139,7 +139,11 @@ async def on_order_paid(session: AsyncSession, event: order_events.OrderPaid) ->
     """Stops the order's reservations from expiring; what already expired is allocated
     again, as a new order would be (it may be backordered or refused by then)."""
     row = await _lock_order(session, event.order)
-    if row is None or row.cancelled:  # type: ignore[attr-defined]
+    if row is None:
+        # Overtook its OrderCreated (same fetch, handled concurrently): retried with backoff,
+        # or the order's reservations would expire although it is paid.
+        raise OrderNotSeen(f"{event.order} is not known yet; its payment is retried")
+    if row.cancelled:  # type: ignore[attr-defined]
         return
     expired = lines_from_json(row.expired_lines)  # type: ignore[attr-defined]
     await session.execute(
