@@ -35,6 +35,9 @@ from oms_platform.migrations import alembic_config
 from oms_platform.service import Service
 from sqlalchemy import create_engine, text
 
+# The read model (KPIs, notifications) is the orders service's own consumer group.
+READ_MODEL_CONSUMER = "orders-read-model"
+
 T = TypeVar("T")
 Stub = insights_pb2_grpc.OrderInsightsServiceStub
 R = returns_events
@@ -120,7 +123,7 @@ class Events:
     async def all_handled(self) -> None:
         async def done() -> bool:
             for stream, seq in self.last.items():
-                info = await self.js.consumer_info(stream, "orders")
+                info = await self.js.consumer_info(stream, READ_MODEL_CONSUMER)
                 if info.ack_floor is None or info.ack_floor.stream_seq < seq:
                     return False
             return True

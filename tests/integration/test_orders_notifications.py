@@ -40,6 +40,9 @@ from oms_platform.service import Service
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+# The read model (KPIs, notifications) is the orders service's own consumer group.
+READ_MODEL_CONSUMER = "orders-read-model"
+
 T = TypeVar("T")
 
 SURVEY_DELAY = timedelta(seconds=2)
@@ -189,7 +192,7 @@ async def handled(js: JetStreamContext, message: Message, ack: PubAck) -> None:
     stream = stream_name(producing_service(message))
 
     async def acknowledged() -> bool:
-        info = await js.consumer_info(stream, "orders")
+        info = await js.consumer_info(stream, READ_MODEL_CONSUMER)
         return info.ack_floor is not None and info.ack_floor.stream_seq >= ack.seq
 
     await eventually(acknowledged)

@@ -52,6 +52,9 @@ class Subscription:
     handler: Handler
     # Handles the first-time messages of one fetch together, in one transaction.
     batch_handler: BatchHandler | None = None
+    # The service's consumer group; "" is its main durable consumer, another name a durable
+    # consumer of its own ("{service}-{group}") that fails and retries independently.
+    group: str = ""
 
 
 class EventConsumer:

@@ -71,6 +71,16 @@ class ServiceDefinition:
     background: Sequence[Callable[[Runtime], Awaitable[None]]] = field(default_factory=tuple)
 
 
+def _by_group(subscriptions: Sequence[Subscription]) -> dict[str, list[Subscription]]:
+    """Subscriptions per consumer group: each group is a durable consumer of its own, with its
+    own inbox rows, retries and dead letters, so that a read model that cannot yet apply an
+    event never holds back (or dead-letters) the aggregate's handling of it."""
+    groups: dict[str, list[Subscription]] = {}
+    for subscription in subscriptions:
+        groups.setdefault(subscription.group, []).append(subscription)
+    return groups
+
+
 class Service:
     def __init__(self, definition: ServiceDefinition, settings: ServiceSettings) -> None:
         self.definition = definition
@@ -108,23 +118,24 @@ class Service:
             retention_hours=settings.outbox_retention_hours,
         )
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
-        consumer: EventConsumer | None = None
+        consumers: list[EventConsumer] = []
         subscriptions = definition.subscriptions(runtime)
-        if subscriptions:
-            for producer in {s.message_type.DESCRIPTOR.full_name.split(".")[1]
-                             for s in subscriptions}:
-                await bus.ensure_stream(js, producer)
+        for producer in {s.message_type.DESCRIPTOR.full_name.split(".")[1]
+                         for s in subscriptions}:
+            await bus.ensure_stream(js, producer)
+        for group, members in _by_group(subscriptions).items():
             consumer = EventConsumer(
                 js,
                 runtime.sessions,
                 definition.metadata,
-                consumer=definition.name,
-                subscriptions=subscriptions,
+                consumer=f"{definition.name}-{group}" if group else definition.name,
+                subscriptions=members,
                 batch_size=settings.consumer_batch_size,
                 concurrency=settings.consumer_concurrency,
                 max_deliver=settings.consumer_max_deliver,
             )
             await consumer.start()
+            consumers.append(consumer)
         tasks += [asyncio.create_task(job(runtime)) for job in definition.background]
 
         server = grpc.aio.server(
@@ -162,7 +173,7 @@ class Service:
         log.info("shutting down")
         await self.health.enter_graceful_shutdown()
         await server.stop(settings.shutdown_grace_seconds)
-        if consumer is not None:
+        for consumer in consumers:
             await consumer.stop()
         await relay.stop()
         for task in tasks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -21,6 +22,7 @@ from oms_orders.settings import OrdersSettings
 from oms_orders.tables import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_MODEL = "read-model"
 SETTINGS = OrdersSettings()
 
 __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
@@ -51,9 +53,16 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
         Subscription(shipping_events.DeliveryException, handlers.on_delivery_exception),
         Subscription(returns_events.ReturnReceived, handlers.on_return_received),
         Subscription(returns_events.RefundIssued, handlers.on_refund_issued),
-        # The KPI read model first: the notification handlers read what it wrote.
-        *kpis.subscriptions(),
-        *notifications.subscriptions(notifications.NotificationSettings()),
+        # The read model is a consumer group of its own: it may wait for an order's
+        # OrderCreated while the state machine goes on. The KPI handlers come first: the
+        # notification handlers read what they wrote.
+        *(
+            replace(subscription, group=READ_MODEL)
+            for subscription in (
+                *kpis.subscriptions(),
+                *notifications.subscriptions(notifications.NotificationSettings()),
+            )
+        ),
     ]
 
 
