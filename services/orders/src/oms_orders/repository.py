@@ -95,13 +95,15 @@ _LINES_JSON = (
 )
 _peer = orders.alias("peer")
 _GROUP_OF = select(_peer.c.merge_group).where(_peer.c.id == bindparam("id")).scalar_subquery()
-GROUP_QUERY = (
-    select(orders, _LINES_JSON)
-    .where(or_(orders.c.id == bindparam("id"),
-               and_(orders.c.merge_group.is_not(None), orders.c.merge_group == _GROUP_OF)))
-    .order_by(orders.c.id)
-)
-GROUP_QUERY_LOCKED = GROUP_QUERY.with_for_update(of=orders)
+_IN_GROUP = or_(orders.c.id == bindparam("id"),
+                and_(orders.c.merge_group.is_not(None), orders.c.merge_group == _GROUP_OF))
+GROUP_QUERY = select(orders, _LINES_JSON).where(_IN_GROUP).order_by(orders.c.id)
+# Locking is a statement of its own, before the read. A `SELECT ... FOR UPDATE` that waited
+# for a lock returns the locked row as committed by its holder, but its subqueries (the lines)
+# still see the snapshot taken before the wait: read in the same statement, a handler racing
+# another (a payment and an allocation, say) would decide on stale lines. Read after the lock,
+# in a new statement, they are current.
+GROUP_LOCK = select(orders.c.id).where(_IN_GROUP).order_by(orders.c.id).with_for_update()
 ORDERS_QUERY = select(orders, _LINES_JSON).where(orders.c.id.in_(bindparam("ids", expanding=True)))
 PRODUCTS_QUERY = select(order_products).where(
     order_products.c.sku.in_(bindparam("skus", expanding=True)),
@@ -201,12 +203,15 @@ async def load_group(
 ) -> list[domain.Order]:
     """The order and the other orders of its merged shipment, in id order (so that two
     transactions lock a group's rows in the same order); empty if there is no such order."""
-    query = GROUP_QUERY_LOCKED if lock else GROUP_QUERY
-    rows = (await session.execute(query, {"id": order_id})).all()
-    if lock and any(row.id == order_id and row.merge_group is not None for row in rows):
-        # The group was read before the lock was granted: a merge committed while we waited
-        # may have added members. With the order locked no merge can change it any more.
-        rows = (await session.execute(query, {"id": order_id})).all()
+    locked: set[uuid.UUID] = set()
+    if lock:
+        locked = set((await session.scalars(GROUP_LOCK, {"id": order_id})).all())
+    rows = (await session.execute(GROUP_QUERY, {"id": order_id})).all()
+    if lock and {row.id for row in rows} - locked:
+        # A merge committed while we waited for the lock added members to the group. With
+        # this order locked no merge can change the group any more: lock them all, read again.
+        await session.execute(GROUP_LOCK, {"id": order_id})
+        rows = (await session.execute(GROUP_QUERY, {"id": order_id})).all()
     group = [_order(row) for row in rows]
     names = [o.name for o in group if o.merge_group is not None]
     for order in group:
