@@ -377,9 +377,15 @@ async def test_a_shipment_seen_before_its_order_waits_for_it(
     created = order_created(email=address)
     package = f"fulfilmentOrders/{uuid.uuid4().hex[:8]}/packages/1"
     shipped = package_shipped(created.order, package)
-    await publish(js, shipped, subject_of=package)
+    ack = await publish(js, shipped, subject_of=package)
     await asyncio.sleep(0.5)
     assert await rows_of(engine, created.order) == []  # not dropped: retried, see below
+    # The read model is a consumer group of its own: the state machine's consumer settled
+    # the event (an unknown order is logged and acknowledged there) while this one waits.
+    main = await js.consumer_info(ack.stream, "orders")
+    read_model = await js.consumer_info(ack.stream, READ_MODEL_CONSUMER)
+    assert main.ack_floor.stream_seq >= ack.seq
+    assert read_model.ack_floor.stream_seq < ack.seq
 
     await publish(js, created, subject_of=created.order)
     await eventually(lambda: sent(engine, created.order, "DISPATCH"))
