@@ -5,7 +5,6 @@ service publishes read back from its stream."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections import defaultdict
@@ -13,25 +12,26 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import grpc
-import nats
+import inventory_support
 import pytest
 from google.protobuf.message import Message
 from google.type import latlng_pb2
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
-from oms.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
-from oms_devtools.inprocess import running_service
-from oms_inventory.app import DEFINITION, MIGRATIONS
-from oms_platform import bus
+from oms_inventory.app import DEFINITION
 from oms_platform.events import decode, encode, event_type
 from oms_platform.service import Service
 
-Stub = inventory_pb2_grpc.InventoryServiceStub
+# The service, its database and clients are the fixtures the catalogue and stock tests use.
+Stub = inventory_support.Stub
+database_url = inventory_support.database_url
+service = inventory_support.service
+stub = inventory_support.stub
+js = inventory_support.js
 
 LOS_ANGELES = (34.0522, -118.2437)
 SEATTLE = (47.6062, -122.3321)
@@ -80,36 +80,6 @@ class Outcomes:
                             if kind is None or isinstance(r.event, kind)]) >= count
                        for o in orders)
         await self.wait(done, timeout)
-
-
-@pytest.fixture(scope="module")
-def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
-    return str(database_factory("inventory"))
-
-
-@pytest.fixture(scope="module")
-async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
-    # The safety-net sweep runs every few seconds in production; quicker here.
-    os.environ.setdefault("OMS_INVENTORY_BACKORDER_SWEEP_INTERVAL_SECONDS", "0.5")
-    async with running_service(DEFINITION, MIGRATIONS, database_url=database_url,
-                               nats_url=nats_url) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-async def stub(service: Service) -> AsyncIterator[Stub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
-        yield Stub(channel)
-
-
-@pytest.fixture(scope="module")
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    client: Client = await nats.connect(nats_url)
-    js = client.jetstream()
-    for producer in ("orders", "fulfilment", "returns"):
-        await bus.ensure_stream(js, producer)
-    yield js
-    await client.drain()
 
 
 @pytest.fixture(scope="module")

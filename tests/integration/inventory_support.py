@@ -4,6 +4,7 @@ and NATS, an event collector reading the service's stream, and request helpers."
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
+    # The safety-net sweep of backorders runs every few seconds in production; quicker here.
+    os.environ.setdefault("OMS_INVENTORY_BACKORDER_SWEEP_INTERVAL_SECONDS", "0.5")
     async with running_service(DEFINITION, MIGRATIONS, database_url=database_url,
                                nats_url=nats_url) as service:
         yield service
@@ -101,7 +104,8 @@ async def stub(service: Service) -> AsyncIterator[Stub]:
 async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     client: Client = await nats.connect(nats_url)
     js = client.jetstream()
-    await bus.ensure_stream(js, "orders")
+    for producer in ("orders", "fulfilment", "returns"):
+        await bus.ensure_stream(js, producer)
     yield js
     await client.drain()
 
