@@ -47,6 +47,10 @@ from oms_inventory.tables import backorders, order_allocations
 log = structlog.get_logger(__name__)
 
 PAID = {orders_pb2.PAYMENT_STATUS_AUTHORIZED, orders_pb2.PAYMENT_STATUS_PAID}
+# Claims orders for allocation; run with a list of rows, so that it compiles once whatever
+# the batch's size.
+_CLAIM = (pg_insert(order_allocations).on_conflict_do_nothing()
+          .returning(order_allocations.c.order_name))
 
 
 class AllocationSettings(BaseSettings):
@@ -124,9 +128,7 @@ async def on_orders_created(session: AsyncSession,
              "administrative_area": r.destination.administrative_area,
              "expire_time": r.expire_time}
             for r in sorted(requests.values(), key=lambda r: r.order)]
-    new = set((await session.scalars(
-        pg_insert(order_allocations).values(rows).on_conflict_do_nothing()
-        .returning(order_allocations.c.order_name))).all())
+    new = set((await session.scalars(_CLAIM, rows)).all())
     skipped = sorted(set(requests) - new)
     if skipped:
         log.info("orders already handled", orders=skipped)

@@ -36,6 +36,18 @@ from oms_inventory.tables import (
 
 SOURCE = "/oms/inventory"
 RESERVATION = "RESERVATION"
+# Run with lists of rows (constant statements, compiled once): a line reserved at a node, or
+# waiting, again holds or waits for more.
+_insert_reservations = pg_insert(reservations)
+_ADD_RESERVATIONS = _insert_reservations.on_conflict_do_update(
+    index_elements=[reservations.c.order_name, reservations.c.line_id, reservations.c.node_id],
+    set_={"quantity": reservations.c.quantity + _insert_reservations.excluded.quantity},
+)
+_insert_backorders = pg_insert(backorders)
+_ADD_BACKORDERS = _insert_backorders.on_conflict_do_update(
+    index_elements=[backorders.c.order_name, backorders.c.line_id],
+    set_={"quantity": backorders.c.quantity + _insert_backorders.excluded.quantity},
+)
 RELEASE = "RELEASE"
 
 
@@ -162,13 +174,9 @@ async def reserve(session: AsyncSession, held: Sequence[Held]) -> None:
         earlier = merged.get(key)
         merged[key] = h if earlier is None else Held(
             h.order, h.line_id, h.node_id, h.sku, earlier.quantity + h.quantity)
-    statement = pg_insert(reservations).values([
+    await session.execute(_ADD_RESERVATIONS, [
         {"order_name": h.order, "line_id": h.line_id, "node_id": h.node_id, "sku": h.sku,
          "quantity": h.quantity} for h in merged.values()])
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=[reservations.c.order_name, reservations.c.line_id,
-                        reservations.c.node_id],
-        set_={"quantity": reservations.c.quantity + statement.excluded.quantity}))
     await session.execute(insert(stock_ledger), [
         {"node_id": h.node_id, "sku": h.sku, "kind": RESERVATION, "on_hand_delta": 0,
          "reserved_delta": h.quantity, "reference": h.order} for h in held])
@@ -225,10 +233,7 @@ async def add_backorders(session: AsyncSession, rows: Sequence[Mapping[str, Any]
     """Adds waiting units; a line already waiting waits for more."""
     if not rows:
         return
-    statement = pg_insert(backorders).values(list(rows))
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=[backorders.c.order_name, backorders.c.line_id],
-        set_={"quantity": backorders.c.quantity + statement.excluded.quantity}))
+    await session.execute(_ADD_BACKORDERS, list(rows))
 
 
 async def orders_waiting(session: AsyncSession, orders: Iterable[str]) -> set[str]:
