@@ -495,6 +495,50 @@ async def test_batch_handler_takes_a_fetch_in_one_transaction_and_skips_seen_eve
     assert await db.count(db.dead_letter) == 0
 
 
+async def test_the_next_fetch_is_handled_while_the_last_one_commits(
+    platform_db: Database, private_bus: Bus
+) -> None:
+    """Two fetches are in flight at once: the second batch starts while the first is still
+    in its transaction, so the consumer does not idle through every commit."""
+    db, js = platform_db, private_bus.js
+    first_open = asyncio.Event()
+    overlapped = asyncio.Event()
+    running = 0
+
+    async def one(session: AsyncSession, message: events_pb2.OrderCreated) -> None:
+        raise AssertionError("the batch handler should have taken it")
+
+    async def many(session: AsyncSession, messages: list[events_pb2.OrderCreated]) -> None:
+        nonlocal running
+        running += 1
+        if running > 1:
+            overlapped.set()
+        first_open.set()
+        try:
+            # The first batch keeps its transaction open until a second one has started.
+            await asyncio.wait_for(overlapped.wait(), timeout=5)
+            await session.execute(insert(db.effects), [{"order_name": m.order}
+                                                       for m in messages])
+        finally:
+            running -= 1
+
+    messages = [order_created() for _ in range(10)]
+    for message in messages:
+        await publish(js, message)
+    consumer = EventConsumer(js, db.sessions, db.metadata, consumer=CONSUMER, batch_size=5,
+                             subscriptions=[Subscription(events_pb2.OrderCreated, one,
+                                                         batch_handler=many)])
+    await consumer.start()
+    try:
+        await eventually(lambda: settled(js), what="all acked")
+    finally:
+        await consumer.stop()
+
+    assert overlapped.is_set()
+    assert [await db.effects_for(m.order) for m in messages] == [1] * len(messages)
+    assert await db.count(db.dead_letter) == 0
+
+
 async def test_a_failing_batch_falls_back_to_one_by_one_and_the_poison_event_alone_fails(
     platform_db: Database, private_bus: Bus
 ) -> None:

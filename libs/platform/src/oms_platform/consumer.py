@@ -32,7 +32,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
-from sqlalchemy import MetaData, insert
+from sqlalchemy import MetaData, String, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -70,10 +72,24 @@ class EventConsumer:
         concurrency: int = 32,
         max_deliver: int = 8,
         ack_wait_seconds: float = 30.0,
+        fetches_in_flight: int = 2,
     ) -> None:
         self._js = js
         self._sessions = sessions
         self._inbox = metadata.tables["inbox"]
+        # One constant statement for a batch's inbox rows, whatever its size: compiled once.
+        self._inbox_many = (
+            pg_insert(self._inbox)
+            .from_select(
+                ["consumer", "event_id"],
+                select(
+                    bindparam("consumer", type_=String),
+                    func.unnest(bindparam("event_ids", type_=ARRAY(PG_UUID(as_uuid=True)))),
+                ),
+            )
+            .on_conflict_do_nothing()
+            .returning(self._inbox.c.event_id)
+        )
         self._dead_letter = metadata.tables["dead_letter"]
         self._consumer = consumer
         # Several handlers may take one event type (the order state machine and a read
@@ -84,6 +100,7 @@ class EventConsumer:
                 subscription
             )
         self._batch_size = batch_size
+        self._fetches_in_flight = fetches_in_flight
         self._slots = asyncio.Semaphore(concurrency)
         self._max_deliver = max_deliver
         self._ack_wait = ack_wait_seconds
@@ -137,30 +154,49 @@ class EventConsumer:
                 await pull.unsubscribe()
 
     async def _pull(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(self._batch_size, timeout=1.0)
-            except TimeoutError:  # nats' own TimeoutError is one too
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("fetch failed", consumer=self._consumer, error=repr(error))
-                await asyncio.sleep(0.5)
-                continue
-            batches: dict[str, list[Msg]] = {}
-            single: list[Msg] = []
-            for msg in messages:
-                kind = (msg.headers or {}).get("ce-type", "")
-                if self._batchable(kind):
-                    batches.setdefault(kind, []).append(msg)
-                else:
-                    single.append(msg)
-            for kind, batch in list(batches.items()):
-                if len(batch) == 1:
-                    single += batches.pop(kind)
-            await asyncio.gather(*(self._guarded(m) for m in single),
-                                 *(self._guarded_batch(kind, b) for kind, b in batches.items()))
+        """Fetches and handles, with up to ``fetches_in_flight`` fetches being handled at
+        once: the next fetch is decoded and started while the last one's transaction commits,
+        instead of the process idling through every commit."""
+        handling: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping.is_set():
+                if len(handling) >= self._fetches_in_flight:
+                    await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    messages = await subscription.fetch(self._batch_size, timeout=1.0)
+                except TimeoutError:  # nats' own TimeoutError is one too
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.warning("fetch failed", consumer=self._consumer, error=repr(error))
+                    await asyncio.sleep(0.5)
+                    continue
+                task = asyncio.create_task(self._dispatch(messages))
+                handling.add(task)
+                task.add_done_callback(handling.discard)
+        finally:
+            # Stopping: what is still being handled is rolled back and redelivered later.
+            for task in handling:
+                task.cancel()
+            await asyncio.gather(*handling, return_exceptions=True)
+
+    async def _dispatch(self, messages: list[Msg]) -> None:
+        """Handles one fetch: events of a type with a batch handler together, the rest one
+        by one, all concurrently."""
+        batches: dict[str, list[Msg]] = {}
+        single: list[Msg] = []
+        for msg in messages:
+            kind = (msg.headers or {}).get("ce-type", "")
+            if self._batchable(kind):
+                batches.setdefault(kind, []).append(msg)
+            else:
+                single.append(msg)
+        for kind, batch in list(batches.items()):
+            if len(batch) == 1:
+                single += batches.pop(kind)
+        await asyncio.gather(*(self._guarded(m) for m in single),
+                             *(self._guarded_batch(kind, b) for kind, b in batches.items()))
 
     def _batchable(self, kind: str) -> bool:
         handlers = self._subscriptions.get(kind)
@@ -197,11 +233,9 @@ class EventConsumer:
                     str(event_id)
                     for event_id in (
                         await session.scalars(
-                            pg_insert(self._inbox)
-                            .values([{"consumer": self._consumer, "event_id": event_id}
-                                     for event_id in decoded])
-                            .on_conflict_do_nothing()
-                            .returning(self._inbox.c.event_id)
+                            self._inbox_many,
+                            {"consumer": self._consumer,
+                             "event_ids": [uuid.UUID(event_id) for event_id in decoded]},
                         )
                     ).all()
                 }
