@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
@@ -52,22 +52,33 @@ async def add_event(
     partition: str | None = None,
 ) -> uuid.UUID:
     """Stores ``message`` for publishing when the surrounding transaction commits."""
-    envelope = encode(
-        message,
-        aggregate_id=aggregate_id,
-        source=source,
-        partition=partition,
-        trace_headers=inject_headers(),
-    )
-    await session.execute(
-        insert(outbox).values(
-            event_id=envelope.event_id,
-            subject=envelope.subject,
-            headers=envelope.headers,
-            payload=envelope.payload,
-        )
-    )
-    return envelope.event_id
+    (event_id,) = await add_events(session, outbox, [(message, aggregate_id, partition)],
+                                   source=source)
+    return event_id
+
+
+async def add_events(
+    session: AsyncSession | AsyncConnection,
+    outbox: Table,
+    messages: Iterable[tuple[Message, str, str | None]],
+    *,
+    source: str,
+) -> list[uuid.UUID]:
+    """Stores messages, each with its aggregate id and partition (or None), for publishing
+    when the surrounding transaction commits: one statement however many there are."""
+    trace_headers = inject_headers()
+    envelopes = [
+        encode(message, aggregate_id=aggregate_id, source=source, partition=partition,
+               trace_headers=trace_headers)
+        for message, aggregate_id, partition in messages
+    ]
+    if envelopes:
+        await session.execute(insert(outbox), [
+            {"event_id": e.event_id, "subject": e.subject, "headers": e.headers,
+             "payload": e.payload}
+            for e in envelopes
+        ])
+    return [e.event_id for e in envelopes]
 
 
 class OutboxRelay:

@@ -15,8 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from google.protobuf.message import Message
-from oms_platform.events import encode
-from oms_platform.telemetry import inject_headers
+from oms_platform import outbox
 from sqlalchemy import bindparam, func, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -247,16 +246,9 @@ async def orders_waiting(session: AsyncSession, orders: Iterable[str]) -> set[st
 
 async def add_events(session: AsyncSession, messages: Sequence[tuple[Message, str]]) -> None:
     """Adds events to the outbox in one statement: (message, aggregate id) each."""
-    if not messages:
-        return
-    trace_headers = inject_headers()
-    rows = []
-    for message, aggregate_id in messages:
-        envelope = encode(message, aggregate_id=aggregate_id, source=SOURCE,
-                          trace_headers=trace_headers)
-        rows.append({"event_id": envelope.event_id, "subject": envelope.subject,
-                     "headers": envelope.headers, "payload": envelope.payload})
-    await session.execute(insert(metadata.tables["outbox"]), rows)
+    await outbox.add_events(session, metadata.tables["outbox"],
+                            [(message, aggregate_id, None) for message, aggregate_id in messages],
+                            source=SOURCE)
 
 
 def lines_json(lines: Iterable[Any]) -> str:

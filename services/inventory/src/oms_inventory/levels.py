@@ -25,8 +25,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.inventory.v1 import events_pb2
-from oms_platform.events import encode
-from oms_platform.telemetry import inject_headers
+from oms_platform import outbox
 from sqlalchemy import (
     Boolean,
     Row,
@@ -34,7 +33,6 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
-    insert,
     or_,
     select,
     tuple_,
@@ -223,18 +221,10 @@ async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]]
 
 
 async def add_events(session: AsyncSession, outgoing: Sequence[tuple[str, Message]]) -> None:
-    """Adds the events to the outbox in one multi-row insert (the platform's `add_event`
-    writes one row per statement; a batch allocation touches many levels at once)."""
-    if not outgoing:
-        return
-    trace = inject_headers()
-    envelopes = [encode(event, aggregate_id=aggregate, source=SOURCE, trace_headers=trace)
-                 for aggregate, event in outgoing]
-    await session.execute(insert(metadata.tables["outbox"]), [
-        {"event_id": e.event_id, "subject": e.subject, "headers": e.headers,
-         "payload": e.payload}
-        for e in envelopes
-    ])
+    """Adds (aggregate id, event) pairs to the outbox in one statement."""
+    await outbox.add_events(session, metadata.tables["outbox"],
+                            [(event, aggregate, None) for aggregate, event in outgoing],
+                            source=SOURCE)
 
 
 async def _track_reorder_points(session: AsyncSession,

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from google.protobuf.message import Message
-from oms_platform.outbox import add_event
+from oms_platform.outbox import add_events
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -321,9 +321,7 @@ async def _record_events(
         messages.append((convert.order_released(release), release.order.name, release.node_id))
     if timeline:
         await session.execute(TIMELINE_INSERT, timeline)
-    for message, aggregate, partition in messages:
-        await add_event(session, OUTBOX, message, aggregate_id=aggregate, source=SOURCE,
-                        partition=partition)
+    await add_events(session, OUTBOX, messages, source=SOURCE)
 
 
 def _entry(order: domain.Order, at: datetime, kind: str, actor: str,
