@@ -225,6 +225,10 @@ async def on_order_cancelled(session: AsyncSession, event: order_events.OrderCan
     log.info("order cancelled", order=order, released=sum(h.quantity for h in released))
 
 
+class UnknownStockLevel(Exception):
+    """An event moved stock at a (node, SKU) this service has no level for."""
+
+
 async def on_package_shipped(session: AsyncSession,
                              event: fulfilment_events.PackageShipped) -> None:
     """Shipped units leave on-hand and their reservation. Each (package, order, line) is
@@ -258,11 +262,17 @@ async def on_package_shipped(session: AsyncSession,
                 await session.execute(update(reservations)
                                       .where(reservations.c.id == reservation.id)
                                       .values(quantity=reservation.quantity - from_reserved))
-        await session.execute(
+        shipped = await session.execute(
             update(stock_levels)
             .where(stock_levels.c.node_id == node_id, stock_levels.c.sku == line.sku)
             .values(on_hand=stock_levels.c.on_hand - line.quantity,
                     reserved=stock_levels.c.reserved - from_reserved))
+        if shipped.rowcount == 0:  # type: ignore[attr-defined]
+            # Units left a node that never held the SKU: the ledger row is rolled back with
+            # this error, and the event retried, then dead-lettered for a person to look at,
+            # rather than recording a movement no level shows.
+            raise UnknownStockLevel(f"{event.package} shipped {line.sku} from {node_id}, "
+                                    "which holds no stock of it")
         touched.add((node_id, line.sku))
     await levels.publish_changes(session, touched)
 
