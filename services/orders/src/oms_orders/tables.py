@@ -81,6 +81,9 @@ Index("ix_orders_merge_group", orders.c.merge_group,
       postgresql_where=orders.c.merge_group.isnot(None))
 Index("ix_orders_tags", orders.c.tags, postgresql_using="gin")
 Index("ix_orders_skus", orders.c.skus, postgresql_using="gin")
+# Substring search (LIKE '%…%'); needs the pg_trgm extension, created by migration 0004.
+Index("ix_orders_search_text_trgm", orders.c.search_text, postgresql_using="gin",
+      postgresql_ops={"search_text": "gin_trgm_ops"})
 # The payment sweep's work list: unpaid orders by due time.
 Index("ix_orders_payment_due_time", orders.c.payment_due_time,
       postgresql_where=orders.c.payment_status.in_(["PENDING", "FAILED"]))
