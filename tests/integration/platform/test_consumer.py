@@ -423,6 +423,37 @@ async def test_handler_runs_in_the_trace_of_the_message(
     assert other_parent is None
 
 
+async def test_a_batch_span_links_to_the_trace_of_every_event_in_it(
+    platform_db: Database, private_bus: Bus
+) -> None:
+    db, js = platform_db, private_bus.js
+    configure_tracing("platform-tests")
+    links: list[set[int]] = []
+
+    async def one(session: AsyncSession, message: events_pb2.OrderCreated) -> None:
+        raise AssertionError("the batch handler should have taken it")
+
+    async def many(session: AsyncSession, messages: list[events_pb2.OrderCreated]) -> None:
+        span = trace.get_current_span()
+        links.append({link.context.trace_id for link in span.links})  # type: ignore[attr-defined]
+
+    producers = []
+    for _ in range(3):
+        with tracer().start_as_current_span("produce") as producer:
+            await publish(js, order_created())
+        producers.append(producer.get_span_context().trace_id)
+    consumer = EventConsumer(js, db.sessions, db.metadata, consumer=CONSUMER,
+                             subscriptions=[Subscription(events_pb2.OrderCreated, one,
+                                                         batch_handler=many)])
+    await consumer.start()
+    try:
+        await eventually(lambda: settled(js), what="all acked")
+    finally:
+        await consumer.stop()
+
+    assert links == [set(producers)]
+
+
 async def test_trace_flows_from_the_outbox_through_the_relay_to_the_handler(
     platform_db: Database, private_bus: Bus
 ) -> None:
