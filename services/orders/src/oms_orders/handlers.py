@@ -158,8 +158,16 @@ async def cancel_overdue_payments(
         overdue = await repository.overdue_payments(session, now, limit)
         cancelled = 0
         for order_id in overdue:
-            order = await apply(session, domain.order_name(order_id), "PaymentSweep",
-                                lambda order, _: order.expire_payment(now))
+            # Each order in a savepoint of its own: one that cannot be cancelled (logged)
+            # does not hold back the others.
+            try:
+                async with session.begin_nested():
+                    order = await apply(session, domain.order_name(order_id), "PaymentSweep",
+                                        lambda order, _: order.expire_payment(now))
+            except Exception as error:
+                log.error("overdue order not cancelled", order_id=str(order_id),
+                          error=repr(error))
+                continue
             cancelled += bool(order and order.status is domain.OrderStatus.CANCELLED)
     if cancelled:
         log.info("unpaid orders cancelled", count=cancelled)
