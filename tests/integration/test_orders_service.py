@@ -753,6 +753,39 @@ async def test_merged_orders_of_one_customer_are_released_together(
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def test_a_batch_of_allocations_releases_each_order_once_and_merged_orders_together(
+    orders: OrdersStub, engine: AsyncEngine, service: Service
+) -> None:
+    """The consumer's batch mode hands a whole fetch of StockAllocated to one transaction:
+    single orders, a merged pair and a duplicate copy end as they would one by one."""
+    single = [await orders.CreateOrder(new_request()) for _ in range(3)]
+    unpaid = orders_pb2.PAYMENT_STATUS_PENDING
+    first = await orders.CreateOrder(new_request(payment_status=unpaid))
+    second = await orders.CreateOrder(new_request(payment_status=unpaid))
+    await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=[first.name, second.name]))
+    for order in (first, second):
+        await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+            name=order.name, payment=capture(f"batch-{order.name}")))
+    unknown = f"orders/{uuid.uuid4()}"
+
+    batch = [allocated(o) for o in (*single, first, second)]
+    batch.insert(1, allocated(single[0]))  # a copy under another event id
+    batch.append(inventory_events.StockAllocated(order=unknown))
+    assert service.runtime is not None
+    async with service.runtime.sessions.begin() as session:
+        await handlers.on_stocks_allocated(session, batch)
+
+    for order in (*single, first, second):
+        got = await status_of(orders, order.name)
+        assert got.status == orders_pb2.ORDER_STATUS_RELEASED, order.name
+        assert [line.quantity for a in got.allocations for line in a.lines] == [3, 1]
+    for order in single:
+        assert await outbox_events(engine, order.name, "oms.orders.v1.OrderReleased") == 1
+    # The merged pair: one release, under the order the other joined, carrying both.
+    assert await outbox_events(engine, first.name, "oms.orders.v1.OrderReleased") == 1
+    assert await outbox_events(engine, second.name, "oms.orders.v1.OrderReleased") == 0
+
+
 async def test_orders_are_searched_by_filters_and_counted_per_status(
     orders: OrdersStub,
 ) -> None:

@@ -43,7 +43,8 @@ def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
 
 def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
     return [
-        Subscription(inventory_events.StockAllocated, handlers.on_stock_allocated),
+        Subscription(inventory_events.StockAllocated, handlers.on_stock_allocated,
+                     batch_handler=handlers.on_stocks_allocated),
         Subscription(inventory_events.StockBackordered, handlers.on_stock_backordered),
         Subscription(inventory_events.AllocationFailed, handlers.on_allocation_failed),
         Subscription(inventory_events.StockReleased, handlers.on_stock_released),

@@ -104,6 +104,12 @@ GROUP_QUERY = select(orders, _LINES_JSON).where(_IN_GROUP).order_by(orders.c.id)
 # another (a payment and an allocation, say) would decide on stale lines. Read after the lock,
 # in a new statement, they are current.
 GROUP_LOCK = select(orders.c.id).where(_IN_GROUP).order_by(orders.c.id).with_for_update()
+# The same for several orders at once (a batch of events): the orders and their groups.
+_GROUPS_OF = select(_peer.c.merge_group).where(_peer.c.id.in_(bindparam("ids", expanding=True)))
+_IN_GROUPS = or_(orders.c.id.in_(bindparam("ids", expanding=True)),
+                 and_(orders.c.merge_group.is_not(None), orders.c.merge_group.in_(_GROUPS_OF)))
+GROUPS_QUERY = select(orders, _LINES_JSON).where(_IN_GROUPS).order_by(orders.c.id)
+GROUPS_LOCK = select(orders.c.id).where(_IN_GROUPS).order_by(orders.c.id).with_for_update()
 ORDERS_QUERY = select(orders, _LINES_JSON).where(orders.c.id.in_(bindparam("ids", expanding=True)))
 PRODUCTS_QUERY = select(order_products).where(
     order_products.c.sku.in_(bindparam("skus", expanding=True)),
@@ -218,6 +224,37 @@ async def load_group(
         if order.merge_group is not None:
             order.merged_with = tuple(n for n in names if n != order.name)
     return group
+
+
+async def load_groups(
+    session: AsyncSession, order_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[domain.Order]]:
+    """Per order found, the order and the other orders of its merged shipment, all locked
+    in id order and read in one statement each; orders of one group share the same objects,
+    so a change to one member is seen through every other."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    locked = set((await session.scalars(GROUPS_LOCK, {"ids": ids})).all())
+    rows = (await session.execute(GROUPS_QUERY, {"ids": ids})).all()
+    if {row.id for row in rows} - locked:
+        # A merge committed while we waited added members: lock them too, read again.
+        await session.execute(GROUPS_LOCK, {"ids": ids})
+        rows = (await session.execute(GROUPS_QUERY, {"ids": ids})).all()
+    loaded = [_order(row) for row in rows]
+    groups: dict[uuid.UUID, list[domain.Order]] = {}
+    for order in loaded:
+        if order.merge_group is not None:
+            groups.setdefault(order.merge_group, []).append(order)
+    for members in groups.values():
+        names = [o.name for o in members]
+        for order in members:
+            order.merged_with = tuple(n for n in names if n != order.name)
+    wanted = set(ids)
+    return {
+        order.id: groups[order.merge_group] if order.merge_group is not None else [order]
+        for order in loaded if order.id in wanted
+    }
 
 
 async def get_many(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[domain.Order]:
