@@ -14,7 +14,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from oms.orders.v1 import events_pb2
 from oms_platform import events
-from oms_platform.consumer import EventConsumer, Subscription
+from oms_platform.consumer import EventConsumer, Subscription, one_by_one
 from oms_platform.outbox import OutboxRelay, add_event
 from oms_platform.telemetry import configure_tracing, inject_headers, tracer
 from opentelemetry import trace
@@ -568,6 +568,33 @@ async def test_the_next_fetch_is_handled_while_the_last_one_commits(
     assert overlapped.is_set()
     assert [await db.effects_for(m.order) for m in messages] == [1] * len(messages)
     assert await db.count(db.dead_letter) == 0
+
+
+async def test_one_by_one_applies_a_handler_to_each_event_of_a_fetch_in_one_transaction(
+    platform_db: Database, private_bus: Bus
+) -> None:
+    db, js = platform_db, private_bus.js
+    sessions_seen: list[int] = []
+
+    async def handler(session: AsyncSession, message: events_pb2.OrderCreated) -> None:
+        sessions_seen.append(id(session))
+        await write_effect(db)(session, message)
+
+    messages = [order_created() for _ in range(10)]
+    for message in messages:
+        await publish(js, message)
+    consumer = EventConsumer(js, db.sessions, db.metadata, consumer=CONSUMER,
+                             subscriptions=[Subscription(events_pb2.OrderCreated, handler,
+                                                         batch_handler=one_by_one(handler))])
+    await consumer.start()
+    try:
+        await eventually(lambda: settled(js), what="all acked")
+    finally:
+        await consumer.stop()
+
+    assert [await db.effects_for(m.order) for m in messages] == [1] * len(messages)
+    assert len(sessions_seen) == len(messages)
+    assert len(set(sessions_seen)) < len(messages), "events of one fetch share a transaction"
 
 
 async def test_a_failing_batch_falls_back_to_one_by_one_and_the_poison_event_alone_fails(

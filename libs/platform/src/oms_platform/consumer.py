@@ -48,6 +48,18 @@ BatchHandler = Callable[[AsyncSession, Sequence[Any]], Awaitable[None]]
 BACKOFF_SECONDS = (0.5, 1, 2, 5, 10, 30, 60)
 
 
+def one_by_one(handler: Handler) -> BatchHandler:
+    """A batch handler that applies ``handler`` to each event in turn, in the batch's one
+    transaction: for handlers with no set-based form, it still saves a commit and an inbox
+    statement per event."""
+
+    async def handle_all(session: AsyncSession, messages: Sequence[Any]) -> None:
+        for message in messages:
+            await handler(session, message)
+
+    return handle_all
+
+
 @dataclass(frozen=True)
 class Subscription:
     message_type: type[Message]

@@ -12,7 +12,7 @@ from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.orders.v1 import insights_pb2_grpc, orders_pb2, orders_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
-from oms_platform.consumer import Subscription
+from oms_platform.consumer import Subscription, one_by_one
 from oms_platform.service import Runtime, ServiceDefinition
 
 from oms_orders import handlers, kpis, kpis_api, notifications
@@ -55,10 +55,12 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
         Subscription(returns_events.ReturnReceived, handlers.on_return_received),
         Subscription(returns_events.RefundIssued, handlers.on_refund_issued),
         # The read model is a consumer group of its own: it may wait for an order's
-        # OrderCreated while the state machine goes on. The KPI handlers come first: the
-        # notification handlers read what they wrote.
+        # OrderCreated while the state machine goes on. A fetch is applied in one
+        # transaction. The KPI handlers come first: the notification handlers read what
+        # they wrote.
         *(
-            replace(subscription, group=READ_MODEL)
+            replace(subscription, group=READ_MODEL,
+                    batch_handler=one_by_one(subscription.handler))
             for subscription in (
                 *kpis.subscriptions(),
                 *notifications.subscriptions(notifications.NotificationSettings()),
