@@ -14,7 +14,15 @@ fetch are then handled together in one transaction: their inbox rows are inserte
 statement and the batch handler gets the messages seen for the first time. Work that locks
 a hot row (inventory's reservations) then pays for the lock once per batch instead of once
 per event. If the batch transaction fails, each of its messages is handled again on its own
-through ``handler``, so one poison event is retried and dead-lettered alone.
+through ``handler``, so one poison event is retried and dead-lettered alone. Each batch's
+span links to the traces of the events in it.
+
+Two fetches are handled at once, so the next one is decoded and started while the last one
+commits. Ordering is per fetch at best anyway (a fetch's events run concurrently): handlers
+guard on state, as they must under redelivery.
+
+A service may run several consumers (``Subscription.group``); the runtime gives each group a
+durable consumer of its own, with its own retries and dead letters.
 """
 
 from __future__ import annotations
