@@ -21,8 +21,10 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Row,
+    String,
     Text,
     and_,
+    any_,
     bindparam,
     cast,
     func,
@@ -32,7 +34,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,8 +113,10 @@ _IN_GROUPS = or_(orders.c.id.in_(bindparam("ids", expanding=True)),
 GROUPS_QUERY = select(orders, _LINES_JSON).where(_IN_GROUPS).order_by(orders.c.id)
 GROUPS_LOCK = select(orders.c.id).where(_IN_GROUPS).order_by(orders.c.id).with_for_update()
 ORDERS_QUERY = select(orders, _LINES_JSON).where(orders.c.id.in_(bindparam("ids", expanding=True)))
+# `= ANY(array)` rather than an expanding IN: one SQL text whatever the number of SKUs, so
+# it is compiled and prepared once (it runs on every capture).
 PRODUCTS_QUERY = select(order_products).where(
-    order_products.c.sku.in_(bindparam("skus", expanding=True)),
+    order_products.c.sku == any_(bindparam("skus", type_=ARRAY(String))),
     order_products.c.deleted.is_(False),
 )
 
