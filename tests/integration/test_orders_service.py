@@ -863,6 +863,15 @@ async def test_an_order_is_followed_from_shipment_to_refund(
     await publish_event(js, shipping_events.DeliveryException(
         package=shipped.package, orders=[created.name], carrier="dhl",
         description="address not found"), created.name)
+
+    async def exception_recorded() -> bool:
+        full = await orders.GetOrder(orders_pb2.GetOrderRequest(
+            name=created.name, view=orders_pb2.ORDER_VIEW_FULL))
+        return "delivery_exception" in [entry.kind for entry in full.timeline]
+
+    # Events of one order published back to back may be handled in either order (a fetch's
+    # events run concurrently); the timeline below expects the carrier's report first.
+    await eventually(exception_recorded)
     await publish_event(js, shipping_events.ShipmentDelivered(
         package=shipped.package, orders=[created.name], carrier="dhl"), created.name)
     delivered = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_DELIVERED)
