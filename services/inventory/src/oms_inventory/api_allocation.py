@@ -8,12 +8,12 @@ import binascii
 import json
 import re
 from datetime import datetime
-from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.inventory.v1 import inventory_pb2
 from oms_platform.errors import NotFound, Violations
+from oms_platform.pagination import PageTokenError, decode_page_token, encode_page_token
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -61,7 +61,7 @@ class AllocationApi:
         violations.require(match is not None, "parent", "must be products/{sku}")
         violations.require(0 <= request.page_size <= MAX_PAGE_SIZE, "page_size",
                            f"must be between 0 and {MAX_PAGE_SIZE}")
-        after = _decode_token(violations, request.page_token)
+        after = _decode_token(violations, request.page_token, request.parent)
         violations.raise_if_any()
         assert match is not None
         sku = match.group(1)
@@ -89,8 +89,9 @@ class AllocationApi:
                 create_time=_timestamp(row.created_at)) for row in page])
         if more:
             last = page[-1]
-            response.next_page_token = _encode_token(
-                [last.priority, last.capture_time.isoformat(), last.id])
+            response.next_page_token = encode_page_token(
+                [last.priority, last.capture_time.isoformat(), last.id],
+                {"parent": request.parent})
         return response
 
 
@@ -141,12 +142,17 @@ def _plan(result: Plan, strategy: int) -> inventory_pb2.AllocationPlan:
     )
 
 
-def _encode_token(key: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
-
-
-def _decode_token(violations: Violations, token: str) -> tuple[bool, str, int] | None:
-    if not token:
+def _decode_token(violations: Violations, token: str,
+                  parent: str) -> tuple[bool, str, int] | None:
+    try:
+        after = decode_page_token(token, {"parent": parent})
+        if after is None:
+            return None
+        priority, capture, row_id = after
+        _parse_time(capture)
+        return bool(priority), str(capture), int(row_id)
+    except (PageTokenError, ValueError, TypeError):
+        violations.add("page_token", "not a token this service issued for this list")
         return None
     try:
         priority, capture, row_id = json.loads(base64.urlsafe_b64decode(token.encode()))

@@ -15,15 +15,15 @@ and a rejected filter is better than one that is half understood."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from oms_platform import pagination
+from oms_platform.pagination import PageTokenError
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -152,30 +152,15 @@ def page_size(requested: int) -> int:
     return min(requested, MAX_PAGE_SIZE)
 
 
-def _fingerprint(query: Mapping[str, Any]) -> str:
-    canonical = json.dumps(query, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
 def encode_page_token(after: Sequence[Any], query: Mapping[str, Any]) -> str:
     """An opaque token for the page after the key `after` of a list with these parameters."""
-    payload = json.dumps({"after": list(after), "query": _fingerprint(query)},
-                         separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    return pagination.encode_page_token(after, query)
 
 
 def decode_page_token(token: str, query: Mapping[str, Any]) -> list[Any] | None:
     """The key to continue after; None for the first page. A token made for other list
     parameters (AIP-158: the filter must not change between pages) is refused."""
-    if not token:
-        return None
     try:
-        padded = token + "=" * (-len(token) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        after = payload["after"]
-        fingerprint = payload["query"]
-    except (ValueError, KeyError, TypeError, binascii.Error) as error:
-        raise FilterError("not a page token of this list") from error
-    if fingerprint != _fingerprint(query) or not isinstance(after, list):
-        raise FilterError("was issued for other list parameters")
-    return after
+        return pagination.decode_page_token(token, query)
+    except PageTokenError as error:
+        raise FilterError(str(error)) from error

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -15,6 +12,7 @@ import structlog
 from oms.orders.v1 import orders_pb2, orders_pb2_grpc
 from oms_platform.errors import DomainError, FieldViolation, InvalidArgument, NotFound, Violations
 from oms_platform.grpc_errors import to_status
+from oms_platform.pagination import PageTokenError, decode_page_token, encode_page_token
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_orders import convert, domain, filters, repository
@@ -338,26 +336,14 @@ def _not_found(name: str) -> NotFound:
     return NotFound(f"{name} not found", reason="ORDER_NOT_FOUND", metadata={"name": name})
 
 
-def _filter_hash(expression: str) -> str:
-    return hashlib.sha256(expression.encode()).hexdigest()[:16]
-
-
 def _make_token(last: domain.Order, expression: str) -> str:
-    data = {"t": last.create_time.isoformat(), "i": str(last.id), "f": _filter_hash(expression)}
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    return encode_page_token([last.create_time.isoformat(), str(last.id)],
+                             {"filter": expression})
 
 
 def _read_token(token: str, expression: str) -> tuple[datetime, uuid.UUID] | None:
-    if not token:
-        return None
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        position = (datetime.fromisoformat(data["t"]), uuid.UUID(data["i"]))
-        same_filter = data["f"] == _filter_hash(expression)
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]
-                              ) from None
-    if not same_filter:
-        raise InvalidArgument([FieldViolation(
-            "page_token", "belongs to another filter; start again without a token")])
-    return position
+        after = decode_page_token(token, {"filter": expression})
+        return None if after is None else (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
+    except (PageTokenError, ValueError, IndexError, TypeError) as error:
+        raise InvalidArgument([FieldViolation("page_token", str(error))]) from None

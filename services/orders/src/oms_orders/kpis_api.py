@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from oms.common.v1 import common_pb2
 from oms.orders.v1 import insights_pb2, insights_pb2_grpc
 from oms_platform.errors import NotFound, Violations
+from oms_platform.pagination import PageTokenError, decode_page_token, encode_page_token
 from sqlalchemy import Row, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -171,14 +172,21 @@ def _notification_to_proto(row: Row[Any]) -> insights_pb2.Notification:
 
 
 def _encode_token(parent: str, last_id: int) -> str:
-    raw = json.dumps({"p": parent, "after": last_id}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_page_token([last_id], {"parent": parent})
 
 
 def _decode_token(token: str, parent: str, violations: Violations) -> int:
     """The id after which the page starts (0 for the first page)."""
-    if not token:
-        return 0
+    try:
+        after = decode_page_token(token, {"parent": parent})
+        if after is None:
+            return 0
+        if len(after) == 1 and isinstance(after[0], int):
+            return after[0]
+    except PageTokenError:
+        pass
+    violations.add("page_token", "not a token of this listing")
+    return 0
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if data["p"] == parent and isinstance(data["after"], int):
