@@ -45,13 +45,20 @@ async def apply(
     now = datetime.now(UTC)
     if not change(order, now):
         return order
+    changed, releases = _release(order, group, now)
+    await repository.save(session, changed, releases)
+    return order
+
+
+def _release(order: domain.Order, group: list[domain.Order],
+             now: datetime) -> tuple[list[domain.Order], list[domain.Release]]:
+    """After ``order`` changed: what its merged group (or it alone) releases now, and the
+    orders to save — the changed one and any member the release moved."""
     members = [o for o in group if order.merge_group and o.merge_group == order.merge_group]
     releases = domain.release_ready(members or [order], at=now)
-    changed = [order, *(o for o in members if o is not order and o.release_time == now)]
-    await repository.save(session, changed, releases)
     if releases:
         log.info("order released", order=order.name, nodes=[r.node_id for r in releases])
-    return order
+    return [order, *(o for o in members if o is not order and o.release_time == now)], releases
 
 
 async def on_stock_allocated(
@@ -86,15 +93,9 @@ async def on_stocks_allocated(
             continue
         if not order.allocate(convert.allocations_from_proto(event), at=now):
             continue
-        changed[order.id] = order
-        members = [o for o in group or () if order.merge_group
-                   and o.merge_group == order.merge_group]
-        released = domain.release_ready(members or [order], at=now)
+        saved, released = _release(order, group or [], now)
+        changed |= {o.id: o for o in saved}
         releases += released
-        changed |= {o.id: o for o in members if o.release_time == now}
-        if released:
-            log.info("order released", order=order.name,
-                     nodes=[r.node_id for r in released])
     await repository.save(session, list(changed.values()), releases)
 
 
