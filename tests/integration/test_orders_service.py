@@ -632,6 +632,49 @@ async def test_an_unpaid_order_is_released_only_once_paid(
                                      created.name)) == 1
 
 
+async def test_an_order_is_paid_only_when_its_captures_cover_its_total(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
+    await handled(js, await publish(js, allocated(created)))
+
+    for refused in ("0", "-1.00"):
+        with pytest.raises(grpc.aio.AioRpcError) as nothing:
+            await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+                name=created.name, payment=capture(f"nothing-{refused}", refused)))
+        assert nothing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(nothing.value) == ["payment.amount.amount"]
+    dollars = capture("usd")
+    dollars.amount.currency_code = "USD"
+    with pytest.raises(grpc.aio.AioRpcError) as other_currency:
+        await orders.RecordPayment(orders_pb2.RecordPaymentRequest(name=created.name,
+                                                                   payment=dollars))
+    assert other_currency.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(other_currency.value) == ["payment.amount.currency_code"]
+
+    part = await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=created.name, payment=capture("part-1", "60.00")))
+    assert part.status == orders_pb2.ORDER_STATUS_PAYMENT_PENDING
+    assert part.payment_status == orders_pb2.PAYMENT_STATUS_PENDING
+    assert [p.transaction_id for p in part.payments] == ["part-1"]
+
+    rest = await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=created.name, payment=capture("part-2", "0.07")))
+    assert rest.status == orders_pb2.ORDER_STATUS_RELEASED
+    assert rest.payment_status == orders_pb2.PAYMENT_STATUS_PAID
+    assert await outbox_events(engine, created.name, "oms.orders.v1.OrderPaid") == 1
+    assert await outbox_events(engine, created.name, "oms.orders.v1.OrderReleased") == 1
+
+    refund = orders_pb2.PaymentTransaction(
+        transaction_id="too-much", kind=orders_pb2.PAYMENT_KIND_REFUND,
+        amount=common_pb2.Money(currency_code="EUR", amount="60.08"))
+    with pytest.raises(grpc.aio.AioRpcError) as too_much:
+        await orders.RecordPayment(orders_pb2.RecordPaymentRequest(name=created.name,
+                                                                   payment=refund))
+    assert too_much.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_a_held_order_is_released_when_its_hold_is_lifted(
     orders: OrdersStub, js: JetStreamContext
 ) -> None:

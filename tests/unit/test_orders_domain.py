@@ -22,6 +22,7 @@ from oms_orders.domain import (
     OrderDraft,
     OrderPlaced,
     OrderStatus,
+    PaymentDraft,
     PaymentKind,
     PaymentStatus,
     Product,
@@ -31,6 +32,7 @@ from oms_orders.domain import (
     parse_order_name,
     place_order,
     validate_new_order,
+    validate_payment,
 )
 from oms_platform.errors import InvalidArgument
 
@@ -274,3 +276,31 @@ def test_order_names_are_orders_slash_a_canonical_uuid() -> None:
     for bad in ["", "orders/", f"order/{order_id}", f"orders/{order_id}/x",
                 f"orders/{str(order_id).upper()}", f"orders/{order_id.hex}", "orders/42"]:
         assert parse_order_name(bad) is None
+
+
+# --- reported payments ----------------------------------------------------------------------
+
+
+def payment(kind: str = "CAPTURE", amount: str | None = "60.07", **changes: Any) -> PaymentDraft:
+    money = MoneyDraft("EUR", amount) if amount is not None else None
+    return replace(PaymentDraft("pi_1", kind, money, provider="stripe"), **changes)
+
+
+@pytest.mark.parametrize(("draft", "fields"), [
+    (payment(), []),
+    (payment("FAILURE", None), []),
+    (payment("FAILURE", "0"), []),
+    (payment(amount="0"), ["payment.amount.amount"]),
+    (payment("REFUND", "0.00"), ["payment.amount.amount"]),
+    (payment("AUTHORIZATION", "-1"), ["payment.amount.amount"]),
+    (payment(amount=None), ["payment.amount"]),
+    (payment(amount="1.001"), ["payment.amount.amount"]),
+    (payment("UNSPECIFIED"), ["payment.kind"]),
+    (payment(transaction_id=" "), ["payment.transaction_id"]),
+    (payment(message="m" * 501, provider="p" * 101), ["payment.provider", "payment.message"]),
+], ids=["capture", "failure-without-amount", "failure-of-nothing", "capture-of-nothing",
+        "refund-of-nothing", "negative", "no-amount", "fraction", "no-kind", "no-id", "long"])
+def test_a_reported_payment_is_validated_before_the_order_is_read(
+    draft: PaymentDraft, fields: list[str],
+) -> None:
+    assert [v.field for v in validate_payment(draft).items] == fields

@@ -310,6 +310,88 @@ def test_refunds_are_recorded_with_their_amounts() -> None:
                              actor="x")
 
 
+def test_a_partial_capture_keeps_the_order_awaiting_payment_until_the_captures_cover_it(
+) -> None:
+    order = new_order(payment="PENDING")
+    order.allocate(allocation(), at=NOW)
+
+    assert order.record_payment(pay(PaymentKind.CAPTURE, "30.00", "c1"), at=NOW, actor="x")
+    assert (order.status, order.payment_status) == (S.PAYMENT_PENDING, PaymentStatus.PENDING)
+    assert release_ready([order], at=NOW) == []
+    assert not any(isinstance(e, PaymentSettled) for e in order.events)
+
+    order.record_payment(pay(PaymentKind.CAPTURE, "30.07", "c2"), at=LATER, actor="x")
+    assert (order.status, order.payment_status) == (S.ALLOCATED, PaymentStatus.PAID)
+    assert PaymentSettled(PaymentStatus.PAID, LATER) in order.events
+
+
+def test_a_partial_authorisation_does_not_release_the_order() -> None:
+    order = new_order(payment="PENDING")
+    order.allocate(allocation(), at=NOW)
+    order.record_payment(pay(PaymentKind.AUTHORIZATION, "60.06", "a1"), at=NOW, actor="x")
+    assert (order.status, order.payment_status) == (S.PAYMENT_PENDING, PaymentStatus.PENDING)
+
+
+def test_a_lapsed_authorisation_no_longer_counts_towards_the_total() -> None:
+    order = new_order(payment="AUTHORIZED")
+    order.record_payment(pay(PaymentKind.FAILURE, "0", "lapsed"), at=NOW, actor="x")
+    order.record_payment(pay(PaymentKind.AUTHORIZATION, "1.00", "a2"), at=NOW, actor="x")
+    assert order.payment_status is PaymentStatus.FAILED
+    order.record_payment(pay(PaymentKind.AUTHORIZATION, "59.07", "a3"), at=NOW, actor="x")
+    assert order.payment_status is PaymentStatus.AUTHORIZED
+
+
+@pytest.mark.parametrize("kind", [PaymentKind.CAPTURE, PaymentKind.AUTHORIZATION,
+                                  PaymentKind.REFUND])
+@pytest.mark.parametrize("amount", ["0", "-5.00"])
+def test_a_payment_of_nothing_or_less_is_refused_and_changes_nothing(
+    kind: PaymentKind, amount: str,
+) -> None:
+    order = released(new_order())
+    with pytest.raises(InvalidArgument) as refused:
+        order.record_payment(pay(kind, amount, "nothing"), at=NOW, actor="x")
+    assert [v.field for v in refused.value.violations] == ["payment.amount.amount"]
+    assert [p.transaction_id for p in order.payments] == [f"{order.channel}:"
+                                                          f"{order.external_order_id}"]
+    assert order.events == []
+
+
+def test_a_capture_in_another_currency_is_refused() -> None:
+    order = new_order(payment="PENDING")
+    with pytest.raises(InvalidArgument) as refused:
+        order.record_payment(Payment("usd", PaymentKind.CAPTURE, Money.of("USD", "60.07")),
+                             at=NOW, actor="x")
+    assert [v.field for v in refused.value.violations] == ["payment.amount.currency_code"]
+    assert order.payment_status is PaymentStatus.PENDING and order.payments == []
+
+
+def test_refunds_never_exceed_what_was_captured_in_total() -> None:
+    order = released(new_order())
+    order.record_payment(pay(PaymentKind.REFUND, "60.00", "r1"), at=NOW, actor="returns")
+    with pytest.raises(FailedPrecondition) as refused:
+        order.record_payment(pay(PaymentKind.REFUND, "0.08", "r2"), at=NOW, actor="returns")
+    assert refused.value.reason == "REFUND_EXCEEDS_CAPTURE"
+    assert order.payment_status is PaymentStatus.PARTIALLY_REFUNDED
+    order.record_payment(pay(PaymentKind.REFUND, "0.07", "r3"), at=NOW, actor="returns")
+    assert order.payment_status is PaymentStatus.REFUNDED
+
+
+def test_an_authorisation_alone_is_not_refundable_and_a_partial_capture_is() -> None:
+    authorised = new_order(payment="AUTHORIZED")
+    with pytest.raises(FailedPrecondition):
+        authorised.record_payment(pay(PaymentKind.REFUND, "1.00", "r"), at=NOW, actor="x")
+
+    pending = new_order(payment="PENDING")
+    pending.record_payment(pay(PaymentKind.CAPTURE, "10.00", "c1"), at=NOW, actor="x")
+    pending.record_payment(pay(PaymentKind.REFUND, "10.00", "r1"), at=NOW, actor="x")
+    assert pending.payment_status is PaymentStatus.PENDING
+    # What was given back no longer counts: the captures must cover the total again.
+    pending.record_payment(pay(PaymentKind.CAPTURE, "50.07", "c2"), at=NOW, actor="x")
+    assert pending.payment_status is PaymentStatus.PENDING
+    pending.record_payment(pay(PaymentKind.CAPTURE, "10.00", "c3"), at=NOW, actor="x")
+    assert pending.payment_status is PaymentStatus.PAID
+
+
 # --- holds -----------------------------------------------------------------------------------
 
 

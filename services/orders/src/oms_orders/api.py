@@ -170,28 +170,14 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     async def RecordPayment(
         self, request: orders_pb2.RecordPaymentRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
-        payment = request.payment
-        violations = Violations()
-        violations.require(bool(payment.transaction_id.strip()), "payment.transaction_id",
-                           "required")
-        violations.require(len(payment.transaction_id) <= domain.MAX_EXTERNAL_ID_LENGTH,
-                           "payment.transaction_id",
-                           f"at most {domain.MAX_EXTERNAL_ID_LENGTH} characters")
-        violations.require(payment.kind != orders_pb2.PAYMENT_KIND_UNSPECIFIED
-                           and payment.kind in orders_pb2.PaymentKind.values(),
-                           "payment.kind", "required")
-        if payment.kind != orders_pb2.PAYMENT_KIND_FAILURE or payment.HasField("amount"):
-            domain.validate_money(violations, "payment.amount", payment.amount.currency_code,
-                                  payment.amount.amount)
-        violations.raise_if_any()
-        actor = _actor(context, default=payment.provider or "payments")
+        draft = convert.payment_draft_from_proto(request.payment)
+        domain.validate_payment(draft).raise_if_any()
+        actor = _actor(context, default=draft.provider or "payments")
 
         async def command(order: domain.Order, group: list[domain.Order],
                           at: datetime) -> list[domain.Order]:
-            if not payment.HasField("amount"):
-                payment.amount.currency_code = order.currency_code
-            recorded = convert.payment_from_proto(payment, at)
-            return [order] if order.record_payment(recorded, at=at, actor=actor) else []
+            payment = domain.payment_of(draft, order.currency_code, at)
+            return [order] if order.record_payment(payment, at=at, actor=actor) else []
 
         return await self._command(request.name, command)
 

@@ -421,17 +421,14 @@ def returned_from_proto(event: returns_events.ReturnReceived) -> list[domain.Ret
     ]
 
 
-def payment_from_proto(
-    payment: orders_pb2.PaymentTransaction, fallback: datetime
-) -> domain.Payment:
-    """The payment; its fields were validated by the caller."""
+def payment_draft_from_proto(payment: orders_pb2.PaymentTransaction) -> domain.PaymentDraft:
     amount = payment.amount
-    return domain.Payment(
+    return domain.PaymentDraft(
         transaction_id=payment.transaction_id,
-        kind=domain.PaymentKind(_enum_name(orders_pb2.PaymentKind.Name, "PAYMENT_KIND_",
-                                           payment.kind)),
-        amount=domain.Money.of(amount.currency_code, amount.amount or "0"),
+        kind=_enum_name(orders_pb2.PaymentKind.Name, "PAYMENT_KIND_", payment.kind),
+        amount=(domain.MoneyDraft(amount.currency_code, amount.amount)
+                if payment.HasField("amount") else None),
         provider=payment.provider,
         message=payment.message,
-        at=event_time(payment.transaction_time, fallback),
+        at=optional_time(payment, "transaction_time"),
     )

@@ -369,6 +369,19 @@ class Payment:
     at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class PaymentDraft:
+    """A payment as the provider reported it, before validation; a failure may come
+    without an amount."""
+
+    transaction_id: str
+    kind: str
+    amount: MoneyDraft | None
+    provider: str = ""
+    message: str = ""
+    at: datetime | None = None
+
+
 @dataclass
 class Shipment:
     package: str
@@ -568,8 +581,9 @@ def _validate_line(violations: Violations, path: str, line: LineDraft) -> str | 
 
 
 def validate_money(violations: Violations, path: str, currency_code: str,
-                   amount: str) -> str | None:
-    """Checks an amount of money as written; returns its currency when that is valid."""
+                   amount: str, *, positive: bool = False) -> str | None:
+    """Checks an amount of money as written (``positive``: more than zero); returns its
+    currency when that is valid."""
     currency_ok = violations.require(
         is_currency(currency_code),
         f"{path}.currency_code",
@@ -578,6 +592,8 @@ def validate_money(violations: Violations, path: str, currency_code: str,
     match = _AMOUNT.fullmatch(amount)
     if not match:
         violations.add(f"{path}.amount", 'must be a decimal number such as "19.99"')
+    elif positive and Decimal(amount) <= 0:
+        violations.add(f"{path}.amount", "must be more than zero")
     elif amount.startswith("-"):
         violations.add(f"{path}.amount", "must not be negative")
     elif currency_ok and len(match["fraction"] or "") > minor_units(currency_code):
@@ -586,6 +602,93 @@ def validate_money(violations: Violations, path: str, currency_code: str,
             f"{currency_code} allows at most {minor_units(currency_code)} fraction digits",
         )
     return currency_code if currency_ok else None
+
+
+def validate_payment(draft: PaymentDraft) -> Violations:
+    """Every violation of a reported payment at once (field paths of RecordPaymentRequest);
+    what depends on the order (its currency, what was captured) is checked when it is
+    recorded."""
+    violations = Violations()
+    _require_text(violations, "payment.transaction_id", draft.transaction_id,
+                  MAX_EXTERNAL_ID_LENGTH)
+    violations.require(draft.kind in PaymentKind.__members__, "payment.kind",
+                       "required: AUTHORIZATION, CAPTURE, FAILURE or REFUND")
+    if draft.amount is not None:
+        validate_money(violations, "payment.amount", draft.amount.currency_code,
+                       draft.amount.amount, positive=draft.kind != PaymentKind.FAILURE)
+    else:
+        violations.require(draft.kind == PaymentKind.FAILURE, "payment.amount", "required")
+    violations.require(len(draft.provider) <= MAX_CHANNEL_LENGTH, "payment.provider",
+                       f"at most {MAX_CHANNEL_LENGTH} characters")
+    violations.require(len(draft.message) <= MAX_REASON_LENGTH, "payment.message",
+                       f"at most {MAX_REASON_LENGTH} characters")
+    return violations
+
+
+def payment_of(draft: PaymentDraft, currency_code: str, at: datetime) -> Payment:
+    """The validated payment for an order in ``currency_code`` (a failure reported without
+    an amount is of nothing, in the order's currency)."""
+    amount = draft.amount or MoneyDraft(currency_code, "0")
+    return Payment(draft.transaction_id, PaymentKind(draft.kind),
+                   Money.of(amount.currency_code, amount.amount), draft.provider,
+                   draft.message, draft.at or at)
+
+
+def payment_status_after(
+    before: PaymentStatus, history: Sequence[Payment], payment: Payment, total: Money, *,
+    released: bool, order: str = "",
+) -> PaymentStatus:
+    """The payment status once ``payment`` is added to ``history``, by amounts in the
+    order's currency.
+
+    An order is AUTHORIZED when the authorisations since the last failure cover its total,
+    and PAID when its captures, less what was refunded, do; a smaller amount is recorded and
+    the order keeps waiting. A refund may give back at most what was captured, in total.
+    Raises InvalidArgument for an amount of nothing or less, or in another currency, and
+    FailedPrecondition for a refund beyond the captures.
+    """
+    amount = payment.amount
+    violations = Violations()
+    if violations.require(amount.currency_code == total.currency_code,
+                          "payment.amount.currency_code",
+                          f"the order is in {total.currency_code}"):
+        violations.require(payment.kind is PaymentKind.FAILURE or amount.amount > 0,
+                           "payment.amount.amount", "must be more than zero")
+    violations.raise_if_any()
+    payments = [*history, payment]
+
+    def sum_of(kind: PaymentKind, among: Sequence[Payment] = payments) -> Decimal:
+        return sum((p.amount.amount for p in among if p.kind is kind), Decimal(0))
+
+    captured = sum_of(PaymentKind.CAPTURE)
+    refunded = sum_of(PaymentKind.REFUND)
+    match payment.kind:
+        case PaymentKind.AUTHORIZATION if before in UNPAID:
+            failures = [n for n, p in enumerate(payments) if p.kind is PaymentKind.FAILURE]
+            live = payments[failures[-1] + 1:] if failures else payments
+            if sum_of(PaymentKind.AUTHORIZATION, live) >= total.amount:
+                return PaymentStatus.AUTHORIZED
+        case PaymentKind.CAPTURE if before in UNPAID or before is PaymentStatus.AUTHORIZED:
+            if captured - refunded >= total.amount:
+                return PaymentStatus.PAID
+        case PaymentKind.FAILURE if before in UNPAID:
+            return PaymentStatus.FAILED
+        case PaymentKind.FAILURE if before is PaymentStatus.AUTHORIZED and not released:
+            return PaymentStatus.FAILED  # the authorisation lapsed before release
+        case PaymentKind.REFUND:
+            if not captured:
+                raise FailedPrecondition(f"{order} has no captured payment to refund",
+                                         reason="NOT_PAID", metadata={"order": order})
+            if refunded > captured:
+                raise FailedPrecondition(
+                    f"a refund of {amount} would give back more than the "
+                    f"{captured:f} {total.currency_code} captured for {order}",
+                    reason="REFUND_EXCEEDS_CAPTURE", metadata={"order": order})
+            if before in UNPAID or before is PaymentStatus.AUTHORIZED:
+                return before  # part of a partial capture given back: still not paid
+            return (PaymentStatus.REFUNDED if refunded >= captured
+                    else PaymentStatus.PARTIALLY_REFUNDED)
+    return before
 
 
 def _validate_address(violations: Violations, path: str, address: Address) -> None:
@@ -899,31 +1002,14 @@ class Order:
     def record_payment(self, payment: Payment, *, at: datetime, actor: str) -> bool:
         """Records what the provider reported; a transaction id seen before changes nothing.
 
-        A failure does not cancel the order: the customer may retry until the payment is
-        due, and only then is an unpaid order cancelled (``expire_payment``)."""
+        The payment status follows the amounts (``payment_status_after``). A failure does
+        not cancel the order: the customer may retry until the payment is due, and only then
+        is an unpaid order cancelled (``expire_payment``)."""
         if any(p.transaction_id == payment.transaction_id for p in self.payments):
             return False
-        if payment.amount.currency_code != self.currency_code:
-            raise InvalidArgument([FieldViolation(
-                "payment.amount.currency_code", f"the order is in {self.currency_code}")])
         before = self.payment_status
-        after = before
-        match payment.kind:
-            case PaymentKind.AUTHORIZATION if before in UNPAID:
-                after = PaymentStatus.AUTHORIZED
-            case PaymentKind.CAPTURE if before in UNPAID or before is PaymentStatus.AUTHORIZED:
-                after = PaymentStatus.PAID
-            case PaymentKind.FAILURE if before in UNPAID:
-                after = PaymentStatus.FAILED
-            case PaymentKind.FAILURE if (before is PaymentStatus.AUTHORIZED
-                                         and self.release_time is None):
-                after = PaymentStatus.FAILED  # the authorisation lapsed before release
-            case PaymentKind.REFUND:
-                if before in UNPAID:
-                    raise FailedPrecondition(
-                        f"{self.name} has no payment to refund", reason="NOT_PAID",
-                        metadata={"order": self.name})
-                after = self._refund_status(payment)
+        after = payment_status_after(before, self.payments, payment, self.total,
+                                     released=self.release_time is not None, order=self.name)
         self.payments.append(payment)
         self.payment_status = after
         self._note(f"payment_{payment.kind.value.lower()}", at, actor, {
@@ -939,15 +1025,6 @@ class Order:
             self.events.append(PaymentSettled(after, at))
         self._settle(at, actor=actor)
         return True
-
-    def _refund_status(self, refund: Payment) -> PaymentStatus:
-        def paid(kind: PaymentKind) -> Decimal:
-            return sum((p.amount.amount for p in self.payments if p.kind is kind), Decimal(0))
-
-        taken = paid(PaymentKind.CAPTURE) or paid(PaymentKind.AUTHORIZATION)
-        refunded = paid(PaymentKind.REFUND) + refund.amount.amount
-        return (PaymentStatus.REFUNDED if refunded >= taken
-                else PaymentStatus.PARTIALLY_REFUNDED)
 
     def expire_payment(self, now: datetime) -> bool:
         """Cancels the order when it is still unpaid at its payment due time."""
