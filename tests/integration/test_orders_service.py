@@ -29,7 +29,7 @@ from oms.orders.v1 import events_pb2, orders_pb2, orders_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
-from oms_orders import handlers
+from oms_orders import domain, handlers
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.tables import metadata
 from oms_platform.bus import ensure_stream
@@ -406,6 +406,36 @@ def _unknown_service_level(request: orders_pb2.CreateOrderRequest) -> None:
     request.order.service_level = 42  # type: ignore[assignment]
 
 
+def _quantities_beyond_32_bits(request: orders_pb2.CreateOrderRequest) -> None:
+    for line in request.order.lines:
+        line.quantity = 2**31 - 1  # together beyond what an int32 item count holds
+
+
+def _too_many_lines(request: orders_pb2.CreateOrderRequest) -> None:
+    line = request.order.lines[0]
+    request.order.lines.extend([line] * domain.MAX_LINES)
+
+
+def _too_many_tags_and_address_lines(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.tags.extend(f"tag-{n}" for n in range(domain.MAX_TAGS + 1))
+    request.order.shipping_address.address_lines.extend(["more"] * domain.MAX_ADDRESS_LINES)
+
+
+def _text_postgres_cannot_store(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.customer.display_name = "Ada\x00"
+    request.order.lines[0].external_line_id = "L\x00"
+    request.order.shipping_address.locality = "L" * (domain.MAX_TEXT_LENGTH + 1)
+
+
+def _not_a_place(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.shipping_address.location.latitude = float("nan")
+    request.order.shipping_address.location.longitude = 181.0
+
+
+def _beyond_the_calendar(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.order_time.seconds = 253402300800  # 10000-01-01
+
+
 def _everything_at_once(request: orders_pb2.CreateOrderRequest) -> None:
     request.order.channel = ""
     request.order.lines[0].quantity = 0
@@ -428,6 +458,16 @@ def _everything_at_once(request: orders_pb2.CreateOrderRequest) -> None:
                                    "order.shipping_address.region_code"]),
         (_no_address, ["order.shipping_address"]),
         (_unknown_service_level, ["order.service_level"]),
+        (_quantities_beyond_32_bits, ["order.lines[0].quantity", "order.lines[1].quantity"]),
+        (_too_many_lines, ["order.lines"]),
+        (_too_many_tags_and_address_lines, ["order.shipping_address.address_lines",
+                                            "order.tags"]),
+        (_text_postgres_cannot_store, ["order.lines[0].external_line_id",
+                                       "order.shipping_address.locality",
+                                       "order.customer.display_name"]),
+        (_not_a_place, ["order.shipping_address.location.latitude",
+                        "order.shipping_address.location.longitude"]),
+        (_beyond_the_calendar, ["order.order_time"]),
         (_everything_at_once, ["order.channel", "order.lines[0].quantity",
                                "order.shipping_address.locality", "request_id"]),
     ],
@@ -796,6 +836,67 @@ async def test_merged_orders_of_one_customer_are_released_together(
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def test_a_merge_names_a_bounded_number_of_orders_and_a_shipment_stays_bounded(
+    orders: OrdersStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await orders.MergeOrders(orders_pb2.MergeOrdersRequest(
+            names=[f"orders/{uuid.uuid4()}" for _ in range(domain.MAX_MERGE_ORDERS + 1)]))
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(too_many.value) == ["names"]
+
+    batch = await orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(requests=[
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING)
+        for _ in range(domain.MAX_MERGE_ORDERS + 1)]))
+    names = [result.order.name for result in batch.results]
+    await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=names[:-1]))
+    with pytest.raises(grpc.aio.AioRpcError) as full:
+        await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=[names[0], names[-1]]))
+    assert full.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert not (await status_of(orders, names[-1])).merged_orders
+
+
+Command = Callable[[OrdersStub, str], Awaitable[Any]]
+COMMANDS_REFUSED: dict[str, tuple[Command, list[str]]] = {
+    "cancel-too-many-lines": (lambda stub, name: stub.CancelOrder(orders_pb2.CancelOrderRequest(
+        name=name, lines=[orders_pb2.CancelLineRequest(line_id="1", quantity=1)]
+        * (domain.MAX_LINES + 1))), ["lines"]),
+    "hold-reason-nul": (lambda stub, name: stub.HoldOrder(orders_pb2.HoldOrderRequest(
+        name=name, reason="why\x00")), ["reason"]),
+    "hold-request-id-nul": (lambda stub, name: stub.HoldOrder(orders_pb2.HoldOrderRequest(
+        name=name, reason="fraud", request_id="k\x00")), ["request_id"]),
+    "payment-id-nul": (lambda stub, name: stub.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=name, payment=orders_pb2.PaymentTransaction(
+            transaction_id="t\x00", kind=orders_pb2.PAYMENT_KIND_FAILURE))),
+        ["payment.transaction_id"]),
+    "payment-time-beyond-calendar": (lambda stub, name: stub.RecordPayment(
+        orders_pb2.RecordPaymentRequest(name=name, payment=orders_pb2.PaymentTransaction(
+            transaction_id="t", kind=orders_pb2.PAYMENT_KIND_FAILURE,
+            transaction_time={"seconds": -62135596801}))), ["payment.transaction_time"]),
+    "update-tag-nul": (lambda stub, name: stub.UpdateOrder(orders_pb2.UpdateOrderRequest(
+        order=orders_pb2.Order(name=name, tags=["a\x00"]),
+        update_mask=field_mask_pb2.FieldMask(paths=["tags"]))), ["order.tags[0]"]),
+    "update-mask-too-long": (lambda stub, name: stub.UpdateOrder(orders_pb2.UpdateOrderRequest(
+        order=orders_pb2.Order(name=name),
+        update_mask=field_mask_pb2.FieldMask(paths=["tags"] * 5))), ["update_mask"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMMANDS_REFUSED))
+async def test_commands_refuse_what_cannot_be_stored_and_change_nothing(
+    orders: OrdersStub, case: str,
+) -> None:
+    created = await orders.CreateOrder(new_request())
+    call, fields = COMMANDS_REFUSED[case]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call(orders, created.name)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == fields
+    assert await status_of(orders, created.name) == created
+
+
 async def test_a_batch_of_allocations_releases_each_order_once_and_merged_orders_together(
     orders: OrdersStub, engine: AsyncEngine, service: Service
 ) -> None:
@@ -886,6 +987,11 @@ async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) 
     assert details.Unpack(bad_request)
     assert [v.field for v in bad_request.field_violations] == [
         "requests[1].order.lines[0].quantity", "requests[1].request_id"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(
+            requests=[good] * (domain.MAX_BATCH_ORDERS + 1)))
+    assert field_violations(too_many.value) == ["requests"]
 
 
 async def test_an_order_is_followed_from_shipment_to_refund(

@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 from oms_orders.domain import (
+    MAX_ADDRESS_LINES,
+    MAX_LINES,
+    MAX_QUANTITY,
+    MAX_TAGS,
+    MAX_TEXT_LENGTH,
     Address,
     CapturePolicy,
     Customer,
+    LatLng,
     LineDraft,
     Money,
     MoneyDraft,
@@ -161,10 +167,32 @@ def test_a_valid_draft_has_no_violations() -> None:
          "order.shipping_address.region_code"),
         ({"service_level": "7"}, "order.service_level"),
         ({"payment_status": "REFUNDED"}, "order.payment_status"),
+        ({"lines": [line(quantity=MAX_QUANTITY + 1)]}, "order.lines[0].quantity"),
+        ({"lines": [line()] * (MAX_LINES + 1)}, "order.lines"),
+        ({"lines": [line(sku="SKU\x00")]}, "order.lines[0].sku"),
+        ({"customer": Customer(email="e" * (MAX_TEXT_LENGTH + 1))}, "order.customer.email"),
+        ({"shipping_address": replace(ADDRESS, address_lines=("1",) * (MAX_ADDRESS_LINES + 1))},
+         "order.shipping_address.address_lines"),
+        ({"shipping_address": replace(ADDRESS, recipient="Ada\x00")},
+         "order.shipping_address.recipient"),
+        ({"shipping_address": replace(ADDRESS, location=LatLng(91, 0))},
+         "order.shipping_address.location.latitude"),
+        ({"shipping_address": replace(ADDRESS, location=LatLng(0, float("nan")))},
+         "order.shipping_address.location.longitude"),
+        ({"tags": [f"t{n}" for n in range(MAX_TAGS + 1)]}, "order.tags"),
+        ({"tags": ["vip\x00"]}, "order.tags[0]"),
+        ({"gift_note": "\x00"}, "order.gift_note"),
     ],
 )
 def test_each_invalid_field_is_named(changes: dict[str, Any], field: str) -> None:
     assert violation_fields(draft(**changes)) == [field]
+
+
+def test_the_largest_order_still_counts_its_units_in_32_bits() -> None:
+    assert MAX_LINES * MAX_QUANTITY < 2**31
+    biggest = draft(lines=[line(f"SKU-{n}", MAX_QUANTITY) for n in range(MAX_LINES)])
+    assert violation_fields(biggest) == []
+    assert new_order(lines=biggest.lines).item_count == MAX_LINES * MAX_QUANTITY
 
 
 def test_the_request_id_is_at_most_100_characters() -> None:

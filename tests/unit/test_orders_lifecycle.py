@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oms_orders.domain import (
+    MAX_LINES,
+    MAX_MERGE_ORDERS,
     PROGRESS,
     TRANSITIONS,
     Address,
@@ -41,6 +43,7 @@ from oms_orders.domain import (
     ReturnedLine,
     StatusChanged,
     merge,
+    merge_ids,
     place_order,
     release_ready,
     split,
@@ -545,6 +548,40 @@ def test_merged_orders_release_together_in_one_release_per_node() -> None:
     assert release.order is first and release.orders == (first.name, second.name)
     assert {x.order for x in release.lines} == {first.name, second.name}
     assert first.status is second.status is S.RELEASED
+
+
+def test_a_merge_names_a_bounded_number_of_orders() -> None:
+    names = [f"orders/{uuid.uuid4()}" for _ in range(MAX_MERGE_ORDERS + 1)]
+    for refused, fields in [(names, ["names"]), (names[:1], ["names"]),
+                            ([names[0], "orders/42"], ["names[1]"])]:
+        with pytest.raises(InvalidArgument) as error:
+            merge_ids(refused)
+        assert [v.field for v in error.value.violations] == fields
+    assert merge_ids(names[:-1]) == [uuid.UUID(n.removeprefix("orders/")) for n in names[:-1]]
+
+
+def test_a_merged_shipment_holds_a_bounded_number_of_orders_and_lines() -> None:
+    group = [new_order() for _ in range(MAX_MERGE_ORDERS)]
+    merge(group, actor="alice", at=NOW)
+    with pytest.raises(FailedPrecondition) as full:
+        merge([group[0], new_order()], actor="alice", at=NOW, loaded=group)
+    assert full.value.reason == "MERGE_TOO_LARGE"
+
+    many_lines = [LineDraft(f"SKU-{n}", 1, MoneyDraft("EUR", "1")) for n in range(MAX_LINES)]
+    big = new_order(lines=many_lines)
+    with pytest.raises(FailedPrecondition):
+        merge([big, new_order()], actor="alice", at=NOW)
+    assert big.merge_group is None
+
+
+def test_a_cancellation_names_a_bounded_number_of_lines() -> None:
+    order = new_order()
+    with pytest.raises(InvalidArgument) as refused:
+        order.cancel([("1", 1)] * (MAX_LINES + 1), reason="", actor="alice", at=NOW)
+    assert [v.field for v in refused.value.violations] == ["lines"]
+    with pytest.raises(InvalidArgument):
+        order.place_hold("why\x00", actor="alice", at=NOW)
+    assert order.events == []
 
 
 def test_orders_of_other_customers_or_addresses_or_released_ones_do_not_merge() -> None:

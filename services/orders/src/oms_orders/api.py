@@ -24,7 +24,6 @@ ACTOR_METADATA = "oms-actor"
 """gRPC metadata naming the user behind a back-office call, for the order's timeline."""
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-_UPDATABLE = frozenset({"tags", "gift_note", "priority", "promise_time"})
 
 
 class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
@@ -66,7 +65,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     async def _capture(
         self, session: AsyncSession, request: orders_pb2.CreateOrderRequest, *, prefix: str
     ) -> domain.Order:
-        draft = convert.draft_from_proto(request.order)
+        draft = convert.draft_from_proto(request.order, prefix=prefix)
         products = await repository.products(session, (line.sku for line in draft.lines))
         order = domain.place_order(
             draft, order_id=uuid.uuid4(), now=datetime.now(UTC), request_id=request.request_id,
@@ -144,12 +143,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         self, request: orders_pb2.UpdateOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
         paths = list(request.update_mask.paths)
-        violations = Violations()
-        violations.require(bool(paths), "update_mask", f"name fields of {sorted(_UPDATABLE)}")
-        for path in paths:
-            violations.require(path in _UPDATABLE, "update_mask",
-                               f"{path!r} cannot be updated; only {sorted(_UPDATABLE)}")
-        violations.raise_if_any()
+        domain.validate_update_mask(paths).raise_if_any()
         changes: dict[str, Any] = {}
         if "tags" in paths:
             changes["tags"] = list(request.order.tags)
@@ -158,7 +152,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         if "priority" in paths:
             changes["priority"] = request.order.priority
         if "promise_time" in paths:
-            changes["promise_time"] = convert.optional_time(request.order, "promise_time")
+            changes["promise_time"] = convert.optional_time(request.order, "promise_time",
+                                                            "order.promise_time")
         actor = _actor(context)
 
         async def command(order: domain.Order, group: list[domain.Order],
@@ -223,20 +218,18 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     async def MergeOrders(
         self, request: orders_pb2.MergeOrdersRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.MergeOrdersResponse:
-        ids = [_order_id(name, f"names[{i}]") for i, name in enumerate(request.names)]
+        ids = domain.merge_ids(request.names)
         actor = _actor(context)
         at = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            loaded: dict[uuid.UUID, domain.Order] = {}
-            for order_id in sorted(set(ids)):
-                if order_id in loaded:
-                    continue
-                group = await repository.load_group(session, order_id)
-                if not group:
-                    raise _not_found(domain.order_name(order_id))
-                loaded.update({o.id: o for o in group})
+            # Every order and its group locked at once, in id order, as everywhere.
+            groups = await repository.load_groups(session, ids)
+            missing = next((i for i in ids if i not in groups), None)
+            if missing is not None:
+                raise _not_found(domain.order_name(missing))
+            loaded = {o.id: o for group in groups.values() for o in group}
             requested = [loaded[i] for i in ids]
-            domain.merge(requested, actor=actor, at=at)
+            domain.merge(requested, actor=actor, at=at, loaded=list(loaded.values()))
             group_id = requested[0].merge_group
             members = [o for o in loaded.values() if o.merge_group == group_id]
             releases = domain.release_ready(sorted(members, key=lambda o: o.id), at=at)
@@ -266,9 +259,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         """Loads the order (and its merged group) locked, runs ``command``, releases what
         became releasable, and saves what changed, in one transaction."""
         order_id = _order_id(name, field)
-        if len(request_id) > domain.MAX_REQUEST_ID_LENGTH:
-            raise InvalidArgument([FieldViolation(
-                "request_id", f"at most {domain.MAX_REQUEST_ID_LENGTH} characters")])
+        violations = Violations()
+        domain.validate_text(violations, "request_id", request_id, domain.MAX_REQUEST_ID_LENGTH)
+        violations.raise_if_any()
         at = datetime.now(UTC)
         async with self._sessions.begin() as session:
             group = await repository.load_group(session, order_id)
