@@ -994,6 +994,28 @@ async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) 
     assert field_violations(too_many.value) == ["requests"]
 
 
+async def test_overlapping_imports_in_opposite_orders_both_succeed(
+    orders: OrdersStub, engine: AsyncEngine
+) -> None:
+    """Two imports of the same orders, one in reverse: inserted in request order they would
+    wait for each other's rows (a deadlock, 40P01) as soon as both had started."""
+    for _ in range(3):
+        requests = [new_request(request_id=str(uuid.uuid4())) for _ in range(30)]
+
+        forward, backward = await asyncio.gather(*(
+            orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(requests=batch))
+            for batch in (requests, requests[::-1])))
+
+        names = [result.order.name for result in forward.results]
+        assert all(names) and len(set(names)) == len(requests)
+        assert [result.order.name for result in backward.results] == names[::-1]
+        assert [result.order.external_order_id for result in forward.results] == [
+            request.order.external_order_id for request in requests]
+        stored = await scalar(engine, select(func.count()).select_from(orders_table).where(
+            orders_table.c.request_id.in_([r.request_id for r in requests])))
+        assert stored == len(requests)
+
+
 async def test_an_order_is_followed_from_shipment_to_refund(
     orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
 ) -> None:

@@ -48,19 +48,24 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         if not 0 < len(request.requests) <= self._settings.max_batch_size:
             raise InvalidArgument([FieldViolation(
                 "requests", f"1 to {self._settings.max_batch_size} orders")])
-        results: list[orders_pb2.BatchCreateOrderResult] = []
+        results: dict[int, orders_pb2.BatchCreateOrderResult] = {}
         # One transaction for the batch; a refused order writes nothing, so the others
-        # commit together.
+        # commit together. Inserted in the order of their unique keys, answered in request
+        # order.
+        keys = [(r.order.channel, r.order.external_order_id, r.request_id)
+                for r in request.requests]
         async with self._sessions.begin() as session:
-            for index, item in enumerate(request.requests):
+            for index in repository.insert_order(keys):
+                item = request.requests[index]
                 try:
                     order = await self._capture(session, item, prefix=f"requests[{index}].order")
                 except DomainError as error:
-                    results.append(orders_pb2.BatchCreateOrderResult(error=to_status(error)))
+                    results[index] = orders_pb2.BatchCreateOrderResult(error=to_status(error))
                 else:
-                    results.append(orders_pb2.BatchCreateOrderResult(
-                        order=convert.order_to_proto(order)))
-        return orders_pb2.BatchCreateOrdersResponse(results=results)
+                    results[index] = orders_pb2.BatchCreateOrderResult(
+                        order=convert.order_to_proto(order))
+        return orders_pb2.BatchCreateOrdersResponse(
+            results=[results[index] for index in range(len(keys))])
 
     async def _capture(
         self, session: AsyncSession, request: orders_pb2.CreateOrderRequest, *, prefix: str

@@ -136,6 +136,19 @@ async def products(session: AsyncSession, skus: Iterable[str]) -> dict[str, doma
     }
 
 
+def insert_order(keys: Sequence[tuple[str, str, str]]) -> list[int]:
+    """The order in which to insert several new orders in one transaction, given each one's
+    unique keys (channel, external order id, request id): sorted by them.
+
+    An insert that meets a key another open transaction inserted waits for that transaction.
+    Two imports of overlapping orders, each inserting in its request's order, would wait for
+    each other's rows in a cycle (a deadlock, 40P01); in one order for everyone, the second
+    waits for the first and then finds the orders it made. (Imports that pair one request id
+    with different channel orders can still cross on the two keys; PostgreSQL then aborts one,
+    which the caller sees as a retryable ABORTED.)"""
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
 async def add(session: AsyncSession, order: domain.Order, *, request_id: str | None) -> bool:
     """Stores a new order with its events; False (and nothing written) if it already exists.
 
