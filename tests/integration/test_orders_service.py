@@ -36,7 +36,7 @@ from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, subject_for
 from oms_platform.migrations import alembic_config
 from oms_platform.service import Service
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
@@ -798,6 +798,48 @@ async def test_an_unpaid_order_is_cancelled_when_its_payment_is_overdue(
                               events_pb2.OrderCancelled)
     assert event.whole_order and event.reason == "payment not received in time"
     assert [(x.line_id, x.quantity) for x in event.lines] == [("1", 3), ("2", 1)]
+
+
+async def test_the_payment_sweep_locks_orders_in_id_order_like_the_handlers(
+    service: Service, orders: OrdersStub, engine: AsyncEngine
+) -> None:
+    """A merged pair, the paid order with the lower id and the overdue one with the higher.
+    A handler locks the group in id order; the sweep must too, or each holds what the other
+    waits for. Here the test is the handler, with the sweep caught between its two locks."""
+    while True:
+        paid = await orders.CreateOrder(new_request())
+        overdue = await orders.CreateOrder(
+            new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
+        low, high = (uuid.UUID(o.name.removeprefix("orders/")) for o in (paid, overdue))
+        if low < high:
+            break
+    await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=[paid.name, overdue.name]))
+    assert service.runtime is not None
+    later = overdue.payment_due_time.ToDatetime(tzinfo=UTC) + timedelta(seconds=1)
+
+    def lock(order_id: uuid.UUID) -> Any:
+        return select(orders_table.c.id).where(orders_table.c.id == order_id).with_for_update()
+
+    async with engine.connect() as handler:
+        await handler.begin()
+        handler_pid = await handler.scalar(text("SELECT pg_backend_pid()"))
+        await handler.execute(lock(low))
+        sweep = asyncio.create_task(
+            handlers.cancel_overdue_payments(service.runtime.sessions, later, limit=1000))
+
+        async def sweep_waits_for_the_handler() -> bool:
+            blocked = await scalar(engine, text(
+                "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+            ).bindparams(pid=handler_pid))
+            return bool(blocked)
+
+        await eventually(sweep_waits_for_the_handler)
+        await handler.execute(lock(high))  # a deadlock if the sweep already holds it
+        await handler.rollback()
+    assert await asyncio.wait_for(sweep, timeout=30) >= 1
+
+    assert (await status_of(orders, overdue.name)).status == orders_pb2.ORDER_STATUS_CANCELLED
+    assert (await status_of(orders, paid.name)).status == orders_pb2.ORDER_STATUS_PENDING_ALLOCATION
 
 
 async def test_merged_orders_of_one_customer_are_released_together(

@@ -422,7 +422,8 @@ async def upsert_product(
 
 
 async def overdue_payments(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
-    """Unpaid orders past their payment due time, skipping those another replica holds."""
+    """Unpaid orders past their payment due time, the longest overdue first. Not locked
+    here: the caller locks them with their groups in id order (``lock_groups``)."""
     rows = await session.scalars(
         select(orders.c.id)
         .where(orders.c.payment_status.in_(["PENDING", "FAILED"]),
@@ -430,9 +431,17 @@ async def overdue_payments(session: AsyncSession, now: datetime, limit: int) -> 
                orders.c.status.not_in(["CANCELLED"]))
         .order_by(orders.c.payment_due_time)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
     return list(rows)
+
+
+async def lock_groups(session: AsyncSession, order_ids: Iterable[uuid.UUID]) -> None:
+    """Locks the orders and the other orders of their merged groups in one statement, in id
+    order: the order every handler locks in, so that no two transactions wait for each
+    other in a cycle."""
+    ids = sorted(set(order_ids))
+    if ids:
+        await session.execute(GROUPS_LOCK, {"ids": ids})
 
 
 # --- rows to domain --------------------------------------------------------------------------
