@@ -35,6 +35,7 @@ from oms_orders.tables import metadata
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, subject_for
 from oms_platform.migrations import alembic_config
+from oms_platform.pagination import encode_page_token
 from oms_platform.service import Service
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -1012,6 +1013,62 @@ async def test_orders_are_searched_by_filters_and_counted_per_status(
         await orders.ListOrders(orders_pb2.ListOrdersRequest(filter="colour = red"))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(bad.value) == ["filter"]
+
+
+MALFORMED_FILTERS = {
+    "unknown-escape": 'sku = "\\x"',
+    "unterminated-string": 'sku = "SKU-MUG',
+    "unknown-field": "colour = red",
+    "wrong-type-bool": "priority = maybe",
+    "wrong-type-time": "create_time > 5",
+    "wrong-type-number": "item_count > many",
+    "not-a-time": 'create_time > "2025-13-01T00:00:00Z"',
+    "time-without-offset": 'create_time > "2025-11-01T00:00:00"',
+    "digits-of-another-script": "item_count > \u0663",
+    "number-beyond-range": "item_count > 99999999999999999999",
+    "nul-in-value": 'sku = "SKU\x00"',
+    "nul-in-text-search": '"Ada\x00"',
+    "dangling-and": "status = RELEASED AND",
+    "or": "status = RELEASED OR status = SHIPPED",
+    "operator-without-field": "= RELEASED",
+    "too-long": '"' + "x" * domain.MAX_FILTER_LENGTH + '"',
+    "too-many-terms": " AND ".join(["priority = true"] * (domain.MAX_FILTER_TERMS + 1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_FILTERS))
+async def test_a_malformed_filter_is_invalid_argument_on_filter(
+    orders: OrdersStub, case: str,
+) -> None:
+    expression = MALFORMED_FILTERS[case]
+    for call in (orders.ListOrders(orders_pb2.ListOrdersRequest(filter=expression)),
+                 orders.CountOrders(orders_pb2.CountOrdersRequest(filter=expression))):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(refused.value) == ["filter"]
+
+
+async def test_a_number_beyond_32_bits_is_compared_not_refused(orders: OrdersStub) -> None:
+    for expression in ("item_count < -9999999999", "weight_grams > 999999999999999999"):
+        listed = await orders.ListOrders(orders_pb2.ListOrdersRequest(filter=expression))
+        assert list(listed.orders) == []
+        counted = await orders.CountOrders(orders_pb2.CountOrdersRequest(filter=expression))
+        assert counted.total == 0
+
+
+@pytest.mark.parametrize("after", [
+    [1, 2], ["2026-01-01T00:00:00+00:00", 5], ["2026-01-01T00:00:00+00:00"], [None, None],
+    [{"a": 1}, "b"], ["yesterday", str(uuid.uuid4())],
+], ids=["numbers", "number-id", "short", "nulls", "object", "not-a-time"])
+async def test_a_page_token_this_list_did_not_issue_is_invalid_argument(
+    orders: OrdersStub, after: list[Any],
+) -> None:
+    for token in (encode_page_token(after, {"filter": ""}), "not a token", "e30"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await orders.ListOrders(orders_pb2.ListOrdersRequest(page_token=token))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(refused.value) == ["page_token"]
 
 
 async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) -> None:

@@ -326,8 +326,17 @@ def _make_token(last: domain.Order, expression: str) -> str:
 
 
 def _read_token(token: str, expression: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (create_time, id) to continue after; INVALID_ARGUMENT on ``page_token`` for a
+    token this list did not issue, whatever it holds."""
     try:
         after = decode_page_token(token, {"filter": expression})
-        return None if after is None else (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
-    except (PageTokenError, ValueError, IndexError, TypeError) as error:
+    except PageTokenError as error:
         raise InvalidArgument([FieldViolation("page_token", str(error))]) from None
+    if after is None:
+        return None
+    try:
+        create_time, order_id = after
+        return datetime.fromisoformat(create_time), uuid.UUID(order_id)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidArgument([FieldViolation(
+            "page_token", "not a page token of this list")]) from None
