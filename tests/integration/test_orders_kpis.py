@@ -20,6 +20,8 @@ import pytest
 from alembic import command
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from oms.common.v1 import common_pb2
@@ -28,6 +30,7 @@ from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
+from oms_orders import kpis_rules
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, producing_service
@@ -402,6 +405,49 @@ async def test_a_kpi_request_is_checked(insights: Stub) -> None:
         ))
     assert backwards.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "end_time" in (backwards.value.details() or "")
+
+
+async def test_a_kpi_request_produces_a_bounded_number_of_periods_and_figures(
+    insights: Stub, data_set: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def days(start: datetime, n: int, **fields: Any) -> insights_pb2.GetOrderKpisRequest:
+        return insights_pb2.GetOrderKpisRequest(
+            start_time=stamp(start), end_time=stamp(start + timedelta(days=n)),
+            granularity=insights_pb2.GRANULARITY_DAY, **fields)
+
+    await insights.GetOrderKpis(days(MARCH, kpis_rules.MAX_PERIODS))
+    with pytest.raises(grpc.aio.AioRpcError) as too_many_periods:
+        await insights.GetOrderKpis(days(MARCH, kpis_rules.MAX_PERIODS + 1))
+    assert too_many_periods.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(too_many_periods.value) == ["end_time"]
+    monthly = days(MARCH, 3660)
+    monthly.granularity = insights_pb2.GRANULARITY_MONTH
+    await insights.GetOrderKpis(monthly)
+
+    # The data set has four (day, channel) entries in March (A, B, C on the web; D).
+    monkeypatch.setattr(kpis_rules, "MAX_FIGURES", 3)
+    assert len((await insights.GetOrderKpis(days(MARCH, 31, channel=WEB))).kpis) == 3
+    with pytest.raises(grpc.aio.AioRpcError) as too_many_figures:
+        await insights.GetOrderKpis(days(MARCH, 31))
+    assert too_many_figures.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(too_many_figures.value) == ["channel"]
+
+    beyond = days(MARCH, 1)
+    beyond.start_time.seconds = -62135596801  # before the year 1
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await insights.GetOrderKpis(beyond)
+    assert field_violations(invalid.value) == ["start_time"]
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    fields: list[str] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            fields += [v.field for v in bad_request.field_violations]
+    return fields
 
 
 def test_the_migration_takes_in_orders_captured_before_it(
