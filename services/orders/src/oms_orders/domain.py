@@ -657,14 +657,38 @@ def payment_of(draft: PaymentDraft, currency_code: str, at: datetime) -> Payment
                    draft.message, draft.at or at)
 
 
+@dataclass(frozen=True)
+class Takings:
+    """What a payment history holds, in the order's currency."""
+
+    captured: Decimal
+    refunded: Decimal
+    authorized: Decimal
+    """Authorised since the last failure: a failure ends (lapses) the authorisations."""
+
+    @classmethod
+    def of(cls, payments: Sequence[Payment]) -> Takings:
+        def sum_of(kind: PaymentKind, among: Sequence[Payment]) -> Decimal:
+            return sum((p.amount.amount for p in among if p.kind is kind), Decimal(0))
+
+        failures = [n for n, p in enumerate(payments) if p.kind is PaymentKind.FAILURE]
+        live = payments[failures[-1] + 1:] if failures else payments
+        return cls(sum_of(PaymentKind.CAPTURE, payments), sum_of(PaymentKind.REFUND, payments),
+                   sum_of(PaymentKind.AUTHORIZATION, live))
+
+    def cover(self, due: Money) -> bool:
+        """The captures less the refunds, or the live authorisations, cover ``due``."""
+        return max(self.captured - self.refunded, self.authorized) >= due.amount
+
+
 def payment_status_after(
-    before: PaymentStatus, history: Sequence[Payment], payment: Payment, total: Money, *,
+    before: PaymentStatus, history: Sequence[Payment], payment: Payment, due: Money, *,
     released: bool, order: str = "",
 ) -> PaymentStatus:
     """The payment status once ``payment`` is added to ``history``, by amounts in the
-    order's currency.
+    order's currency; ``due`` is the order's amount due (its units not cancelled).
 
-    An order is AUTHORIZED when the authorisations since the last failure cover its total,
+    An order is AUTHORIZED when the authorisations since the last failure cover what is due,
     and PAID when its captures, less what was refunded, do; a smaller amount is recorded and
     the order keeps waiting. A refund may give back at most what was captured, in total.
     Raises InvalidArgument for an amount of nothing or less, or in another currency, and
@@ -672,27 +696,20 @@ def payment_status_after(
     """
     amount = payment.amount
     violations = Violations()
-    if violations.require(amount.currency_code == total.currency_code,
+    if violations.require(amount.currency_code == due.currency_code,
                           "payment.amount.currency_code",
-                          f"the order is in {total.currency_code}"):
+                          f"the order is in {due.currency_code}"):
         violations.require(payment.kind is PaymentKind.FAILURE or amount.amount > 0,
                            "payment.amount.amount", "must be more than zero")
     violations.raise_if_any()
-    payments = [*history, payment]
-
-    def sum_of(kind: PaymentKind, among: Sequence[Payment] = payments) -> Decimal:
-        return sum((p.amount.amount for p in among if p.kind is kind), Decimal(0))
-
-    captured = sum_of(PaymentKind.CAPTURE)
-    refunded = sum_of(PaymentKind.REFUND)
+    takings = Takings.of([*history, payment])
+    captured, refunded = takings.captured, takings.refunded
     match payment.kind:
         case PaymentKind.AUTHORIZATION if before in UNPAID:
-            failures = [n for n, p in enumerate(payments) if p.kind is PaymentKind.FAILURE]
-            live = payments[failures[-1] + 1:] if failures else payments
-            if sum_of(PaymentKind.AUTHORIZATION, live) >= total.amount:
+            if takings.authorized >= due.amount:
                 return PaymentStatus.AUTHORIZED
         case PaymentKind.CAPTURE if before in UNPAID or before is PaymentStatus.AUTHORIZED:
-            if captured - refunded >= total.amount:
+            if captured - refunded >= due.amount:
                 return PaymentStatus.PAID
         case PaymentKind.FAILURE if before in UNPAID:
             return PaymentStatus.FAILED
@@ -705,7 +722,7 @@ def payment_status_after(
             if refunded > captured:
                 raise FailedPrecondition(
                     f"a refund of {amount} would give back more than the "
-                    f"{captured:f} {total.currency_code} captured for {order}",
+                    f"{captured:f} {due.currency_code} captured for {order}",
                     reason="REFUND_EXCEEDS_CAPTURE", metadata={"order": order})
             if before in UNPAID or before is PaymentStatus.AUTHORIZED:
                 return before  # part of a partial capture given back: still not paid
@@ -894,6 +911,20 @@ class Order:
         return total
 
     @property
+    def amount_due(self) -> Money:
+        """The value of the units not cancelled: what the payments must cover."""
+        due = Money.of(self.currency_code, 0)
+        for line in self.lines:
+            due += line.unit_price * line.open
+        return due
+
+    @property
+    def paid_up(self) -> bool:
+        """Paid, and the money still covers what is due: a refund before release that is
+        not matched by cancelled units keeps the order from the warehouse."""
+        return self.payment_status in PAID and Takings.of(self.payments).cover(self.amount_due)
+
+    @property
     def priority(self) -> bool:
         return self.priority_flag or self.service_level in PRIORITY_SERVICE_LEVELS
 
@@ -1051,7 +1082,7 @@ class Order:
         if any(p.transaction_id == payment.transaction_id for p in self.payments):
             return False
         before = self.payment_status
-        after = payment_status_after(before, self.payments, payment, self.total,
+        after = payment_status_after(before, self.payments, payment, self.amount_due,
                                      released=self.release_time is not None, order=self.name)
         self.payments.append(payment)
         self.payment_status = after
@@ -1200,7 +1231,21 @@ class Order:
         cancelled = tuple(LineQuantity(line.line_id, line.sku, units) for line, units in targets)
         whole = all(line.to_ship == 0 for line in self.lines)
         self.events.append(LinesCancelled(cancelled, whole, reason, at, actor))
+        self._covered_by_what_was_taken(at, actor)
         self._settle(at, reason=reason, actor=actor)
+
+    def _covered_by_what_was_taken(self, at: datetime, actor: str) -> None:
+        """An unpaid order whose cancelled units leave its payments covering the rest (a
+        partial capture, then the missing line cancelled) is paid."""
+        due, takings = self.amount_due, Takings.of(self.payments)
+        if self.payment_status not in UNPAID or not due.amount or not takings.cover(due):
+            return
+        after = (PaymentStatus.PAID if takings.captured - takings.refunded >= due.amount
+                 else PaymentStatus.AUTHORIZED)
+        self.payment_status = after
+        self._note("payment_covered", at, actor, {"payment_status": after.value,
+                                                  "amount_due": f"{due.amount:f}"})
+        self.events.append(PaymentSettled(after, at))
 
     # --- shipping and returns ----------------------------------------------------------------
 
@@ -1342,7 +1387,7 @@ class Order:
             return S.RELEASED
         if self.active_holds:
             return S.ON_HOLD
-        if self.payment_status not in PAID:
+        if not self.paid_up:
             return S.PAYMENT_PENDING
         if all(line.unallocated == 0 for line in self.lines):
             return S.ALLOCATED
