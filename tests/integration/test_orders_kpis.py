@@ -30,7 +30,7 @@ from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
-from oms_orders import kpis_rules
+from oms_orders import kpis_rules, notifications
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, producing_service
@@ -128,6 +128,20 @@ class Events:
             for stream, seq in self.last.items():
                 info = await self.js.consumer_info(stream, READ_MODEL_CONSUMER)
                 if info.ack_floor is None or info.ack_floor.stream_seq < seq:
+                    return False
+            return True
+
+        await eventually(done)
+
+    async def all_tried(self) -> None:
+        """Every event published so far has been handled at least once: the read model has
+        delivered them all, and each one it has not acknowledged has been redelivered,
+        which JetStream does only after a failed attempt (a nak)."""
+        async def done() -> bool:
+            for stream, seq in self.last.items():
+                info = await self.js.consumer_info(stream, READ_MODEL_CONSUMER)
+                if (info.num_pending or info.delivered.stream_seq < seq
+                        or info.num_ack_pending != info.num_redelivered):
                     return False
             return True
 
@@ -253,7 +267,8 @@ async def data_set(js: JetStreamContext, service: Service) -> dict[str, str]:
     ]
     for message in published:
         await events.publish(message, getattr(message, "order", "") or message.package)
-    await asyncio.sleep(0.3)
+    # D's delivery and return are refused (D is unknown) before D arrives.
+    await events.all_tried()
     await events.publish(d, d.order)
     await events.publish(shipped("pkg-d00001", "2026-03-04T15:00:00", (d.order, "1", 5)),
                          "pkg-d00001")
@@ -506,7 +521,9 @@ async def test_without_a_mail_server_notifications_wait(
                     lines=[(1, "1.00")], email="wait@example.test")
     await events.publish(created, created.order)
     await events.all_handled()
-    await asyncio.sleep(0.5)
+    # The sender the service runs, run to its end: with no SMTP host it stops at once.
+    assert service.runtime is not None
+    await asyncio.wait_for(notifications.run_sender(service.runtime), timeout=5)
     listing = await insights.ListOrderNotifications(
         insights_pb2.ListOrderNotificationsRequest(parent=created.order)
     )
