@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.type import timeofday_pb2
 from inventory_support import (  # noqa: F401 (fixtures)
@@ -337,4 +338,47 @@ async def test_list_nodes_by_type_and_region(stub: Stub) -> None:
     assert await labels("type != WAREHOUSE") == {"us", "any"}
     code, violations, _ = await refused(stub.ListFulfilmentNodes(
         inventory_pb2.ListFulfilmentNodesRequest(filter="type = CASTLE")))
+    assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["filter"])
+
+
+# Filters no list understands: every one is INVALID_ARGUMENT on `filter`, never UNKNOWN. `F`
+# stands for a text field of the list.
+MALFORMED = [
+    'F = "\\x"',  # an escape JSON does not know
+    'F = "\\u12"',  # a short unicode escape
+    'F = "abc',  # unterminated
+    'F = "a" AND F = "b',
+    'F = "a\nb"',  # a raw control character inside quotes
+    'F = "\\u0000"',  # NUL, which PostgreSQL text cannot hold
+    'F = "\\ud800"',  # half a surrogate pair: no UTF-8 for it
+    "colour = red",  # unknown field
+    "F",
+    'F = "' + "x" * 5000 + '"',  # beyond the length of a filter
+    " AND ".join(["F = x"] * 100),  # beyond the number of conditions
+]
+TEXT_FIELD = {"ListProducts": "sku", "ListFulfilmentNodes": "region", "ListStockLevels": "sku"}
+WRONG_TYPES = {
+    "ListProducts": ["fragile = 18446744073709551616", "fragile = 1", 'returnable = "yes"',
+                     "backorder_policy = 99999999999999999999999"],
+    "ListFulfilmentNodes": ["type = 18446744073709551616", 'region : "US"'],
+    "ListStockLevels": ['sku : "MUG"', "sku != x"],
+}
+
+
+def list_request(method: str, expression: str) -> object:
+    if method == "ListProducts":
+        return inventory_pb2.ListProductsRequest(filter=expression)
+    if method == "ListFulfilmentNodes":
+        return inventory_pb2.ListFulfilmentNodesRequest(filter=expression)
+    return inventory_pb2.ListStockLevelsRequest(parent="fulfilmentNodes/-", filter=expression)
+
+
+@pytest.mark.parametrize(("method", "expression"), [
+    *((method, template.replace("F", field)) for method, field in TEXT_FIELD.items()
+      for template in MALFORMED),
+    *((method, expression) for method, wrong in WRONG_TYPES.items() for expression in wrong),
+])
+async def test_a_malformed_filter_is_an_invalid_argument(stub: Stub, method: str,
+                                                        expression: str) -> None:
+    code, violations, _ = await refused(getattr(stub, method)(list_request(method, expression)))
     assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["filter"])

@@ -44,6 +44,9 @@ def test_conditions_joined_by_and() -> None:
     assert parse_filter("backorder_policy != DENY", FIELDS) == [
         Condition("backorder_policy", "!=", "DENY")]
     assert parse_filter('sku="A\\"B"', FIELDS) == [Condition("sku", "=", 'A"B')]
+    assert parse_filter('title = "caf\\u00e9 \\ud83d\\ude00"', FIELDS) == [
+        Condition("title", "=", "café \U0001f600")]
+    assert len(parse_filter(" AND ".join(["sku = x"] * 20), FIELDS)) == 20
     assert parse_filter("", FIELDS) == []
     assert parse_filter("   ", FIELDS) == []
 
@@ -61,6 +64,15 @@ def test_conditions_joined_by_and() -> None:
     "sku = A*B*",  # only a trailing wildcard
     "sku = A AND",
     "(sku = A)",
+    'sku = "\\x"',  # an escape JSON does not know
+    'sku = "\\u12"',
+    'sku = "abc',  # unterminated
+    'sku = "a\tb"',  # a raw control character inside quotes
+    'sku = "\\u0000"',  # NUL: no PostgreSQL text holds it
+    'sku = "\\udc00"',  # half a surrogate pair: no UTF-8 for it
+    "fragile = 18446744073709551616",  # a number where a boolean belongs
+    "sku = " + "x" * 3000,  # too long
+    " AND ".join(["sku = x"] * 21),  # too many conditions
 ])
 def test_what_is_not_understood_is_refused(text: str) -> None:
     with pytest.raises(FilterError):

@@ -27,6 +27,8 @@ from oms_platform.pagination import PageTokenError
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_FILTER_LENGTH = 2000
+MAX_CONDITIONS = 20
 
 TOKEN = re.compile(
     r"""\s*(?:
@@ -95,7 +97,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 def parse_filter(text: str, fields: Mapping[str, FieldSpec]) -> list[Condition]:
-    """The conditions of a filter, every one checked against the fields a list supports."""
+    """The conditions of a filter, every one checked against the fields a list supports.
+    Anything else, however malformed, is a `FilterError`."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterError(f"at most {MAX_FILTER_LENGTH} characters")
     tokens = _tokens(text)
     conditions: list[Condition] = []
     index = 0
@@ -103,6 +108,8 @@ def parse_filter(text: str, fields: Mapping[str, FieldSpec]) -> list[Condition]:
         if conditions:
             if tokens[index] != ("word", "AND"):
                 raise FilterError(f"expected AND, found {tokens[index][1]!r}")
+            if len(conditions) == MAX_CONDITIONS:
+                raise FilterError(f"at most {MAX_CONDITIONS} conditions")
             index += 1
         if index + 3 > len(tokens):
             raise FilterError("expected a condition: field, operator and value")
@@ -123,7 +130,7 @@ def _condition(field: str, spec: FieldSpec, operator: str, raw: str, *,
                quoted: bool) -> Condition:
     if operator not in spec.operators:
         raise FilterError(f"{field} supports {', '.join(sorted(spec.operators))}")
-    value = json.loads(raw) if quoted else raw
+    value = _unquoted(field, raw) if quoted else raw
     if spec.type is FieldType.BOOL:
         if quoted or value not in ("true", "false"):
             raise FilterError(f"{field} must be compared with true or false")
@@ -138,6 +145,30 @@ def _condition(field: str, spec: FieldSpec, operator: str, raw: str, *,
             raise FilterError(f"{field}: only a trailing * is supported")
         return Condition(field, "prefix", stem)
     return Condition(field, operator, value)
+
+
+def _unquoted(field: str, raw: str) -> str:
+    """A quoted value's text: JSON string escapes, and nothing a database column cannot hold
+    (NUL, or half of a surrogate pair, which has no UTF-8)."""
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise FilterError(f"{field}: {raw[:20]!r}… is not a valid quoted string "
+                          "(JSON escapes)") from error
+    if not is_storable_text(value):
+        raise FilterError(f"{field}: the value holds a character no text can store")
+    return str(value)
+
+
+def is_storable_text(value: str) -> bool:
+    """Whether PostgreSQL can store (and so compare) the string: no NUL, valid UTF-8."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def like_escape(value: str) -> str:
