@@ -272,6 +272,10 @@ async def test_list_levels_of_a_node_or_of_every_node(stub: Stub) -> None:
     assert await listed(f"fulfilmentNodes/{nodes[1]}", "") == [(nodes[1], skus[1], 2)]
     assert await listed("fulfilmentNodes/-", f'sku = "{skus[1]}"') == [
         (nodes[0], skus[1], 1), (nodes[1], skus[1], 2)]
+    # Every condition of the conjunction counts, not only the first.
+    assert await listed("fulfilmentNodes/-", f'sku = "{prefix}-*" AND sku = "{skus[2]}"') == [
+        (nodes[0], skus[2], 1)]
+    assert await listed("fulfilmentNodes/-", f'sku = "{prefix}-*" AND sku = "{new_id("X")}"') == []
     code, _, _ = await refused(stub.ListStockLevels(inventory_pb2.ListStockLevelsRequest(
         parent=f"fulfilmentNodes/{new_id('node')}")))
     assert code == grpc.StatusCode.NOT_FOUND

@@ -463,14 +463,12 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         violations.raise_if_any()
         query = {"parent": request.parent, "filter": request.filter}
         conditions, after, size = _list_parameters(request, query, LEVEL_FILTER_FIELDS)
-        sku_condition = next(((c.operator, str(c.value)) for c in conditions), None)
         async with self._sessions.begin() as session:
             if node_id is not None and not await stock.node_exists(session, node_id):
                 raise NotFound(f"fulfilment node {node_id} not found",
                                metadata={"name": request.parent})
-            rows = await stock.list_levels(session, node_id=node_id,
-                                           sku_condition=sku_condition, after=after,
-                                           limit=size + 1)
+            rows = await stock.list_levels(session, node_id=node_id, conditions=conditions,
+                                           after=after, limit=size + 1)
         return inventory_pb2.ListStockLevelsResponse(
             stock_levels=[_stock_level(row) for row in rows[:size]],
             next_page_token=_next_token(rows, size, lambda r: [r.node_id, r.sku], query),

@@ -13,6 +13,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import stock_rules
+from oms_inventory.catalogue import text_condition
+from oms_inventory.filtering import Condition
 from oms_inventory.levels import levels_with_products
 from oms_inventory.stock_rules import Drift, Figures
 from oms_inventory.tables import (
@@ -28,6 +30,7 @@ CYCLE_COUNT = "CYCLE_COUNT"
 DRIFT_REPAIR = "DRIFT_REPAIR"
 
 LEVEL_KEY = tuple_(stock_levels.c.node_id, stock_levels.c.sku)
+LEVEL_FILTERS = {"sku": stock_levels.c.sku}
 
 
 async def claim_request(session: AsyncSession, *, node_id: str, sku: str, kind: str,
@@ -129,8 +132,9 @@ async def levels(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> list
 
 
 async def list_levels(session: AsyncSession, *, node_id: str | None,
-                      sku_condition: tuple[str, str] | None, after: Sequence[str] | None,
+                      conditions: Sequence[Condition], after: Sequence[str] | None,
                       limit: int) -> Sequence[Row[Any]]:
+    """Levels by node then SKU; `conditions` (on `sku`) all hold."""
     statement = (
         select(stock_levels.c.node_id, stock_levels.c.sku, stock_levels.c.on_hand,
                stock_levels.c.reserved, stock_levels.c.safety_stock)
@@ -139,11 +143,8 @@ async def list_levels(session: AsyncSession, *, node_id: str | None,
     )
     if node_id is not None:
         statement = statement.where(stock_levels.c.node_id == node_id)
-    if sku_condition is not None:
-        operator, value = sku_condition
-        statement = statement.where(
-            stock_levels.c.sku.startswith(value, autoescape=True) if operator == "prefix"
-            else stock_levels.c.sku == value)
+    for condition in conditions:
+        statement = statement.where(text_condition(LEVEL_FILTERS[condition.field], condition))
     if after is not None:
         statement = statement.where(LEVEL_KEY > tuple_(literal(after[0]), literal(after[1])))
     return (await session.execute(statement)).all()
