@@ -40,6 +40,7 @@ from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
 from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.events import encode
+from oms_platform.pagination import encode_page_token
 from sqlalchemy import delete, func, select, update
 
 RENO = (39.5296, -119.8138)
@@ -386,3 +387,35 @@ async def test_drift_is_reported_repaired_and_then_clean(stub: Stub, sync_engine
     assert json.loads(audit.reference) == {"recorded": {"on_hand": 11, "reserved": 0},
                                            "ledger": {"on_hand": 7, "reserved": 0}}
     assert list((await stub.CheckStockDrift(inventory_pb2.CheckStockDriftRequest())).drifts) == []
+
+
+async def test_a_page_token_with_a_key_of_the_wrong_shape_is_refused(stub: Stub) -> None:
+    """A token carries the key of the last row; one built (or forged) with the list's own
+    parameters but a key of another shape is INVALID_ARGUMENT, never UNKNOWN."""
+    node_id, sku = await add_node(stub), await add_sku(stub)
+    node = f"fulfilmentNodes/{node_id}"
+    lists = [  # (method, request, the parameters its tokens are bound to, wrong keys)
+        ("ListProducts", inventory_pb2.ListProductsRequest(),
+         {"filter": "", "show_deleted": False}, [[], [5], ["a", "b"], [None], ["\u0000"]]),
+        ("ListFulfilmentNodes", inventory_pb2.ListFulfilmentNodesRequest(), {"filter": ""},
+         [[], [[1]], ["\ud800"]]),
+        ("ListStockLevels", inventory_pb2.ListStockLevelsRequest(parent="fulfilmentNodes/-"),
+         {"parent": "fulfilmentNodes/-", "filter": ""}, [["only-one"], [1, 2], ["a", "b", "c"]]),
+        ("ListStockMovements", inventory_pb2.ListStockMovementsRequest(parent=node),
+         {"parent": node}, [["x"], [2**70], [True], [1.5], [1, 2]]),
+        ("ListChannelBuffers", inventory_pb2.ListChannelBuffersRequest(parent="channels/-"),
+         {"parent": "channels/-"}, [["web"], [{"a": 1}, "b"]]),
+        ("ListReplenishmentSuggestions",
+         inventory_pb2.ListReplenishmentSuggestionsRequest(parent=node), {"parent": node},
+         [[node_id], [1, 2]]),
+        ("ListBackorders", inventory_pb2.ListBackordersRequest(parent=f"products/{sku}"),
+         {"parent": f"products/{sku}"},
+         [[True, "2026-01-01T00:00:00+00:00"], [True, "yesterday", 1],
+          [True, "2026-01-01T00:00:00+00:00", 2**70], ["yes", "2026-01-01T00:00:00+00:00", 1]]),
+    ]
+    for method, request, query, keys in lists:
+        for key in keys:
+            request.page_token = encode_page_token(key, query)  # type: ignore[attr-defined]
+            code, violations, _ = await refused(getattr(stub, method)(request))
+            assert (code, fields(violations)) == (
+                grpc.StatusCode.INVALID_ARGUMENT, ["page_token"]), (method, key)

@@ -82,12 +82,26 @@ def test_what_is_not_understood_is_refused(text: str) -> None:
 def test_page_tokens_round_trip_and_belong_to_their_query() -> None:
     query = {"filter": "fragile = true", "show_deleted": False}
     token = encode_page_token(["SKU-9", 3], query)
-    assert decode_page_token(token, query) == ["SKU-9", 3]
-    assert decode_page_token("", query) is None
+    assert decode_page_token(token, query, (str, int)) == ["SKU-9", 3]
+    assert decode_page_token("", query, (str, int)) is None
     with pytest.raises(FilterError):
-        decode_page_token(token, {**query, "filter": "fragile = false"})
+        decode_page_token(token, {**query, "filter": "fragile = false"}, (str, int))
     with pytest.raises(FilterError):
-        decode_page_token("not-a-token", query)
+        decode_page_token("not-a-token", query, (str, int))
+
+
+@pytest.mark.parametrize("key", [
+    [], ["SKU-9"], ["SKU-9", 3, 4], [3, "SKU-9"], ["SKU-9", "3"], ["SKU-9", True],
+    ["SKU-9", 2**63], ["SKU-9", -2**63 - 1], ["SKU-9", 1.0], [None, 3], [["SKU-9"], 3],
+    ["SKU\u0000", 3], ["\ud800", 3],
+])
+def test_a_key_of_another_shape_is_refused(key: list[object]) -> None:
+    query = {"parent": "fulfilmentNodes/-"}
+    with pytest.raises(FilterError):
+        decode_page_token(encode_page_token(key, query), query, (str, int))
+    assert decode_page_token(encode_page_token(["x", 2**63 - 1], query), query,
+                             (str, int)) == ["x", 2**63 - 1]
+    assert decode_page_token(encode_page_token([False], query), query, (bool,)) == [False]
 
 
 def test_page_size_defaults_and_caps() -> None:

@@ -142,7 +142,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                            context: grpc.aio.ServicerContext
                            ) -> inventory_pb2.ListProductsResponse:
         query = {"filter": request.filter, "show_deleted": request.show_deleted}
-        conditions, after, size = _list_parameters(request, query, PRODUCT_FILTER_FIELDS)
+        conditions, after, size = _list_parameters(request, query, PRODUCT_FILTER_FIELDS, (str,))
         async with self._sessions.begin() as session:
             rows = await catalogue.list_products(
                 session, conditions, show_deleted=request.show_deleted,
@@ -267,7 +267,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         context: grpc.aio.ServicerContext,
     ) -> inventory_pb2.ListFulfilmentNodesResponse:
         query = {"filter": request.filter}
-        conditions, after, size = _list_parameters(request, query, NODE_FILTER_FIELDS)
+        conditions, after, size = _list_parameters(request, query, NODE_FILTER_FIELDS, (str,))
         async with self._sessions.begin() as session:
             rows = await catalogue.list_nodes(session, conditions,
                                               after=after[0] if after else None,
@@ -462,7 +462,8 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         node_id = _check_parent(violations, request.parent, allow_every=True)
         violations.raise_if_any()
         query = {"parent": request.parent, "filter": request.filter}
-        conditions, after, size = _list_parameters(request, query, LEVEL_FILTER_FIELDS)
+        conditions, after, size = _list_parameters(request, query, LEVEL_FILTER_FIELDS,
+                                                   (str, str))
         async with self._sessions.begin() as session:
             if node_id is not None and not await stock.node_exists(session, node_id):
                 raise NotFound(f"fulfilment node {node_id} not found",
@@ -486,7 +487,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
             )])
         node_id, sku = level.groups() if level else (node.group(1) if node else "", None)
         query = {"parent": request.parent}
-        _, after, size = _list_parameters(request, query, {})
+        _, after, size = _list_parameters(request, query, {}, (int,))
         async with self._sessions.begin() as session:
             if sku is not None:
                 await _require_node_and_product(session, node_id, sku)
@@ -564,7 +565,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         (channel,) = _parse_name(CHANNEL_PARENT, request.parent, "channels/{channel}",
                                  field="parent")
         query = {"parent": request.parent}
-        _, after, size = _list_parameters(request, query, {})
+        _, after, size = _list_parameters(request, query, {}, (str, str))
         async with self._sessions.begin() as session:
             rows = await stock.list_buffers(session, channel=None if channel == EVERY else channel,
                                             after=after, limit=size + 1)
@@ -603,7 +604,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         node_id = _check_parent(violations, request.parent, allow_every=True)
         violations.raise_if_any()
         query = {"parent": request.parent}
-        _, after, size = _list_parameters(request, query, {})
+        _, after, size = _list_parameters(request, query, {}, (str, str))
         settings = levels.ReplenishmentSettings.from_env()
         async with self._sessions.begin() as session:
             rows = await stock.levels_at_reorder_point(session, node_id=node_id, after=after,
@@ -732,7 +733,7 @@ def _check_parent(violations: Violations, parent: str, *, allow_every: bool) -> 
 
 
 def _list_parameters(request: Any, query: Mapping[str, Any],
-                     fields: Mapping[str, filtering.FieldSpec]
+                     fields: Mapping[str, filtering.FieldSpec], key: filtering.KeyShape,
                      ) -> tuple[list[filtering.Condition], list[Any] | None, int]:
     violations = Violations()
     conditions: list[filtering.Condition] = []
@@ -745,7 +746,7 @@ def _list_parameters(request: Any, query: Mapping[str, Any],
     if request.page_size < 0:
         violations.add("page_size", "must not be negative")
     try:
-        after = filtering.decode_page_token(request.page_token, query)
+        after = filtering.decode_page_token(request.page_token, query, key)
     except FilterError as error:
         violations.add("page_token", str(error))
     violations.raise_if_any()

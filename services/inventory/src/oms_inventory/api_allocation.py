@@ -3,9 +3,6 @@ A mixin of ``InventoryServicer``, which provides ``self._sessions``."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from datetime import datetime
 
@@ -13,13 +10,14 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.inventory.v1 import inventory_pb2
 from oms_platform.errors import NotFound, Violations
-from oms_platform.pagination import PageTokenError, decode_page_token, encode_page_token
+from oms_platform.pagination import encode_page_token
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_inventory import allocation, domain
 from oms_inventory.allocation_planner import STRATEGIES, Plan
 from oms_inventory.domain import Line
+from oms_inventory.filtering import FilterError, decode_page_token
 from oms_inventory.tables import backorders, products
 
 PRODUCT_NAME = re.compile(r"^products/([^/]+)$")
@@ -74,8 +72,7 @@ class AllocationApi:
         if after is not None:
             priority, capture, row_id = after
             key = tuple_(~backorders.c.priority, backorders.c.capture_time, backorders.c.id)
-            statement = statement.where(key > tuple_(not priority, _parse_time(capture),
-                                                     row_id))
+            statement = statement.where(key > tuple_(not priority, capture, row_id))
         async with self._sessions.begin() as session:
             known = await session.scalar(select(exists().where(products.c.sku == sku)))
             if not known:
@@ -143,23 +140,15 @@ def _plan(result: Plan, strategy: int) -> inventory_pb2.AllocationPlan:
 
 
 def _decode_token(violations: Violations, token: str,
-                  parent: str) -> tuple[bool, str, int] | None:
+                  parent: str) -> tuple[bool, datetime, int] | None:
     try:
-        after = decode_page_token(token, {"parent": parent})
+        after = decode_page_token(token, {"parent": parent}, (bool, str, int))
         if after is None:
             return None
         priority, capture, row_id = after
-        _parse_time(capture)
-        return bool(priority), str(capture), int(row_id)
-    except (PageTokenError, ValueError, TypeError):
+        return priority, _parse_time(capture), row_id
+    except (FilterError, ValueError):
         violations.add("page_token", "not a token this service issued for this list")
-        return None
-    try:
-        priority, capture, row_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        _parse_time(capture)
-        return bool(priority), str(capture), int(row_id)
-    except (ValueError, TypeError, binascii.Error):
-        violations.add("page_token", "not a token this service issued")
         return None
 
 

@@ -188,10 +188,31 @@ def encode_page_token(after: Sequence[Any], query: Mapping[str, Any]) -> str:
     return pagination.encode_page_token(after, query)
 
 
-def decode_page_token(token: str, query: Mapping[str, Any]) -> list[Any] | None:
+# The type of each part of a list's key, in order: a decoded key must have exactly these.
+KeyShape = tuple[type, ...]
+INT64 = range(-2**63, 2**63)
+
+
+def decode_page_token(token: str, query: Mapping[str, Any],
+                      shape: KeyShape) -> list[Any] | None:
     """The key to continue after; None for the first page. A token made for other list
-    parameters (AIP-158: the filter must not change between pages) is refused."""
+    parameters (AIP-158: the filter must not change between pages) is refused, and so is
+    a key not of the list's shape: whatever a token says reaches the database only as the
+    parts the list's query expects."""
     try:
-        return pagination.decode_page_token(token, query)
+        after = pagination.decode_page_token(token, query)
     except PageTokenError as error:
         raise FilterError(str(error)) from error
+    if after is None:
+        return None
+    if len(after) != len(shape) or not all(map(_fits, after, shape)):
+        raise FilterError("not a page token of this list")
+    return after
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value in INT64
+    return isinstance(value, str) and is_storable_text(value)
