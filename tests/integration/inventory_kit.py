@@ -31,6 +31,7 @@ from sqlalchemy import func, update
 # The service, its database and clients are the fixtures the catalogue and stock tests use.
 Stub = inventory_support.Stub
 database_url = inventory_support.database_url
+inventory_settings = inventory_support.inventory_settings
 service = inventory_support.service
 stub = inventory_support.stub
 js = inventory_support.js

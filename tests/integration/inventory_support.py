@@ -4,7 +4,6 @@ and NATS, an event collector reading the service's stream, and request helpers."
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 from oms_devtools.inprocess import running_service
-from oms_inventory.app import DEFINITION, MIGRATIONS
+from oms_inventory.app import MIGRATIONS, definition
+from oms_inventory.settings import InventorySettings
 from oms_platform import bus
 from oms_platform.events import decode, event_type
 from oms_platform.service import Service
@@ -128,11 +128,17 @@ def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
+def inventory_settings() -> InventorySettings:
+    """The settings the module's service runs with; a module overrides the fixture for others."""
     # The safety-net sweep of backorders runs every few seconds in production; quicker here.
-    os.environ.setdefault("OMS_INVENTORY_BACKORDER_SWEEP_INTERVAL_SECONDS", "0.5")
-    async with running_service(DEFINITION, MIGRATIONS, database_url=database_url,
-                               nats_url=nats_url) as service:
+    return InventorySettings(backorder_sweep_interval_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+async def service(database_url: str, nats_url: str,
+                  inventory_settings: InventorySettings) -> AsyncIterator[Service]:
+    async with running_service(definition(inventory_settings), MIGRATIONS,
+                               database_url=database_url, nats_url=nats_url) as service:
         yield service
 
 

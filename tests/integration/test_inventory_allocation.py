@@ -23,6 +23,7 @@ from inventory_kit import (
     address,
     allocated_lines,
     database_url,
+    inventory_settings,
     js,
     level,
     order_created,
@@ -45,7 +46,7 @@ from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.service import Service
 from sqlalchemy import insert, select
 
-__all__ = ["database_url", "js", "outcomes", "service", "stub"]
+__all__ = ["database_url", "inventory_settings", "js", "outcomes", "service", "stub"]
 
 ALLOW = inventory_pb2.BACKORDER_POLICY_ALLOW
 

@@ -18,6 +18,7 @@ from inventory_support import (  # noqa: F401 (fixtures)
     database_url,
     events,
     fields,
+    inventory_settings,
     js,
     new_id,
     refused,

@@ -20,6 +20,7 @@ from inventory_kit import (
     add_sku,
     address,
     database_url,
+    inventory_settings,
     js,
     level,
     order_created,
@@ -39,7 +40,7 @@ from oms_inventory.tables import backorders, reservations, stock_ledger, stock_l
 from oms_platform.service import Service
 from sqlalchemy import func, select
 
-__all__ = ["database_url", "js", "outcomes", "service", "stub"]
+__all__ = ["database_url", "inventory_settings", "js", "outcomes", "service", "stub"]
 
 KANSAS_CITY = (39.0997, -94.5786)
 

@@ -38,6 +38,7 @@ from nats.js import JetStreamContext
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.events import encode
 from oms_platform.pagination import encode_page_token
@@ -45,6 +46,12 @@ from sqlalchemy import delete, func, select, update
 
 RENO = (39.5296, -119.8138)
 LOS_ANGELES = (34.0522, -118.2437)
+
+
+@pytest.fixture(scope="module")
+def inventory_settings() -> InventorySettings:
+    # Velocities are cached per level for an hour by default; here every movement re-reads.
+    return InventorySettings(backorder_sweep_interval_seconds=0.5, velocity_refresh_seconds=0)
 
 
 async def place_order(js: JetStreamContext, events: Events,
@@ -325,10 +332,8 @@ async def test_reorder_point_is_announced_once_per_crossing(stub: Stub,
 
 
 async def test_reorder_point_from_sales_velocity(
-    stub: Stub, js: JetStreamContext, events: Events, monkeypatch: pytest.MonkeyPatch,
+    stub: Stub, js: JetStreamContext, events: Events,
 ) -> None:
-    # Velocities are cached per level for an hour by default; here every movement re-reads.
-    monkeypatch.setenv("OMS_INVENTORY_VELOCITY_REFRESH_SECONDS", "0")
     node_id = await add_node(stub, LOS_ANGELES)
     sku = await add_sku(stub, supplier_lead_time_days=10)
     name = level_name(node_id, sku)
@@ -419,3 +424,26 @@ async def test_a_page_token_with_a_key_of_the_wrong_shape_is_refused(stub: Stub)
             code, violations, _ = await refused(getattr(stub, method)(request))
             assert (code, fields(violations)) == (
                 grpc.StatusCode.INVALID_ARGUMENT, ["page_token"]), (method, key)
+
+
+async def test_settings_are_read_once_at_start(
+    stub: Stub, js: JetStreamContext, events: Events, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A running service keeps the settings it started with: changing the environment
+    afterwards changes nothing until it is restarted."""
+    node_id = await add_node(stub, LOS_ANGELES)
+    sku = await add_sku(stub, reorder_point=1000, supplier_lead_time_days=1)
+    await receive(stub, node_id, [(sku, 100)])
+    await place_order(js, events, [(sku, 28)])  # 1 a day over the 28-day window
+
+    async def suggestion() -> tuple[str, int]:
+        (found,) = (await stub.ListReplenishmentSuggestions(
+            inventory_pb2.ListReplenishmentSuggestionsRequest(
+                parent=f"fulfilmentNodes/{node_id}"))).suggestions
+        return found.daily_velocity, found.suggested_quantity
+
+    # Up to the point plus 14 days of sales, less the 72 available.
+    assert await suggestion() == ("1", 1000 + 14 - 72)
+    monkeypatch.setenv("OMS_INVENTORY_VELOCITY_WINDOW_DAYS", "1")
+    monkeypatch.setenv("OMS_INVENTORY_REVIEW_PERIOD_DAYS", "0")
+    assert await suggestion() == ("1", 1000 + 14 - 72)

@@ -23,7 +23,6 @@ from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms_inventory import allocation_store as store
 from oms_inventory import geo, levels
 from oms_inventory.allocation_planner import (
-    STRATEGIES,
     Destination,
     Plan,
     Policy,
@@ -42,6 +40,7 @@ from oms_inventory.allocation_planner import (
 )
 from oms_inventory.allocation_store import Held
 from oms_inventory.domain import LatLng, Line
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import backorders, order_allocations
 
 log = structlog.get_logger(__name__)
@@ -51,25 +50,6 @@ PAID = {orders_pb2.PAYMENT_STATUS_AUTHORIZED, orders_pb2.PAYMENT_STATUS_PAID}
 # the batch's size.
 _CLAIM = (pg_insert(order_allocations).on_conflict_do_nothing()
           .returning(order_allocations.c.order_name))
-
-
-class AllocationSettings(BaseSettings):
-    """``OMS_INVENTORY_*`` settings of allocation."""
-
-    model_config = SettingsConfigDict(env_prefix="OMS_INVENTORY_", extra="ignore")
-
-    allocation_strategy: str = "nearest"
-    expiry_interval_seconds: float = 1.0
-    expiry_batch_size: int = 200
-    backorder_sweep_interval_seconds: float = 5.0
-    backorder_sweep_batch_size: int = 200
-
-
-def default_strategy() -> Strategy:
-    name = AllocationSettings().allocation_strategy
-    if name not in STRATEGIES:
-        raise ValueError(f"OMS_INVENTORY_ALLOCATION_STRATEGY must be one of {sorted(STRATEGIES)}")
-    return STRATEGIES[name]
 
 
 @dataclass
@@ -110,8 +90,8 @@ def request_of(event: order_events.OrderCreated) -> OrderRequest:
     )
 
 
-async def on_orders_created(session: AsyncSession,
-                            events: Sequence[order_events.OrderCreated]) -> None:
+async def on_orders_created(session: AsyncSession, events: Sequence[order_events.OrderCreated],
+                            settings: InventorySettings) -> None:
     """Allocates a batch of new orders in the caller's transaction. An order seen before
     (another copy of its event under a new id, or cancelled before it arrived) is skipped:
     its ``order_allocations`` row exists, and a concurrent copy waits on the unique index."""
@@ -132,20 +112,22 @@ async def on_orders_created(session: AsyncSession,
     skipped = sorted(set(requests) - new)
     if skipped:
         log.info("orders already handled", orders=skipped)
-    await allocate_orders(session, [requests[name] for name in requests if name in new])
+    await allocate_orders(session, [requests[name] for name in requests if name in new],
+                          settings)
 
 
-async def on_order_created(session: AsyncSession, event: order_events.OrderCreated) -> None:
-    await on_orders_created(session, [event])
+async def on_order_created(session: AsyncSession, event: order_events.OrderCreated,
+                           settings: InventorySettings) -> None:
+    await on_orders_created(session, [event], settings)
 
 
-async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest], *,
-                          strategy: Strategy | None = None) -> None:
+async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest],
+                          settings: InventorySettings) -> None:
     """Reserves, backorders or rejects the lines of ``requests`` and emits the events."""
     requests = [r for r in requests if r.lines]
     if not requests:
         return
-    strategy = strategy or default_strategy()
+    strategy = settings.strategy
     skus = {line.sku for r in requests for line in r.lines}
     products = await store.load_products(session, skus)
     capped = {s for s, rule in products.items() if rule.policy is Policy.ALLOW_UP_TO_LIMIT}
@@ -174,7 +156,7 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
     await store.reserve(session, held)
     await store.add_backorders(session, waits)
     await store.add_events(session, [(message, message.order) for message in outgoing])
-    await levels.publish_changes(session, {(h.node_id, h.sku) for h in held})
+    await levels.publish_changes(session, {(h.node_id, h.sku) for h in held}, settings)
     log.info("orders allocated", orders=len(requests), units=sum(h.quantity for h in held),
              backordered=len(waits))
 
@@ -222,8 +204,8 @@ def _node_allocation(node_id: str, lines: Iterable[Line]) -> events_pb2.NodeAllo
                for ln in lines])
 
 
-async def serve_backorders(session: AsyncSession,
-                           keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]],
+                           settings: InventorySettings) -> set[tuple[str, str]]:
     """Serves the backorder queues of the SKUs whose available stock may have grown at these
     (node_id, sku) levels, in the caller's transaction (before it publishes the changes).
 
@@ -253,7 +235,7 @@ async def serve_backorders(session: AsyncSession,
     )).all()
     if not queue:
         return set()
-    strategy = default_strategy()
+    strategy = settings.strategy
     nodes = await store.load_nodes(session, {node_id for node_id, _ in available})
     held: list[Held] = []
     served: dict[int, int] = {}
@@ -313,7 +295,7 @@ async def serve_backorders(session: AsyncSession,
     return {(h.node_id, h.sku) for h in held}
 
 
-async def sweep_backorders(session: AsyncSession, limit: int) -> int:
+async def sweep_backorders(session: AsyncSession, settings: InventorySettings) -> int:
     """A safety net behind the calls from stock movements: serves waiting lines wherever
     stock is available for their SKU. It catches the one case those calls cannot: a receipt
     that creates a node's first row for a SKU in the instant a batch, which found no row
@@ -323,14 +305,13 @@ async def sweep_backorders(session: AsyncSession, limit: int) -> int:
         WHERE s.on_hand - s.reserved - s.safety_stock > 0
           AND EXISTS (SELECT 1 FROM backorders b WHERE b.sku = s.sku)
         ORDER BY s.node_id, s.sku LIMIT :limit
-    """), {"limit": limit})).all()
-    served = await serve_backorders(session, [(row.node_id, row.sku) for row in keys])
-    await levels.publish_changes(session, served)
+    """), {"limit": settings.backorder_sweep_batch_size})).all()
+    served = await serve_backorders(session, [(row.node_id, row.sku) for row in keys], settings)
+    await levels.publish_changes(session, served, settings)
     return len(served)
 
 
-async def preview(session: AsyncSession, request: OrderRequest,
-                  strategy: Strategy | None = None) -> Plan:
+async def preview(session: AsyncSession, request: OrderRequest, strategy: Strategy) -> Plan:
     """The plan allocation would make now, without locking or writing anything."""
     skus = {line.sku for line in request.lines}
     products = await store.load_products(session, skus)
@@ -338,7 +319,7 @@ async def preview(session: AsyncSession, request: OrderRequest,
     return plan(request.lines, products=products, nodes=await store.load_nodes(session),
                 available=await store.stock_of(session, skus=skus, lock=False),
                 waiting=await store.waiting_units(session, capped),
-                destination=request.destination, strategy=strategy or default_strategy())
+                destination=request.destination, strategy=strategy)
 
 
 def _now() -> Timestamp:

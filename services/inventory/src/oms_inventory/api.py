@@ -31,6 +31,7 @@ from oms_inventory import stock_rules as rules
 from oms_inventory.api_allocation import AllocationApi
 from oms_inventory.domain import LatLng
 from oms_inventory.filtering import FilterError
+from oms_inventory.settings import InventorySettings
 
 PRODUCT_NAME = re.compile(r"^products/([^/]+)$")
 NODE_NAME = re.compile(r"^fulfilmentNodes/([^/]+)$")
@@ -93,8 +94,10 @@ Lookup = Callable[[], Awaitable[Row[Any] | None]]
 
 
 class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 settings: InventorySettings) -> None:
         self._sessions = sessions
+        self._settings = settings
 
     # --- Products ---
 
@@ -334,7 +337,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                     reason="ON_HAND_BELOW_RESERVED",
                     metadata={"name": _stock_level_name(node_id, sku)},
                 )
-            await _after_movement(session, [(node_id, sku)], grew=delta > 0)
+            await _after_movement(session, [(node_id, sku)], self._settings, grew=delta > 0)
             (level,) = await stock.levels(session, [(node_id, sku)])
         return _stock_level(level)
 
@@ -379,7 +382,8 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                         "request_id", "already used for a different movement")])
             else:
                 await stock.record_receipt(session, node_id, request.reference, lines)
-                await _after_movement(session, [(node_id, sku) for sku in skus], grew=True)
+                await _after_movement(session, [(node_id, sku) for sku in skus],
+                                      self._settings, grew=True)
             found = await stock.levels(session, [(node_id, sku) for sku in skus])
         return inventory_pb2.ReceiveStockResponse(stock_levels=[_stock_level(r) for r in found])
 
@@ -417,7 +421,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                 # level's lock.
                 return await _replayed_count(session, request, node_id, sku)
             await stock.set_on_hand(session, node_id, sku, request.counted_on_hand)
-            await _after_movement(session, [(node_id, sku)], grew=delta > 0)
+            await _after_movement(session, [(node_id, sku)], self._settings, grew=delta > 0)
             (level,) = await stock.levels(session, [(node_id, sku)])
         return _stock_level(level)
 
@@ -440,7 +444,8 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         async with self._sessions.begin() as session:
             await _require_node_and_product(session, node_id, sku)
             previous = await stock.set_safety_stock(session, node_id, sku, safety_stock)
-            await _after_movement(session, [(node_id, sku)], grew=safety_stock < previous)
+            await _after_movement(session, [(node_id, sku)], self._settings,
+                                  grew=safety_stock < previous)
             (level,) = await stock.levels(session, [(node_id, sku)])
         return _stock_level(level)
 
@@ -514,9 +519,8 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
             async with self._sessions.begin() as session:
                 fixed = await stock.repair_drifts(session, found)
                 repaired = {(d.node_id, d.sku) for d in fixed}
-                keys = sorted(repaired)
-                await allocation.serve_backorders(session, keys)
-                await levels.publish_changes(session, keys)
+                await _after_movement(session, sorted(repaired), self._settings,
+                                      grew=True)
         return inventory_pb2.CheckStockDriftResponse(
             levels_checked=checked,
             drifts=[
@@ -546,7 +550,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
             if buffer.sku != levels.ALL_SKUS:
                 await _require_product(session, buffer.sku)
             await stock.set_buffer(session, buffer.channel, buffer.sku, buffer.buffer)
-            await _announce_buffer(session, buffer.sku)
+            await _announce_buffer(session, buffer.sku, self._settings)
         return _channel_buffer(buffer.channel, buffer.sku, buffer.buffer)
 
     async def DeleteChannelBuffer(self, request: inventory_pb2.DeleteChannelBufferRequest,
@@ -556,7 +560,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
             if not await stock.delete_buffer(session, channel, sku):
                 raise NotFound(f"channel buffer {request.name} not found",
                                metadata={"name": request.name})
-            await _announce_buffer(session, sku)
+            await _announce_buffer(session, sku, self._settings)
         return empty_pb2.Empty()
 
     async def ListChannelBuffers(self, request: inventory_pb2.ListChannelBuffersRequest,
@@ -605,15 +609,16 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         violations.raise_if_any()
         query = {"parent": request.parent}
         _, after, size = _list_parameters(request, query, {}, (str, str))
-        settings = levels.ReplenishmentSettings.from_env()
+        settings = self._settings
         async with self._sessions.begin() as session:
             rows = await stock.levels_at_reorder_point(session, node_id=node_id, after=after,
                                                        limit=size + 1)
             page = rows[:size]
             # Figures as of now, not as of the movement that set the flag.
             velocities = await levels.velocities(session, [(r.node_id, r.sku) for r in page],
-                                                 settings.window_days)
-        suggestions = [levels.replenishment(row, velocities[(row.node_id, row.sku)], settings)
+                                                 settings.velocity_window_days)
+        suggestions = [levels.replenishment(row, velocities[(row.node_id, row.sku)],
+                                            settings.review_period_days)
                        for row in page]
         return inventory_pb2.ListReplenishmentSuggestionsResponse(
             suggestions=[
@@ -645,21 +650,23 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         )
 
 
-async def _after_movement(session: AsyncSession, keys: Sequence[tuple[str, str]], *,
-                          grew: bool) -> None:
+async def _after_movement(session: AsyncSession, keys: Sequence[tuple[str, str]],
+                          settings: InventorySettings, *, grew: bool) -> None:
     """What every movement ends with, in its transaction: waiting orders are served first
     (when available may have grown), then the changes are announced with what they left."""
     if grew:
-        await allocation.serve_backorders(session, keys)
-    await levels.publish_changes(session, keys)
+        await allocation.serve_backorders(session, keys, settings)
+    await levels.publish_changes(session, keys, settings)
 
 
-async def _announce_buffer(session: AsyncSession, sku: str) -> None:
+async def _announce_buffer(session: AsyncSession, sku: str,
+                           settings: InventorySettings) -> None:
     """A SKU's buffer changes what channels may sell of it at every node: the levels are
     announced again. A "*" buffer is not fanned out to every level of every SKU (that could
     be the whole catalogue); it shows in each level's next event and in GetAvailableToSell."""
     if sku != levels.ALL_SKUS:
-        await levels.publish_changes(session, await stock.level_keys_of_sku(session, sku))
+        await levels.publish_changes(session, await stock.level_keys_of_sku(session, sku),
+                                     settings)
 
 
 async def _create_once(request_id: str, insert: Lookup, by_request: Lookup) -> Row[Any] | None:

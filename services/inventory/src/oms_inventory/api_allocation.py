@@ -18,6 +18,7 @@ from oms_inventory import allocation, domain
 from oms_inventory.allocation_planner import STRATEGIES, Plan
 from oms_inventory.domain import Line
 from oms_inventory.filtering import FilterError, decode_page_token
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import backorders, products
 
 PRODUCT_NAME = re.compile(r"^products/([^/]+)$")
@@ -34,12 +35,13 @@ STRATEGY_VALUES = {name: value for value, name in STRATEGY_NAMES.items()}
 
 class AllocationApi:
     _sessions: async_sessionmaker[AsyncSession]
+    _settings: InventorySettings
 
     async def PreviewAllocation(self, request: inventory_pb2.PreviewAllocationRequest,
                                 context: grpc.aio.ServicerContext) -> inventory_pb2.AllocationPlan:
         _validate_preview(request)
         if request.strategy == inventory_pb2.ALLOCATION_STRATEGY_UNSPECIFIED:
-            name = allocation.AllocationSettings().allocation_strategy
+            name = self._settings.allocation_strategy
         else:
             name = STRATEGY_NAMES[request.strategy]
         order = allocation.OrderRequest(
