@@ -102,12 +102,16 @@ def address(location: tuple[float, float] | None = None, *, state: str = "CA",
 
 
 async def add_node(stub: Stub, location: tuple[float, float], *, priority: int = 0,
-                   regions: tuple[str, ...] = ()) -> str:
+                   regions: tuple[str, ...] = (), cost: tuple[str, str] | None = None) -> str:
+    """A warehouse; ``cost`` is (amount, currency) of one shipment, unknown when None."""
     node_id = new_id("node")
+    node = inventory_pb2.FulfilmentNode(
+        node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
+        address=address(location), priority=priority, service_regions=list(regions))
+    if cost is not None:
+        node.shipment_cost.CopyFrom(common_pb2.Money(amount=cost[0], currency_code=cost[1]))
     await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
-        fulfilment_node=inventory_pb2.FulfilmentNode(
-            node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
-            address=address(location), priority=priority, service_regions=list(regions))))
+        fulfilment_node=node))
     return node_id
 
 

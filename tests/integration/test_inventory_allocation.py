@@ -202,6 +202,35 @@ async def test_preview_plans_like_allocation_and_changes_nothing(stub: Stub) -> 
     assert violations(raised.value) == ["parent", "page_token"]
 
 
+async def test_lowest_cost_takes_no_node_without_a_cost_for_free_and_compares_one_currency(
+    stub: Stub,
+) -> None:
+    costless = await add_node(stub, RENO)
+    priced = await add_node(stub, EDISON, cost=("9.00", "USD"))
+    stored = await stub.GetFulfilmentNode(inventory_pb2.GetFulfilmentNodeRequest(
+        name=f"fulfilmentNodes/{costless}"))
+    assert not stored.HasField("shipment_cost")  # unknown, not 0 USD
+    mug = await add_sku(stub, {costless: 5, priced: 5})
+
+    def request(sku: str) -> inventory_pb2.PreviewAllocationRequest:
+        return inventory_pb2.PreviewAllocationRequest(
+            shipping_address=address(LOS_ANGELES),
+            lines=[inventory_pb2.PlannedLine(line_id="1", sku=sku, quantity=1)],
+            strategy=inventory_pb2.ALLOCATION_STRATEGY_LOWEST_COST)
+
+    plan = await stub.PreviewAllocation(request(mug))
+    assert [s.node_id for s in plan.shipments] == [priced]
+    assert plan.strategy == inventory_pb2.ALLOCATION_STRATEGY_LOWEST_COST
+
+    # Dollars and euros are not compared: ranked by distance instead, and the plan says so.
+    dollars = await add_node(stub, SEATTLE, cost=("20.00", "USD"))
+    euros = await add_node(stub, NEW_YORK, cost=("1.00", "EUR"))
+    tea = await add_sku(stub, {dollars: 5, euros: 5})
+    plan = await stub.PreviewAllocation(request(tea))
+    assert [s.node_id for s in plan.shipments] == [dollars]
+    assert plan.strategy == inventory_pb2.ALLOCATION_STRATEGY_NEAREST
+
+
 def violations(error: grpc.aio.AioRpcError) -> list[str]:
     status = rpc_status.from_call(error)
     fields = []

@@ -255,7 +255,7 @@ async def test_a_node_keeps_regions_cut_off_cost_and_bins_in_walking_order(stub:
     plain = await stub.GetFulfilmentNode(inventory_pb2.GetFulfilmentNodeRequest(
         name=f"fulfilmentNodes/{await add_node(stub)}"))
     assert (plain.time_zone, list(plain.service_regions), list(plain.bins)) == ("UTC", [], [])
-    assert not plain.HasField("cutoff_time")
+    assert not plain.HasField("cutoff_time") and not plain.HasField("shipment_cost")
 
 
 async def test_invalid_node_fields_are_all_reported(stub: Stub) -> None:
@@ -294,6 +294,11 @@ async def test_update_node_with_a_mask(stub: Stub) -> None:
     assert list(updated.service_regions) == ["US-CA", "US-NV"]
     assert await stub.GetFulfilmentNode(inventory_pb2.GetFulfilmentNodeRequest(
         name=created.name)) == updated
+    # A masked cost that is not given is cleared: unknown again, not zero.
+    cleared = await stub.UpdateFulfilmentNode(inventory_pb2.UpdateFulfilmentNodeRequest(
+        fulfilment_node=inventory_pb2.FulfilmentNode(name=created.name),
+        update_mask=FieldMask(paths=["shipment_cost"])))
+    assert created.HasField("shipment_cost") and not cleared.HasField("shipment_cost")
 
     code, violations, _ = await refused(stub.UpdateFulfilmentNode(
         inventory_pb2.UpdateFulfilmentNodeRequest(

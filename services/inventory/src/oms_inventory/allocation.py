@@ -153,6 +153,9 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
         outgoing += _events(request, result, now)
         log.debug("order planned", order=request.order, nodes=sorted(result.shipments),
                   backordered=len(result.backordered), rejected=len(result.rejected))
+        if result.notes:
+            log.info("order routed by another strategy", order=request.order,
+                     strategy=result.strategy, notes=result.notes)
     await store.reserve(session, held)
     await store.add_backorders(session, waits)
     await store.add_events(session, [(message, message.order) for message in outgoing])
@@ -241,13 +244,17 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
     served: dict[int, int] = {}
     per_order: dict[str, list[Held]] = {}
     expiry: dict[str, datetime | None] = {}
+    notes: set[str] = set()
     for entry in queue:
         location = (LatLng(entry.latitude, entry.longitude)
                     if entry.latitude is not None else None)
         destination = Destination(location, entry.region_code or "",
                                   entry.administrative_area or "")
         left = entry.quantity
-        for node in rank(nodes, destination, strategy):
+        ranking = rank(nodes, destination, strategy)
+        if ranking.note:
+            notes.add(ranking.note)
+        for node in ranking.nodes:
             units = available.get((node.node_id, entry.sku), 0)
             if not left or units <= 0:
                 continue
@@ -260,6 +267,8 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
             expiry[entry.order_name] = entry.expire_time
         if left < entry.quantity:
             served[entry.id] = entry.quantity - left
+    if notes:
+        log.info("backorders routed by another strategy", notes=sorted(notes))
     if not held:
         return set()
     await store.reserve(session, held)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_inventory.allocation_planner import Node, Policy, ProductRule
+from oms_inventory.allocation_planner import Money, Node, Policy, ProductRule
 from oms_inventory.domain import LatLng
 from oms_inventory.tables import (
     backorders,
@@ -82,12 +82,15 @@ async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str,
 async def load_nodes(session: AsyncSession, node_ids: Iterable[str] | None = None) -> list[Node]:
     statement = select(fulfilment_nodes.c.node_id, fulfilment_nodes.c.latitude,
                        fulfilment_nodes.c.longitude, fulfilment_nodes.c.priority,
-                       fulfilment_nodes.c.shipment_cost, fulfilment_nodes.c.service_regions)
+                       fulfilment_nodes.c.shipment_cost, fulfilment_nodes.c.shipment_cost_currency,
+                       fulfilment_nodes.c.service_regions)
     if node_ids is not None:
         statement = statement.where(fulfilment_nodes.c.node_id.in_(sorted(set(node_ids))))
     return [
         Node(row.node_id, LatLng(row.latitude, row.longitude), row.priority,
-             Decimal(row.shipment_cost), tuple(row.service_regions or ()))
+             None if row.shipment_cost is None
+             else Money(Decimal(row.shipment_cost), row.shipment_cost_currency),
+             tuple(row.service_regions or ()))
         for row in await session.execute(statement)
     ]
 

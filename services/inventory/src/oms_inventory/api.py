@@ -875,9 +875,10 @@ def _node_values(node: inventory_pb2.FulfilmentNode) -> dict[str, Any]:
         "cutoff_time": time(cutoff.hours, cutoff.minutes, cutoff.seconds)
         if node.HasField("cutoff_time") else None,
         "time_zone": node.time_zone or "UTC",
-        "shipment_cost": Decimal(cost.amount) if node.HasField("shipment_cost") else Decimal(0),
+        # No cost given is no cost known: never zero, which would make the node look free.
+        "shipment_cost": Decimal(cost.amount) if node.HasField("shipment_cost") else None,
         "shipment_cost_currency": cost.currency_code if node.HasField("shipment_cost")
-        else "USD",
+        else None,
     }
 
 
@@ -923,12 +924,13 @@ def _node(row: Row[Any], bins: Sequence[Row[Any]]) -> inventory_pb2.FulfilmentNo
         create_time=_timestamp(row.create_time),
         service_regions=row.service_regions,
         time_zone=row.time_zone,
-        shipment_cost=common_pb2.Money(currency_code=row.shipment_cost_currency,
-                                       amount=_money_amount(row.shipment_cost)),
         bins=[inventory_pb2.Bin(bin_code=b.bin_code, zone=b.zone, walk_sequence=b.walk_sequence)
               for b in bins],
         update_time=_timestamp(row.update_time),
     )
+    if row.shipment_cost is not None:
+        node.shipment_cost.CopyFrom(common_pb2.Money(currency_code=row.shipment_cost_currency,
+                                                     amount=_money_amount(row.shipment_cost)))
     if row.cutoff_time is not None:
         node.cutoff_time.CopyFrom(timeofday_pb2.TimeOfDay(
             hours=row.cutoff_time.hour, minutes=row.cutoff_time.minute,

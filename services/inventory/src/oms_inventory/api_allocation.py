@@ -51,7 +51,9 @@ class AllocationApi:
         )
         async with self._sessions.begin() as session:
             result = await allocation.preview(session, order, STRATEGIES[name])
-        return _plan(result, STRATEGY_VALUES[name])
+        # The strategy that ranked the nodes: lowest_cost says nearest when it could not
+        # compare the candidates' costs.
+        return _plan(result, STRATEGY_VALUES[result.strategy or name])
 
     async def ListBackorders(self, request: inventory_pb2.ListBackordersRequest,
                              context: grpc.aio.ServicerContext,
