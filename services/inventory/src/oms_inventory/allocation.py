@@ -23,8 +23,6 @@ from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
-from sqlalchemy import bindparam, select, text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,7 +39,7 @@ from oms_inventory.allocation_planner import (
 from oms_inventory.allocation_store import Held
 from oms_inventory.domain import LatLng, Line
 from oms_inventory.settings import InventorySettings
-from oms_inventory.tables import backorders, order_allocations
+from oms_inventory.tables import order_allocations
 
 log = structlog.get_logger(__name__)
 
@@ -216,7 +214,11 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
     available, the queue would have been served from it before. Waiting lines take their
     turn by priority, capture time and arrival; a line may be filled in part, and from
     several of the given nodes (best first by the default strategy for its destination).
-    Returns the levels it reserved stock at."""
+
+    Bounded: only the head of each queue is read and locked, as many lines as the stock
+    could fill and at most ``backorder_serve_batch_size`` in all; what is left waits for the
+    background sweep's next pass (see ``sweep_backorders``). Returns the levels it reserved
+    stock at."""
     touched = sorted(set(keys))
     if not touched:
         return set()
@@ -224,18 +226,10 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
                  (await store.stock_of(session, keys=touched, lock=True)).items() if units > 0}
     if not available:
         return set()
-    skus = sorted({sku for _, sku in available})
-    queue = (await session.execute(
-        select(backorders.c.id, backorders.c.order_name, backorders.c.line_id,
-               backorders.c.sku, backorders.c.quantity, order_allocations.c.latitude,
-               order_allocations.c.longitude, order_allocations.c.region_code,
-               order_allocations.c.administrative_area, order_allocations.c.expire_time)
-        .outerjoin(order_allocations,
-                   order_allocations.c.order_name == backorders.c.order_name)
-        .where(backorders.c.sku.in_(skus))
-        .order_by(backorders.c.priority.desc(), backorders.c.capture_time, backorders.c.id)
-        .with_for_update(of=backorders)
-    )).all()
+    stock: dict[str, dict[str, int]] = {}
+    for (node_id, sku), units in available.items():
+        stock.setdefault(sku, {})[node_id] = units
+    queue = await store.queue_heads(session, stock, budget=settings.backorder_serve_batch_size)
     if not queue:
         return set()
     strategy = settings.strategy
@@ -272,17 +266,7 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
     if not held:
         return set()
     await store.reserve(session, held)
-    await session.execute(text("""
-        DELETE FROM backorders AS b USING jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
-        WHERE b.id = v.id AND b.quantity <= v.quantity
-    """).bindparams(bindparam("rows", type_=JSONB)),
-        {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
-    await session.execute(text("""
-        UPDATE backorders AS b SET quantity = b.quantity - v.quantity
-        FROM jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
-        WHERE b.id = v.id AND b.quantity > v.quantity
-    """).bindparams(bindparam("rows", type_=JSONB)),
-        {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
+    await store.take_from_queue(session, served)
     still_waiting = await store.orders_waiting(session, per_order)
     now = _now()
     messages = []
@@ -305,17 +289,15 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
 
 
 async def sweep_backorders(session: AsyncSession, settings: InventorySettings) -> int:
-    """A safety net behind the calls from stock movements: serves waiting lines wherever
-    stock is available for their SKU. It catches the one case those calls cannot: a receipt
-    that creates a node's first row for a SKU in the instant a batch, which found no row
-    there to lock, backorders an order for it. Returns the units reserved."""
-    keys = (await session.execute(text("""
-        SELECT DISTINCT s.node_id, s.sku FROM stock_levels s
-        WHERE s.on_hand - s.reserved - s.safety_stock > 0
-          AND EXISTS (SELECT 1 FROM backorders b WHERE b.sku = s.sku)
-        ORDER BY s.node_id, s.sku LIMIT :limit
-    """), {"limit": settings.backorder_sweep_batch_size})).all()
-    served = await serve_backorders(session, [(row.node_id, row.sku) for row in keys], settings)
+    """One pass of the background sweep: serves waiting lines wherever stock is available
+    for their SKU at a node that ships to them (up to ``backorder_sweep_batch_size`` levels,
+    ``backorder_serve_batch_size`` lines). It serves what movements left for later (their own
+    serving is bounded), and catches the one case they cannot: a receipt that creates a
+    node's first row for a SKU in the instant a batch, which found no row there to lock,
+    backorders an order for it. Returns the number of levels it reserved stock at: the sweep
+    runs passes, each its own transaction, until one serves nothing."""
+    keys = await store.servable_levels(session, settings.backorder_sweep_batch_size)
+    served = await serve_backorders(session, keys, settings)
     await levels.publish_changes(session, served, settings)
     return len(served)
 

@@ -77,12 +77,16 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
             await asyncio.sleep(settings.expiry_interval_seconds)
 
     async def sweep_waiting_backorders(runtime: Runtime) -> None:
-        """Serves backorders that stock movements could not (see ``sweep_backorders``)."""
+        """Serves backorders that stock movements could not or left for later (see
+        ``sweep_backorders``): pass after pass, each bounded and its own transaction, while
+        passes serve something."""
         while True:
             await asyncio.sleep(settings.backorder_sweep_interval_seconds)
             try:
-                async with runtime.sessions.begin() as session:
-                    await sweep_backorders(session, settings)
+                served = True
+                while served:
+                    async with runtime.sessions.begin() as session:
+                        served = bool(await sweep_backorders(session, settings))
             except asyncio.CancelledError:
                 raise
             except Exception as error:
