@@ -46,12 +46,14 @@ from sqlalchemy import delete, func, select, update
 
 RENO = (39.5296, -119.8138)
 LOS_ANGELES = (34.0522, -118.2437)
+MAX_DRIFTS = 3
 
 
 @pytest.fixture(scope="module")
 def inventory_settings() -> InventorySettings:
     # Velocities are cached per level for an hour by default; here every movement re-reads.
-    return InventorySettings(backorder_sweep_interval_seconds=0.5, velocity_refresh_seconds=0)
+    return InventorySettings(backorder_sweep_interval_seconds=0.5, velocity_refresh_seconds=0,
+                             max_drifts_per_check=MAX_DRIFTS)
 
 
 async def place_order(js: JetStreamContext, events: Events,
@@ -392,6 +394,33 @@ async def test_drift_is_reported_repaired_and_then_clean(stub: Stub, sync_engine
     assert json.loads(audit.reference) == {"recorded": {"on_hand": 11, "reserved": 0},
                                            "ledger": {"on_hand": 7, "reserved": 0}}
     assert list((await stub.CheckStockDrift(inventory_pb2.CheckStockDriftRequest())).drifts) == []
+
+
+async def test_a_drift_check_reports_and_repairs_a_bounded_number_at_a_time(
+    stub: Stub, sync_engine,  # type: ignore[no-untyped-def]
+) -> None:
+    node_id = await add_node(stub)
+    skus = sorted([await add_sku(stub) for _ in range(MAX_DRIFTS + 2)])
+    await receive(stub, node_id, [(sku, 4) for sku in skus])
+    with sync_engine.begin() as conn:  # behind the service's back
+        conn.execute(update(stock_levels).where(stock_levels.c.node_id == node_id)
+                     .values(on_hand=9))
+
+    async def check(repair: bool) -> tuple[list[tuple[str, bool]], int, int]:
+        call = stub.CheckStockDrift(inventory_pb2.CheckStockDriftRequest(repair=repair))
+        response = await call
+        total = dict(await call.trailing_metadata())["drifts-total"]  # type: ignore[arg-type]
+        return ([(d.sku, d.repaired) for d in response.drifts], int(total),
+                response.levels_checked)
+
+    found, total, checked = await check(repair=False)
+    assert (found, total) == ([(sku, False) for sku in skus[:MAX_DRIFTS]], len(skus))
+    # The first ones by node and SKU are repaired; the next call finds the rest.
+    assert (await check(repair=True))[:2] == ([(sku, True) for sku in skus[:MAX_DRIFTS]],
+                                              len(skus))
+    assert (await check(repair=True))[:2] == ([(sku, True) for sku in skus[MAX_DRIFTS:]], 2)
+    assert await check(repair=False) == ([], 0, checked)
+    assert [(await level(stub, node_id, sku)).on_hand for sku in skus] == [4] * len(skus)
 
 
 async def test_a_page_token_with_a_key_of_the_wrong_shape_is_refused(stub: Stub) -> None:

@@ -510,10 +510,15 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
     async def CheckStockDrift(self, request: inventory_pb2.CheckStockDriftRequest,
                               context: grpc.aio.ServicerContext
                               ) -> inventory_pb2.CheckStockDriftResponse:
+        # Bounded: the first max_drifts_per_check drifted levels (by node, SKU) are reported
+        # and repaired; the trailing metadata "drifts-total" says how many drifted in all, and
+        # the next call (after a repair) reports the next ones.
         async with self._sessions.begin() as session:
             # One snapshot for both sums, so a movement committing in between is not drift.
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            checked, found = await stock.find_drifts(session)
+            checked, drifted, found = await stock.find_drifts(
+                session, limit=self._settings.max_drifts_per_check)
+        context.set_trailing_metadata((("drifts-total", str(drifted)),))
         repaired: set[tuple[str, str]] = set()
         if request.repair and found:
             async with self._sessions.begin() as session:

@@ -190,26 +190,29 @@ def _compared(keys: Sequence[tuple[str, str]] | None) -> Any:
                                            recorded.c.sku == sums.c.sku), full=True))
 
 
-async def find_drifts(session: AsyncSession,
-                      keys: Sequence[tuple[str, str]] | None = None) -> tuple[int, list[Drift]]:
-    """(levels compared, drifted levels). The comparison runs in the database, so only the
-    drifted levels travel, however large the ledger."""
+async def find_drifts(session: AsyncSession, keys: Sequence[tuple[str, str]] | None = None, *,
+                      limit: int | None = None) -> tuple[int, int, list[Drift]]:
+    """(levels compared, levels drifted, the first `limit` drifted levels by node and SKU).
+    The comparison runs in the database, so only the reported levels travel, however large
+    the ledger."""
     selected = sorted(keys) if keys is not None else None
     compared = _compared(selected).subquery("compared")
     checked = await session.scalar(select(func.count()).select_from(compared))
     statement = (
-        select(compared)
+        select(compared, func.count().over().label("drifted"))
         .where(or_(compared.c.recorded_on_hand != compared.c.ledger_on_hand,
                    compared.c.recorded_reserved != compared.c.ledger_reserved))
         .order_by(compared.c.node_id, compared.c.sku)
+        .limit(limit)
     )
+    rows = (await session.execute(statement)).all()
     found = [
         Drift(row.node_id, row.sku,
               Figures(int(row.recorded_on_hand), int(row.recorded_reserved)),
               Figures(int(row.ledger_on_hand), int(row.ledger_reserved)))
-        for row in await session.execute(statement)
+        for row in rows
     ]
-    return int(checked or 0), found
+    return int(checked or 0), int(rows[0].drifted) if rows else 0, found
 
 
 async def repair_drifts(session: AsyncSession, found: Sequence[Drift]) -> list[Drift]:
@@ -228,7 +231,7 @@ async def repair_drifts(session: AsyncSession, found: Sequence[Drift]) -> list[D
     await session.execute(select(stock_levels.c.node_id).where(LEVEL_KEY.in_(keys))
                           .order_by(stock_levels.c.node_id, stock_levels.c.sku)
                           .with_for_update())
-    _, confirmed = await find_drifts(session, keys)
+    _, _, confirmed = await find_drifts(session, keys)
     fixable = [d for d in confirmed if stock_rules.repairable(d)]
     for drift in fixable:
         await session.execute(
