@@ -388,3 +388,51 @@ async def test_a_malformed_filter_is_an_invalid_argument(stub: Stub, method: str
                                                         expression: str) -> None:
     code, violations, _ = await refused(getattr(stub, method)(list_request(method, expression)))
     assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["filter"])
+
+
+async def test_every_list_in_a_request_is_bounded(stub: Stub) -> None:
+    """One violation on the list that is too long, however long it is, and nothing written."""
+    too_many_regions = full_node(new_id("node"))
+    too_many_regions.service_regions[:] = [f"US-{i:03d}" for i in range(501)]
+    too_many_bins = full_node(new_id("node"))
+    del too_many_bins.bins[:]
+    too_many_bins.bins.extend(inventory_pb2.Bin(bin_code=f"B-{i}", zone="z", walk_sequence=i)
+                              for i in range(20_001))
+    too_many_lines = full_node(new_id("node"))
+    too_many_lines.address.address_lines[:] = ["1 Main St"] * 11
+    for node, field in [(too_many_regions, "service_regions"), (too_many_bins, "bins"),
+                        (too_many_lines, "address.address_lines")]:
+        code, violations, _ = await refused(stub.CreateFulfilmentNode(
+            inventory_pb2.CreateFulfilmentNodeRequest(fulfilment_node=node)))
+        assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                              [f"fulfilment_node.{field}"])
+        code, _, _ = await refused(stub.GetFulfilmentNode(
+            inventory_pb2.GetFulfilmentNodeRequest(name=f"fulfilmentNodes/{node.node_id}")))
+        assert code == grpc.StatusCode.NOT_FOUND
+
+    sku = await add_sku(stub)
+    code, violations, _ = await refused(stub.UpdateProduct(inventory_pb2.UpdateProductRequest(
+        product=inventory_pb2.Product(sku=sku), update_mask=FieldMask(paths=["colour"] * 50))))
+    assert fields(violations) == ["update_mask"]
+    node_id = await add_node(stub)
+    code, violations, _ = await refused(stub.UpdateFulfilmentNode(
+        inventory_pb2.UpdateFulfilmentNodeRequest(
+            fulfilment_node=inventory_pb2.FulfilmentNode(node_id=node_id),
+            update_mask=FieldMask(paths=["priority"] * 50))))
+    assert fields(violations) == ["update_mask"]
+
+    code, violations, _ = await refused(stub.BatchUpsertProducts(
+        inventory_pb2.BatchUpsertProductsRequest(products=[
+            inventory_pb2.Product(sku=f"{sku}-{i}") for i in range(1001)])))
+    assert fields(violations) == ["products"]
+    code, violations, _ = await refused(stub.ReceiveStock(inventory_pb2.ReceiveStockRequest(
+        parent=f"fulfilmentNodes/{node_id}", reference="PO-1",
+        lines=[inventory_pb2.ReceiptLine(sku=sku, quantity=1)] * 1001)))
+    assert fields(violations) == ["lines"]
+    preview = inventory_pb2.PreviewAllocationRequest(
+        shipping_address=address(RENO),
+        lines=[inventory_pb2.PlannedLine(line_id=str(i), sku=sku, quantity=1)
+               for i in range(501)])
+    preview.shipping_address.address_lines[:] = ["x"] * 11
+    code, violations, _ = await refused(stub.PreviewAllocation(preview))
+    assert fields(violations) == ["shipping_address.address_lines", "lines"]

@@ -200,7 +200,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         violations.require(0 < count <= MAX_BATCH, "products",
                            f"between 1 and {MAX_BATCH} products")
         seen: dict[str, int] = {}
-        for index, product in enumerate(request.products):
+        for index, product in enumerate(request.products[:MAX_BATCH]):
             path = f"products[{index}]"
             domain.check_sku(violations, f"{path}.sku", product.sku)
             _check_product(violations, path, product)
@@ -350,7 +350,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                            f"required, at most {MAX_REFERENCE_LENGTH} characters")
         violations.require(0 < len(request.lines) <= MAX_RECEIPT_LINES, "lines",
                            f"between 1 and {MAX_RECEIPT_LINES} lines")
-        for index, line in enumerate(request.lines):
+        for index, line in enumerate(request.lines[:MAX_RECEIPT_LINES]):
             domain.check_sku(violations, f"lines[{index}].sku", line.sku)
             domain.check_positive(violations, f"lines[{index}].quantity", line.quantity)
         domain.check_request_id(violations, "request_id", request.request_id)
@@ -778,6 +778,9 @@ def _mask_paths(violations: Violations, mask: FieldMask,
     paths = list(mask.paths)
     if not paths or paths == ["*"]:
         return list(columns)
+    if len(paths) > len(columns):
+        violations.add("update_mask", f"at most {len(columns)} paths")
+        return []
     for path in paths:
         if path not in columns:
             violations.add("update_mask", f"{path!r} cannot be updated; updatable: "
@@ -842,6 +845,8 @@ def _check_node(violations: Violations, path: str, node: inventory_pb2.Fulfilmen
                            f"{path}.type", "required")
     if "address" in paths and violations.require(node.HasField("address"), f"{path}.address",
                                                  "required"):
+        domain.check_address_lines(violations, f"{path}.address.address_lines",
+                                   node.address.address_lines)
         location = node.address.location
         domain.check_location(
             violations, f"{path}.address.location",

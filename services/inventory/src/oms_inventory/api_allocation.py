@@ -101,6 +101,8 @@ def _validate_preview(request: inventory_pb2.PreviewAllocationRequest) -> None:
     if violations.require(request.HasField("shipping_address"), "shipping_address",
                           "required"):
         address = request.shipping_address
+        domain.check_address_lines(violations, "shipping_address.address_lines",
+                                   address.address_lines)
         if address.HasField("location"):
             domain.check_location(violations, "shipping_address.location",
                                   domain.LatLng(address.location.latitude,
@@ -113,7 +115,7 @@ def _validate_preview(request: inventory_pb2.PreviewAllocationRequest) -> None:
         violations.require(len(request.lines) <= MAX_PREVIEW_LINES, "lines",
                            f"at most {MAX_PREVIEW_LINES} lines")
     seen: set[str] = set()
-    for i, line in enumerate(request.lines):
+    for i, line in enumerate(request.lines[:MAX_PREVIEW_LINES]):
         if violations.require(bool(line.line_id), f"lines[{i}].line_id", "required"):
             violations.require(line.line_id not in seen, f"lines[{i}].line_id",
                                "must be unique within the order")

@@ -134,6 +134,11 @@ CHANNEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 MONEY_AMOUNT_PATTERN = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
 MAX_TITLE_LENGTH = 500
+# What one request may carry; a node's bins are replaced as a whole, so MAX_BINS is also the
+# most a node has.
+MAX_SERVICE_REGIONS = 500
+MAX_BINS = 20_000
+MAX_ADDRESS_LINES = 10
 
 
 def check_title(violations: Violations, path: str, title: str) -> None:
@@ -143,6 +148,9 @@ def check_title(violations: Violations, path: str, title: str) -> None:
 
 def check_regions(violations: Violations, path: str, regions: Sequence[str]) -> None:
     """ISO 3166-1 alpha-2 countries or ISO 3166-2 subdivisions ("US", "US-CA")."""
+    if len(regions) > MAX_SERVICE_REGIONS:
+        violations.add(path, f"at most {MAX_SERVICE_REGIONS} regions")
+        return
     seen: set[str] = set()
     for index, region in enumerate(regions):
         if not REGION_PATTERN.fullmatch(region):
@@ -183,6 +191,9 @@ class Bin:
 
 
 def check_bins(violations: Violations, path: str, bins: Sequence[Bin]) -> None:
+    if len(bins) > MAX_BINS:
+        violations.add(path, f"at most {MAX_BINS} bins")
+        return
     seen: set[str] = set()
     for index, bin_ in enumerate(bins):
         if not BIN_CODE_PATTERN.fullmatch(bin_.bin_code):
@@ -198,6 +209,11 @@ def check_bins(violations: Violations, path: str, bins: Sequence[Bin]) -> None:
 def walking_order(bins: Iterable[Bin]) -> list[Bin]:
     """Bins the way a picker walks past them; equal sequences by code, so it is stable."""
     return sorted(bins, key=lambda b: (b.walk_sequence, b.bin_code))
+
+
+def check_address_lines(violations: Violations, path: str, lines: Sequence[str]) -> None:
+    if len(lines) > MAX_ADDRESS_LINES:
+        violations.add(path, f"at most {MAX_ADDRESS_LINES} lines")
 
 
 def check_channel(violations: Violations, path: str, channel: str) -> None:
