@@ -10,7 +10,6 @@ from oms_inventory.domain import (
     check_regions,
     check_time_of_day,
     check_time_zone,
-    walking_order,
 )
 from oms_inventory.filtering import (
     Condition,
@@ -126,9 +125,7 @@ def test_regions_time_zones_times_and_money() -> None:
                                      "cost.amount"]
 
 
-def test_bins_are_checked_and_sorted_in_walking_order() -> None:
-    bins = [Bin("B-2", "ambient", 20), Bin("A-1", "ambient", 10), Bin("C-1", "cold", 10)]
-    assert [b.bin_code for b in walking_order(bins)] == ["A-1", "C-1", "B-2"]
+def test_bins_are_checked() -> None:
     violations = Violations()
     check_bins(violations, "bins", [Bin("A-1", "z", 1), Bin("A-1", "z", 2), Bin("", "", -1)])
     assert fields_of(violations) == ["bins[1].bin_code", "bins[2].bin_code", "bins[2].zone",

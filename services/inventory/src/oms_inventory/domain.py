@@ -1,11 +1,11 @@
-"""The inventory rules: which node ships an order, and what a valid product, node or
-adjustment is. Plain Python, so the rules are tested without a server."""
+"""The inventory rules: distances, and what a valid product, node or adjustment is. Plain
+Python, so the rules are tested without a server."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,15 +25,6 @@ class LatLng:
 
 
 @dataclass(frozen=True)
-class CandidateNode:
-    """A node that holds enough available stock for a whole order."""
-
-    node_id: str
-    location: LatLng
-    priority: int
-
-
-@dataclass(frozen=True)
 class Line:
     line_id: str
     sku: str
@@ -47,32 +38,6 @@ def haversine_km(a: LatLng, b: LatLng) -> float:
     dlng = math.radians(b.longitude - a.longitude)
     h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlng / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
-
-
-def rank_nodes(candidates: Iterable[CandidateNode],
-               destination: LatLng | None) -> list[CandidateNode]:
-    """Nearest first; equally near (to the kilometre) or with no known destination, the
-    lower priority, then the node id, so that the choice is always deterministic."""
-
-    def key(node: CandidateNode) -> tuple[int, int, str]:
-        distance = 0 if destination is None else round(haversine_km(node.location, destination))
-        return distance, node.priority, node.node_id
-
-    return sorted(candidates, key=key)
-
-
-def quantities_by_sku(lines: Iterable[Line]) -> dict[str, int]:
-    """Units needed per SKU; an order may hold several lines of one SKU."""
-    needed: dict[str, int] = {}
-    for line in lines:
-        needed[line.sku] = needed.get(line.sku, 0) + line.quantity
-    return needed
-
-
-def reservation_order(lines: Sequence[Line]) -> list[Line]:
-    """Lines in the order their stock rows are locked. Every transaction locks rows in SKU
-    order, so two orders sharing SKUs can wait for each other but never deadlock."""
-    return sorted(lines, key=lambda line: (line.sku, line.line_id))
 
 
 def check_sku(violations: Violations, path: str, sku: str) -> None:
@@ -204,11 +169,6 @@ def check_bins(violations: Violations, path: str, bins: Sequence[Bin]) -> None:
         if not bin_.zone or len(bin_.zone) > 64:
             violations.add(f"{path}[{index}].zone", "required, at most 64 characters")
         check_not_negative(violations, f"{path}[{index}].walk_sequence", bin_.walk_sequence)
-
-
-def walking_order(bins: Iterable[Bin]) -> list[Bin]:
-    """Bins the way a picker walks past them; equal sequences by code, so it is stable."""
-    return sorted(bins, key=lambda b: (b.walk_sequence, b.bin_code))
 
 
 def check_address_lines(violations: Violations, path: str, lines: Sequence[str]) -> None:
