@@ -24,6 +24,9 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 500
     outbox_max_in_flight: int = 256
     outbox_retention_hours: float = 24.0
+    # Unexplained publish failures of one row before it is set aside (see outbox.py): with
+    # the relay's backoff, about 25 s in which a recreated stream or an election can recover.
+    outbox_max_attempts: int = Field(default=10, ge=1)
     consumer_batch_size: int = 128
     consumer_concurrency: int = 32
     consumer_max_deliver: int = 8

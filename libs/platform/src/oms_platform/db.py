@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -49,7 +50,7 @@ BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); RETURN NULL; END $$""",
 
 
 def create_metadata() -> MetaData:
-    """A service's metadata, holding its own tables and the outbox, inbox and dead letters."""
+    """A service's metadata, holding its own tables and the platform's messaging tables."""
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     add_messaging_tables(metadata)
     return metadata
@@ -66,6 +67,8 @@ def add_messaging_tables(metadata: MetaData) -> None:
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
+        # Failed publishes the relay could not explain by an outage (see outbox.py).
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
     )
     Index(
         "ix_outbox_unpublished",
@@ -92,6 +95,21 @@ def add_messaging_tables(metadata: MetaData) -> None:
         Column("payload", LargeBinary, nullable=False),
         Column("error", Text, nullable=False),
         Column("deliveries", BigInteger, nullable=False),
+        Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    # Outbox rows the relay set aside because they can never be published as they are; an
+    # operator replays them into the outbox (``python -m oms_<service> outbox replay``).
+    Table(
+        "dead_outbox",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        Column("subject", Text, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("error", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
         Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
 

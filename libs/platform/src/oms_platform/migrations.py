@@ -100,3 +100,30 @@ def drop_messaging_tables() -> None:
     op.drop_table("inbox")
     op.drop_table("outbox")  # its index and trigger go with it
     op.execute("DROP FUNCTION outbox_notify()")
+
+
+def create_dead_outbox() -> None:
+    """The relay's count of unexplained failures per outbox row, and the table it sets
+    unpublishable rows aside in."""
+    op.add_column("outbox", sa.Column("attempts", sa.Integer(), server_default=sa.text("0"),
+                                      nullable=False))
+    op.create_table(
+        "dead_outbox",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("event_id", postgresql.UUID(as_uuid=True), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("headers", postgresql.JSONB(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), server_default=_now(),
+                  nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_dead_outbox"),
+        sa.UniqueConstraint("event_id", name="uq_dead_outbox_event_id"),
+    )
+
+
+def drop_dead_outbox() -> None:
+    op.drop_table("dead_outbox")
+    op.drop_column("outbox", "attempts")

@@ -116,6 +116,7 @@ class Service:
             batch_size=settings.outbox_batch_size,
             max_in_flight=settings.outbox_max_in_flight,
             retention_hours=settings.outbox_retention_hours,
+            max_attempts=settings.outbox_max_attempts,
         )
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         consumers: list[EventConsumer] = []
