@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from nats.js.api import DiscardPolicy
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import EmbeddedNats, free_port
 from oms_inventory.app import DEFINITION, MIGRATIONS
@@ -68,6 +69,21 @@ async def test_reflection_lists_the_service_and_health(
         names = {s.name async for reply in replies
                  for s in reply.list_services_response.service}
     assert {NAMED, "grpc.health.v1.Health"} <= names
+
+
+async def test_the_streams_get_the_configured_limits(
+    database_factory: Callable[[str], str], private_nats: EmbeddedNats,
+) -> None:
+    """Its own stream and the streams it consumes from (inventory reads orders' events)."""
+    async with running_service(DEFINITION, MIGRATIONS, database_url=database_factory("runtime"),
+                               nats_url=private_nats.url, stream_max_age_seconds=3600.0,
+                               stream_max_bytes=32 << 20) as service:
+        assert service.runtime is not None
+        js = service.runtime.js
+        for stream in ("OMS_INVENTORY", "OMS_ORDERS"):
+            config = (await js.stream_info(stream)).config
+            assert (config.max_age, config.max_bytes, config.discard) == (
+                3600.0, 32 << 20, DiscardPolicy.OLD), stream
 
 
 def test_sigterm_stops_the_service_gracefully(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from oms_platform.bus import STREAM_MAX_AGE_SECONDS, STREAM_MAX_BYTES
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
@@ -27,6 +29,9 @@ class ServiceSettings(BaseSettings):
     # Unexplained publish failures of one row before it is set aside (see outbox.py): with
     # the relay's backoff, about 25 s in which a recreated stream or an election can recover.
     outbox_max_attempts: int = Field(default=10, ge=1)
+    # The streams' limits (see bus.py): the suite's, the same for every service.
+    stream_max_age_seconds: float = Field(default=STREAM_MAX_AGE_SECONDS, gt=0)
+    stream_max_bytes: int = Field(default=STREAM_MAX_BYTES, gt=0)
     consumer_batch_size: int = 128
     consumer_concurrency: int = 32
     consumer_max_deliver: int = 8

@@ -104,7 +104,7 @@ class Service:
         nc = await bus.connect(settings.nats_url, name=f"oms-{definition.name}")
         js = nc.jetstream()
         if definition.publishes:
-            await bus.ensure_stream(js, definition.name)
+            await self._ensure_stream(js, definition.name)
         runtime = Runtime(definition.name, settings, engine, session_factory(engine),
                           definition.metadata, nc, js)
         self.runtime = runtime
@@ -123,7 +123,7 @@ class Service:
         subscriptions = definition.subscriptions(runtime)
         for producer in {s.message_type.DESCRIPTOR.full_name.split(".")[1]
                          for s in subscriptions}:
-            await bus.ensure_stream(js, producer)
+            await self._ensure_stream(js, producer)
         for group, members in _by_group(subscriptions).items():
             consumer = EventConsumer(
                 js,
@@ -188,6 +188,10 @@ class Service:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _ensure_stream(self, js: JetStreamContext, service: str) -> None:
+        await bus.ensure_stream(js, service, max_age_seconds=self.settings.stream_max_age_seconds,
+                                max_bytes=self.settings.stream_max_bytes)
 
     async def _watch_readiness(self, runtime: Runtime) -> None:
         SERVING = health_pb2.HealthCheckResponse.SERVING
