@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from oms_platform.bus import STREAM_MAX_AGE_SECONDS, STREAM_MAX_BYTES
@@ -35,3 +35,10 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = 128
     consumer_concurrency: int = 32
     consumer_max_deliver: int = 8
+    # Signs page tokens; unset, a key kept in the service's database (see pagination.py).
+    page_token_key: SecretStr | None = Field(default=None, min_length=32)
+
+    @field_validator("page_token_key", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value

@@ -38,6 +38,7 @@ from grpc_status import rpc_status
 from opentelemetry import trace
 from sqlalchemy import exc as sa_exc
 
+from oms_platform import pagination
 from oms_platform.errors import (
     AlreadyExists,
     DomainError,
@@ -166,7 +167,8 @@ def classify(error: Exception) -> Failure:
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
     """Answers every failure of a unary method with a status as above; a status the method
-    set itself (``context.abort``) passes through."""
+    set itself (``context.abort``) passes through. Page tokens made or read in a call are
+    bound to its method (see pagination.py)."""
 
     async def intercept_service(
         self,
@@ -181,7 +183,8 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                return await behaviour(request, context)
+                with pagination.serving(method):
+                    return await behaviour(request, context)
             except DomainError as error:
                 log.info("request refused", method=method, reason=error.reason,
                          error=error.message)

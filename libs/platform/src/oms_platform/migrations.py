@@ -1,12 +1,12 @@
 """Alembic, once for every service: each service keeps its own versions folder and calls
 :func:`run_env` from its ``env.py``; :func:`upgrade` applies them programmatically.
 
-The platform's own tables (outbox, inbox, dead letters) are created by the helpers below,
-which a service's migrations call instead of copying the tables by hand. Each helper is the
-platform's schema at one step and, like any migration, never changes once released: a change
-to these tables is a new helper that a new migration of every service calls. The metadata in
-:mod:`oms_platform.db` is what the code runs against; a test migrates each service and
-compares the two, so they cannot drift apart unseen.
+The platform's own tables (outbox, inbox, dead letters, signing keys) are created by the
+helpers below, which a service's migrations call instead of copying the tables by hand. Each
+helper is the platform's schema at one step and, like any migration, never changes once
+released: a change to these tables is a new helper that a new migration of every service
+calls. The metadata in :mod:`oms_platform.db` is what the code runs against; a test migrates
+each service and compares the two, so they cannot drift apart unseen.
 """
 
 from __future__ import annotations
@@ -127,3 +127,19 @@ def create_dead_outbox() -> None:
 def drop_dead_outbox() -> None:
     op.drop_table("dead_outbox")
     op.drop_column("outbox", "attempts")
+
+
+def create_signing_keys() -> None:
+    """Secrets the replicas of a service share: the key that signs its page tokens."""
+    op.create_table(
+        "signing_keys",
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("key", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=_now(),
+                  nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_signing_keys"),
+    )
+
+
+def drop_signing_keys() -> None:
+    op.drop_table("signing_keys")
