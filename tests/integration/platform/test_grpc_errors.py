@@ -33,11 +33,12 @@ class Probe:
     go: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int = 0
 
-    async def waiting_for_a_lock(self) -> bool:
+    async def waited_past_a_deadlock_check(self, pid: int) -> bool:
         async with self.engine.connect() as conn:
             n = await conn.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"))
+                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted AND waitstart < "
+                "clock_timestamp() - 2 * current_setting('deadlock_timeout')::interval"),
+                {"pid": pid})
         return bool(n)
 
 
@@ -48,17 +49,24 @@ Provoke = Callable[[Probe, AsyncConnection], Awaitable[None]]
 async def deadlock(probe: Probe) -> None:
     async with probe.engine.begin() as conn:
         await conn.execute(text("UPDATE probe SET n = n + 1 WHERE id = 1"))
+        probe.ready.set()
+        await probe.go.wait()
         await conn.execute(text("UPDATE probe SET n = n + 1 WHERE id = 2"))
 
 
 async def provoke_deadlock(probe: Probe, conn: AsyncConnection) -> None:
-    """Holds row 2, waits for the method to queue for it while holding row 1, then asks for
-    row 1: the method waited first, so its deadlock check runs first and it is the one
-    rolled back."""
+    """Holds row 2 and queues for row 1, which the method holds; once this wait has had its
+    deadlock check (and found none), lets the method ask for row 2. The cycle is then found
+    by the method's own check alone, so it is the one rolled back, however slow the
+    machine."""
+    pid = int(await conn.scalar(text("SELECT pg_backend_pid()")))
     await conn.execute(text("UPDATE probe SET n = n + 1 WHERE id = 2"))
+    await probe.ready.wait()
+    queued = asyncio.create_task(conn.execute(text("UPDATE probe SET n = n + 1 WHERE id = 1")))
+    await eventually(lambda: probe.waited_past_a_deadlock_check(pid), timeout=30,
+                     what="this side's deadlock check done")
     probe.go.set()
-    await eventually(probe.waiting_for_a_lock, what="the method waiting for row 2")
-    await conn.execute(text("UPDATE probe SET n = n + 1 WHERE id = 1"))
+    await queued
 
 
 async def nowait(probe: Probe) -> None:
