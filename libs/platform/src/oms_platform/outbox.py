@@ -66,7 +66,7 @@ class Unpublishable(Exception):
     """An event that no publish of it as stored can ever succeed with."""
 
 
-class Failure(enum.Enum):
+class Fault(enum.Enum):
     OUTAGE = "outage"  # NATS or its stream: retried, uncounted, as long as it lasts
     EVENT = "event"  # the event itself: set aside at once
     UNKNOWN = "unknown"  # retried and counted; set aside after max_attempts
@@ -91,16 +91,16 @@ _EVENT_FAULTS = (
 )
 
 
-def classify(error: BaseException) -> Failure:
+def classify(error: BaseException) -> Fault:
     """Whose fault a failed publish is: NATS's (wait), the event's (set it aside), or
     unclear (retry, a bounded number of times)."""
     if isinstance(error, _EVENT_FAULTS):
-        return Failure.EVENT
+        return Fault.EVENT
     if isinstance(error, APIError) and error.err_code == MESSAGE_TOO_BIG:
-        return Failure.EVENT
+        return Fault.EVENT
     if isinstance(error, _OUTAGES):
-        return Failure.OUTAGE
-    return Failure.UNKNOWN
+        return Fault.OUTAGE
+    return Fault.UNKNOWN
 
 
 def check_publishable(subject: str, headers: Mapping[str, str], payload: bytes,
@@ -265,14 +265,14 @@ class OutboxRelay:
             )
             done: list[int] = []
             aside: list[tuple[Row[Any], BaseException, int]] = []
-            stopped: tuple[Row[Any], BaseException, Failure] | None = None
+            stopped: tuple[Row[Any], BaseException, Fault] | None = None
             for row, result in zip(rows, results, strict=True):
                 if not isinstance(result, BaseException):
                     done.append(row.id)
                     continue
                 kind = classify(result)
-                attempts = row.attempts + (kind is not Failure.OUTAGE)
-                if kind is Failure.EVENT or (kind is Failure.UNKNOWN
+                attempts = row.attempts + (kind is not Fault.OUTAGE)
+                if kind is Fault.EVENT or (kind is Fault.UNKNOWN
                                              and attempts >= self._max_attempts):
                     aside.append((row, result, attempts))
                     continue
@@ -284,7 +284,7 @@ class OutboxRelay:
                 )
             if aside:
                 await self._set_aside(conn, aside)
-            if stopped is not None and stopped[2] is Failure.UNKNOWN:
+            if stopped is not None and stopped[2] is Fault.UNKNOWN:
                 await conn.execute(update(outbox).where(outbox.c.id == stopped[0].id)
                                    .values(attempts=outbox.c.attempts + 1))
         self.published += len(done)
@@ -294,7 +294,7 @@ class OutboxRelay:
                       subject=row.subject, attempts=attempts, error=_describe(error))
         if stopped is not None:
             row, error, kind = stopped
-            if kind is Failure.UNKNOWN:
+            if kind is Fault.UNKNOWN:
                 log.warning("outbox event failed to publish", event_id=str(row.event_id),
                             subject=row.subject, attempt=row.attempts + 1,
                             max_attempts=self._max_attempts, error=_describe(error))
