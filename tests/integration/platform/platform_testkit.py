@@ -69,6 +69,10 @@ class Database:
         return self.metadata.tables["dead_letter"]
 
     @property
+    def dead_outbox(self) -> Table:
+        return self.metadata.tables["dead_outbox"]
+
+    @property
     def effects(self) -> Table:
         return self.metadata.tables["effects"]
 

@@ -191,8 +191,8 @@ async def test_events_committed_while_nats_is_down_are_published_in_order_when_i
             await asyncio.to_thread(server.stop)
             await eventually(lambda: not relay_nc.is_connected, what="relay sees NATS down")
             await commit_events(db, 300)
-            # The relay is awake (NOTIFY) and failing; give it time to try at least once.
-            await asyncio.sleep(1.5)
+            # The relay is awake (NOTIFY) and failing.
+            await eventually(lambda: relay.failures >= 1, what="a failed attempt")
             assert await db.unpublished() == 300
 
             await asyncio.to_thread(server.start)
@@ -285,7 +285,7 @@ async def test_batch_rejected_part_way_marks_only_the_acknowledged_prefix(
     assert [str(e) for e in marked] == expected[:20]
     assert await stream_event_ids(js) == expected[:20]
 
-    await bus.ensure_stream(js, "orders")  # back to no limit
+    await bus.ensure_stream(js, "orders")  # back to the usual limits
     assert await relay.publish_batch() == 30
     assert await relay.publish_batch() == 0
     assert await stream_event_ids(js) == expected

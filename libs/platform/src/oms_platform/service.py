@@ -30,12 +30,13 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy import MetaData, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from oms_platform import bus
+from oms_platform import bus, pagination
 from oms_platform.config import ServiceSettings
 from oms_platform.consumer import EventConsumer, Subscription
-from oms_platform.db import create_engine, session_factory
+from oms_platform.db import create_engine, session_factory, stored_key
 from oms_platform.grpc_errors import DomainErrorInterceptor
 from oms_platform.logging import configure_logging
 from oms_platform.outbox import OutboxRelay
@@ -101,10 +102,11 @@ class Service:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
         )
+        pagination.use_key(await self._page_token_key(engine))
         nc = await bus.connect(settings.nats_url, name=f"oms-{definition.name}")
         js = nc.jetstream()
         if definition.publishes:
-            await bus.ensure_stream(js, definition.name)
+            await self._ensure_stream(js, definition.name)
         runtime = Runtime(definition.name, settings, engine, session_factory(engine),
                           definition.metadata, nc, js)
         self.runtime = runtime
@@ -116,13 +118,14 @@ class Service:
             batch_size=settings.outbox_batch_size,
             max_in_flight=settings.outbox_max_in_flight,
             retention_hours=settings.outbox_retention_hours,
+            max_attempts=settings.outbox_max_attempts,
         )
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         consumers: list[EventConsumer] = []
         subscriptions = definition.subscriptions(runtime)
         for producer in {s.message_type.DESCRIPTOR.full_name.split(".")[1]
                          for s in subscriptions}:
-            await bus.ensure_stream(js, producer)
+            await self._ensure_stream(js, producer)
         for group, members in _by_group(subscriptions).items():
             consumer = EventConsumer(
                 js,
@@ -187,6 +190,24 @@ class Service:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _page_token_key(self, engine: AsyncEngine) -> bytes:
+        """The setting, or the key kept in the database, waiting for the database as
+        :func:`bus.connect` waits for NATS."""
+        if self.settings.page_token_key is not None:
+            return self.settings.page_token_key.get_secret_value().encode()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await stored_key(engine, self.definition.metadata, pagination.KEY_NAME)
+            except (OperationalError, InterfaceError) as error:
+                log.warning("database not reachable, retrying", error=str(error))
+                await asyncio.sleep(min(0.2 * attempt, 2.0))
+
+    async def _ensure_stream(self, js: JetStreamContext, service: str) -> None:
+        await bus.ensure_stream(js, service, max_age_seconds=self.settings.stream_max_age_seconds,
+                                max_bytes=self.settings.stream_max_bytes)
 
     async def _watch_readiness(self, runtime: Runtime) -> None:
         SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from oms_platform.migrations import create_messaging_tables, drop_messaging_tables
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
@@ -114,52 +115,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_stock_ledger_node_id_sku", "stock_ledger", ["node_id", "sku"])
 
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("event_id", postgresql.UUID(as_uuid=True), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("published_at", sa.DateTime(timezone=True)),
-        sa.PrimaryKeyConstraint("id", name="pk_outbox"),
-        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
-    )
-    op.create_index("ix_outbox_unpublished", "outbox", ["id"],
-                    postgresql_where=sa.text("published_at IS NULL"))
-    # The outbox wakes its relay: one NOTIFY per inserting statement, on commit.
-    op.execute("""CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('oms_outbox', ''); RETURN NULL; END $$""")
-    op.execute("CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
-               "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()")
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.String(100), nullable=False),
-        sa.Column("event_id", postgresql.UUID(as_uuid=True), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_inbox"),
-    )
-    op.create_table(
-        "dead_letter",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("consumer", sa.String(100), nullable=False),
-        sa.Column("event_id", sa.Text(), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=False),
-        sa.Column("deliveries", sa.BigInteger(), nullable=False),
-        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.PrimaryKeyConstraint("id", name="pk_dead_letter"),
-    )
+    create_messaging_tables()
 
 
 def downgrade() -> None:
-    for table in ("dead_letter", "inbox", "outbox", "stock_ledger", "backorders",
-                  "reservations", "stock_levels", "fulfilment_nodes", "products"):
+    drop_messaging_tables()
+    for table in ("stock_ledger", "backorders", "reservations", "stock_levels",
+                  "fulfilment_nodes", "products"):
         op.drop_table(table)
-    op.execute("DROP FUNCTION outbox_notify()")

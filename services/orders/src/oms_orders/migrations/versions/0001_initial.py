@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from oms_platform.migrations import create_messaging_tables, drop_messaging_tables
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
@@ -84,64 +85,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_order_timeline_order_id_at", "order_timeline", ["order_id", "at"])
 
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True),
-            server_default=sa.text("now()"), nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_outbox"),
-        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
-    )
-    op.create_index(
-        "ix_outbox_unpublished", "outbox", ["id"],
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    # The outbox wakes its relay: one NOTIFY per inserting statement, on commit.
-    op.execute("""CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('oms_outbox', ''); RETURN NULL; END $$""")
-    op.execute("CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
-               "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()")
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.String(100), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "received_at", sa.DateTime(timezone=True),
-            server_default=sa.text("now()"), nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_inbox"),
-    )
-    op.create_table(
-        "dead_letter",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("consumer", sa.String(100), nullable=False),
-        sa.Column("event_id", sa.Text(), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=False),
-        sa.Column("deliveries", sa.BigInteger(), nullable=False),
-        sa.Column(
-            "failed_at", sa.DateTime(timezone=True),
-            server_default=sa.text("now()"), nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_dead_letter"),
-    )
+    create_messaging_tables()
 
 
 def downgrade() -> None:
-    op.drop_table("dead_letter")
-    op.drop_table("inbox")
-    op.drop_index("ix_outbox_unpublished", table_name="outbox")
-    op.drop_table("outbox")
-    op.execute("DROP FUNCTION outbox_notify()")
+    drop_messaging_tables()
     op.drop_index("ix_order_timeline_order_id_at", table_name="order_timeline")
     op.drop_table("order_timeline")
     op.drop_table("order_allocations")

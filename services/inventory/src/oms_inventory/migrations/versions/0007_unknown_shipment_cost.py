@@ -4,8 +4,8 @@ Until now a node created without a cost was stored as 0 USD, which the lowest-co
 took for free. Those rows cannot be told from a deliberate zero; they are taken to be the
 unknown cost they almost always were (set a cost of 0 again to mean free shipping).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0004"
+revision: str = "0007"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,8 +5,8 @@ column holding a sum should not be the place where an order fails (it was: two l
 2^31 - 1 units overflowed the INTEGER). The type change rewrites the table under an
 exclusive lock; at the size of an orders table that is a short maintenance step.
 
-Revision ID: 0005_item_count
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_item_count"
-down_revision: str | None = "0004"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
