@@ -91,8 +91,14 @@ def test_malformed_filters_are_refused_with_a_reason(expression: str, says: str)
     assert says in refusal(expression)
 
 
-def test_a_backslash_escapes_the_next_character_and_never_fails() -> None:
-    assert parse('sku = "\\x"').conditions == (Condition("sku", "=", "x"),)
+def test_only_quote_and_backslash_escapes_are_defined() -> None:
+    assert parse('sku = "\\\\ \\""').conditions == (Condition("sku", "=", '\\ "'),)
+    assert "unknown escape \\x" in refusal('sku = "\\x"')
+
+
+def test_what_the_database_cannot_compare_is_refused() -> None:
+    assert "NUL" in refusal('sku = "a\x00"')
+    assert "whole number" in refusal("count = \u0663")  # an Arabic-Indic three
 
 
 def test_filters_are_bounded() -> None:

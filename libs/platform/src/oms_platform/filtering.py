@@ -2,7 +2,8 @@
 
 A filter is a conjunction: ``status = RELEASED AND create_time >= "2025-11-01T00:00:00Z"``.
 Each term is ``field operator value``, or, where a list offers it, a bare value that searches
-text. OR, NOT and parentheses are refused rather than half understood: listing screens and
+text. In a quoted value ``\\"`` is a quote and ``\\\\`` a backslash; no other escape is
+defined. OR, NOT and parentheses are refused rather than half understood: listing screens and
 back-office tools need conjunctions, and each term maps onto an indexed column.
 
 Each list declares its fields with a kind and the operators it takes; the parser returns the
@@ -110,6 +111,8 @@ def parse(expression: str, fields: Mapping[str, Field], *, text_search: bool = F
     ``text_search`` lets a bare value search the list's text."""
     if len(expression) > MAX_FILTER_LENGTH:
         refuse(f"at most {MAX_FILTER_LENGTH} characters")
+    if "\x00" in expression:
+        refuse("must not contain NUL characters")
     try:
         tree = _PARSER.parse(expression)
     except UnexpectedInput as error:
@@ -149,6 +152,7 @@ def _syntax_error(error: UnexpectedInput) -> str:
 
 
 _ESCAPE = re.compile(r"\\(.)")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _term(term: Tree[Token], fields: Mapping[str, Field], text_search: bool) -> Condition | str:
@@ -170,9 +174,14 @@ def _term(term: Tree[Token], fields: Mapping[str, Field], text_search: bool) -> 
 
 def _raw(value: Token | Tree[Token]) -> str:
     assert isinstance(value, Token)
-    if value.type == "STRING":
-        return _ESCAPE.sub(r"\1", str(value)[1:-1])
-    return str(value)
+    if value.type != "STRING":
+        return str(value)
+    quoted = str(value)[1:-1]
+    unknown = set(_ESCAPE.findall(quoted)) - {'"', "\\"}
+    if unknown:
+        refuse(f"unknown escape \\{min(unknown)} at character {value.column}; "
+               'only \\" and \\\\ are defined')
+    return _ESCAPE.sub(r"\1", quoted)
 
 
 def _condition(name: str, spec: Field, operator: str, raw: str) -> Condition:
@@ -186,7 +195,7 @@ def _condition(name: str, spec: Field, operator: str, raw: str) -> Condition:
             refuse(f"{name} is one of {', '.join(spec.values)}")
         return Condition(name, operator, value)
     if spec.kind is Kind.INT:
-        if not re.fullmatch(r"-?\d{1,18}", raw):
+        if not _WHOLE_NUMBER.fullmatch(raw):
             refuse(f"{name} takes a whole number of at most 18 digits")
         return Condition(name, operator, int(raw))
     if spec.kind is Kind.TIME:
