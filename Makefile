@@ -7,11 +7,12 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test bench proto lint pins clean
+.PHONY: help install run test test-repeat bench proto lint pins clean
 
 help:
 	@echo "make run    start PostgreSQL, NATS and every service with demo data"
 	@echo "make test   run the whole test suite against real PostgreSQL and NATS"
+	@echo "make test-repeat N=5   the integration and e2e layers N times, the suite beside them"
 	@echo "make bench  measure order throughput and latency next to pgbench"
 	@echo "make proto  regenerate the Python stubs from proto/"
 	@echo "make lint   ruff, buf lint and the stale-stub check"
@@ -31,6 +32,13 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# N runs in a row of the integration and e2e layers while a second copy of the whole suite
+# runs beside them (COMPANION=0 leaves it out); fails if any run failed.
+N ?= 5
+COMPANION ?= 1
+test-repeat: install
+	$(PY) -m oms_devtools.repeat --runs $(N) $(if $(filter 0,$(COMPANION)),--no-companion)
 
 bench: install
 	$(PY) -m oms_devtools.bench

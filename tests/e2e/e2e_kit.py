@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+import time
 import uuid
+from collections.abc import Iterator
 
 import nats
+import psycopg
 from google.type import latlng_pb2
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 WEST = ("Reno", "NV", 39.5296, -119.8138)
 EAST = ("Edison", "NJ", 40.5187, -74.4121)
@@ -81,3 +88,60 @@ async def stream_messages(nats_url: str, stream: str, subject: str) -> list[nats
         return messages
     finally:
         await nc.close()
+
+
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a last ``>`` one or more."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or token not in ("*", tokens[i]):
+            return False
+    return len(wanted) == len(tokens)
+
+
+async def handled(nats_url: str, subject: str, ack: PubAck, timeout: float = 30.0) -> set[str]:
+    """Waits until every durable consumer that reads `subject` has acknowledged the message
+    of `ack` and all before it, and returns their names. The services acknowledge after their
+    transaction commits, so whatever the message was going to change has changed by then."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while True:
+            readers, behind = set(), set()
+            for info in await js.consumers_info(ack.stream):
+                filters = info.config.filter_subjects or [info.config.filter_subject or ">"]
+                if not info.config.durable_name or not any(
+                        _subject_matches(f, subject) for f in filters):
+                    continue
+                readers.add(info.name)
+                if info.ack_floor is None or info.ack_floor.stream_seq < ack.seq:
+                    behind.add(info.name)
+            if readers and not behind:
+                return readers
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{ack.stream} #{ack.seq} never handled by {behind}")
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+
+
+@contextlib.contextmanager
+def database_unreachable(database_url: str) -> Iterator[None]:
+    """The database refuses connections and loses the ones it had, as when its server goes
+    away; the server itself (and every other database on it) stays up."""
+    url = make_url(database_url)
+    database = sql.Identifier(str(url.database))
+    maintenance = url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False)
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(sql.SQL("alter database {} allow_connections false").format(database))
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity"
+                     " where datname = %s", (url.database,))
+    try:
+        yield
+    finally:
+        with psycopg.connect(maintenance, autocommit=True) as conn:
+            conn.execute(sql.SQL("alter database {} allow_connections true").format(database))

@@ -16,17 +16,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.message import Message as EmailMessage
 from typing import Any
 
+import grpc
 import httpx
 import nats
 import pytest
 from aiosmtpd.controller import Controller
-from e2e_kit import EAST, WEST, add_node, add_sku, order_json, stream_messages
+from e2e_kit import EAST, WEST, add_node, add_sku, handled, order_json, stream_messages
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from nats.js.api import PubAck
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
+from oms.orders.v1 import insights_pb2, insights_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.servers import EmbeddedNats, free_port
@@ -95,7 +98,7 @@ async def js(stack_nats: EmbeddedNats) -> AsyncIterator[Any]:
         await client.close()
 
 
-Publish = Callable[..., Awaitable[None]]
+Publish = Callable[..., Awaitable[tuple[str, PubAck]]]
 
 
 @pytest.fixture
@@ -103,11 +106,12 @@ def publish(js: Any) -> Publish:
     """Publishes an event as the service that owns it would (same envelope, same subject)."""
 
     async def publish(message: Message, *, aggregate_id: str, partition: str | None = None,
-                      event_id: uuid.UUID | None = None) -> None:
+                      event_id: uuid.UUID | None = None) -> tuple[str, PubAck]:
         service = events.producing_service(message)
         envelope = events.encode(message, aggregate_id=aggregate_id, source=f"/oms/{service}",
                                  partition=partition, event_id=event_id)
-        await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
+        ack = await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
+        return envelope.subject, ack
 
     return publish
 
@@ -165,6 +169,36 @@ async def released_to(nats_url: str, node_id: str, order: str) -> list[order_eve
     return [r for r in released if order in r.orders]
 
 
+CONFIRMATION = insights_pb2.NOTIFICATION_KIND_ORDER_CONFIRMATION
+DISPATCH = insights_pb2.NOTIFICATION_KIND_DISPATCH
+DELIVERY = insights_pb2.NOTIFICATION_KIND_DELIVERY
+
+
+@pytest.fixture
+async def insights(stack: Stack) -> AsyncIterator[insights_pb2_grpc.OrderInsightsServiceStub]:
+    async with grpc.aio.insecure_channel(stack.services["orders"].endpoint) as channel:
+        yield insights_pb2_grpc.OrderInsightsServiceStub(channel)
+
+
+async def emails_settled(insights: insights_pb2_grpc.OrderInsightsServiceStub, order: str,
+                         kinds: set[int]) -> None:
+    """Waits until the order's emails of `kinds` are sent and nothing else is due now (a
+    survey waits for days): the sender has nothing left to send."""
+    now_seconds = time.time()
+
+    async def check() -> bool:
+        reply = await insights.ListOrderNotifications(
+            insights_pb2.ListOrderNotificationsRequest(parent=order, page_size=200))
+        sent = {n.kind for n in reply.notifications
+                if n.state == insights_pb2.NOTIFICATION_STATE_SENT}
+        due = [n for n in reply.notifications
+               if n.state == insights_pb2.NOTIFICATION_STATE_PENDING
+               and n.schedule_time.seconds <= now_seconds + 60]
+        return kinds <= sent and not due
+
+    await eventually(check, f"the emails of {order} sent, none due")
+
+
 def unpaid(sku: str, quantity: int, **extra: Any) -> dict[str, Any]:
     body = order_json(sku, quantity, **extra)
     body["paymentStatus"] = "PAYMENT_STATUS_PENDING"
@@ -174,6 +208,7 @@ def unpaid(sku: str, quantity: int, **extra: Any) -> dict[str, Any]:
 
 async def test_a_web_order_is_paid_released_shipped_delivered_and_returned(
     gateway: httpx.AsyncClient, inventory: inventory_pb2_grpc.InventoryServiceStub,
+    insights: insights_pb2_grpc.OrderInsightsServiceStub,
     stack_nats: EmbeddedNats, publish: Publish, mailbox: tuple[Mailbox, int],
 ) -> None:
     west, east = await add_node(inventory, WEST), await add_node(inventory, EAST)
@@ -233,16 +268,18 @@ async def test_a_web_order_is_paid_released_shipped_delivered_and_returned(
     await level_is(inventory, west, sku, (4, 0))  # it passed inspection: back on the shelf
 
     # The warehouse system sends its shipment again under a new event id: nothing moves.
-    await publish(shipped, aggregate_id=package, partition=west, event_id=uuid.uuid4())
-    await asyncio.sleep(1.0)
+    subject, ack = await publish(shipped, aggregate_id=package, partition=west,
+                                 event_id=uuid.uuid4())
+    readers = await handled(stack_nats.url, subject, ack)
+    assert {"orders", "inventory"} <= readers, readers
     assert await level(inventory, west, sku) == (4, 0)
     assert (await gateway.get(f"/v1/{name}")).json()["status"] == (
         "ORDER_STATUS_PARTIALLY_RETURNED")
 
+    # Every event that could enqueue an email has been handled (the duplicate was the last),
+    # so once the three emails are sent and nothing else is due, the mailbox is final.
+    await emails_settled(insights, name, {CONFIRMATION, DISPATCH, DELIVERY})
     box = mailbox[0]
-    await eventually(lambda: asyncio.sleep(0, len(box.to(customer)) >= 3),
-                     "confirmation, dispatch and delivery emails")
-    await asyncio.sleep(1.0)  # time for a duplicate to show up, if there were one
     mails = box.to(customer)
     assert len(mails) == 3, [m["Subject"] for m in mails]
     subjects = sorted(str(m["Subject"]) for m in mails)

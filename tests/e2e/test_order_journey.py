@@ -7,15 +7,20 @@ import time
 import uuid
 from typing import Any
 
+import grpc
 import httpx
 import pytest
-from e2e_kit import EAST, WEST, add_node, add_sku, order_json, stream_messages
+from e2e_kit import EAST, WEST, add_node, add_sku, database_unreachable, order_json, stream_messages
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms_devtools.servers import EmbeddedNats
 from oms_devtools.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Orders a kill test posts at most while it waits for some to be in flight.
+MAX_ORDERS = 400
 # A paid order that is wholly allocated goes straight on to the warehouse.
 RELEASED = "ORDER_STATUS_RELEASED"
 SETTLED = {RELEASED, "ORDER_STATUS_AWAITING_STOCK"}
@@ -36,6 +41,30 @@ async def wait_for_status(gateway: httpx.AsyncClient, location: str, statuses: s
             last = reply.text
         if time.monotonic() > deadline:
             raise AssertionError(f"{location} never reached {statuses}: {last}")
+        await asyncio.sleep(0.1)
+
+
+async def overall_health_is(stack: Stack, service: str, status: int,
+                            timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(stack.services[service].endpoint) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while (await health.Check(health_pb2.HealthCheckRequest(service=""))).status != status:
+            assert time.monotonic() < deadline, f"{service} health never {status}"
+            await asyncio.sleep(0.1)
+
+
+async def gateway_ready(gateway: httpx.AsyncClient, timeout: float = 30.0) -> None:
+    """The gateway reaches a serving orders service (after a restart, its channel may still
+    be waiting to reconnect)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if (await gateway.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the gateway never became ready"
         await asyncio.sleep(0.1)
 
 
@@ -140,6 +169,18 @@ async def test_invalid_orders_are_problem_details_and_store_nothing(
     assert malformed.status_code == 400
     assert (await gateway.get(f"/v1/orders/{uuid.uuid4()}")).status_code == 404
 
+    for reply, status in [
+        (await gateway.post("/v1/orders", content=b"\xff{}",
+                            headers={"content-type": "application/json"}), 400),
+        (await gateway.post("/v1/orders", content=b"{",
+                            headers={"content-type": "application/json"}), 400),
+        (await gateway.get("/v1/no-such-thing"), 404),
+        (await gateway.put("/v1/orders"), 405),
+    ]:
+        assert reply.status_code == status, reply.text
+        assert reply.headers["content-type"] == "application/problem+json", reply.text
+        assert reply.json()["status"] == status
+
 
 async def test_orders_accepted_while_nats_is_down_are_published_once_when_it_returns(
     gateway: httpx.AsyncClient, inventory: inventory_pb2_grpc.InventoryServiceStub,
@@ -150,11 +191,12 @@ async def test_orders_accepted_while_nats_is_down_are_published_once_when_it_ret
 
     stack_nats.stop()
     try:
+        # Posted once orders itself reports NATS gone, so they are taken during the outage.
+        await overall_health_is(stack, "orders", NOT_SERVING)
         replies = await asyncio.gather(*(post_order(gateway, order_json(sku)) for _ in range(20)))
         assert [r.status_code for r in replies] == [201] * 20
         names = {r.json()["name"] for r in replies}
-        await asyncio.sleep(1.0)
-        for name in list(names)[:3]:
+        for name in names:
             still = (await gateway.get(f"/v1/{name}")).json()
             assert still["status"] == "ORDER_STATUS_PENDING_ALLOCATION"
     finally:
@@ -179,33 +221,64 @@ async def test_a_service_killed_mid_flow_loses_nothing(
     victim: str, gateway: httpx.AsyncClient,
     inventory: inventory_pb2_grpc.InventoryServiceStub, stack: Stack,
 ) -> None:
-    """SIGKILL while orders stream in; the partner retries what failed with the same
-    Idempotency-Key, as partners do. Every order then exists once and is reserved once."""
+    """SIGKILL while orders stream in, once some are provably in flight (accepted, not yet
+    allocated); the partner retries what failed with the same Idempotency-Key, as partners
+    do. Every order then exists once and is reserved once, and no answer was a 500."""
     west = await add_node(inventory, WEST)
     sku = await add_sku(inventory, {west: 1000})
-    bodies = {uuid.uuid4().hex: order_json(sku) for _ in range(60)}
+    bodies: dict[str, dict[str, Any]] = {}
+    accepted: dict[str, str] = {}
+    statuses: list[int] = []
+    killed = asyncio.Event()
 
-    async def post_all(keys: list[str]) -> dict[str, str]:
-        async def one(key: str) -> tuple[str, httpx.Response | None]:
-            try:
-                return key, await post_order(gateway, bodies[key], key)
-            except httpx.TransportError:
-                return key, None
-        replies = await asyncio.gather(*(one(key) for key in keys))
-        return {key: r.json()["name"] for key, r in replies if r is not None
-                and r.status_code == 201}
+    async def post(key: str) -> None:
+        try:
+            reply = await post_order(gateway, bodies[key], key)
+        except httpx.TransportError:
+            return
+        statuses.append(reply.status_code)
+        if reply.status_code == 201:
+            accepted[key] = reply.json()["name"]
+        else:
+            assert reply.headers.get("retry-after"), reply.text
 
-    first_wave = asyncio.create_task(post_all(list(bodies)))
-    await asyncio.sleep(0.3)
-    stack.services[victim].kill()
-    accepted = await first_wave
+    async def partner() -> None:
+        """Posts new orders one after another until shortly after the kill."""
+        after_kill = 0
+        while after_kill < 3 and len(bodies) < MAX_ORDERS:
+            key = uuid.uuid4().hex
+            bodies[key] = order_json(sku)
+            await post(key)
+            after_kill += killed.is_set()
+
+    async def kill_once_in_flight() -> set[str]:
+        seen = 0
+        while len(bodies) < MAX_ORDERS:
+            newest = list(accepted.values())[seen:]
+            seen += len(newest)
+            in_flight = {name for name, reply in zip(newest, await asyncio.gather(
+                *(gateway.get(f"/v1/{name}") for name in newest)), strict=True)
+                if reply.json()["status"] == "ORDER_STATUS_PENDING_ALLOCATION"}
+            if in_flight:
+                stack.services[victim].kill()
+                killed.set()
+                return in_flight
+            await asyncio.sleep(0.01)
+        raise AssertionError("no order was ever seen in flight")
+
+    partners = [asyncio.create_task(partner()) for _ in range(8)]
+    in_flight = await kill_once_in_flight()
+    await asyncio.gather(*partners)
+    assert in_flight, "the kill came while orders were being allocated"
+
     await asyncio.to_thread(stack.restart, victim)
     deadline = time.monotonic() + 60
     while len(accepted) < len(bodies) and time.monotonic() < deadline:
-        accepted |= await post_all([key for key in bodies if key not in accepted])
-        await asyncio.sleep(0.5)
+        await gateway_ready(gateway)
+        await asyncio.gather(*(post(key) for key in bodies if key not in accepted))
 
     assert len(accepted) == len(bodies)
+    assert set(statuses) <= {201, 503}, "a lost service is a 503 to retry, never a 500"
     names = set(accepted.values())
     assert len(names) == len(bodies), "a retried order is the same order"
     for name in names:
@@ -214,3 +287,29 @@ async def test_a_service_killed_mid_flow_loses_nothing(
     level = await inventory.GetStockLevel(
         inventory_pb2.GetStockLevelRequest(name=f"fulfilmentNodes/{west}/stockLevels/{sku}"))
     assert level.reserved == len(names), "every order reserved exactly once"
+
+
+async def test_orders_without_its_database_answers_503_with_retry_after_never_500(
+    gateway: httpx.AsyncClient, inventory: inventory_pb2_grpc.InventoryServiceStub,
+    stack: Stack,
+) -> None:
+    west = await add_node(inventory, WEST)
+    sku = await add_sku(inventory, {west: 10})
+    key = uuid.uuid4().hex
+    body = order_json(sku)
+
+    with database_unreachable(stack.database_url("orders")):
+        for reply in (await post_order(gateway, body, key),
+                      await gateway.get(f"/v1/orders/{uuid.uuid4()}")):
+            assert reply.status_code == 503, reply.text
+            assert reply.headers["content-type"] == "application/problem+json"
+            assert int(reply.headers["retry-after"]) >= 1
+            assert reply.json()["status"] == 503
+
+    await gateway_ready(gateway)
+    retried = await post_order(gateway, body, key)
+    assert retried.status_code == 201, retried.text
+    await wait_for_status(gateway, f"/v1/{retried.json()['name']}", {RELEASED})
+    assert stack.services["orders"].alive(), "orders rode out the outage"
+    access = stack.services["gateway"].log_path.read_text()
+    assert "status=503" in access and "status=500" not in access

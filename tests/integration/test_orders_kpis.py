@@ -20,6 +20,8 @@ import pytest
 from alembic import command
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from oms.common.v1 import common_pb2
@@ -28,6 +30,7 @@ from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
+from oms_orders import kpis_rules, notifications
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, producing_service
@@ -125,6 +128,20 @@ class Events:
             for stream, seq in self.last.items():
                 info = await self.js.consumer_info(stream, READ_MODEL_CONSUMER)
                 if info.ack_floor is None or info.ack_floor.stream_seq < seq:
+                    return False
+            return True
+
+        await eventually(done)
+
+    async def all_tried(self) -> None:
+        """Every event published so far has been handled at least once: the read model has
+        delivered them all, and each one it has not acknowledged has been redelivered,
+        which JetStream does only after a failed attempt (a nak)."""
+        async def done() -> bool:
+            for stream, seq in self.last.items():
+                info = await self.js.consumer_info(stream, READ_MODEL_CONSUMER)
+                if (info.num_pending or info.delivered.stream_seq < seq
+                        or info.num_ack_pending != info.num_redelivered):
                     return False
             return True
 
@@ -250,7 +267,8 @@ async def data_set(js: JetStreamContext, service: Service) -> dict[str, str]:
     ]
     for message in published:
         await events.publish(message, getattr(message, "order", "") or message.package)
-    await asyncio.sleep(0.3)
+    # D's delivery and return are refused (D is unknown) before D arrives.
+    await events.all_tried()
     await events.publish(d, d.order)
     await events.publish(shipped("pkg-d00001", "2026-03-04T15:00:00", (d.order, "1", 5)),
                          "pkg-d00001")
@@ -404,6 +422,49 @@ async def test_a_kpi_request_is_checked(insights: Stub) -> None:
     assert "end_time" in (backwards.value.details() or "")
 
 
+async def test_a_kpi_request_produces_a_bounded_number_of_periods_and_figures(
+    insights: Stub, data_set: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def days(start: datetime, n: int, **fields: Any) -> insights_pb2.GetOrderKpisRequest:
+        return insights_pb2.GetOrderKpisRequest(
+            start_time=stamp(start), end_time=stamp(start + timedelta(days=n)),
+            granularity=insights_pb2.GRANULARITY_DAY, **fields)
+
+    await insights.GetOrderKpis(days(MARCH, kpis_rules.MAX_PERIODS))
+    with pytest.raises(grpc.aio.AioRpcError) as too_many_periods:
+        await insights.GetOrderKpis(days(MARCH, kpis_rules.MAX_PERIODS + 1))
+    assert too_many_periods.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(too_many_periods.value) == ["end_time"]
+    monthly = days(MARCH, 3660)
+    monthly.granularity = insights_pb2.GRANULARITY_MONTH
+    await insights.GetOrderKpis(monthly)
+
+    # The data set has four (day, channel) entries in March (A, B, C on the web; D).
+    monkeypatch.setattr(kpis_rules, "MAX_FIGURES", 3)
+    assert len((await insights.GetOrderKpis(days(MARCH, 31, channel=WEB))).kpis) == 3
+    with pytest.raises(grpc.aio.AioRpcError) as too_many_figures:
+        await insights.GetOrderKpis(days(MARCH, 31))
+    assert too_many_figures.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(too_many_figures.value) == ["channel"]
+
+    beyond = days(MARCH, 1)
+    beyond.start_time.seconds = -62135596801  # before the year 1
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await insights.GetOrderKpis(beyond)
+    assert field_violations(invalid.value) == ["start_time"]
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    fields: list[str] = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            fields += [v.field for v in bad_request.field_violations]
+    return fields
+
+
 def test_the_migration_takes_in_orders_captured_before_it(
     database_factory: Callable[[str], str],
 ) -> None:
@@ -460,7 +521,9 @@ async def test_without_a_mail_server_notifications_wait(
                     lines=[(1, "1.00")], email="wait@example.test")
     await events.publish(created, created.order)
     await events.all_handled()
-    await asyncio.sleep(0.5)
+    # The sender the service runs, run to its end: with no SMTP host it stops at once.
+    assert service.runtime is not None
+    await asyncio.wait_for(notifications.run_sender(service.runtime), timeout=5)
     listing = await insights.ListOrderNotifications(
         insights_pb2.ListOrderNotificationsRequest(parent=created.order)
     )

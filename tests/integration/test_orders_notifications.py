@@ -32,12 +32,12 @@ from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import free_port
 from oms_orders.app import DEFINITION, MIGRATIONS
-from oms_orders.notifications import NotificationSettings, Sender
+from oms_orders.notifications import MailServerUnavailable, NotificationSettings, Sender
 from oms_orders.tables import notifications
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, producing_service, stream_name
 from oms_platform.service import Service
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # The read model (KPIs, notifications) is the orders service's own consumer group.
@@ -187,15 +187,30 @@ async def publish(
     return await js.publish(envelope.subject, envelope.payload, headers=headers)
 
 
-async def handled(js: JetStreamContext, message: Message, ack: PubAck) -> None:
-    """Waits until the orders service has acknowledged the published event."""
+async def handled(js: JetStreamContext, message: Message, ack: PubAck,
+                  consumer: str = READ_MODEL_CONSUMER) -> None:
+    """Waits until the orders service (its read model, or ``consumer``) has acknowledged the
+    published event."""
     stream = stream_name(producing_service(message))
 
     async def acknowledged() -> bool:
-        info = await js.consumer_info(stream, READ_MODEL_CONSUMER)
+        info = await js.consumer_info(stream, consumer)
         return info.ack_floor is not None and info.ack_floor.stream_seq >= ack.seq
 
     await eventually(acknowledged)
+
+
+async def refused_once(js: JetStreamContext, ack: PubAck) -> None:
+    """Waits until the read model has tried the published event and not acknowledged it.
+    JetStream redelivers a message only after its handler failed (a nak), so a redelivery
+    of this, the consumer's only unacknowledged message, proves the attempt ran and failed."""
+
+    async def redelivered() -> bool:
+        info = await js.consumer_info(ack.stream, READ_MODEL_CONSUMER)
+        return (info.delivered.stream_seq >= ack.seq and info.num_redelivered >= 1
+                and info.ack_floor.stream_seq < ack.seq)
+
+    await eventually(redelivered)
 
 
 def order_created(*, email: str, name: str = "Ada Lovelace",
@@ -378,14 +393,12 @@ async def test_a_shipment_seen_before_its_order_waits_for_it(
     package = f"fulfilmentOrders/{uuid.uuid4().hex[:8]}/packages/1"
     shipped = package_shipped(created.order, package)
     ack = await publish(js, shipped, subject_of=package)
-    await asyncio.sleep(0.5)
+    # The read model is a consumer group of its own: the state machine's consumer settles
+    # the event (an unknown order is logged and acknowledged there) while this one refuses
+    # it until the order is known.
+    await handled(js, shipped, ack, consumer="orders")
+    await refused_once(js, ack)
     assert await rows_of(engine, created.order) == []  # not dropped: retried, see below
-    # The read model is a consumer group of its own: the state machine's consumer settled
-    # the event (an unknown order is logged and acknowledged there) while this one waits.
-    main = await js.consumer_info(ack.stream, "orders")
-    read_model = await js.consumer_info(ack.stream, READ_MODEL_CONSUMER)
-    assert main.ack_floor.stream_seq >= ack.seq
-    assert read_model.ack_floor.stream_seq < ack.seq
 
     await publish(js, created, subject_of=created.order)
     await eventually(lambda: sent(engine, created.order, "DISPATCH"))
@@ -445,15 +458,31 @@ async def test_listing_notifications_checks_its_request(
 
 
 async def test_a_mail_server_outage_uses_up_no_attempts(
-    js: JetStreamContext, engine: AsyncEngine, mailbox: tuple[Mailbox, int]
+    js: JetStreamContext, engine: AsyncEngine, service: Service, mailbox: tuple[Mailbox, int]
 ) -> None:
     box, port = mailbox
     address = email_address()
+    assert service.runtime is not None
+    sender = Sender(service.runtime.sessions, NotificationSettings())  # as another replica's
     box.controller.stop()
     try:
         event = order_created(email=address)
         await handled(js, event, await publish(js, event, subject_of=event.order))
-        await asyncio.sleep(1.0)  # the sender polls every 0.1 s and finds no server
+
+        async with engine.connect() as conn:
+            others = await conn.scalar(select(func.count()).select_from(notifications).where(
+                notifications.c.status == "PENDING", notifications.c.order_name != event.order))
+        assert others == 0  # so the batch that fails below is this email's
+
+        async def tried_to_send() -> bool:
+            # Nothing (0) while the service's own sender holds the row; then it is ours.
+            try:
+                await sender.send_due()
+            except MailServerUnavailable:
+                return True
+            return False
+
+        await eventually(tried_to_send)
         [row] = await rows_of(engine, event.order)
         assert (row.status, row.attempts) == ("PENDING", 0)
     finally:

@@ -29,14 +29,15 @@ from oms.orders.v1 import events_pb2, orders_pb2, orders_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
-from oms_orders import handlers
+from oms_orders import domain, handlers
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.tables import metadata
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, subject_for
 from oms_platform.migrations import alembic_config
+from oms_platform.pagination import encode_page_token
 from oms_platform.service import Service
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
@@ -406,6 +407,36 @@ def _unknown_service_level(request: orders_pb2.CreateOrderRequest) -> None:
     request.order.service_level = 42  # type: ignore[assignment]
 
 
+def _quantities_beyond_32_bits(request: orders_pb2.CreateOrderRequest) -> None:
+    for line in request.order.lines:
+        line.quantity = 2**31 - 1  # together beyond what an int32 item count holds
+
+
+def _too_many_lines(request: orders_pb2.CreateOrderRequest) -> None:
+    line = request.order.lines[0]
+    request.order.lines.extend([line] * domain.MAX_LINES)
+
+
+def _too_many_tags_and_address_lines(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.tags.extend(f"tag-{n}" for n in range(domain.MAX_TAGS + 1))
+    request.order.shipping_address.address_lines.extend(["more"] * domain.MAX_ADDRESS_LINES)
+
+
+def _text_postgres_cannot_store(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.customer.display_name = "Ada\x00"
+    request.order.lines[0].external_line_id = "L\x00"
+    request.order.shipping_address.locality = "L" * (domain.MAX_TEXT_LENGTH + 1)
+
+
+def _not_a_place(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.shipping_address.location.latitude = float("nan")
+    request.order.shipping_address.location.longitude = 181.0
+
+
+def _beyond_the_calendar(request: orders_pb2.CreateOrderRequest) -> None:
+    request.order.order_time.seconds = 253402300800  # 10000-01-01
+
+
 def _everything_at_once(request: orders_pb2.CreateOrderRequest) -> None:
     request.order.channel = ""
     request.order.lines[0].quantity = 0
@@ -428,6 +459,16 @@ def _everything_at_once(request: orders_pb2.CreateOrderRequest) -> None:
                                    "order.shipping_address.region_code"]),
         (_no_address, ["order.shipping_address"]),
         (_unknown_service_level, ["order.service_level"]),
+        (_quantities_beyond_32_bits, ["order.lines[0].quantity", "order.lines[1].quantity"]),
+        (_too_many_lines, ["order.lines"]),
+        (_too_many_tags_and_address_lines, ["order.shipping_address.address_lines",
+                                            "order.tags"]),
+        (_text_postgres_cannot_store, ["order.lines[0].external_line_id",
+                                       "order.shipping_address.locality",
+                                       "order.customer.display_name"]),
+        (_not_a_place, ["order.shipping_address.location.latitude",
+                        "order.shipping_address.location.longitude"]),
+        (_beyond_the_calendar, ["order.order_time"]),
         (_everything_at_once, ["order.channel", "order.lines[0].quantity",
                                "order.shipping_address.locality", "request_id"]),
     ],
@@ -632,6 +673,49 @@ async def test_an_unpaid_order_is_released_only_once_paid(
                                      created.name)) == 1
 
 
+async def test_an_order_is_paid_only_when_its_captures_cover_its_total(
+    orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    created = await orders.CreateOrder(
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
+    await handled(js, await publish(js, allocated(created)))
+
+    for refused in ("0", "-1.00"):
+        with pytest.raises(grpc.aio.AioRpcError) as nothing:
+            await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+                name=created.name, payment=capture(f"nothing-{refused}", refused)))
+        assert nothing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(nothing.value) == ["payment.amount.amount"]
+    dollars = capture("usd")
+    dollars.amount.currency_code = "USD"
+    with pytest.raises(grpc.aio.AioRpcError) as other_currency:
+        await orders.RecordPayment(orders_pb2.RecordPaymentRequest(name=created.name,
+                                                                   payment=dollars))
+    assert other_currency.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(other_currency.value) == ["payment.amount.currency_code"]
+
+    part = await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=created.name, payment=capture("part-1", "60.00")))
+    assert part.status == orders_pb2.ORDER_STATUS_PAYMENT_PENDING
+    assert part.payment_status == orders_pb2.PAYMENT_STATUS_PENDING
+    assert [p.transaction_id for p in part.payments] == ["part-1"]
+
+    rest = await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=created.name, payment=capture("part-2", "0.07")))
+    assert rest.status == orders_pb2.ORDER_STATUS_RELEASED
+    assert rest.payment_status == orders_pb2.PAYMENT_STATUS_PAID
+    assert await outbox_events(engine, created.name, "oms.orders.v1.OrderPaid") == 1
+    assert await outbox_events(engine, created.name, "oms.orders.v1.OrderReleased") == 1
+
+    refund = orders_pb2.PaymentTransaction(
+        transaction_id="too-much", kind=orders_pb2.PAYMENT_KIND_REFUND,
+        amount=common_pb2.Money(currency_code="EUR", amount="60.08"))
+    with pytest.raises(grpc.aio.AioRpcError) as too_much:
+        await orders.RecordPayment(orders_pb2.RecordPaymentRequest(name=created.name,
+                                                                   payment=refund))
+    assert too_much.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_a_held_order_is_released_when_its_hold_is_lifted(
     orders: OrdersStub, js: JetStreamContext
 ) -> None:
@@ -717,6 +801,48 @@ async def test_an_unpaid_order_is_cancelled_when_its_payment_is_overdue(
     assert [(x.line_id, x.quantity) for x in event.lines] == [("1", 3), ("2", 1)]
 
 
+async def test_the_payment_sweep_locks_orders_in_id_order_like_the_handlers(
+    service: Service, orders: OrdersStub, engine: AsyncEngine
+) -> None:
+    """A merged pair, the paid order with the lower id and the overdue one with the higher.
+    A handler locks the group in id order; the sweep must too, or each holds what the other
+    waits for. Here the test is the handler, with the sweep caught between its two locks."""
+    while True:
+        paid = await orders.CreateOrder(new_request())
+        overdue = await orders.CreateOrder(
+            new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
+        low, high = (uuid.UUID(o.name.removeprefix("orders/")) for o in (paid, overdue))
+        if low < high:
+            break
+    await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=[paid.name, overdue.name]))
+    assert service.runtime is not None
+    later = overdue.payment_due_time.ToDatetime(tzinfo=UTC) + timedelta(seconds=1)
+
+    def lock(order_id: uuid.UUID) -> Any:
+        return select(orders_table.c.id).where(orders_table.c.id == order_id).with_for_update()
+
+    async with engine.connect() as handler:
+        await handler.begin()
+        handler_pid = await handler.scalar(text("SELECT pg_backend_pid()"))
+        await handler.execute(lock(low))
+        sweep = asyncio.create_task(
+            handlers.cancel_overdue_payments(service.runtime.sessions, later, limit=1000))
+
+        async def sweep_waits_for_the_handler() -> bool:
+            blocked = await scalar(engine, text(
+                "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+            ).bindparams(pid=handler_pid))
+            return bool(blocked)
+
+        await eventually(sweep_waits_for_the_handler)
+        await handler.execute(lock(high))  # a deadlock if the sweep already holds it
+        await handler.rollback()
+    assert await asyncio.wait_for(sweep, timeout=30) >= 1
+
+    assert (await status_of(orders, overdue.name)).status == orders_pb2.ORDER_STATUS_CANCELLED
+    assert (await status_of(orders, paid.name)).status == orders_pb2.ORDER_STATUS_PENDING_ALLOCATION
+
+
 async def test_merged_orders_of_one_customer_are_released_together(
     orders: OrdersStub, engine: AsyncEngine, js: JetStreamContext
 ) -> None:
@@ -751,6 +877,67 @@ async def test_merged_orders_of_one_customer_are_released_together(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=[other.name, first.name]))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_merge_names_a_bounded_number_of_orders_and_a_shipment_stays_bounded(
+    orders: OrdersStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await orders.MergeOrders(orders_pb2.MergeOrdersRequest(
+            names=[f"orders/{uuid.uuid4()}" for _ in range(domain.MAX_MERGE_ORDERS + 1)]))
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(too_many.value) == ["names"]
+
+    batch = await orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(requests=[
+        new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING)
+        for _ in range(domain.MAX_MERGE_ORDERS + 1)]))
+    names = [result.order.name for result in batch.results]
+    await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=names[:-1]))
+    with pytest.raises(grpc.aio.AioRpcError) as full:
+        await orders.MergeOrders(orders_pb2.MergeOrdersRequest(names=[names[0], names[-1]]))
+    assert full.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert not (await status_of(orders, names[-1])).merged_orders
+
+
+Command = Callable[[OrdersStub, str], Awaitable[Any]]
+COMMANDS_REFUSED: dict[str, tuple[Command, list[str]]] = {
+    "cancel-too-many-lines": (lambda stub, name: stub.CancelOrder(orders_pb2.CancelOrderRequest(
+        name=name, lines=[orders_pb2.CancelLineRequest(line_id="1", quantity=1)]
+        * (domain.MAX_LINES + 1))), ["lines"]),
+    "hold-reason-nul": (lambda stub, name: stub.HoldOrder(orders_pb2.HoldOrderRequest(
+        name=name, reason="why\x00")), ["reason"]),
+    "hold-request-id-nul": (lambda stub, name: stub.HoldOrder(orders_pb2.HoldOrderRequest(
+        name=name, reason="fraud", request_id="k\x00")), ["request_id"]),
+    "payment-id-nul": (lambda stub, name: stub.RecordPayment(orders_pb2.RecordPaymentRequest(
+        name=name, payment=orders_pb2.PaymentTransaction(
+            transaction_id="t\x00", kind=orders_pb2.PAYMENT_KIND_FAILURE))),
+        ["payment.transaction_id"]),
+    "payment-time-beyond-calendar": (lambda stub, name: stub.RecordPayment(
+        orders_pb2.RecordPaymentRequest(name=name, payment=orders_pb2.PaymentTransaction(
+            transaction_id="t", kind=orders_pb2.PAYMENT_KIND_FAILURE,
+            transaction_time={"seconds": -62135596801}))), ["payment.transaction_time"]),
+    "update-tag-nul": (lambda stub, name: stub.UpdateOrder(orders_pb2.UpdateOrderRequest(
+        order=orders_pb2.Order(name=name, tags=["a\x00"]),
+        update_mask=field_mask_pb2.FieldMask(paths=["tags"]))), ["order.tags[0]"]),
+    "update-mask-too-long": (lambda stub, name: stub.UpdateOrder(orders_pb2.UpdateOrderRequest(
+        order=orders_pb2.Order(name=name),
+        update_mask=field_mask_pb2.FieldMask(paths=["tags"] * 5))), ["update_mask"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMMANDS_REFUSED))
+async def test_commands_refuse_what_cannot_be_stored_and_change_nothing(
+    orders: OrdersStub, case: str,
+) -> None:
+    created = await orders.CreateOrder(new_request())
+    call, fields = COMMANDS_REFUSED[case]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call(orders, created.name)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == fields
+    assert await status_of(orders, created.name) == created
 
 
 async def test_a_batch_of_allocations_releases_each_order_once_and_merged_orders_together(
@@ -828,6 +1015,62 @@ async def test_orders_are_searched_by_filters_and_counted_per_status(
     assert field_violations(bad.value) == ["filter"]
 
 
+MALFORMED_FILTERS = {
+    "unknown-escape": 'sku = "\\x"',
+    "unterminated-string": 'sku = "SKU-MUG',
+    "unknown-field": "colour = red",
+    "wrong-type-bool": "priority = maybe",
+    "wrong-type-time": "create_time > 5",
+    "wrong-type-number": "item_count > many",
+    "not-a-time": 'create_time > "2025-13-01T00:00:00Z"',
+    "time-without-offset": 'create_time > "2025-11-01T00:00:00"',
+    "digits-of-another-script": "item_count > \u0663",
+    "number-beyond-range": "item_count > 99999999999999999999",
+    "nul-in-value": 'sku = "SKU\x00"',
+    "nul-in-text-search": '"Ada\x00"',
+    "dangling-and": "status = RELEASED AND",
+    "or": "status = RELEASED OR status = SHIPPED",
+    "operator-without-field": "= RELEASED",
+    "too-long": '"' + "x" * domain.MAX_FILTER_LENGTH + '"',
+    "too-many-terms": " AND ".join(["priority = true"] * (domain.MAX_FILTER_TERMS + 1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_FILTERS))
+async def test_a_malformed_filter_is_invalid_argument_on_filter(
+    orders: OrdersStub, case: str,
+) -> None:
+    expression = MALFORMED_FILTERS[case]
+    for call in (orders.ListOrders(orders_pb2.ListOrdersRequest(filter=expression)),
+                 orders.CountOrders(orders_pb2.CountOrdersRequest(filter=expression))):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(refused.value) == ["filter"]
+
+
+async def test_a_number_beyond_32_bits_is_compared_not_refused(orders: OrdersStub) -> None:
+    for expression in ("item_count < -9999999999", "weight_grams > 999999999999999999"):
+        listed = await orders.ListOrders(orders_pb2.ListOrdersRequest(filter=expression))
+        assert list(listed.orders) == []
+        counted = await orders.CountOrders(orders_pb2.CountOrdersRequest(filter=expression))
+        assert counted.total == 0
+
+
+@pytest.mark.parametrize("after", [
+    [1, 2], ["2026-01-01T00:00:00+00:00", 5], ["2026-01-01T00:00:00+00:00"], [None, None],
+    [{"a": 1}, "b"], ["yesterday", str(uuid.uuid4())],
+], ids=["numbers", "number-id", "short", "nulls", "object", "not-a-time"])
+async def test_a_page_token_this_list_did_not_issue_is_invalid_argument(
+    orders: OrdersStub, after: list[Any],
+) -> None:
+    for token in (encode_page_token(after, {"filter": ""}), "not a token", "e30"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await orders.ListOrders(orders_pb2.ListOrdersRequest(page_token=token))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(refused.value) == ["page_token"]
+
+
 async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) -> None:
     good, bad = new_request(), new_request(request_id="k" * 101)
     bad.order.lines[0].quantity = 0
@@ -843,6 +1086,33 @@ async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) 
     assert details.Unpack(bad_request)
     assert [v.field for v in bad_request.field_violations] == [
         "requests[1].order.lines[0].quantity", "requests[1].request_id"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(
+            requests=[good] * (domain.MAX_BATCH_ORDERS + 1)))
+    assert field_violations(too_many.value) == ["requests"]
+
+
+async def test_overlapping_imports_in_opposite_orders_both_succeed(
+    orders: OrdersStub, engine: AsyncEngine
+) -> None:
+    """Two imports of the same orders, one in reverse: inserted in request order they would
+    wait for each other's rows (a deadlock, 40P01) as soon as both had started."""
+    for _ in range(3):
+        requests = [new_request(request_id=str(uuid.uuid4())) for _ in range(30)]
+
+        forward, backward = await asyncio.gather(*(
+            orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(requests=batch))
+            for batch in (requests, requests[::-1])))
+
+        names = [result.order.name for result in forward.results]
+        assert all(names) and len(set(names)) == len(requests)
+        assert [result.order.name for result in backward.results] == names[::-1]
+        assert [result.order.external_order_id for result in forward.results] == [
+            request.order.external_order_id for request in requests]
+        stored = await scalar(engine, select(func.count()).select_from(orders_table).where(
+            orders_table.c.request_id.in_([r.request_id for r in requests])))
+        assert stored == len(requests)
 
 
 async def test_an_order_is_followed_from_shipment_to_refund(

@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 from oms_orders.domain import (
+    MAX_ADDRESS_LINES,
+    MAX_LINES,
+    MAX_QUANTITY,
+    MAX_TAGS,
+    MAX_TEXT_LENGTH,
     Address,
     CapturePolicy,
     Customer,
+    LatLng,
     LineDraft,
     Money,
     MoneyDraft,
@@ -22,6 +28,7 @@ from oms_orders.domain import (
     OrderDraft,
     OrderPlaced,
     OrderStatus,
+    PaymentDraft,
     PaymentKind,
     PaymentStatus,
     Product,
@@ -31,6 +38,7 @@ from oms_orders.domain import (
     parse_order_name,
     place_order,
     validate_new_order,
+    validate_payment,
 )
 from oms_platform.errors import InvalidArgument
 
@@ -159,10 +167,32 @@ def test_a_valid_draft_has_no_violations() -> None:
          "order.shipping_address.region_code"),
         ({"service_level": "7"}, "order.service_level"),
         ({"payment_status": "REFUNDED"}, "order.payment_status"),
+        ({"lines": [line(quantity=MAX_QUANTITY + 1)]}, "order.lines[0].quantity"),
+        ({"lines": [line()] * (MAX_LINES + 1)}, "order.lines"),
+        ({"lines": [line(sku="SKU\x00")]}, "order.lines[0].sku"),
+        ({"customer": Customer(email="e" * (MAX_TEXT_LENGTH + 1))}, "order.customer.email"),
+        ({"shipping_address": replace(ADDRESS, address_lines=("1",) * (MAX_ADDRESS_LINES + 1))},
+         "order.shipping_address.address_lines"),
+        ({"shipping_address": replace(ADDRESS, recipient="Ada\x00")},
+         "order.shipping_address.recipient"),
+        ({"shipping_address": replace(ADDRESS, location=LatLng(91, 0))},
+         "order.shipping_address.location.latitude"),
+        ({"shipping_address": replace(ADDRESS, location=LatLng(0, float("nan")))},
+         "order.shipping_address.location.longitude"),
+        ({"tags": [f"t{n}" for n in range(MAX_TAGS + 1)]}, "order.tags"),
+        ({"tags": ["vip\x00"]}, "order.tags[0]"),
+        ({"gift_note": "\x00"}, "order.gift_note"),
     ],
 )
 def test_each_invalid_field_is_named(changes: dict[str, Any], field: str) -> None:
     assert violation_fields(draft(**changes)) == [field]
+
+
+def test_the_largest_order_still_counts_its_units_in_32_bits() -> None:
+    assert MAX_LINES * MAX_QUANTITY < 2**31
+    biggest = draft(lines=[line(f"SKU-{n}", MAX_QUANTITY) for n in range(MAX_LINES)])
+    assert violation_fields(biggest) == []
+    assert new_order(lines=biggest.lines).item_count == MAX_LINES * MAX_QUANTITY
 
 
 def test_the_request_id_is_at_most_100_characters() -> None:
@@ -274,3 +304,31 @@ def test_order_names_are_orders_slash_a_canonical_uuid() -> None:
     for bad in ["", "orders/", f"order/{order_id}", f"orders/{order_id}/x",
                 f"orders/{str(order_id).upper()}", f"orders/{order_id.hex}", "orders/42"]:
         assert parse_order_name(bad) is None
+
+
+# --- reported payments ----------------------------------------------------------------------
+
+
+def payment(kind: str = "CAPTURE", amount: str | None = "60.07", **changes: Any) -> PaymentDraft:
+    money = MoneyDraft("EUR", amount) if amount is not None else None
+    return replace(PaymentDraft("pi_1", kind, money, provider="stripe"), **changes)
+
+
+@pytest.mark.parametrize(("draft", "fields"), [
+    (payment(), []),
+    (payment("FAILURE", None), []),
+    (payment("FAILURE", "0"), []),
+    (payment(amount="0"), ["payment.amount.amount"]),
+    (payment("REFUND", "0.00"), ["payment.amount.amount"]),
+    (payment("AUTHORIZATION", "-1"), ["payment.amount.amount"]),
+    (payment(amount=None), ["payment.amount"]),
+    (payment(amount="1.001"), ["payment.amount.amount"]),
+    (payment("UNSPECIFIED"), ["payment.kind"]),
+    (payment(transaction_id=" "), ["payment.transaction_id"]),
+    (payment(message="m" * 501, provider="p" * 101), ["payment.provider", "payment.message"]),
+], ids=["capture", "failure-without-amount", "failure-of-nothing", "capture-of-nothing",
+        "refund-of-nothing", "negative", "no-amount", "fraction", "no-kind", "no-id", "long"])
+def test_a_reported_payment_is_validated_before_the_order_is_read(
+    draft: PaymentDraft, fields: list[str],
+) -> None:
+    assert [v.field for v in validate_payment(draft).items] == fields

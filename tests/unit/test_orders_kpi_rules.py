@@ -7,12 +7,16 @@ from decimal import Decimal
 
 import pytest
 from oms_orders.kpis_rules import (
+    MAX_FIGURES,
+    MAX_PERIODS,
     Granularity,
     cancelled_amount,
+    check_figures,
     check_range,
     contact,
     parse_order_name,
     percent,
+    period_count,
     period_end,
     period_start,
     ratio,
@@ -94,6 +98,32 @@ def test_a_kpi_range_needs_both_ends_in_order_and_a_granularity() -> None:
     violations = Violations()
     check_range(violations, start, start + timedelta(days=1), Granularity.DAY)
     assert violations.items == []
+
+
+def test_a_kpi_request_spans_a_bounded_number_of_periods() -> None:
+    start = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert period_count(start, start + timedelta(days=1), Granularity.DAY) == 2  # two days
+    monday = datetime(2026, 3, 2, tzinfo=UTC)
+    assert period_count(monday, monday + timedelta(weeks=52), Granularity.WEEK) == 52
+    assert period_count(start, start + timedelta(weeks=52), Granularity.WEEK) == 53  # a Sunday
+    assert period_count(start, start + timedelta(days=3660), Granularity.MONTH) == 121
+    for granularity, days, allowed in [(Granularity.DAY, MAX_PERIODS - 1, True),
+                                       (Granularity.DAY, MAX_PERIODS, False),
+                                       (Granularity.WEEK, 7 * MAX_PERIODS, False),
+                                       (Granularity.WEEK, 7 * 300, True),
+                                       (Granularity.MONTH, 3660, True)]:
+        violations = Violations()
+        check_range(violations, start, start + timedelta(days=days), granularity)
+        assert [v.field for v in violations.items] == ([] if allowed else ["end_time"]), (
+            granularity, days)
+
+
+def test_a_kpi_response_holds_a_bounded_number_of_figures() -> None:
+    violations = Violations()
+    check_figures(violations, MAX_FIGURES)
+    assert violations.items == []
+    check_figures(violations, MAX_FIGURES + 1)
+    assert [v.field for v in violations.items] == ["channel"]
 
 
 @pytest.mark.parametrize(("name", "valid"), [

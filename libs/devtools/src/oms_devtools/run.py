@@ -2,7 +2,8 @@
 
 Servers come from ``OMS_DATABASE_URL`` / ``OMS_NATS_URL`` when set; otherwise embedded ones
 start from the pip wheels on free ports, with their data under ``.oms/`` so it survives
-restarts. Ctrl-C or SIGTERM stops everything, services first.
+restarts. A service that exits is started again with a growing delay, as Kubernetes would
+restart it, while everything else stays up; Ctrl-C or SIGTERM stops everything, services first.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 
 from oms_devtools import demo
 from oms_devtools.servers import EmbeddedNats, EmbeddedPostgres
-from oms_devtools.stack import Stack
+from oms_devtools.stack import Stack, Supervisor
 
 
 def main() -> None:
@@ -58,11 +58,7 @@ def main() -> None:
         print(f"  logs                 {state / 'logs'}")
         print(f"  endpoints written to {state / 'endpoints.json'}; Ctrl-C stops everything.\n",
               flush=True)
-        while not stopping.wait(1.0):
-            dead = [s.name for s in stack.services.values() if not s.alive()]
-            if dead:
-                print(f"stopped: {', '.join(dead)} exited; see {state / 'logs'}", file=sys.stderr)
-                break
+        Supervisor(stack).run(stopping)
     finally:
         print("stopping OMS...", flush=True)
         if stack is not None:

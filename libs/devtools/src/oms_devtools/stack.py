@@ -4,12 +4,15 @@ variables, exactly as in its container."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,7 @@ class ServiceProcess:
     log_path: Path
     endpoint: str
     process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0  # time.monotonic() of the last start
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +43,7 @@ class ServiceProcess:
             start_new_session=True,
         )
         log.close()
+        self.started_at = time.monotonic()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -88,9 +93,13 @@ class Stack:
         return env
 
     def prepare(self) -> None:
+        migrations = {}
         for service in GRPC_SERVICES:
             env = self._env(OMS_DATABASE_URL=self.database_url(service), OMS_NATS_URL=self.nats_url)
-            subprocess.run([sys.executable, "-m", f"oms_{service}", "migrate"], env=env, check=True)
+            # Side by side: each service migrates its own database, and most of a migration's
+            # time is the interpreter importing its packages.
+            migrations[service] = subprocess.Popen(
+                [sys.executable, "-m", f"oms_{service}", "migrate"], env=env)
             port = free_port()
             self.services[service] = ServiceProcess(
                 name=service,
@@ -99,6 +108,9 @@ class Stack:
                 log_path=self.state_dir / "logs" / f"{service}.log",
                 endpoint=f"127.0.0.1:{port}",
             )
+        failed = [service for service, migration in migrations.items() if migration.wait()]
+        if failed:
+            raise RuntimeError(f"migrations failed: {', '.join(failed)}")
         http_port = self.gateway_port or free_port()
         self.services["gateway"] = ServiceProcess(
             name="gateway",
@@ -162,3 +174,66 @@ class Stack:
     def write_endpoints(self, path: Path, **extra: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**self.endpoints(), **extra}, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a service that exited is started again, the way Kubernetes restarts a crashed
+    container: the delay doubles with every crash up to a cap, and starts over once the
+    service had stayed up for a while (so one crash a day never waits long)."""
+
+    initial_delay: float = 1.0
+    max_delay: float = 30.0
+    reset_after: float = 60.0
+
+    def next_delay(self, previous: float | None, uptime: float) -> float:
+        if previous is None or uptime >= self.reset_after:
+            return self.initial_delay
+        return min(previous * 2, self.max_delay)
+
+
+def _say(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
+
+
+@dataclass
+class Supervisor:
+    """Keeps every service of a stack running: a service that exits is started again after
+    the policy's delay, and said so, while the others (and PostgreSQL and NATS) carry on."""
+
+    stack: Stack
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    say: Callable[[str], None] = _say
+    clock: Callable[[], float] = time.monotonic
+    _delays: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _due: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+
+    def run(self, stopping: threading.Event, poll_seconds: float = 0.5) -> None:
+        """Until `stopping` is set; the caller then stops the stack."""
+        while not stopping.wait(poll_seconds):
+            self.check()
+
+    def check(self) -> None:
+        now = self.clock()
+        for name, service in self.stack.services.items():
+            if name in self._due:
+                if now >= self._due[name]:
+                    del self._due[name]
+                    service.start()
+                    assert service.process is not None
+                    self.say(f"{name} restarted (pid {service.process.pid})")
+            elif not service.alive():
+                assert service.process is not None
+                uptime = now - service.started_at
+                delay = self.policy.next_delay(self._delays.get(name), uptime)
+                self._delays[name] = delay
+                self._due[name] = now + delay
+                self.say(f"{name} exited ({_exit_reason(service.process.returncode)}) after "
+                         f"{uptime:.0f}s up; restarting in {delay:g}s; see {service.log_path}")

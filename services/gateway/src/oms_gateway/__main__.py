@@ -5,7 +5,6 @@ from __future__ import annotations
 import uvicorn
 from oms_platform.logging import configure_logging
 from oms_platform.telemetry import configure_tracing
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from oms_gateway.app import create_app
 from oms_gateway.settings import GatewaySettings
@@ -16,7 +15,6 @@ def main() -> None:
     configure_logging("gateway", settings.log_level, settings.log_format)
     configure_tracing("gateway")
     app = create_app(settings)
-    FastAPIInstrumentor.instrument_app(app)
     uvicorn.run(app, host=settings.http_host, port=settings.http_port,
                 log_level=settings.log_level.lower(), access_log=False,
                 timeout_graceful_shutdown=10,

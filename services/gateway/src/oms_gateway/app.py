@@ -12,17 +12,29 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import grpc
+import structlog
 from fastapi import Body, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms.orders.v1 import orders_pb2, orders_pb2_grpc
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from starlette.exceptions import HTTPException
 
+from oms_gateway.access import AccessLog
 from oms_gateway.auth import Partner, current_partner
-from oms_gateway.problems import Problem, from_rpc_error, problem_response
+from oms_gateway.problems import (
+    Problem,
+    from_http_status,
+    from_rpc_error,
+    is_expected,
+    problem_response,
+)
 from oms_gateway.settings import GatewaySettings
+
+log = structlog.get_logger(__name__)
 
 ORDER_ID = re.compile(r"^[0-9a-fA-F-]{36}$")
 ORDER_EXAMPLE = {
@@ -111,7 +123,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def on_rpc_error(request: Request, error: grpc.aio.AioRpcError) -> JSONResponse:
+        if not is_expected(error.code()):
+            log.error("unexpected status from orders", path=request.url.path,
+                      code=error.code().name, detail=error.details())
         return problem_response(request, from_rpc_error(error))
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return problem_response(
+            request, from_http_status(error.status_code, str(error.detail), error.headers))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -125,6 +145,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     kind="invalid-argument", extra={"errors": errors}),
         )
 
+    app.add_middleware(AccessLog)
+    # Here rather than in __main__, so that tests serve what runs: the access log reads the
+    # trace id from the request's span.
+    FastAPIInstrumentor.instrument_app(app)
     timeout = settings.request_timeout_seconds
 
     @app.post("/v1/orders", status_code=201, tags=["orders"],

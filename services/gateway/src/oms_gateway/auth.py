@@ -2,7 +2,8 @@
 
 Routes depend on :func:`current_partner`; today every caller is the anonymous partner with
 all scopes, because per-partner credentials, scopes and rate limits are their own piece of
-work. Replacing this dependency is all that work needs to touch in the routes.
+work. Replacing this dependency is all that work needs to touch in the routes; whatever
+replaces it keeps recording the partner on the request, where the access log finds it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
+from starlette.types import Scope
 
 
 @dataclass(frozen=True)
@@ -22,4 +24,12 @@ ANONYMOUS = Partner(partner_id="anonymous", scopes=frozenset({"*"}))
 
 
 async def current_partner(request: Request) -> Partner:
-    return ANONYMOUS
+    partner = ANONYMOUS
+    request.state.partner = partner
+    return partner
+
+
+def partner_of(scope: Scope) -> str | None:
+    """The partner a request was identified as; None before (or without) identification."""
+    partner = scope.get("state", {}).get("partner")
+    return partner.partner_id if isinstance(partner, Partner) else None

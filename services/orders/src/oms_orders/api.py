@@ -24,7 +24,6 @@ ACTOR_METADATA = "oms-actor"
 """gRPC metadata naming the user behind a back-office call, for the order's timeline."""
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-_UPDATABLE = frozenset({"tags", "gift_note", "priority", "promise_time"})
 
 
 class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
@@ -49,24 +48,29 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         if not 0 < len(request.requests) <= self._settings.max_batch_size:
             raise InvalidArgument([FieldViolation(
                 "requests", f"1 to {self._settings.max_batch_size} orders")])
-        results: list[orders_pb2.BatchCreateOrderResult] = []
+        results: dict[int, orders_pb2.BatchCreateOrderResult] = {}
         # One transaction for the batch; a refused order writes nothing, so the others
-        # commit together.
+        # commit together. Inserted in the order of their unique keys, answered in request
+        # order.
+        keys = [(r.order.channel, r.order.external_order_id, r.request_id)
+                for r in request.requests]
         async with self._sessions.begin() as session:
-            for index, item in enumerate(request.requests):
+            for index in repository.insert_order(keys):
+                item = request.requests[index]
                 try:
                     order = await self._capture(session, item, prefix=f"requests[{index}].order")
                 except DomainError as error:
-                    results.append(orders_pb2.BatchCreateOrderResult(error=to_status(error)))
+                    results[index] = orders_pb2.BatchCreateOrderResult(error=to_status(error))
                 else:
-                    results.append(orders_pb2.BatchCreateOrderResult(
-                        order=convert.order_to_proto(order)))
-        return orders_pb2.BatchCreateOrdersResponse(results=results)
+                    results[index] = orders_pb2.BatchCreateOrderResult(
+                        order=convert.order_to_proto(order))
+        return orders_pb2.BatchCreateOrdersResponse(
+            results=[results[index] for index in range(len(keys))])
 
     async def _capture(
         self, session: AsyncSession, request: orders_pb2.CreateOrderRequest, *, prefix: str
     ) -> domain.Order:
-        draft = convert.draft_from_proto(request.order)
+        draft = convert.draft_from_proto(request.order, prefix=prefix)
         products = await repository.products(session, (line.sku for line in draft.lines))
         order = domain.place_order(
             draft, order_id=uuid.uuid4(), now=datetime.now(UTC), request_id=request.request_id,
@@ -144,12 +148,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         self, request: orders_pb2.UpdateOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
         paths = list(request.update_mask.paths)
-        violations = Violations()
-        violations.require(bool(paths), "update_mask", f"name fields of {sorted(_UPDATABLE)}")
-        for path in paths:
-            violations.require(path in _UPDATABLE, "update_mask",
-                               f"{path!r} cannot be updated; only {sorted(_UPDATABLE)}")
-        violations.raise_if_any()
+        domain.validate_update_mask(paths).raise_if_any()
         changes: dict[str, Any] = {}
         if "tags" in paths:
             changes["tags"] = list(request.order.tags)
@@ -158,7 +157,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         if "priority" in paths:
             changes["priority"] = request.order.priority
         if "promise_time" in paths:
-            changes["promise_time"] = convert.optional_time(request.order, "promise_time")
+            changes["promise_time"] = convert.optional_time(request.order, "promise_time",
+                                                            "order.promise_time")
         actor = _actor(context)
 
         async def command(order: domain.Order, group: list[domain.Order],
@@ -170,28 +170,14 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     async def RecordPayment(
         self, request: orders_pb2.RecordPaymentRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
-        payment = request.payment
-        violations = Violations()
-        violations.require(bool(payment.transaction_id.strip()), "payment.transaction_id",
-                           "required")
-        violations.require(len(payment.transaction_id) <= domain.MAX_EXTERNAL_ID_LENGTH,
-                           "payment.transaction_id",
-                           f"at most {domain.MAX_EXTERNAL_ID_LENGTH} characters")
-        violations.require(payment.kind != orders_pb2.PAYMENT_KIND_UNSPECIFIED
-                           and payment.kind in orders_pb2.PaymentKind.values(),
-                           "payment.kind", "required")
-        if payment.kind != orders_pb2.PAYMENT_KIND_FAILURE or payment.HasField("amount"):
-            domain.validate_money(violations, "payment.amount", payment.amount.currency_code,
-                                  payment.amount.amount)
-        violations.raise_if_any()
-        actor = _actor(context, default=payment.provider or "payments")
+        draft = convert.payment_draft_from_proto(request.payment)
+        domain.validate_payment(draft).raise_if_any()
+        actor = _actor(context, default=draft.provider or "payments")
 
         async def command(order: domain.Order, group: list[domain.Order],
                           at: datetime) -> list[domain.Order]:
-            if not payment.HasField("amount"):
-                payment.amount.currency_code = order.currency_code
-            recorded = convert.payment_from_proto(payment, at)
-            return [order] if order.record_payment(recorded, at=at, actor=actor) else []
+            payment = domain.payment_of(draft, order.currency_code, at)
+            return [order] if order.record_payment(payment, at=at, actor=actor) else []
 
         return await self._command(request.name, command)
 
@@ -237,20 +223,18 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     async def MergeOrders(
         self, request: orders_pb2.MergeOrdersRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.MergeOrdersResponse:
-        ids = [_order_id(name, f"names[{i}]") for i, name in enumerate(request.names)]
+        ids = domain.merge_ids(request.names)
         actor = _actor(context)
         at = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            loaded: dict[uuid.UUID, domain.Order] = {}
-            for order_id in sorted(set(ids)):
-                if order_id in loaded:
-                    continue
-                group = await repository.load_group(session, order_id)
-                if not group:
-                    raise _not_found(domain.order_name(order_id))
-                loaded.update({o.id: o for o in group})
+            # Every order and its group locked at once, in id order, as everywhere.
+            groups = await repository.load_groups(session, ids)
+            missing = next((i for i in ids if i not in groups), None)
+            if missing is not None:
+                raise _not_found(domain.order_name(missing))
+            loaded = {o.id: o for group in groups.values() for o in group}
             requested = [loaded[i] for i in ids]
-            domain.merge(requested, actor=actor, at=at)
+            domain.merge(requested, actor=actor, at=at, loaded=list(loaded.values()))
             group_id = requested[0].merge_group
             members = [o for o in loaded.values() if o.merge_group == group_id]
             releases = domain.release_ready(sorted(members, key=lambda o: o.id), at=at)
@@ -280,9 +264,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         """Loads the order (and its merged group) locked, runs ``command``, releases what
         became releasable, and saves what changed, in one transaction."""
         order_id = _order_id(name, field)
-        if len(request_id) > domain.MAX_REQUEST_ID_LENGTH:
-            raise InvalidArgument([FieldViolation(
-                "request_id", f"at most {domain.MAX_REQUEST_ID_LENGTH} characters")])
+        violations = Violations()
+        domain.validate_text(violations, "request_id", request_id, domain.MAX_REQUEST_ID_LENGTH)
+        violations.raise_if_any()
         at = datetime.now(UTC)
         async with self._sessions.begin() as session:
             group = await repository.load_group(session, order_id)
@@ -342,8 +326,17 @@ def _make_token(last: domain.Order, expression: str) -> str:
 
 
 def _read_token(token: str, expression: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (create_time, id) to continue after; INVALID_ARGUMENT on ``page_token`` for a
+    token this list did not issue, whatever it holds."""
     try:
         after = decode_page_token(token, {"filter": expression})
-        return None if after is None else (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
-    except (PageTokenError, ValueError, IndexError, TypeError) as error:
+    except PageTokenError as error:
         raise InvalidArgument([FieldViolation("page_token", str(error))]) from None
+    if after is None:
+        return None
+    try:
+        create_time, order_id = after
+        return datetime.fromisoformat(create_time), uuid.UUID(order_id)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidArgument([FieldViolation(
+            "page_token", "not a page token of this list")]) from None

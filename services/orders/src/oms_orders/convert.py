@@ -15,6 +15,7 @@ from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.orders.v1 import events_pb2, orders_pb2
 from oms.returns.v1 import events_pb2 as returns_events
+from oms_platform.errors import FieldViolation, InvalidArgument
 from sqlalchemy import Row
 
 from oms_orders import domain
@@ -22,7 +23,7 @@ from oms_orders import domain
 Number = TypeVar("Number", bound=int)
 
 
-def draft_from_proto(order: orders_pb2.Order) -> domain.OrderDraft:
+def draft_from_proto(order: orders_pb2.Order, *, prefix: str = "order") -> domain.OrderDraft:
     return domain.OrderDraft(
         channel=order.channel,
         external_order_id=order.external_order_id,
@@ -59,16 +60,22 @@ def draft_from_proto(order: orders_pb2.Order) -> domain.OrderDraft:
         priority=order.priority,
         tags=tuple(order.tags),
         gift_note=order.gift_note,
-        order_time=optional_time(order, "order_time"),
-        promise_time=optional_time(order, "promise_time"),
+        order_time=optional_time(order, "order_time", f"{prefix}.order_time"),
+        promise_time=optional_time(order, "promise_time", f"{prefix}.promise_time"),
     )
 
 
-def optional_time(message: Message, field: str) -> datetime | None:
+def optional_time(message: Message, field: str, path: str = "") -> datetime | None:
+    """The timestamp if set; INVALID_ARGUMENT on ``path`` (default: ``field``) when it is
+    outside what a timestamp may hold (years 1 to 9999, nanos below a second)."""
     if not message.HasField(field):
         return None
     stamp: Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument([FieldViolation(
+            path or field, "not a valid timestamp (years 1 to 9999)")]) from None
 
 
 def _enum_name(name_of: Callable[[Number], str], prefix: str, number: Number) -> str:
@@ -421,17 +428,14 @@ def returned_from_proto(event: returns_events.ReturnReceived) -> list[domain.Ret
     ]
 
 
-def payment_from_proto(
-    payment: orders_pb2.PaymentTransaction, fallback: datetime
-) -> domain.Payment:
-    """The payment; its fields were validated by the caller."""
+def payment_draft_from_proto(payment: orders_pb2.PaymentTransaction) -> domain.PaymentDraft:
     amount = payment.amount
-    return domain.Payment(
+    return domain.PaymentDraft(
         transaction_id=payment.transaction_id,
-        kind=domain.PaymentKind(_enum_name(orders_pb2.PaymentKind.Name, "PAYMENT_KIND_",
-                                           payment.kind)),
-        amount=domain.Money.of(amount.currency_code, amount.amount or "0"),
+        kind=_enum_name(orders_pb2.PaymentKind.Name, "PAYMENT_KIND_", payment.kind),
+        amount=(domain.MoneyDraft(amount.currency_code, amount.amount)
+                if payment.HasField("amount") else None),
         provider=payment.provider,
         message=payment.message,
-        at=event_time(payment.transaction_time, fallback),
+        at=optional_time(payment, "transaction_time", "payment.transaction_time"),
     )

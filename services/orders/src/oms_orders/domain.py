@@ -127,14 +127,32 @@ MINOR_UNITS: Mapping[str, int] = {
     **dict.fromkeys(["CLF", "UYW"], 4),
 }
 
+# Bounds of what one request may carry (the README's "Bounds" lists them). Together they
+# keep an order's row, its OrderCreated and a merged shipment's OrderReleased far below
+# NATS's 1 MiB payload limit, and every count within the contract's int32 fields.
 MAX_REQUEST_ID_LENGTH = 100
 MAX_CHANNEL_LENGTH = 100
 MAX_EXTERNAL_ID_LENGTH = 200
 MAX_SKU_LENGTH = 100
+MAX_TEXT_LENGTH = 300
+"""Each text of the customer and of the shipping address (names, lines, email, phone)."""
+MAX_ADDRESS_LINES = 5
+MAX_LINES = 500
+"""Lines of one order, of one merged shipment, of one CancelOrder request."""
+MAX_QUANTITY = 1_000_000
+"""Units of one line: ``MAX_LINES * MAX_QUANTITY`` is below 2**31, so an order's item
+count always fits the contract's int32."""
+MAX_BATCH_ORDERS = 500
+"""Orders per BatchCreateOrders (``OMS_ORDERS_MAX_BATCH_SIZE`` may lower it)."""
+MAX_MERGE_ORDERS = 20
+"""Orders named by one MergeOrders, and orders in one merged shipment."""
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
 MAX_GIFT_NOTE_LENGTH = 500
 MAX_REASON_LENGTH = 500
+MAX_FILTER_LENGTH = 2000
+MAX_FILTER_TERMS = 20
+"""Terms and text searches of one ListOrders/CountOrders filter."""
 PAYMENT_TIMEOUT_REASON = "payment not received in time"
 SYSTEM = "system"
 
@@ -369,6 +387,19 @@ class Payment:
     at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class PaymentDraft:
+    """A payment as the provider reported it, before validation; a failure may come
+    without an amount."""
+
+    transaction_id: str
+    kind: str
+    amount: MoneyDraft | None
+    provider: str = ""
+    message: str = ""
+    at: datetime | None = None
+
+
 @dataclass
 class Shipment:
     package: str
@@ -495,8 +526,11 @@ def validate_new_order(
     _require_text(violations, f"{prefix}.external_order_id", draft.external_order_id,
                   MAX_EXTERNAL_ID_LENGTH)
     violations.require(bool(draft.lines), f"{prefix}.lines", "at least one line is required")
+    # Beyond the bound the bound is the answer: a million lines are not checked one by one.
+    lines = draft.lines if violations.require(
+        len(draft.lines) <= MAX_LINES, f"{prefix}.lines", f"at most {MAX_LINES} lines") else ()
     order_currency: str | None = None
-    for index, line in enumerate(draft.lines):
+    for index, line in enumerate(lines):
         path = f"{prefix}.lines[{index}]"
         currency = _validate_line(violations, path, line)
         product = products.get(line.sku)
@@ -515,6 +549,7 @@ def validate_new_order(
         violations.add(f"{prefix}.shipping_address", "required")
     else:
         _validate_address(violations, f"{prefix}.shipping_address", draft.shipping_address)
+    _validate_customer(violations, f"{prefix}.customer", draft.customer)
     violations.require(
         draft.service_level in ServiceLevel.__members__, f"{prefix}.service_level",
         "unknown value",
@@ -524,42 +559,45 @@ def validate_new_order(
         "an order is captured PENDING, AUTHORIZED or PAID",
     )
     validate_tags(violations, f"{prefix}.tags", draft.tags)
-    violations.require(
-        len(draft.gift_note) <= MAX_GIFT_NOTE_LENGTH, f"{prefix}.gift_note",
-        f"at most {MAX_GIFT_NOTE_LENGTH} characters",
-    )
-    violations.require(
-        len(request_id) <= MAX_REQUEST_ID_LENGTH,
-        prefix.removesuffix("order") + "request_id",
-        f"at most {MAX_REQUEST_ID_LENGTH} characters",
-    )
+    validate_text(violations, f"{prefix}.gift_note", draft.gift_note, MAX_GIFT_NOTE_LENGTH)
+    validate_text(violations, prefix.removesuffix("order") + "request_id", request_id,
+                  MAX_REQUEST_ID_LENGTH)
     return violations
 
 
 def validate_tags(violations: Violations, path: str, tags: Sequence[str]) -> None:
-    violations.require(len(tags) <= MAX_TAGS, path, f"at most {MAX_TAGS} tags")
+    if not violations.require(len(tags) <= MAX_TAGS, path, f"at most {MAX_TAGS} tags"):
+        return
     for index, tag in enumerate(tags):
-        violations.require(
+        if violations.require(
             0 < len(tag.strip()) <= MAX_TAG_LENGTH and tag == tag.strip(),
             f"{path}[{index}]",
             f"1 to {MAX_TAG_LENGTH} characters without surrounding spaces",
-        )
+        ):
+            validate_text(violations, f"{path}[{index}]", tag, MAX_TAG_LENGTH)
+
+
+def validate_text(violations: Violations, path: str, value: str, max_length: int) -> bool:
+    """At most ``max_length`` characters and no NUL, which PostgreSQL cannot store in text
+    or JSON: refused here rather than failing the insert."""
+    return violations.require(
+        len(value) <= max_length, path, f"at most {max_length} characters"
+    ) and violations.require("\x00" not in value, path, "must not contain NUL characters")
 
 
 def _require_text(violations: Violations, path: str, value: str, max_length: int) -> None:
     if violations.require(bool(value.strip()), path, "required"):
-        violations.require(len(value) <= max_length, path, f"at most {max_length} characters")
+        validate_text(violations, path, value, max_length)
 
 
 def _validate_line(violations: Violations, path: str, line: LineDraft) -> str | None:
     """Checks one line; returns its currency when that is valid."""
     _require_text(violations, f"{path}.sku", line.sku, MAX_SKU_LENGTH)
-    violations.require(
-        len(line.external_line_id) <= MAX_EXTERNAL_ID_LENGTH,
-        f"{path}.external_line_id",
-        f"at most {MAX_EXTERNAL_ID_LENGTH} characters",
-    )
-    violations.require(line.quantity > 0, f"{path}.quantity", "must be at least 1")
+    validate_text(violations, f"{path}.external_line_id", line.external_line_id,
+                  MAX_EXTERNAL_ID_LENGTH)
+    if violations.require(line.quantity > 0, f"{path}.quantity", "must be at least 1"):
+        violations.require(line.quantity <= MAX_QUANTITY, f"{path}.quantity",
+                           f"at most {MAX_QUANTITY} units per line")
     price = line.unit_price
     if price is None:
         violations.add(f"{path}.unit_price", "required")
@@ -568,8 +606,9 @@ def _validate_line(violations: Violations, path: str, line: LineDraft) -> str | 
 
 
 def validate_money(violations: Violations, path: str, currency_code: str,
-                   amount: str) -> str | None:
-    """Checks an amount of money as written; returns its currency when that is valid."""
+                   amount: str, *, positive: bool = False) -> str | None:
+    """Checks an amount of money as written (``positive``: more than zero); returns its
+    currency when that is valid."""
     currency_ok = violations.require(
         is_currency(currency_code),
         f"{path}.currency_code",
@@ -578,6 +617,8 @@ def validate_money(violations: Violations, path: str, currency_code: str,
     match = _AMOUNT.fullmatch(amount)
     if not match:
         violations.add(f"{path}.amount", 'must be a decimal number such as "19.99"')
+    elif positive and Decimal(amount) <= 0:
+        violations.add(f"{path}.amount", "must be more than zero")
     elif amount.startswith("-"):
         violations.add(f"{path}.amount", "must not be negative")
     elif currency_ok and len(match["fraction"] or "") > minor_units(currency_code):
@@ -588,7 +629,129 @@ def validate_money(violations: Violations, path: str, currency_code: str,
     return currency_code if currency_ok else None
 
 
+def validate_payment(draft: PaymentDraft) -> Violations:
+    """Every violation of a reported payment at once (field paths of RecordPaymentRequest);
+    what depends on the order (its currency, what was captured) is checked when it is
+    recorded."""
+    violations = Violations()
+    _require_text(violations, "payment.transaction_id", draft.transaction_id,
+                  MAX_EXTERNAL_ID_LENGTH)
+    violations.require(draft.kind in PaymentKind.__members__, "payment.kind",
+                       "required: AUTHORIZATION, CAPTURE, FAILURE or REFUND")
+    if draft.amount is not None:
+        validate_money(violations, "payment.amount", draft.amount.currency_code,
+                       draft.amount.amount, positive=draft.kind != PaymentKind.FAILURE)
+    else:
+        violations.require(draft.kind == PaymentKind.FAILURE, "payment.amount", "required")
+    validate_text(violations, "payment.provider", draft.provider, MAX_CHANNEL_LENGTH)
+    validate_text(violations, "payment.message", draft.message, MAX_REASON_LENGTH)
+    return violations
+
+
+def payment_of(draft: PaymentDraft, currency_code: str, at: datetime) -> Payment:
+    """The validated payment for an order in ``currency_code`` (a failure reported without
+    an amount is of nothing, in the order's currency)."""
+    amount = draft.amount or MoneyDraft(currency_code, "0")
+    return Payment(draft.transaction_id, PaymentKind(draft.kind),
+                   Money.of(amount.currency_code, amount.amount), draft.provider,
+                   draft.message, draft.at or at)
+
+
+@dataclass(frozen=True)
+class Takings:
+    """What a payment history holds, in the order's currency."""
+
+    captured: Decimal
+    refunded: Decimal
+    authorized: Decimal
+    """Authorised since the last failure: a failure ends (lapses) the authorisations."""
+
+    @classmethod
+    def of(cls, payments: Sequence[Payment]) -> Takings:
+        def sum_of(kind: PaymentKind, among: Sequence[Payment]) -> Decimal:
+            return sum((p.amount.amount for p in among if p.kind is kind), Decimal(0))
+
+        failures = [n for n, p in enumerate(payments) if p.kind is PaymentKind.FAILURE]
+        live = payments[failures[-1] + 1:] if failures else payments
+        return cls(sum_of(PaymentKind.CAPTURE, payments), sum_of(PaymentKind.REFUND, payments),
+                   sum_of(PaymentKind.AUTHORIZATION, live))
+
+    def cover(self, due: Money) -> bool:
+        """The captures less the refunds, or the live authorisations, cover ``due``."""
+        return max(self.captured - self.refunded, self.authorized) >= due.amount
+
+
+def payment_status_after(
+    before: PaymentStatus, history: Sequence[Payment], payment: Payment, due: Money, *,
+    released: bool, order: str = "",
+) -> PaymentStatus:
+    """The payment status once ``payment`` is added to ``history``, by amounts in the
+    order's currency; ``due`` is the order's amount due (its units not cancelled).
+
+    An order is AUTHORIZED when the authorisations since the last failure cover what is due,
+    and PAID when its captures, less what was refunded, do; a smaller amount is recorded and
+    the order keeps waiting. A refund may give back at most what was captured, in total.
+    Raises InvalidArgument for an amount of nothing or less, or in another currency, and
+    FailedPrecondition for a refund beyond the captures.
+    """
+    amount = payment.amount
+    violations = Violations()
+    if violations.require(amount.currency_code == due.currency_code,
+                          "payment.amount.currency_code",
+                          f"the order is in {due.currency_code}"):
+        violations.require(payment.kind is PaymentKind.FAILURE or amount.amount > 0,
+                           "payment.amount.amount", "must be more than zero")
+    violations.raise_if_any()
+    takings = Takings.of([*history, payment])
+    captured, refunded = takings.captured, takings.refunded
+    match payment.kind:
+        case PaymentKind.AUTHORIZATION if before in UNPAID:
+            if takings.authorized >= due.amount:
+                return PaymentStatus.AUTHORIZED
+        case PaymentKind.CAPTURE if before in UNPAID or before is PaymentStatus.AUTHORIZED:
+            if captured - refunded >= due.amount:
+                return PaymentStatus.PAID
+        case PaymentKind.FAILURE if before in UNPAID:
+            return PaymentStatus.FAILED
+        case PaymentKind.FAILURE if before is PaymentStatus.AUTHORIZED and not released:
+            return PaymentStatus.FAILED  # the authorisation lapsed before release
+        case PaymentKind.REFUND:
+            if not captured:
+                raise FailedPrecondition(f"{order} has no captured payment to refund",
+                                         reason="NOT_PAID", metadata={"order": order})
+            if refunded > captured:
+                raise FailedPrecondition(
+                    f"a refund of {amount} would give back more than the "
+                    f"{captured:f} {due.currency_code} captured for {order}",
+                    reason="REFUND_EXCEEDS_CAPTURE", metadata={"order": order})
+            if before in UNPAID or before is PaymentStatus.AUTHORIZED:
+                return before  # part of a partial capture given back: still not paid
+            return (PaymentStatus.REFUNDED if refunded >= captured
+                    else PaymentStatus.PARTIALLY_REFUNDED)
+    return before
+
+
+def _validate_customer(violations: Violations, path: str, customer: Customer) -> None:
+    validate_text(violations, f"{path}.external_customer_id", customer.external_customer_id,
+                  MAX_EXTERNAL_ID_LENGTH)
+    for name in ("display_name", "email", "phone"):
+        validate_text(violations, f"{path}.{name}", getattr(customer, name), MAX_TEXT_LENGTH)
+
+
 def _validate_address(violations: Violations, path: str, address: Address) -> None:
+    for name in ("recipient", "organization", "locality", "administrative_area",
+                 "postal_code", "phone", "email"):
+        validate_text(violations, f"{path}.{name}", getattr(address, name), MAX_TEXT_LENGTH)
+    if violations.require(len(address.address_lines) <= MAX_ADDRESS_LINES,
+                          f"{path}.address_lines", f"at most {MAX_ADDRESS_LINES} lines"):
+        for index, text in enumerate(address.address_lines):
+            validate_text(violations, f"{path}.address_lines[{index}]", text, MAX_TEXT_LENGTH)
+    if address.location is not None:
+        # Comparisons are False for NaN, so NaN is refused too (JSON could not store it).
+        violations.require(-90 <= address.location.latitude <= 90,
+                           f"{path}.location.latitude", "must be from -90 to 90")
+        violations.require(-180 <= address.location.longitude <= 180,
+                           f"{path}.location.longitude", "must be from -180 to 180")
     violations.require(bool(address.recipient.strip()), f"{path}.recipient", "required")
     violations.require(
         bool(address.address_lines and address.address_lines[0].strip()),
@@ -748,6 +911,20 @@ class Order:
         return total
 
     @property
+    def amount_due(self) -> Money:
+        """The value of the units not cancelled: what the payments must cover."""
+        due = Money.of(self.currency_code, 0)
+        for line in self.lines:
+            due += line.unit_price * line.open
+        return due
+
+    @property
+    def paid_up(self) -> bool:
+        """Paid, and the money still covers what is due: a refund before release that is
+        not matched by cancelled units keeps the order from the warehouse."""
+        return self.payment_status in PAID and Takings.of(self.payments).cover(self.amount_due)
+
+    @property
     def priority(self) -> bool:
         return self.priority_flag or self.service_level in PRIORITY_SERVICE_LEVELS
 
@@ -899,31 +1076,14 @@ class Order:
     def record_payment(self, payment: Payment, *, at: datetime, actor: str) -> bool:
         """Records what the provider reported; a transaction id seen before changes nothing.
 
-        A failure does not cancel the order: the customer may retry until the payment is
-        due, and only then is an unpaid order cancelled (``expire_payment``)."""
+        The payment status follows the amounts (``payment_status_after``). A failure does
+        not cancel the order: the customer may retry until the payment is due, and only then
+        is an unpaid order cancelled (``expire_payment``)."""
         if any(p.transaction_id == payment.transaction_id for p in self.payments):
             return False
-        if payment.amount.currency_code != self.currency_code:
-            raise InvalidArgument([FieldViolation(
-                "payment.amount.currency_code", f"the order is in {self.currency_code}")])
         before = self.payment_status
-        after = before
-        match payment.kind:
-            case PaymentKind.AUTHORIZATION if before in UNPAID:
-                after = PaymentStatus.AUTHORIZED
-            case PaymentKind.CAPTURE if before in UNPAID or before is PaymentStatus.AUTHORIZED:
-                after = PaymentStatus.PAID
-            case PaymentKind.FAILURE if before in UNPAID:
-                after = PaymentStatus.FAILED
-            case PaymentKind.FAILURE if (before is PaymentStatus.AUTHORIZED
-                                         and self.release_time is None):
-                after = PaymentStatus.FAILED  # the authorisation lapsed before release
-            case PaymentKind.REFUND:
-                if before in UNPAID:
-                    raise FailedPrecondition(
-                        f"{self.name} has no payment to refund", reason="NOT_PAID",
-                        metadata={"order": self.name})
-                after = self._refund_status(payment)
+        after = payment_status_after(before, self.payments, payment, self.amount_due,
+                                     released=self.release_time is not None, order=self.name)
         self.payments.append(payment)
         self.payment_status = after
         self._note(f"payment_{payment.kind.value.lower()}", at, actor, {
@@ -940,15 +1100,6 @@ class Order:
         self._settle(at, actor=actor)
         return True
 
-    def _refund_status(self, refund: Payment) -> PaymentStatus:
-        def paid(kind: PaymentKind) -> Decimal:
-            return sum((p.amount.amount for p in self.payments if p.kind is kind), Decimal(0))
-
-        taken = paid(PaymentKind.CAPTURE) or paid(PaymentKind.AUTHORIZATION)
-        refunded = paid(PaymentKind.REFUND) + refund.amount.amount
-        return (PaymentStatus.REFUNDED if refunded >= taken
-                else PaymentStatus.PARTIALLY_REFUNDED)
-
     def expire_payment(self, now: datetime) -> bool:
         """Cancels the order when it is still unpaid at its payment due time."""
         if (self.payment_status not in UNPAID or self.payment_due_time is None
@@ -964,9 +1115,10 @@ class Order:
     def place_hold(self, reason: str, *, actor: str, at: datetime) -> Hold:
         """A manual hold; only before release (the warehouse may already be picking)."""
         reason = reason.strip()
-        if not reason or len(reason) > MAX_REASON_LENGTH:
-            raise InvalidArgument([FieldViolation(
-                "reason", f"1 to {MAX_REASON_LENGTH} characters")])
+        violations = Violations()
+        if violations.require(bool(reason), "reason", "required"):
+            validate_text(violations, "reason", reason, MAX_REASON_LENGTH)
+        violations.raise_if_any()
         if self.status not in (*_BEFORE_RELEASE, S.ON_HOLD):
             raise FailedPrecondition(
                 f"{self.name} is {self.status} and can no longer be held",
@@ -1006,9 +1158,11 @@ class Order:
 
         Units already shipped cannot be cancelled (FAILED_PRECONDITION), nor can a whole
         order of which anything shipped. Returns False when nothing is left to cancel."""
-        if len(reason) > MAX_REASON_LENGTH:
-            raise InvalidArgument([FieldViolation(
-                "reason", f"at most {MAX_REASON_LENGTH} characters")])
+        violations = Violations()
+        validate_text(violations, "reason", reason, MAX_REASON_LENGTH)
+        if lines is not None:
+            violations.require(len(lines) <= MAX_LINES, "lines", f"at most {MAX_LINES} lines")
+        violations.raise_if_any()
         if lines is None:
             if self.shipped_any:
                 raise FailedPrecondition(
@@ -1077,7 +1231,21 @@ class Order:
         cancelled = tuple(LineQuantity(line.line_id, line.sku, units) for line, units in targets)
         whole = all(line.to_ship == 0 for line in self.lines)
         self.events.append(LinesCancelled(cancelled, whole, reason, at, actor))
+        self._covered_by_what_was_taken(at, actor)
         self._settle(at, reason=reason, actor=actor)
+
+    def _covered_by_what_was_taken(self, at: datetime, actor: str) -> None:
+        """An unpaid order whose cancelled units leave its payments covering the rest (a
+        partial capture, then the missing line cancelled) is paid."""
+        due, takings = self.amount_due, Takings.of(self.payments)
+        if self.payment_status not in UNPAID or not due.amount or not takings.cover(due):
+            return
+        after = (PaymentStatus.PAID if takings.captured - takings.refunded >= due.amount
+                 else PaymentStatus.AUTHORIZED)
+        self.payment_status = after
+        self._note("payment_covered", at, actor, {"payment_status": after.value,
+                                                  "amount_due": f"{due.amount:f}"})
+        self.events.append(PaymentSettled(after, at))
 
     # --- shipping and returns ----------------------------------------------------------------
 
@@ -1171,8 +1339,7 @@ class Order:
         if tags is not None:
             validate_tags(violations, "order.tags", tags)
         if gift_note is not None:
-            violations.require(len(gift_note) <= MAX_GIFT_NOTE_LENGTH, "order.gift_note",
-                               f"at most {MAX_GIFT_NOTE_LENGTH} characters")
+            validate_text(violations, "order.gift_note", gift_note, MAX_GIFT_NOTE_LENGTH)
         violations.raise_if_any()
         warehouse_fields = gift_note is not None or priority is not None or (
             promise_time is not _Keep)
@@ -1220,7 +1387,7 @@ class Order:
             return S.RELEASED
         if self.active_holds:
             return S.ON_HOLD
-        if self.payment_status not in PAID:
+        if not self.paid_up:
             return S.PAYMENT_PENDING
         if all(line.unallocated == 0 for line in self.lines):
             return S.ALLOCATED
@@ -1307,13 +1474,37 @@ def release_ready(group: Sequence[Order], *, at: datetime) -> list[Release]:
     ]
 
 
-def merge(orders: Sequence[Order], *, actor: str, at: datetime) -> None:
+def merge_ids(names: Sequence[str]) -> list[uuid.UUID]:
+    """The order ids a MergeOrders names, checked before any order is read."""
+    violations = Violations()
+    if not violations.require(2 <= len(names) <= MAX_MERGE_ORDERS, "names",
+                              f"2 to {MAX_MERGE_ORDERS} orders"):
+        violations.raise_if_any()
+    ids = [parse_order_name(name) for name in names]
+    for index, order_id in enumerate(ids):
+        violations.require(order_id is not None, f"names[{index}]", 'must be "orders/{uuid}"')
+    violations.raise_if_any()
+    return [order_id for order_id in ids if order_id is not None]
+
+
+def merge(orders: Sequence[Order], *, actor: str, at: datetime,
+          loaded: Sequence[Order] = ()) -> None:
     """Joins open orders of one customer to one address (from any channel) into one
-    shipment; the first order is the one the others join."""
+    shipment; the first order is the one the others join. ``loaded`` holds the members
+    the first order's group has already: a shipment holds at most ``MAX_MERGE_ORDERS``
+    orders and ``MAX_LINES`` lines, so that its release stays as small as one order's."""
     if len(orders) < 2 or len({o.id for o in orders}) != len(orders):
         raise InvalidArgument([FieldViolation("names", "at least two different orders")])
     first = orders[0]
     group = first.merge_group or first.id
+    members = {o.id: o for o in loaded if o.merge_group is not None and o.merge_group == group}
+    members.update({o.id: o for o in orders})
+    if (len(members) > MAX_MERGE_ORDERS
+            or sum(len(o.lines) for o in members.values()) > MAX_LINES):
+        raise FailedPrecondition(
+            f"a merged shipment holds at most {MAX_MERGE_ORDERS} orders and {MAX_LINES} "
+            f"lines; {first.name}'s would hold {len(members)} orders",
+            reason="MERGE_TOO_LARGE", metadata={"order": first.name})
     for order in orders:
         if order.status not in (*_BEFORE_RELEASE, S.ON_HOLD):
             raise FailedPrecondition(f"{order.name} is {order.status}: it cannot be merged",
@@ -1355,6 +1546,21 @@ def split(order: Order, group: Sequence[Order], *, actor: str, at: datetime) -> 
             other._note("split", at, actor, {"from": [order.name]})
         changed.append(other)
     return changed
+
+
+UPDATABLE = frozenset({"tags", "gift_note", "priority", "promise_time"})
+"""The fields UpdateOrder may change."""
+
+
+def validate_update_mask(paths: Sequence[str]) -> Violations:
+    violations = Violations()
+    if not violations.require(0 < len(paths) <= len(UPDATABLE), "update_mask",
+                              f"name 1 to {len(UPDATABLE)} of {sorted(UPDATABLE)}"):
+        return violations
+    for path in paths:
+        violations.require(path in UPDATABLE, "update_mask",
+                           f"{path!r} cannot be updated; only {sorted(UPDATABLE)}")
+    return violations
 
 
 def order_name(order_id: uuid.UUID) -> str:

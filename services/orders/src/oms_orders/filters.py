@@ -4,6 +4,11 @@
 ``field op value`` joined by AND; a bare value (quoted or not) is a text search over the order
 number, the customer's name and email, and the SKUs. OR and parentheses are not supported:
 the back office's filters are conjunctions, and they map onto indexed columns one to one.
+In a quoted value ``\"`` is a quote and ``\\`` a backslash; no other escape is defined.
+
+Whatever the caller writes, the answer is a ``Filter`` or INVALID_ARGUMENT on ``filter``: a
+filter is at most ``MAX_FILTER_LENGTH`` characters and ``MAX_FILTER_TERMS`` terms, and
+holds nothing the database could not compare (a NUL character, a number beyond 64 bits).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from typing import Any, NoReturn
 
 from oms_platform.errors import FieldViolation, InvalidArgument
 
-from oms_orders.domain import OrderStatus, PaymentStatus
+from oms_orders.domain import MAX_FILTER_LENGTH, MAX_FILTER_TERMS, OrderStatus, PaymentStatus
 
 _TOKEN = re.compile(
     r'\s*(?:(?P<op>>=|<=|!=|=|<|>|:)|"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<word>[^\s=<>!:"]+))'
 )
+_ESCAPE = re.compile(r"\\(.)")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 
 FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -57,6 +64,10 @@ class Filter:
 
 def parse(expression: str) -> Filter:
     """The parsed filter, or INVALID_ARGUMENT on field ``filter`` saying what is wrong."""
+    if len(expression) > MAX_FILTER_LENGTH:
+        _refuse(f"at most {MAX_FILTER_LENGTH} characters")
+    if "\x00" in expression:
+        _refuse("must not contain NUL characters")
     tokens = _tokens(expression)
     terms: list[Term] = []
     text: list[str] = []
@@ -85,6 +96,8 @@ def parse(expression: str) -> Filter:
                 _refuse("an empty text search")
             text.append(value)
             position += 1
+        if len(terms) + len(text) > MAX_FILTER_TERMS:
+            _refuse(f"at most {MAX_FILTER_TERMS} terms")
     return Filter(tuple(terms), tuple(text))
 
 
@@ -100,7 +113,11 @@ def _tokens(expression: str) -> list[tuple[str, str]]:
         kind = match.lastgroup or "word"
         value = match.group(kind)
         if kind == "quoted":
-            value = re.sub(r"\\(.)", r"\1", value)
+            escaped = set(_ESCAPE.findall(value)) - {'"', "\\"}
+            if escaped:
+                _refuse(f"unknown escape \\{min(escaped)} at character {position + 1}; "
+                        'only \\" and \\\\ are defined')
+            value = _ESCAPE.sub(r"\1", value)
         tokens.append((kind, value))
         position = match.end()
         while position < len(expression) and expression[position].isspace():
@@ -126,8 +143,8 @@ def _term(field: str, op: str, raw: str) -> Term:
             _refuse(f"{field} is true or false")
         value = raw.lower() == "true"
     elif kind == "int":
-        if not re.fullmatch(r"-?\d{1,18}", raw):
-            _refuse(f"{field} takes a whole number")
+        if not _WHOLE_NUMBER.fullmatch(raw):
+            _refuse(f"{field} takes a whole number of at most 18 digits")
         value = int(raw)
     elif kind == "time":
         try:

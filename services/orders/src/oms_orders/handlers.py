@@ -191,9 +191,17 @@ async def on_refund_issued(session: AsyncSession, event: returns_events.RefundIs
 async def cancel_overdue_payments(
     sessions: async_sessionmaker[AsyncSession], now: datetime, *, limit: int = 100
 ) -> int:
-    """Cancels unpaid orders past their payment due time; returns how many."""
+    """Cancels unpaid orders past their payment due time; returns how many.
+
+    The orders are locked with their merged groups by id, as the handlers lock them, before
+    any is changed. Locked by due time (or one by one with their groups) the sweep could hold
+    an order a handler waits for while waiting for one that handler holds. The lock waits
+    rather than skipping orders another replica holds: a skipped member would be waited for
+    later, out of order. A second replica's sweep so waits for the first and then finds the
+    orders cancelled."""
     async with sessions.begin() as session:
-        overdue = await repository.overdue_payments(session, now, limit)
+        overdue = sorted(await repository.overdue_payments(session, now, limit))
+        await repository.lock_groups(session, overdue)
         cancelled = 0
         for order_id in overdue:
             # Each order in a savepoint of its own: one that cannot be cancelled (logged)

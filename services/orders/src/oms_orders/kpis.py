@@ -376,11 +376,14 @@ async def order_kpis(
     end: datetime,
     granularity: Granularity,
     channel: str | None,
+    limit: int,
 ) -> list[PeriodKpis]:
     """The KPIs of the orders placed in ``[start, end)``, by UTC period and channel.
 
     Three aggregate statements over the read model: per-order figures, returned units by
-    reason, and sales amounts by currency. Orders cancelled in full are left out.
+    reason, and sales amounts by currency. Orders cancelled in full are left out. When
+    there are more than ``limit`` periods x channels, only the first statement runs and
+    ``limit + 1`` of them are returned, without their returns and sales: too many to answer.
     """
     period = func.date_trunc(literal(granularity.value), kpi_orders.c.place_time, literal("UTC"))
     sold = kpi_orders.c.units_ordered - kpi_orders.c.units_cancelled
@@ -407,6 +410,7 @@ async def order_kpis(
         )
         .where(where)
         .group_by(period, kpi_orders.c.channel)
+        .limit(limit + 1)
     )
     returns = (
         select(
@@ -443,7 +447,10 @@ async def order_kpis(
             )
         return figures[key]
 
-    for row in await session.execute(main):
+    rows = (await session.execute(main)).all()
+    if len(rows) > limit:
+        return [entry(row) for row in rows]
+    for row in rows:
         kpis = entry(row)
         kpis.orders = row.orders
         kpis.units_sold = int(row.units_sold or 0)

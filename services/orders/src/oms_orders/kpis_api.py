@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,18 +50,21 @@ class OrderInsightsServicer(insights_pb2_grpc.OrderInsightsServiceServicer):
     async def GetOrderKpis(
         self, request: insights_pb2.GetOrderKpisRequest, context: grpc.aio.ServicerContext
     ) -> insights_pb2.GetOrderKpisResponse:
-        start = kpis.instant(request.start_time) if request.HasField("start_time") else None
-        end = kpis.instant(request.end_time) if request.HasField("end_time") else None
-        granularity = _GRANULARITY.get(request.granularity)
         violations = Violations()
+        start = _instant(request, "start_time", violations)
+        end = _instant(request, "end_time", violations)
+        violations.raise_if_any()
+        granularity = _GRANULARITY.get(request.granularity)
         kpis_rules.check_range(violations, start, end, granularity)
         violations.raise_if_any()
         assert start is not None and end is not None and granularity is not None
         async with self._sessions.begin() as session:
             figures = await kpis.order_kpis(
                 session, start=start, end=end, granularity=granularity,
-                channel=request.channel or None,
+                channel=request.channel or None, limit=kpis_rules.MAX_FIGURES,
             )
+        kpis_rules.check_figures(violations, len(figures))
+        violations.raise_if_any()
         return insights_pb2.GetOrderKpisResponse(kpis=[_kpis_to_proto(f) for f in figures])
 
     async def ListOrderNotifications(
@@ -100,6 +100,18 @@ class OrderInsightsServicer(insights_pb2_grpc.OrderInsightsServiceServicer):
             notifications=[_notification_to_proto(row) for row in page],
             next_page_token=_encode_token(request.parent, page[-1].id) if more else "",
         )
+
+
+def _instant(
+    request: insights_pb2.GetOrderKpisRequest, field: str, violations: Violations
+) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    try:
+        return kpis.instant(getattr(request, field))
+    except ValueError:
+        violations.add(field, "not a valid timestamp (years 1 to 9999)")
+        return None
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -184,14 +196,6 @@ def _decode_token(token: str, parent: str, violations: Violations) -> int:
         if len(after) == 1 and isinstance(after[0], int):
             return after[0]
     except PageTokenError:
-        pass
-    violations.add("page_token", "not a token of this listing")
-    return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if data["p"] == parent and isinstance(data["after"], int):
-            return int(data["after"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
         pass
     violations.add("page_token", "not a token of this listing")
     return 0

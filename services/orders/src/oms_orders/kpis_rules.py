@@ -12,6 +12,13 @@ from oms_platform.errors import Violations
 
 MAX_RANGE = timedelta(days=3660)
 """The longest KPI range one request may ask for (about ten years)."""
+MAX_PERIODS = 400
+"""Periods one request may span: a year and a month of days, seven years of weeks, every
+month of ``MAX_RANGE``. The response has no pages (its contract has no page token), so the
+request is bounded instead."""
+MAX_FIGURES = 5000
+"""Entries (periods x channels) one response may hold, about 1.5 MB: beyond it the caller
+names a channel or asks for fewer periods."""
 
 
 class Granularity(enum.Enum):
@@ -103,10 +110,29 @@ def check_range(
     violations.require(start is not None, "start_time", "required")
     violations.require(end is not None, "end_time", "required")
     if start is not None and end is not None:
-        if violations.require(end > start, "end_time", "must be after start_time"):
-            violations.require(end - start <= MAX_RANGE, "end_time",
-                               f"at most {MAX_RANGE.days} days after start_time")
+        if (violations.require(end > start, "end_time", "must be after start_time")
+                and violations.require(end - start <= MAX_RANGE, "end_time",
+                                       f"at most {MAX_RANGE.days} days after start_time")
+                and granularity is not None):
+            violations.require(
+                period_count(start, end, granularity) <= MAX_PERIODS, "end_time",
+                f"at most {MAX_PERIODS} {granularity.value}s after start_time; ask for a "
+                "coarser granularity")
     violations.require(granularity is not None, "granularity", "required: DAY, WEEK or MONTH")
+
+
+def period_count(start: datetime, end: datetime, granularity: Granularity) -> int:
+    """How many periods ``[start, end)`` touches (counted up to one beyond ``MAX_PERIODS``)."""
+    count, at = 0, period_start(start, granularity)
+    while at < end and count <= MAX_PERIODS:
+        count, at = count + 1, period_end(at, granularity)
+    return count
+
+
+def check_figures(violations: Violations, count: int) -> None:
+    violations.require(
+        count <= MAX_FIGURES, "channel",
+        f"more than {MAX_FIGURES} periods x channels: name a channel or ask for fewer periods")
 
 
 def parse_order_name(name: str) -> str | None:

@@ -136,6 +136,19 @@ async def products(session: AsyncSession, skus: Iterable[str]) -> dict[str, doma
     }
 
 
+def insert_order(keys: Sequence[tuple[str, str, str]]) -> list[int]:
+    """The order in which to insert several new orders in one transaction, given each one's
+    unique keys (channel, external order id, request id): sorted by them.
+
+    An insert that meets a key another open transaction inserted waits for that transaction.
+    Two imports of overlapping orders, each inserting in its request's order, would wait for
+    each other's rows in a cycle (a deadlock, 40P01); in one order for everyone, the second
+    waits for the first and then finds the orders it made. (Imports that pair one request id
+    with different channel orders can still cross on the two keys; PostgreSQL then aborts one,
+    which the caller sees as a retryable ABORTED.)"""
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
 async def add(session: AsyncSession, order: domain.Order, *, request_id: str | None) -> bool:
     """Stores a new order with its events; False (and nothing written) if it already exists.
 
@@ -409,7 +422,8 @@ async def upsert_product(
 
 
 async def overdue_payments(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
-    """Unpaid orders past their payment due time, skipping those another replica holds."""
+    """Unpaid orders past their payment due time, the longest overdue first. Not locked
+    here: the caller locks them with their groups in id order (``lock_groups``)."""
     rows = await session.scalars(
         select(orders.c.id)
         .where(orders.c.payment_status.in_(["PENDING", "FAILED"]),
@@ -417,9 +431,17 @@ async def overdue_payments(session: AsyncSession, now: datetime, limit: int) -> 
                orders.c.status.not_in(["CANCELLED"]))
         .order_by(orders.c.payment_due_time)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
     return list(rows)
+
+
+async def lock_groups(session: AsyncSession, order_ids: Iterable[uuid.UUID]) -> None:
+    """Locks the orders and the other orders of their merged groups in one statement, in id
+    order: the order every handler locks in, so that no two transactions wait for each
+    other in a cycle."""
+    ids = sorted(set(order_ids))
+    if ids:
+        await session.execute(GROUPS_LOCK, {"ids": ids})
 
 
 # --- rows to domain --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from oms_orders.domain import CapturePolicy
+from oms_orders.domain import MAX_BATCH_ORDERS, CapturePolicy
 
 
 class OrdersSettings(BaseSettings):
@@ -28,7 +28,10 @@ class OrdersSettings(BaseSettings):
         description='Per currency, the total from which an order is high value, as JSON: '
         '{"EUR": "500"}; a currency not listed is never high value',
     )
-    max_batch_size: int = Field(default=500, gt=0, description="Orders per BatchCreateOrders")
+    max_batch_size: int = Field(
+        default=MAX_BATCH_ORDERS, gt=0, le=MAX_BATCH_ORDERS,
+        description="Orders per BatchCreateOrders (at most the documented bound)",
+    )
 
     def capture_policy(self) -> CapturePolicy:
         return CapturePolicy(

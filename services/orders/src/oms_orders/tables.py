@@ -60,7 +60,7 @@ orders = Table(
     Column("address_key", Text, nullable=False, server_default=""),
     Column("search_text", Text, nullable=False, server_default=""),
     Column("skus", ARRAY(Text), nullable=False, server_default="{}"),
-    Column("item_count", Integer, nullable=False, server_default="0"),
+    Column("item_count", BigInteger, nullable=False, server_default="0"),
     Column("weight_grams", BigInteger, nullable=False, server_default="0"),
     # The id of the order a merged group ships with; NULL when not merged.
     Column("merge_group", UUID(as_uuid=True)),
