@@ -102,5 +102,5 @@ def test_what_the_database_cannot_compare_is_refused() -> None:
 
 
 def test_filters_are_bounded() -> None:
-    assert "terms" in refusal(" AND ".join(["count = 1"] * (filtering.MAX_TERMS + 1)))
+    assert "terms" in refusal(" AND ".join(["count = 1"] * (filtering.MAX_FILTER_TERMS + 1)))
     assert "characters" in refusal("sku = " + "A" * filtering.MAX_FILTER_LENGTH)

@@ -27,7 +27,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from oms_platform.errors import FieldViolation, InvalidArgument
 
 MAX_FILTER_LENGTH = 2000
-MAX_TERMS = 32
+MAX_FILTER_TERMS = 20
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 
@@ -72,8 +72,8 @@ def text(*operators: str, wildcard: bool = False) -> Field:
     return Field(Kind.TEXT, operators or ("=", "!=", ":"), wildcard=wildcard)
 
 
-def boolean() -> Field:
-    return Field(Kind.BOOL, ("=", "!="))
+def boolean(*operators: str) -> Field:
+    return Field(Kind.BOOL, operators or ("=", "!="))
 
 
 def enum(values: Mapping[str, Any], *operators: str, prefix: str = "") -> Field:
@@ -117,8 +117,8 @@ def parse(expression: str, fields: Mapping[str, Field], *, text_search: bool = F
         tree = _PARSER.parse(expression)
     except UnexpectedInput as error:
         refuse(_syntax_error(error))
-    if len(tree.children) > MAX_TERMS:
-        refuse(f"at most {MAX_TERMS} terms")
+    if len(tree.children) > MAX_FILTER_TERMS:
+        refuse(f"at most {MAX_FILTER_TERMS} terms")
     terms = [_term(term, fields, text_search) for term in tree.children if term is not None]
     return Filter(
         tuple(t for t in terms if isinstance(t, Condition)),

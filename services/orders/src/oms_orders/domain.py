@@ -150,8 +150,6 @@ MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
 MAX_GIFT_NOTE_LENGTH = 500
 MAX_REASON_LENGTH = 500
-MAX_FILTER_LENGTH = 2000
-MAX_FILTER_TERMS = 20
 """Terms and text searches of one ListOrders/CountOrders filter."""
 PAYMENT_TIMEOUT_REASON = "payment not received in time"
 SYSTEM = "system"
