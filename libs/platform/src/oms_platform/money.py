@@ -82,6 +82,9 @@ def check_money(violations: Violations, path: str, currency_code: str, amount: s
     if not match:
         violations.add(f"{path}.amount", 'must be a decimal number such as "19.99"')
         return None
+    if positive and Decimal(amount) <= 0:
+        violations.add(f"{path}.amount", "must be more than zero")
+        return None
     if amount.startswith("-"):
         violations.add(f"{path}.amount", "must not be negative")
         return None
@@ -92,8 +95,5 @@ def check_money(violations: Violations, path: str, currency_code: str, amount: s
             f"{path}.amount",
             f"{currency_code} allows at most {minor_units(currency_code)} fraction digits",
         )
-        return None
-    if positive and Decimal(amount) == 0:
-        violations.add(f"{path}.amount", "must be more than zero")
         return None
     return Money.of(currency_code, amount)
