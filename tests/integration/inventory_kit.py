@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,12 +23,15 @@ from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
 from oms_inventory.app import DEFINITION
+from oms_inventory.tables import order_allocations
 from oms_platform.events import decode, encode, event_type
 from oms_platform.service import Service
+from sqlalchemy import func, update
 
 # The service, its database and clients are the fixtures the catalogue and stock tests use.
 Stub = inventory_support.Stub
 database_url = inventory_support.database_url
+inventory_settings = inventory_support.inventory_settings
 service = inventory_support.service
 stub = inventory_support.stub
 js = inventory_support.js
@@ -50,28 +53,21 @@ class Received:
     event: Message
 
 
-class Outcomes:
+class Outcomes(inventory_support.StreamReader):
     """The allocation events the service published, per order, in stream order."""
 
-    def __init__(self) -> None:
+    def __init__(self, service: Service, js: JetStreamContext) -> None:
+        super().__init__(service, js)
         self.by_order: dict[str, list[Received]] = defaultdict(list)
-        self._arrived = asyncio.Condition()
 
-    async def on_message(self, msg: Msg) -> None:
+    def take(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})
-        if headers.get("ce-type") not in BY_TYPE:
-            return
-        event = decode(headers, msg.data, OUTCOMES)
-        async with self._arrived:
+        if headers.get("ce-type") in BY_TYPE:
+            event = decode(headers, msg.data, OUTCOMES)
             self.by_order[headers["ce-subject"]].append(Received(msg.subject, event))
-            self._arrived.notify_all()
 
     def of(self, order: str, kind: type[Message]) -> list[Message]:
         return [r.event for r in self.by_order.get(order, []) if isinstance(r.event, kind)]
-
-    async def wait(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-        async with self._arrived, asyncio.timeout(timeout):
-            await self._arrived.wait_for(condition)
 
     async def wait_for(self, orders: list[str], kind: type[Message] | None = None,
                        count: int = 1, timeout: float = 60.0) -> None:
@@ -84,8 +80,8 @@ class Outcomes:
 
 @pytest.fixture(scope="module")
 async def outcomes(service: Service, js: JetStreamContext) -> AsyncIterator[Outcomes]:
-    collector = Outcomes()
-    subscription = await js.subscribe("oms.inventory.>", stream="OMS_INVENTORY",
+    collector = Outcomes(service, js)
+    subscription = await js.subscribe("oms.inventory.>", stream=inventory_support.STREAM,
                                       cb=collector.on_message, ordered_consumer=True)
     yield collector
     await subscription.unsubscribe()
@@ -106,12 +102,16 @@ def address(location: tuple[float, float] | None = None, *, state: str = "CA",
 
 
 async def add_node(stub: Stub, location: tuple[float, float], *, priority: int = 0,
-                   regions: tuple[str, ...] = ()) -> str:
+                   regions: tuple[str, ...] = (), cost: tuple[str, str] | None = None) -> str:
+    """A warehouse; ``cost`` is (amount, currency) of one shipment, unknown when None."""
     node_id = new_id("node")
+    node = inventory_pb2.FulfilmentNode(
+        node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
+        address=address(location), priority=priority, service_regions=list(regions))
+    if cost is not None:
+        node.shipment_cost.CopyFrom(common_pb2.Money(amount=cost[0], currency_code=cost[1]))
     await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
-        fulfilment_node=inventory_pb2.FulfilmentNode(
-            node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
-            address=address(location), priority=priority, service_regions=list(regions))))
+        fulfilment_node=node))
     return node_id
 
 
@@ -179,6 +179,26 @@ async def settled(js: JetStreamContext, timeout: float = 60.0) -> None:
         quiet = 0 if busy else quiet + 1
         assert time.monotonic() < deadline, "inventory never settled"
         await asyncio.sleep(0.05)
+
+
+async def quiet(js: JetStreamContext, outcomes: Outcomes) -> None:
+    """Everything published to inventory so far is handled, and every event that handling
+    (or anything else committed by now) produced has arrived at ``outcomes``."""
+    await settled(js)
+    await outcomes.caught_up()
+
+
+async def past_due(service: Service, *orders: str) -> int:
+    """Moves the payment due time of these orders, where they still have one, into the past:
+    the clock running past it without the test waiting. Returns how many still had one."""
+    assert service.runtime is not None
+    async with service.runtime.engine.begin() as conn:
+        moved = await conn.execute(
+            update(order_allocations)
+            .where(order_allocations.c.order_name.in_(orders),
+                   order_allocations.c.expire_time.is_not(None))
+            .values(expire_time=func.now() - timedelta(seconds=1)))
+    return int(moved.rowcount)
 
 
 def allocated_lines(event: Message) -> list[tuple[str, str, str, int]]:

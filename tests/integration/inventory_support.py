@@ -4,7 +4,6 @@ and NATS, an event collector reading the service's stream, and request helpers."
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -22,19 +21,68 @@ from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 from oms_devtools.inprocess import running_service
-from oms_inventory.app import DEFINITION, MIGRATIONS
+from oms_inventory.app import MIGRATIONS, definition
+from oms_inventory.settings import InventorySettings
 from oms_platform import bus
 from oms_platform.events import decode, event_type
 from oms_platform.service import Service
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, func, select
 
 Stub = inventory_pb2_grpc.InventoryServiceStub
+STREAM = "OMS_INVENTORY"
 
 EVENT_TYPES = {event_type(t): t for t in (
     events_pb2.ProductChanged, events_pb2.StockLevelChanged, events_pb2.ReorderPointReached,
     events_pb2.StockAllocated, events_pb2.StockBackordered, events_pb2.AllocationFailed,
     events_pb2.StockReleased,
 )}
+
+
+class StreamReader:
+    """Reads the service's stream in order and knows how far it has read, so that a test can
+    wait until every event the service has committed so far has arrived (see `caught_up`):
+    only then does the absence of an event mean that none was published."""
+
+    def __init__(self, service: Service, js: JetStreamContext) -> None:
+        self.last_sequence = 0
+        self._service = service
+        self._js = js
+        self._arrived = asyncio.Condition()
+
+    async def on_message(self, msg: Msg) -> None:
+        async with self._arrived:
+            self.last_sequence = max(self.last_sequence, msg.metadata.sequence.stream)
+            self.take(msg)
+            self._arrived.notify_all()
+
+    def take(self, msg: Msg) -> None:
+        raise NotImplementedError
+
+    async def wait(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+        async with self._arrived, asyncio.timeout(timeout):
+            await self._arrived.wait_for(condition)
+
+    async def caught_up(self, timeout: float = 30.0) -> None:
+        """Every event in the outbox when this is called has been published and read here.
+        Call it after what should have produced events has committed (a call returned, the
+        consumers settled): the relay publishes in outbox order, so an event missing then was
+        never written."""
+        await outbox_drained(self._service, timeout)
+        last = (await self._js.stream_info(STREAM)).state.last_seq
+        await self.wait(lambda: self.last_sequence >= last, timeout)
+
+
+async def outbox_drained(service: Service, timeout: float = 30.0) -> None:
+    """Waits until the relay has published every outbox row."""
+    assert service.runtime is not None
+    outbox = service.runtime.metadata.tables["outbox"]
+    pending = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+    async with asyncio.timeout(timeout):
+        while True:
+            async with service.runtime.engine.connect() as conn:
+                if not await conn.scalar(pending):
+                    return
+            await asyncio.sleep(0.05)
 
 
 @dataclass(frozen=True)
@@ -44,21 +92,18 @@ class Received:
     event: Message
 
 
-class Events:
+class Events(StreamReader):
     """Every event the service publishes, in stream order."""
 
-    def __init__(self) -> None:
+    def __init__(self, service: Service, js: JetStreamContext) -> None:
+        super().__init__(service, js)
         self.received: list[Received] = []
-        self._arrived = asyncio.Condition()
 
-    async def on_message(self, msg: Msg) -> None:
+    def take(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})
-        if headers.get("ce-type") not in EVENT_TYPES:
-            return
-        event = decode(headers, msg.data, EVENT_TYPES.values())
-        async with self._arrived:
+        if headers.get("ce-type") in EVENT_TYPES:
+            event = decode(headers, msg.data, EVENT_TYPES.values())
             self.received.append(Received(msg.subject, headers["ce-subject"], event))
-            self._arrived.notify_all()
 
     def of(self, kind: type[Message], aggregate: str) -> list[Message]:
         return [r.event for r in self.received
@@ -67,16 +112,13 @@ class Events:
     async def wait_for(self, kind: type[Message], aggregate: str, count: int = 1,
                        timeout: float = 30.0) -> list[Message]:
         """Waits until `count` events of the kind for the aggregate have arrived."""
-        async with self._arrived, asyncio.timeout(timeout):
-            await self._arrived.wait_for(lambda: len(self.of(kind, aggregate)) >= count)
+        await self.wait(lambda: len(self.of(kind, aggregate)) >= count, timeout)
         return self.of(kind, aggregate)
 
     async def settle(self, kind: type[Message], aggregate: str,
                      predicate: Callable[[Message], bool]) -> Message:
         """The first event of the kind for the aggregate that satisfies the predicate."""
-        async with self._arrived, asyncio.timeout(30.0):
-            await self._arrived.wait_for(
-                lambda: any(predicate(e) for e in self.of(kind, aggregate)))
+        await self.wait(lambda: any(predicate(e) for e in self.of(kind, aggregate)))
         return next(e for e in self.of(kind, aggregate) if predicate(e))
 
 
@@ -86,11 +128,17 @@ def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
+def inventory_settings() -> InventorySettings:
+    """The settings the module's service runs with; a module overrides the fixture for others."""
     # The safety-net sweep of backorders runs every few seconds in production; quicker here.
-    os.environ.setdefault("OMS_INVENTORY_BACKORDER_SWEEP_INTERVAL_SECONDS", "0.5")
-    async with running_service(DEFINITION, MIGRATIONS, database_url=database_url,
-                               nats_url=nats_url) as service:
+    return InventorySettings(backorder_sweep_interval_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+async def service(database_url: str, nats_url: str,
+                  inventory_settings: InventorySettings) -> AsyncIterator[Service]:
+    async with running_service(definition(inventory_settings), MIGRATIONS,
+                               database_url=database_url, nats_url=nats_url) as service:
         yield service
 
 
@@ -112,8 +160,8 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 
 @pytest.fixture(scope="module")
 async def events(service: Service, js: JetStreamContext) -> AsyncIterator[Events]:
-    collector = Events()
-    subscription = await js.subscribe("oms.inventory.>", stream="OMS_INVENTORY",
+    collector = Events(service, js)
+    subscription = await js.subscribe("oms.inventory.>", stream=STREAM,
                                       cb=collector.on_message, ordered_consumer=True)
     yield collector
     await subscription.unsubscribe()

@@ -3,7 +3,6 @@ events published to JetStream, the service's events read back from its stream.""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -24,11 +23,14 @@ from inventory_kit import (
     address,
     allocated_lines,
     database_url,
+    inventory_settings,
     js,
     level,
     order_created,
     outcomes,
+    past_due,
     publish,
+    quiet,
     receive,
     service,
     settled,
@@ -44,17 +46,19 @@ from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.service import Service
 from sqlalchemy import insert, select
 
-__all__ = ["database_url", "js", "outcomes", "service", "stub"]
+__all__ = ["database_url", "inventory_settings", "js", "outcomes", "service", "stub"]
 
 ALLOW = inventory_pb2.BACKORDER_POLICY_ALLOW
 
 
 async def created(js: JetStreamContext, outcomes: Outcomes,
                   *events: order_events.OrderCreated) -> None:
+    """Publishes the orders and waits until every outcome of them has arrived: the events of
+    one order are published together but may be read in any order."""
     for event in events:
         await publish(js, event, event.order)
     await outcomes.wait_for([e.order for e in events])
-    await settled(js)
+    await quiet(js, outcomes)
 
 
 async def test_west_coast_goes_west_then_east_then_split(
@@ -109,9 +113,11 @@ async def test_backorders_are_served_express_first_then_by_capture_time(
 
     await receive(stub, node, sku, 2)
     await outcomes.wait_for([express.order, early.order], events_pb2.StockAllocated)
+    await outcomes.caught_up()
     assert not outcomes.of(late.order, events_pb2.StockAllocated)
     await receive(stub, node, sku, 2)
     await outcomes.wait_for([late.order, big.order], events_pb2.StockAllocated)
+    await outcomes.caught_up()
     (partial,) = outcomes.of(big.order, events_pb2.StockAllocated)
     assert allocated_lines(partial) == [(node, "1", sku, 1)]
     assert not partial.complete  # type: ignore[attr-defined]
@@ -138,8 +144,6 @@ async def test_policies_decide_what_waits_and_what_is_refused(
     first = order_created([(capped, 4), (denied, 2)])
     second = order_created([(capped, 1), (regional, 1)], address(NEW_YORK, state="NY"))
     await created(js, outcomes, first, second)
-    await outcomes.wait_for([first.order], events_pb2.AllocationFailed)
-    await outcomes.wait_for([second.order], events_pb2.AllocationFailed)
 
     (allocated,) = outcomes.of(first.order, events_pb2.StockAllocated)
     assert allocated_lines(allocated) == [(node, "1", capped, 1)]
@@ -198,6 +202,35 @@ async def test_preview_plans_like_allocation_and_changes_nothing(stub: Stub) -> 
     assert violations(raised.value) == ["parent", "page_token"]
 
 
+async def test_lowest_cost_takes_no_node_without_a_cost_for_free_and_compares_one_currency(
+    stub: Stub,
+) -> None:
+    costless = await add_node(stub, RENO)
+    priced = await add_node(stub, EDISON, cost=("9.00", "USD"))
+    stored = await stub.GetFulfilmentNode(inventory_pb2.GetFulfilmentNodeRequest(
+        name=f"fulfilmentNodes/{costless}"))
+    assert not stored.HasField("shipment_cost")  # unknown, not 0 USD
+    mug = await add_sku(stub, {costless: 5, priced: 5})
+
+    def request(sku: str) -> inventory_pb2.PreviewAllocationRequest:
+        return inventory_pb2.PreviewAllocationRequest(
+            shipping_address=address(LOS_ANGELES),
+            lines=[inventory_pb2.PlannedLine(line_id="1", sku=sku, quantity=1)],
+            strategy=inventory_pb2.ALLOCATION_STRATEGY_LOWEST_COST)
+
+    plan = await stub.PreviewAllocation(request(mug))
+    assert [s.node_id for s in plan.shipments] == [priced]
+    assert plan.strategy == inventory_pb2.ALLOCATION_STRATEGY_LOWEST_COST
+
+    # Dollars and euros are not compared: ranked by distance instead, and the plan says so.
+    dollars = await add_node(stub, SEATTLE, cost=("20.00", "USD"))
+    euros = await add_node(stub, NEW_YORK, cost=("1.00", "EUR"))
+    tea = await add_sku(stub, {dollars: 5, euros: 5})
+    plan = await stub.PreviewAllocation(request(tea))
+    assert [s.node_id for s in plan.shipments] == [dollars]
+    assert plan.strategy == inventory_pb2.ALLOCATION_STRATEGY_NEAREST
+
+
 def violations(error: grpc.aio.AioRpcError) -> list[str]:
     status = rpc_status.from_call(error)
     fields = []
@@ -210,12 +243,14 @@ def violations(error: grpc.aio.AioRpcError) -> list[str]:
 
 
 async def test_unpaid_reservations_expire_and_payment_allocates_again(
-    stub: Stub, js: JetStreamContext, outcomes: Outcomes,
+    stub: Stub, js: JetStreamContext, outcomes: Outcomes, service: Service,
 ) -> None:
     node = await add_node(stub, RENO)
     sku = await add_sku(stub, {node: 3})
-    unpaid = order_created([(sku, 2)], due_in=1.5)
-    paid_in_time = order_created([(sku, 1)], due_in=1.5)
+    # Due in an hour; the test moves the due time into the past once the payment is handled,
+    # so "paid in time" never depends on how fast this machine is.
+    unpaid = order_created([(sku, 2)], due_in=3600)
+    paid_in_time = order_created([(sku, 1)], due_in=3600)
     await created(js, outcomes, unpaid, paid_in_time)
     (allocated,) = outcomes.of(unpaid.order, events_pb2.StockAllocated)
     assert allocated.HasField("expire_time")
@@ -223,8 +258,10 @@ async def test_unpaid_reservations_expire_and_payment_allocates_again(
         order=paid_in_time.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID),
         paid_in_time.order)
     await settled(js)
+    assert await past_due(service, unpaid.order, paid_in_time.order) == 1
 
     await outcomes.wait_for([unpaid.order], events_pb2.StockReleased, timeout=15)
+    await outcomes.caught_up()
     (released,) = outcomes.of(unpaid.order, events_pb2.StockReleased)
     assert released.reason == events_pb2.RELEASE_REASON_EXPIRED  # type: ignore[attr-defined]
     assert [(ln.node_id, ln.quantity) for ln in released.lines] == [(node, 2)]  # type: ignore[attr-defined]
@@ -235,7 +272,8 @@ async def test_unpaid_reservations_expire_and_payment_allocates_again(
     await publish(js, order_events.OrderPaid(
         order=unpaid.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID), unpaid.order)
     await outcomes.wait_for([unpaid.order], events_pb2.StockAllocated, count=2)
-    again = outcomes.of(unpaid.order, events_pb2.StockAllocated)[1]
+    await quiet(js, outcomes)
+    (_, again) = outcomes.of(unpaid.order, events_pb2.StockAllocated)
     assert allocated_lines(again) == [(node, "1", sku, 2)]
     assert not again.HasField("expire_time")
     assert await level(stub, node, sku) == (3, 3)
@@ -256,7 +294,7 @@ async def test_cancellation_releases_units_and_leaves_the_queue(
     partial = order_events.OrderCancelled(order=order.order, lines=[
         order_events.CancelledLine(line_id="1", sku=sku, quantity=2)])
     await publish(js, partial, order.order)
-    await settled(js)
+    await quiet(js, outcomes)
     assert await level(stub, node, sku) == (3, 3)
     assert not outcomes.of(order.order, events_pb2.StockReleased)
     # 1 more: a reserved unit is released and goes to the order waiting behind.
@@ -264,6 +302,7 @@ async def test_cancellation_releases_units_and_leaves_the_queue(
         order_events.CancelledLine(line_id="1", sku=sku, quantity=1)]), order.order)
     await outcomes.wait_for([order.order], events_pb2.StockReleased)
     await outcomes.wait_for([waiting.order], events_pb2.StockAllocated)
+    await quiet(js, outcomes)
     (released,) = outcomes.of(order.order, events_pb2.StockReleased)
     assert released.reason == events_pb2.RELEASE_REASON_CANCELLED  # type: ignore[attr-defined]
     assert [ln.quantity for ln in released.lines] == [1]  # type: ignore[attr-defined]
@@ -272,7 +311,7 @@ async def test_cancellation_releases_units_and_leaves_the_queue(
     await publish(js, whole, order.order)
     await publish(js, whole, order.order)  # the same cancellation again, as a new event
     await outcomes.wait_for([order.order], events_pb2.StockReleased, count=2)
-    await settled(js)
+    await quiet(js, outcomes)
     assert len(outcomes.of(order.order, events_pb2.StockReleased)) == 2
     assert await level(stub, node, sku) == (3, 1)
     assert [r.order for r in (await stub.ListReservations(inventory_pb2.ListReservationsRequest(
@@ -309,7 +348,7 @@ async def test_shipment_consumes_and_return_restocks_once_each(
     for _ in range(2):
         await publish(js, returned, getattr(returned, "return"))
     await outcomes.wait_for([later.order], events_pb2.StockAllocated, count=2)
-    await settled(js)
+    await quiet(js, outcomes)
     assert await level(stub, node, sku) == (5, 5)
     assert outcomes.of(later.order, events_pb2.StockAllocated)[1].complete  # type: ignore[attr-defined]
 
@@ -334,8 +373,7 @@ async def test_a_cancellation_before_the_order_arrives_wins(
                   order.order)
     await settled(js)
     await publish(js, order, order.order)
-    await settled(js)
-    await asyncio.sleep(0.3)  # give a wrong StockAllocated time to arrive
+    await quiet(js, outcomes)
     assert not outcomes.by_order.get(order.order)
     assert await level(stub, node, sku) == (2, 0)
 
@@ -357,6 +395,7 @@ async def test_the_sweep_serves_a_line_left_waiting_beside_available_stock(
         await conn.execute(insert(stock_ledger).values(node_id=node, sku=sku, kind="RECEIPT",
                                                        on_hand_delta=5, reserved_delta=0))
     await outcomes.wait_for([order.order], events_pb2.StockAllocated, timeout=15)
+    await outcomes.caught_up()
     (allocated,) = outcomes.of(order.order, events_pb2.StockAllocated)
     assert allocated_lines(allocated) == [(node, "1", sku, 2)]
     assert allocated.complete  # type: ignore[attr-defined]
@@ -364,16 +403,23 @@ async def test_the_sweep_serves_a_line_left_waiting_beside_available_stock(
 
 
 async def test_a_payment_that_overtakes_its_order_still_stops_the_expiry(
-    stub: Stub, js: JetStreamContext, outcomes: Outcomes,
+    stub: Stub, js: JetStreamContext, outcomes: Outcomes, service: Service,
 ) -> None:
     node = await add_node(stub, RENO)
-    sku = await add_sku(stub, {node: 1})
-    order = order_created([(sku, 1)], due_in=1.0)
+    sku = await add_sku(stub, {node: 2})
+    order = order_created([(sku, 1)], due_in=3600)
     await publish(js, order_events.OrderPaid(
         order=order.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID), order.order)
     await publish(js, order, order.order)
     await outcomes.wait_for([order.order], events_pb2.StockAllocated)
     await settled(js)  # the payment, retried until its order was here, is handled too
-    await asyncio.sleep(2.0)  # past the due time, and a sweep or two of the expiry task
+
+    # Past the due time: an unpaid order due at the same moment expires in the same sweep,
+    # so once it has, the paid one would have too.
+    unpaid = order_created([(sku, 1)], due_in=3600)
+    await created(js, outcomes, unpaid)
+    assert await past_due(service, order.order, unpaid.order) == 1
+    await outcomes.wait_for([unpaid.order], events_pb2.StockReleased, timeout=15)
+    await outcomes.caught_up()
     assert not outcomes.of(order.order, events_pb2.StockReleased)
-    assert await level(stub, node, sku) == (1, 1)
+    assert await level(stub, node, sku) == (2, 1)

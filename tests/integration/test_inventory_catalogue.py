@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.type import timeofday_pb2
 from inventory_support import (  # noqa: F401 (fixtures)
@@ -17,6 +18,7 @@ from inventory_support import (  # noqa: F401 (fixtures)
     database_url,
     events,
     fields,
+    inventory_settings,
     js,
     new_id,
     refused,
@@ -62,7 +64,8 @@ async def test_a_product_keeps_every_field_and_is_announced(stub: Stub, events: 
     assert created == expected
     assert await stub.GetProduct(inventory_pb2.GetProductRequest(name=created.name)) == created
 
-    (changed,) = await events.wait_for(events_pb2.ProductChanged, created.name)
+    await events.caught_up()
+    (changed,) = events.of(events_pb2.ProductChanged, created.name)
     assert changed.product == created  # type: ignore[attr-defined]
     assert not changed.deleted  # type: ignore[attr-defined]
 
@@ -131,7 +134,8 @@ async def test_a_deleted_product_is_hidden_from_lists_and_announced(stub: Stub,
         filter=f'sku = "{prefix}*"', show_deleted=True))
     assert with_deleted == [keep, gone]
 
-    announced = await events.wait_for(events_pb2.ProductChanged, f"products/{gone}", count=2)
+    await events.caught_up()
+    announced = events.of(events_pb2.ProductChanged, f"products/{gone}")
     assert [e.deleted for e in announced] == [False, True]  # type: ignore[attr-defined]
     code, _, _ = await refused(stub.UpdateProduct(inventory_pb2.UpdateProductRequest(
         product=inventory_pb2.Product(sku=gone, title="back?"),
@@ -203,10 +207,9 @@ async def test_batch_upsert_validates_everything_first_and_announces_only_change
     listed = await list_all(stub, inventory_pb2.ListProductsRequest(filter=f'sku = "{prefix}*"'))
     assert listed == skus
 
-    await events.wait_for(events_pb2.ProductChanged, f"products/{skus[3]}")
-    await events.wait_for(events_pb2.ProductChanged, f"products/{skus[2]}", count=3)
-    assert len(events.of(events_pb2.ProductChanged, f"products/{skus[0]}")) == 1
-    assert len(events.of(events_pb2.ProductChanged, f"products/{skus[1]}")) == 2
+    await events.caught_up()
+    assert [len(events.of(events_pb2.ProductChanged, f"products/{sku}")) for sku in skus] == [
+        1, 2, 3, 1]
 
     bad = [inventory_pb2.Product(sku=f"{prefix}-x{i}", title="x") for i in range(5)]
     bad[3].gtin = "12345"
@@ -252,7 +255,7 @@ async def test_a_node_keeps_regions_cut_off_cost_and_bins_in_walking_order(stub:
     plain = await stub.GetFulfilmentNode(inventory_pb2.GetFulfilmentNodeRequest(
         name=f"fulfilmentNodes/{await add_node(stub)}"))
     assert (plain.time_zone, list(plain.service_regions), list(plain.bins)) == ("UTC", [], [])
-    assert not plain.HasField("cutoff_time")
+    assert not plain.HasField("cutoff_time") and not plain.HasField("shipment_cost")
 
 
 async def test_invalid_node_fields_are_all_reported(stub: Stub) -> None:
@@ -291,6 +294,11 @@ async def test_update_node_with_a_mask(stub: Stub) -> None:
     assert list(updated.service_regions) == ["US-CA", "US-NV"]
     assert await stub.GetFulfilmentNode(inventory_pb2.GetFulfilmentNodeRequest(
         name=created.name)) == updated
+    # A masked cost that is not given is cleared: unknown again, not zero.
+    cleared = await stub.UpdateFulfilmentNode(inventory_pb2.UpdateFulfilmentNodeRequest(
+        fulfilment_node=inventory_pb2.FulfilmentNode(name=created.name),
+        update_mask=FieldMask(paths=["shipment_cost"])))
+    assert created.HasField("shipment_cost") and not cleared.HasField("shipment_cost")
 
     code, violations, _ = await refused(stub.UpdateFulfilmentNode(
         inventory_pb2.UpdateFulfilmentNodeRequest(
@@ -337,3 +345,94 @@ async def test_list_nodes_by_type_and_region(stub: Stub) -> None:
     code, violations, _ = await refused(stub.ListFulfilmentNodes(
         inventory_pb2.ListFulfilmentNodesRequest(filter="type = CASTLE")))
     assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["filter"])
+
+
+# Filters no list understands: every one is INVALID_ARGUMENT on `filter`, never UNKNOWN. `F`
+# stands for a text field of the list.
+MALFORMED = [
+    'F = "\\x"',  # an escape JSON does not know
+    'F = "\\u12"',  # a short unicode escape
+    'F = "abc',  # unterminated
+    'F = "a" AND F = "b',
+    'F = "a\nb"',  # a raw control character inside quotes
+    'F = "\\u0000"',  # NUL, which PostgreSQL text cannot hold
+    'F = "\\ud800"',  # half a surrogate pair: no UTF-8 for it
+    "colour = red",  # unknown field
+    "F",
+    'F = "' + "x" * 5000 + '"',  # beyond the length of a filter
+    " AND ".join(["F = x"] * 100),  # beyond the number of conditions
+]
+TEXT_FIELD = {"ListProducts": "sku", "ListFulfilmentNodes": "region", "ListStockLevels": "sku"}
+WRONG_TYPES = {
+    "ListProducts": ["fragile = 18446744073709551616", "fragile = 1", 'returnable = "yes"',
+                     "backorder_policy = 99999999999999999999999"],
+    "ListFulfilmentNodes": ["type = 18446744073709551616", 'region : "US"'],
+    "ListStockLevels": ['sku : "MUG"', "sku != x"],
+}
+
+
+def list_request(method: str, expression: str) -> object:
+    if method == "ListProducts":
+        return inventory_pb2.ListProductsRequest(filter=expression)
+    if method == "ListFulfilmentNodes":
+        return inventory_pb2.ListFulfilmentNodesRequest(filter=expression)
+    return inventory_pb2.ListStockLevelsRequest(parent="fulfilmentNodes/-", filter=expression)
+
+
+@pytest.mark.parametrize(("method", "expression"), [
+    *((method, template.replace("F", field)) for method, field in TEXT_FIELD.items()
+      for template in MALFORMED),
+    *((method, expression) for method, wrong in WRONG_TYPES.items() for expression in wrong),
+])
+async def test_a_malformed_filter_is_an_invalid_argument(stub: Stub, method: str,
+                                                        expression: str) -> None:
+    code, violations, _ = await refused(getattr(stub, method)(list_request(method, expression)))
+    assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["filter"])
+
+
+async def test_every_list_in_a_request_is_bounded(stub: Stub) -> None:
+    """One violation on the list that is too long, however long it is, and nothing written."""
+    too_many_regions = full_node(new_id("node"))
+    too_many_regions.service_regions[:] = [f"US-{i:03d}" for i in range(501)]
+    too_many_bins = full_node(new_id("node"))
+    del too_many_bins.bins[:]
+    too_many_bins.bins.extend(inventory_pb2.Bin(bin_code=f"B-{i}", zone="z", walk_sequence=i)
+                              for i in range(20_001))
+    too_many_lines = full_node(new_id("node"))
+    too_many_lines.address.address_lines[:] = ["1 Main St"] * 11
+    for node, field in [(too_many_regions, "service_regions"), (too_many_bins, "bins"),
+                        (too_many_lines, "address.address_lines")]:
+        code, violations, _ = await refused(stub.CreateFulfilmentNode(
+            inventory_pb2.CreateFulfilmentNodeRequest(fulfilment_node=node)))
+        assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                              [f"fulfilment_node.{field}"])
+        code, _, _ = await refused(stub.GetFulfilmentNode(
+            inventory_pb2.GetFulfilmentNodeRequest(name=f"fulfilmentNodes/{node.node_id}")))
+        assert code == grpc.StatusCode.NOT_FOUND
+
+    sku = await add_sku(stub)
+    code, violations, _ = await refused(stub.UpdateProduct(inventory_pb2.UpdateProductRequest(
+        product=inventory_pb2.Product(sku=sku), update_mask=FieldMask(paths=["colour"] * 50))))
+    assert fields(violations) == ["update_mask"]
+    node_id = await add_node(stub)
+    code, violations, _ = await refused(stub.UpdateFulfilmentNode(
+        inventory_pb2.UpdateFulfilmentNodeRequest(
+            fulfilment_node=inventory_pb2.FulfilmentNode(node_id=node_id),
+            update_mask=FieldMask(paths=["priority"] * 50))))
+    assert fields(violations) == ["update_mask"]
+
+    code, violations, _ = await refused(stub.BatchUpsertProducts(
+        inventory_pb2.BatchUpsertProductsRequest(products=[
+            inventory_pb2.Product(sku=f"{sku}-{i}") for i in range(1001)])))
+    assert fields(violations) == ["products"]
+    code, violations, _ = await refused(stub.ReceiveStock(inventory_pb2.ReceiveStockRequest(
+        parent=f"fulfilmentNodes/{node_id}", reference="PO-1",
+        lines=[inventory_pb2.ReceiptLine(sku=sku, quantity=1)] * 1001)))
+    assert fields(violations) == ["lines"]
+    preview = inventory_pb2.PreviewAllocationRequest(
+        shipping_address=address(RENO),
+        lines=[inventory_pb2.PlannedLine(line_id=str(i), sku=sku, quantity=1)
+               for i in range(501)])
+    preview.shipping_address.address_lines[:] = ["x"] * 11
+    code, violations, _ = await refused(stub.PreviewAllocation(preview))
+    assert fields(violations) == ["shipping_address.address_lines", "lines"]

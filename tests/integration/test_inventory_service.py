@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from google.type import latlng_pb2
 from grpc_status import rpc_status
+from inventory_support import StreamReader
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -52,29 +53,27 @@ class Received:
     event: Message
 
 
-class InventoryEvents:
+class InventoryEvents(StreamReader):
     """Every event the service publishes, by order, read from its stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, service: Service, js: JetStreamContext) -> None:
+        super().__init__(service, js)
         self.by_order: dict[str, list[Received]] = defaultdict(list)
-        self._arrived = asyncio.Condition()
 
-    async def on_message(self, msg: Msg) -> None:
+    def take(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})
-        if headers.get("ce-type") not in ORDER_OUTCOMES:
-            return
-        event = decode(headers, msg.data, ORDER_OUTCOMES.values())
-        async with self._arrived:
+        if headers.get("ce-type") in ORDER_OUTCOMES:
+            event = decode(headers, msg.data, ORDER_OUTCOMES.values())
             self.by_order[headers["ce-subject"]].append(Received(msg.subject, headers, event))
-            self._arrived.notify_all()
 
     async def wait_for(self, orders: Collection[str], timeout: float = 60.0,
                        count: int = 1) -> dict[str, list[Received]]:
-        """Waits until each order has at least ``count`` events."""
-        async with self._arrived, asyncio.timeout(timeout):
-            await self._arrived.wait_for(
-                lambda: all(len(self.by_order.get(o, ())) >= count for o in orders))
-        return {order: self.by_order[order] for order in orders}
+        """Waits until each order has at least ``count`` events, then until every event
+        committed by then has arrived: the lists returned are complete, not a first glimpse."""
+        await self.wait(lambda: all(len(self.by_order.get(o, ())) >= count for o in orders),
+                        timeout)
+        await self.caught_up()
+        return {order: list(self.by_order[order]) for order in orders}
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +110,7 @@ async def js(nc: Client) -> JetStreamContext:
 
 @pytest.fixture(scope="module")
 async def events(service: Service, js: JetStreamContext) -> AsyncIterator[InventoryEvents]:
-    collector = InventoryEvents()
+    collector = InventoryEvents(service, js)
     subscription = await js.subscribe("oms.inventory.>", stream="OMS_INVENTORY",
                                       cb=collector.on_message, ordered_consumer=True)
     yield collector
@@ -462,9 +461,11 @@ async def test_an_unknown_sku_is_refused_and_the_rest_allocated(
     unknown = new_id("SKU")
     event = order_created([(sku, 1), (unknown, 3)], address(None, region="FR"))
     await publish(js, event)
-    allocated, failed = (await events.wait_for([event.order], count=2))[event.order]
-    assert isinstance(allocated.event, events_pb2.StockAllocated)
-    assert allocated.event.complete
+    received = (await events.wait_for([event.order], count=2))[event.order]
+    # Published together, read in either order.
+    (allocated,) = [r for r in received if isinstance(r.event, events_pb2.StockAllocated)]
+    (failed,) = [r for r in received if isinstance(r.event, events_pb2.AllocationFailed)]
+    assert allocated.event.complete  # type: ignore[attr-defined]
     assert failed.subject == "oms.inventory.allocation_failed"
     assert isinstance(failed.event, events_pb2.AllocationFailed)
     assert [(line.line_id, line.sku, line.quantity, line.reason)
@@ -492,6 +493,7 @@ async def test_a_redelivered_event_reserves_once(
     await publish(js, event, again)
     await publish(js, event)
     await consumed_everything(js)
+    await events.caught_up()
 
     assert len(events.by_order[event.order]) == 1
     listed = await stub.ListReservations(inventory_pb2.ListReservationsRequest(
@@ -508,6 +510,7 @@ async def test_copies_of_one_order_racing_for_the_last_unit_allocate_once(
     event = order_created([(sku, 1)])
     await asyncio.gather(*(publish(js, event) for _ in range(8)))
     await consumed_everything(js)
+    await events.caught_up()
 
     (only,) = events.by_order[event.order]
     assert isinstance(only.event, events_pb2.StockAllocated)

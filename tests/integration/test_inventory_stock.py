@@ -38,12 +38,22 @@ from nats.js import JetStreamContext
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.events import encode
+from oms_platform.pagination import encode_page_token
 from sqlalchemy import delete, func, select, update
 
 RENO = (39.5296, -119.8138)
 LOS_ANGELES = (34.0522, -118.2437)
+MAX_DRIFTS = 3
+
+
+@pytest.fixture(scope="module")
+def inventory_settings() -> InventorySettings:
+    # Velocities are cached per level for an hour by default; here every movement re-reads.
+    return InventorySettings(backorder_sweep_interval_seconds=0.5, velocity_refresh_seconds=0,
+                             max_drifts_per_check=MAX_DRIFTS)
 
 
 async def place_order(js: JetStreamContext, events: Events,
@@ -92,7 +102,9 @@ async def test_a_receipt_adds_units_records_the_ledger_and_is_idempotent(stub: S
     ]
     assert ledger[0].name.startswith(level_name(node_id, tea) + "/stockMovements/")
 
-    changed = await events.wait_for(events_pb2.StockLevelChanged, level_name(node_id, tea))
+    await events.wait_for(events_pb2.StockLevelChanged, level_name(node_id, tea))
+    await events.caught_up()
+    changed = events.of(events_pb2.StockLevelChanged, level_name(node_id, tea))
     assert [(e.on_hand, e.available, e.network_available)  # type: ignore[attr-defined]
             for e in changed] == [(6, 6, 6)]
 
@@ -270,6 +282,10 @@ async def test_list_levels_of_a_node_or_of_every_node(stub: Stub) -> None:
     assert await listed(f"fulfilmentNodes/{nodes[1]}", "") == [(nodes[1], skus[1], 2)]
     assert await listed("fulfilmentNodes/-", f'sku = "{skus[1]}"') == [
         (nodes[0], skus[1], 1), (nodes[1], skus[1], 2)]
+    # Every condition of the conjunction counts, not only the first.
+    assert await listed("fulfilmentNodes/-", f'sku = "{prefix}-*" AND sku = "{skus[2]}"') == [
+        (nodes[0], skus[2], 1)]
+    assert await listed("fulfilmentNodes/-", f'sku = "{prefix}-*" AND sku = "{new_id("X")}"') == []
     code, _, _ = await refused(stub.ListStockLevels(inventory_pb2.ListStockLevelsRequest(
         parent=f"fulfilmentNodes/{new_id('node')}")))
     assert code == grpc.StatusCode.NOT_FOUND
@@ -297,7 +313,8 @@ async def test_reorder_point_is_announced_once_per_crossing(stub: Stub,
     await receive(stub, node_id, [(sku, 15)])
     await adjust(stub, node_id, sku, -5)  # 10 available: at the point
     await adjust(stub, node_id, sku, -1)  # still below: no second alert
-    (reached,) = await events.wait_for(events_pb2.ReorderPointReached, name)
+    await events.caught_up()
+    (reached,) = events.of(events_pb2.ReorderPointReached, name)
     assert (reached.available, reached.reorder_point, reached.lead_time_days,  # type: ignore[attr-defined]
             reached.suggested_quantity, reached.daily_velocity) == (10, 10, 7, 1, "0")  # type: ignore[attr-defined]
 
@@ -311,17 +328,14 @@ async def test_reorder_point_is_announced_once_per_crossing(stub: Stub,
         inventory_pb2.ListReplenishmentSuggestionsRequest(
             parent=f"fulfilmentNodes/{node_id}"))).suggestions
     await adjust(stub, node_id, sku, -20)
-    alerts = await events.wait_for(events_pb2.ReorderPointReached, name, count=2)
+    await events.caught_up()
+    alerts = events.of(events_pb2.ReorderPointReached, name)
     assert [a.available for a in alerts] == [10, 9]  # type: ignore[attr-defined]
-    await events.wait_for(events_pb2.StockLevelChanged, name, count=5)
-    assert len(events.of(events_pb2.ReorderPointReached, name)) == 2
 
 
 async def test_reorder_point_from_sales_velocity(
-    stub: Stub, js: JetStreamContext, events: Events, monkeypatch: pytest.MonkeyPatch,
+    stub: Stub, js: JetStreamContext, events: Events,
 ) -> None:
-    # Velocities are cached per level for an hour by default; here every movement re-reads.
-    monkeypatch.setenv("OMS_INVENTORY_VELOCITY_REFRESH_SECONDS", "0")
     node_id = await add_node(stub, LOS_ANGELES)
     sku = await add_sku(stub, supplier_lead_time_days=10)
     name = level_name(node_id, sku)
@@ -330,10 +344,12 @@ async def test_reorder_point_from_sales_velocity(
         stock_level=inventory_pb2.StockLevel(name=name, safety_stock=5),
         update_mask=FieldMask(paths=["safety_stock"])))
     await place_order(js, events, [(sku, 56)])  # 2 a day over 28 days: point 2*10+5 = 25
+    await events.caught_up()
     assert not events.of(events_pb2.ReorderPointReached, name)  # 39 available
     await place_order(js, events, [(sku, 20)])  # 76 in 28 days; 19 available
 
-    (reached,) = await events.wait_for(events_pb2.ReorderPointReached, name)
+    await events.caught_up()
+    (reached,) = events.of(events_pb2.ReorderPointReached, name)
     velocity = (Decimal(76) / 28).quantize(Decimal("0.0001"))
     point = int((velocity * 10).to_integral_value(ROUND_CEILING)) + 5
     order_up_to = point + int((velocity * 14).to_integral_value(ROUND_CEILING))
@@ -378,3 +394,85 @@ async def test_drift_is_reported_repaired_and_then_clean(stub: Stub, sync_engine
     assert json.loads(audit.reference) == {"recorded": {"on_hand": 11, "reserved": 0},
                                            "ledger": {"on_hand": 7, "reserved": 0}}
     assert list((await stub.CheckStockDrift(inventory_pb2.CheckStockDriftRequest())).drifts) == []
+
+
+async def test_a_drift_check_reports_and_repairs_a_bounded_number_at_a_time(
+    stub: Stub, sync_engine,  # type: ignore[no-untyped-def]
+) -> None:
+    node_id = await add_node(stub)
+    skus = sorted([await add_sku(stub) for _ in range(MAX_DRIFTS + 2)])
+    await receive(stub, node_id, [(sku, 4) for sku in skus])
+    with sync_engine.begin() as conn:  # behind the service's back
+        conn.execute(update(stock_levels).where(stock_levels.c.node_id == node_id)
+                     .values(on_hand=9))
+
+    async def check(repair: bool) -> tuple[list[tuple[str, bool]], int, int]:
+        call = stub.CheckStockDrift(inventory_pb2.CheckStockDriftRequest(repair=repair))
+        response = await call
+        total = dict(await call.trailing_metadata())["drifts-total"]  # type: ignore[arg-type]
+        return ([(d.sku, d.repaired) for d in response.drifts], int(total),
+                response.levels_checked)
+
+    found, total, checked = await check(repair=False)
+    assert (found, total) == ([(sku, False) for sku in skus[:MAX_DRIFTS]], len(skus))
+    # The first ones by node and SKU are repaired; the next call finds the rest.
+    assert (await check(repair=True))[:2] == ([(sku, True) for sku in skus[:MAX_DRIFTS]],
+                                              len(skus))
+    assert (await check(repair=True))[:2] == ([(sku, True) for sku in skus[MAX_DRIFTS:]], 2)
+    assert await check(repair=False) == ([], 0, checked)
+    assert [(await level(stub, node_id, sku)).on_hand for sku in skus] == [4] * len(skus)
+
+
+async def test_a_page_token_with_a_key_of_the_wrong_shape_is_refused(stub: Stub) -> None:
+    """A token carries the key of the last row; one built (or forged) with the list's own
+    parameters but a key of another shape is INVALID_ARGUMENT, never UNKNOWN."""
+    node_id, sku = await add_node(stub), await add_sku(stub)
+    node = f"fulfilmentNodes/{node_id}"
+    lists = [  # (method, request, the parameters its tokens are bound to, wrong keys)
+        ("ListProducts", inventory_pb2.ListProductsRequest(),
+         {"filter": "", "show_deleted": False}, [[], [5], ["a", "b"], [None], ["\u0000"]]),
+        ("ListFulfilmentNodes", inventory_pb2.ListFulfilmentNodesRequest(), {"filter": ""},
+         [[], [[1]], ["\ud800"]]),
+        ("ListStockLevels", inventory_pb2.ListStockLevelsRequest(parent="fulfilmentNodes/-"),
+         {"parent": "fulfilmentNodes/-", "filter": ""}, [["only-one"], [1, 2], ["a", "b", "c"]]),
+        ("ListStockMovements", inventory_pb2.ListStockMovementsRequest(parent=node),
+         {"parent": node}, [["x"], [2**70], [True], [1.5], [1, 2]]),
+        ("ListChannelBuffers", inventory_pb2.ListChannelBuffersRequest(parent="channels/-"),
+         {"parent": "channels/-"}, [["web"], [{"a": 1}, "b"]]),
+        ("ListReplenishmentSuggestions",
+         inventory_pb2.ListReplenishmentSuggestionsRequest(parent=node), {"parent": node},
+         [[node_id], [1, 2]]),
+        ("ListBackorders", inventory_pb2.ListBackordersRequest(parent=f"products/{sku}"),
+         {"parent": f"products/{sku}"},
+         [[True, "2026-01-01T00:00:00+00:00"], [True, "yesterday", 1],
+          [True, "2026-01-01T00:00:00+00:00", 2**70], ["yes", "2026-01-01T00:00:00+00:00", 1]]),
+    ]
+    for method, request, query, keys in lists:
+        for key in keys:
+            request.page_token = encode_page_token(key, query)  # type: ignore[attr-defined]
+            code, violations, _ = await refused(getattr(stub, method)(request))
+            assert (code, fields(violations)) == (
+                grpc.StatusCode.INVALID_ARGUMENT, ["page_token"]), (method, key)
+
+
+async def test_settings_are_read_once_at_start(
+    stub: Stub, js: JetStreamContext, events: Events, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A running service keeps the settings it started with: changing the environment
+    afterwards changes nothing until it is restarted."""
+    node_id = await add_node(stub, LOS_ANGELES)
+    sku = await add_sku(stub, reorder_point=1000, supplier_lead_time_days=1)
+    await receive(stub, node_id, [(sku, 100)])
+    await place_order(js, events, [(sku, 28)])  # 1 a day over the 28-day window
+
+    async def suggestion() -> tuple[str, int]:
+        (found,) = (await stub.ListReplenishmentSuggestions(
+            inventory_pb2.ListReplenishmentSuggestionsRequest(
+                parent=f"fulfilmentNodes/{node_id}"))).suggestions
+        return found.daily_velocity, found.suggested_quantity
+
+    # Up to the point plus 14 days of sales, less the 72 available.
+    assert await suggestion() == ("1", 1000 + 14 - 72)
+    monkeypatch.setenv("OMS_INVENTORY_VELOCITY_WINDOW_DAYS", "1")
+    monkeypatch.setenv("OMS_INVENTORY_REVIEW_PERIOD_DAYS", "0")
+    assert await suggestion() == ("1", 1000 + 14 - 72)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 from oms_inventory.allocation_planner import (
     STRATEGIES,
     Destination,
+    Money,
     Node,
     Plan,
     Policy,
@@ -21,9 +23,10 @@ from oms_inventory.domain import LatLng, Line
 
 LOS_ANGELES = Destination(LatLng(34.0522, -118.2437), "US", "CA")
 NEW_YORK = Destination(LatLng(40.7128, -74.0060), "US", "NY")
-WEST = Node("west", LatLng(39.5296, -119.8138), priority=5, cost=Decimal("7.50"))
-EAST = Node("east", LatLng(40.5187, -74.4121), priority=1, cost=Decimal("4.00"))
-MIDDLE = Node("middle", LatLng(39.0997, -94.5786), priority=3, cost=Decimal("5.00"))
+WEST = Node("west", LatLng(39.5296, -119.8138), priority=5, cost=Money(Decimal("7.50"), "USD"))
+EAST = Node("east", LatLng(40.5187, -74.4121), priority=1, cost=Money(Decimal("4.00"), "USD"))
+MIDDLE = Node("middle", LatLng(39.0997, -94.5786), priority=3,
+              cost=Money(Decimal("5.00"), "USD"))
 ALL = [WEST, EAST, MIDDLE]
 PRODUCTS = {sku: ProductRule(sku) for sku in ("MUG", "TEA", "CUP")}
 
@@ -123,16 +126,17 @@ def test_nodes_that_do_not_serve_the_region_are_not_candidates() -> None:
 @pytest.mark.parametrize(("strategy", "first"), [("nearest", "west"), ("priority", "east"),
                                                  ("lowest_cost", "east")])
 def test_strategies_rank_differently(strategy: str, first: str) -> None:
-    assert rank(ALL, LOS_ANGELES, STRATEGIES[strategy])[0].node_id == first
+    ranking = rank(ALL, LOS_ANGELES, STRATEGIES[strategy])
+    assert (ranking.nodes[0].node_id, ranking.strategy, ranking.note) == (first, strategy, "")
 
 
 def test_ties_go_by_priority_then_node_id_and_unknown_destination_by_priority() -> None:
     a = Node("a", WEST.location, priority=2)
     b = Node("b", WEST.location, priority=1)
     c = Node("c", WEST.location, priority=1)
-    assert [n.node_id for n in rank([a, c, b], LOS_ANGELES, STRATEGIES["nearest"])] == [
+    assert [n.node_id for n in rank([a, c, b], LOS_ANGELES, STRATEGIES["nearest"]).nodes] == [
         "b", "c", "a"]
-    assert rank(ALL, Destination(None, "US"), STRATEGIES["nearest"])[0] == EAST
+    assert rank(ALL, Destination(None, "US"), STRATEGIES["nearest"]).nodes[0] == EAST
 
 
 def test_a_batch_planned_in_turn_never_takes_more_than_exists() -> None:
@@ -144,3 +148,48 @@ def test_a_batch_planned_in_turn_never_takes_more_than_exists() -> None:
     assert sum(p.reserved_units.get(("west", "MUG"), 0) for p in plans) == 3
     assert sum(len(p.backordered) for p in plans) == 2
     assert stock[("west", "MUG")] == 0
+
+
+def costing(node: Node, amount: str | None, currency: str = "USD") -> Node:
+    return replace(node, cost=None if amount is None else Money(Decimal(amount), currency))
+
+
+def test_a_node_without_a_cost_ranks_after_every_known_cost_never_as_free() -> None:
+    nodes = [costing(EAST, None), costing(WEST, "7.50"), costing(MIDDLE, "5.00"),
+             costing(Node("far", LatLng(51.5, -0.12)), None)]
+    ranking = rank(nodes, LOS_ANGELES, STRATEGIES["lowest_cost"])
+    # Known costs cheapest first; the unknown ones after them, nearest first.
+    assert [n.node_id for n in ranking.nodes] == ["middle", "west", "east", "far"]
+    assert ranking.strategy == "lowest_cost"
+    # A zero cost is a known cost: free beats everything.
+    free = rank([costing(WEST, "0"), costing(EAST, None)], NEW_YORK, STRATEGIES["lowest_cost"])
+    assert [n.node_id for n in free.nodes] == ["west", "east"]
+
+
+def test_costs_in_different_currencies_are_not_compared() -> None:
+    nodes = [costing(WEST, "7.50", "USD"), costing(EAST, "4.00", "EUR"),
+             costing(MIDDLE, None)]
+    ranking = rank(nodes, LOS_ANGELES, STRATEGIES["lowest_cost"])
+    # Ranked by the next rule instead: distance (then priority, node id), as nearest does.
+    assert [n.node_id for n in ranking.nodes] == ["west", "middle", "east"]
+    assert ranking.strategy == "nearest"
+    assert "EUR, USD" in ranking.note
+    # Amounts compare as decimals, whatever their scale.
+    same = rank([costing(WEST, "10"), costing(EAST, "9.999999")], LOS_ANGELES,
+                STRATEGIES["lowest_cost"])
+    assert [n.node_id for n in same.nodes] == ["east", "west"]
+
+
+def test_the_plan_says_when_lowest_cost_could_not_compare() -> None:
+    nodes = [costing(WEST, "7.50", "USD"), costing(EAST, "4.00", "EUR")]
+    stock = {("west", "MUG"): 5, ("east", "MUG"): 5}
+    result = run([Line("1", "MUG", 1)], dict(stock), nodes=nodes, strategy="lowest_cost")
+    assert shipments(result) == {"west": [("1", "MUG", 1)]}
+    assert result.strategy == "nearest" and "EUR, USD" in result.notes[0]
+
+    # Only the nodes holding some of the order count: a node in another currency with
+    # nothing to give does not stop the comparison.
+    stock = {("west", "MUG"): 5, ("east", "TEA"): 5, ("middle", "MUG"): 5}
+    result = run([Line("1", "MUG", 1)], stock, nodes=[*nodes, MIDDLE], strategy="lowest_cost")
+    assert shipments(result) == {"middle": [("1", "MUG", 1)]}
+    assert (result.strategy, result.notes) == ("lowest_cost", [])

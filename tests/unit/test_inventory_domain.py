@@ -1,22 +1,17 @@
-"""The inventory rules, without a server: node choice, distance, validation."""
+"""The inventory rules, without a server: distance, validation."""
 
 from __future__ import annotations
 
 import pytest
 from oms_inventory import geo
 from oms_inventory.domain import (
-    CandidateNode,
     LatLng,
-    Line,
     check_delta,
     check_gtin,
     check_location,
     check_node_id,
     check_sku,
     haversine_km,
-    quantities_by_sku,
-    rank_nodes,
-    reservation_order,
 )
 from oms_platform.errors import FieldViolation, InvalidArgument, Violations
 
@@ -24,10 +19,6 @@ LOS_ANGELES = LatLng(34.0522, -118.2437)
 NEW_YORK = LatLng(40.7128, -74.0060)
 RENO = LatLng(39.5296, -119.8138)
 NEWARK = LatLng(40.7357, -74.1724)
-
-WEST = CandidateNode("us-west", RENO, priority=5)
-EAST = CandidateNode("us-east", NEWARK, priority=1)
-
 
 def test_los_angeles_to_new_york_is_about_3940_km() -> None:
     assert haversine_km(LOS_ANGELES, NEW_YORK) == pytest.approx(3940, abs=10)
@@ -40,39 +31,6 @@ def test_distance_is_symmetric_and_zero_to_itself() -> None:
 
 def test_antipodes_are_half_the_earth_apart() -> None:
     assert haversine_km(LatLng(0, 0), LatLng(0, 180)) == pytest.approx(20015, abs=5)
-
-
-def test_nearest_node_wins_over_priority() -> None:
-    assert [n.node_id for n in rank_nodes([EAST, WEST], LOS_ANGELES)] == ["us-west", "us-east"]
-    assert [n.node_id for n in rank_nodes([WEST, EAST], NEW_YORK)] == ["us-east", "us-west"]
-
-
-def test_priority_breaks_a_tie_in_distance_then_node_id() -> None:
-    twin_low = CandidateNode("b-node", RENO, priority=1)
-    twin_high = CandidateNode("a-node", RENO, priority=2)
-    twin_same = CandidateNode("c-node", RENO, priority=1)
-    ranked = rank_nodes([twin_high, twin_same, twin_low], LOS_ANGELES)
-    assert [n.node_id for n in ranked] == ["b-node", "c-node", "a-node"]
-
-
-def test_unknown_destination_ranks_by_priority_then_node_id() -> None:
-    other = CandidateNode("aa-east", NEWARK, priority=5)
-    ranked = rank_nodes([WEST, EAST, other], None)
-    assert [n.node_id for n in ranked] == ["us-east", "aa-east", "us-west"]
-
-
-def test_no_candidates_rank_to_nothing() -> None:
-    assert rank_nodes([], NEW_YORK) == []
-
-
-def test_quantities_are_summed_per_sku() -> None:
-    lines = [Line("1", "A", 2), Line("2", "B", 1), Line("3", "A", 3)]
-    assert quantities_by_sku(lines) == {"A": 5, "B": 1}
-
-
-def test_lines_are_reserved_in_sku_order_to_avoid_deadlocks() -> None:
-    lines = [Line("1", "C", 1), Line("2", "A", 1), Line("3", "B", 1)]
-    assert [line.sku for line in reservation_order(lines)] == ["A", "B", "C"]
 
 
 def test_geo_centroid_by_state_then_country() -> None:

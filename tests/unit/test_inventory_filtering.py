@@ -10,7 +10,6 @@ from oms_inventory.domain import (
     check_regions,
     check_time_of_day,
     check_time_zone,
-    walking_order,
 )
 from oms_inventory.filtering import (
     Condition,
@@ -44,6 +43,9 @@ def test_conditions_joined_by_and() -> None:
     assert parse_filter("backorder_policy != DENY", FIELDS) == [
         Condition("backorder_policy", "!=", "DENY")]
     assert parse_filter('sku="A\\"B"', FIELDS) == [Condition("sku", "=", 'A"B')]
+    assert parse_filter('title = "caf\\u00e9 \\ud83d\\ude00"', FIELDS) == [
+        Condition("title", "=", "café \U0001f600")]
+    assert len(parse_filter(" AND ".join(["sku = x"] * 20), FIELDS)) == 20
     assert parse_filter("", FIELDS) == []
     assert parse_filter("   ", FIELDS) == []
 
@@ -61,6 +63,15 @@ def test_conditions_joined_by_and() -> None:
     "sku = A*B*",  # only a trailing wildcard
     "sku = A AND",
     "(sku = A)",
+    'sku = "\\x"',  # an escape JSON does not know
+    'sku = "\\u12"',
+    'sku = "abc',  # unterminated
+    'sku = "a\tb"',  # a raw control character inside quotes
+    'sku = "\\u0000"',  # NUL: no PostgreSQL text holds it
+    'sku = "\\udc00"',  # half a surrogate pair: no UTF-8 for it
+    "fragile = 18446744073709551616",  # a number where a boolean belongs
+    "sku = " + "x" * 3000,  # too long
+    " AND ".join(["sku = x"] * 21),  # too many conditions
 ])
 def test_what_is_not_understood_is_refused(text: str) -> None:
     with pytest.raises(FilterError):
@@ -70,12 +81,26 @@ def test_what_is_not_understood_is_refused(text: str) -> None:
 def test_page_tokens_round_trip_and_belong_to_their_query() -> None:
     query = {"filter": "fragile = true", "show_deleted": False}
     token = encode_page_token(["SKU-9", 3], query)
-    assert decode_page_token(token, query) == ["SKU-9", 3]
-    assert decode_page_token("", query) is None
+    assert decode_page_token(token, query, (str, int)) == ["SKU-9", 3]
+    assert decode_page_token("", query, (str, int)) is None
     with pytest.raises(FilterError):
-        decode_page_token(token, {**query, "filter": "fragile = false"})
+        decode_page_token(token, {**query, "filter": "fragile = false"}, (str, int))
     with pytest.raises(FilterError):
-        decode_page_token("not-a-token", query)
+        decode_page_token("not-a-token", query, (str, int))
+
+
+@pytest.mark.parametrize("key", [
+    [], ["SKU-9"], ["SKU-9", 3, 4], [3, "SKU-9"], ["SKU-9", "3"], ["SKU-9", True],
+    ["SKU-9", 2**63], ["SKU-9", -2**63 - 1], ["SKU-9", 1.0], [None, 3], [["SKU-9"], 3],
+    ["SKU\u0000", 3], ["\ud800", 3],
+])
+def test_a_key_of_another_shape_is_refused(key: list[object]) -> None:
+    query = {"parent": "fulfilmentNodes/-"}
+    with pytest.raises(FilterError):
+        decode_page_token(encode_page_token(key, query), query, (str, int))
+    assert decode_page_token(encode_page_token(["x", 2**63 - 1], query), query,
+                             (str, int)) == ["x", 2**63 - 1]
+    assert decode_page_token(encode_page_token([False], query), query, (bool,)) == [False]
 
 
 def test_page_size_defaults_and_caps() -> None:
@@ -100,9 +125,7 @@ def test_regions_time_zones_times_and_money() -> None:
                                      "cost.amount"]
 
 
-def test_bins_are_checked_and_sorted_in_walking_order() -> None:
-    bins = [Bin("B-2", "ambient", 20), Bin("A-1", "ambient", 10), Bin("C-1", "cold", 10)]
-    assert [b.bin_code for b in walking_order(bins)] == ["A-1", "C-1", "B-2"]
+def test_bins_are_checked() -> None:
     violations = Violations()
     check_bins(violations, "bins", [Bin("A-1", "z", 1), Bin("A-1", "z", 2), Bin("", "", -1)])
     assert fields_of(violations) == ["bins[1].bin_code", "bins[2].bin_code", "bins[2].zone",

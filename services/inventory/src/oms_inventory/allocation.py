@@ -23,16 +23,12 @@ from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import bindparam, select, text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import allocation_store as store
 from oms_inventory import geo, levels
 from oms_inventory.allocation_planner import (
-    STRATEGIES,
     Destination,
     Plan,
     Policy,
@@ -42,7 +38,8 @@ from oms_inventory.allocation_planner import (
 )
 from oms_inventory.allocation_store import Held
 from oms_inventory.domain import LatLng, Line
-from oms_inventory.tables import backorders, order_allocations
+from oms_inventory.settings import InventorySettings
+from oms_inventory.tables import order_allocations
 
 log = structlog.get_logger(__name__)
 
@@ -51,25 +48,6 @@ PAID = {orders_pb2.PAYMENT_STATUS_AUTHORIZED, orders_pb2.PAYMENT_STATUS_PAID}
 # the batch's size.
 _CLAIM = (pg_insert(order_allocations).on_conflict_do_nothing()
           .returning(order_allocations.c.order_name))
-
-
-class AllocationSettings(BaseSettings):
-    """``OMS_INVENTORY_*`` settings of allocation."""
-
-    model_config = SettingsConfigDict(env_prefix="OMS_INVENTORY_", extra="ignore")
-
-    allocation_strategy: str = "nearest"
-    expiry_interval_seconds: float = 1.0
-    expiry_batch_size: int = 200
-    backorder_sweep_interval_seconds: float = 5.0
-    backorder_sweep_batch_size: int = 200
-
-
-def default_strategy() -> Strategy:
-    name = AllocationSettings().allocation_strategy
-    if name not in STRATEGIES:
-        raise ValueError(f"OMS_INVENTORY_ALLOCATION_STRATEGY must be one of {sorted(STRATEGIES)}")
-    return STRATEGIES[name]
 
 
 @dataclass
@@ -110,8 +88,8 @@ def request_of(event: order_events.OrderCreated) -> OrderRequest:
     )
 
 
-async def on_orders_created(session: AsyncSession,
-                            events: Sequence[order_events.OrderCreated]) -> None:
+async def on_orders_created(session: AsyncSession, events: Sequence[order_events.OrderCreated],
+                            settings: InventorySettings) -> None:
     """Allocates a batch of new orders in the caller's transaction. An order seen before
     (another copy of its event under a new id, or cancelled before it arrived) is skipped:
     its ``order_allocations`` row exists, and a concurrent copy waits on the unique index."""
@@ -132,20 +110,22 @@ async def on_orders_created(session: AsyncSession,
     skipped = sorted(set(requests) - new)
     if skipped:
         log.info("orders already handled", orders=skipped)
-    await allocate_orders(session, [requests[name] for name in requests if name in new])
+    await allocate_orders(session, [requests[name] for name in requests if name in new],
+                          settings)
 
 
-async def on_order_created(session: AsyncSession, event: order_events.OrderCreated) -> None:
-    await on_orders_created(session, [event])
+async def on_order_created(session: AsyncSession, event: order_events.OrderCreated,
+                           settings: InventorySettings) -> None:
+    await on_orders_created(session, [event], settings)
 
 
-async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest], *,
-                          strategy: Strategy | None = None) -> None:
+async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest],
+                          settings: InventorySettings) -> None:
     """Reserves, backorders or rejects the lines of ``requests`` and emits the events."""
     requests = [r for r in requests if r.lines]
     if not requests:
         return
-    strategy = strategy or default_strategy()
+    strategy = settings.strategy
     skus = {line.sku for r in requests for line in r.lines}
     products = await store.load_products(session, skus)
     capped = {s for s, rule in products.items() if rule.policy is Policy.ALLOW_UP_TO_LIMIT}
@@ -171,10 +151,13 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
         outgoing += _events(request, result, now)
         log.debug("order planned", order=request.order, nodes=sorted(result.shipments),
                   backordered=len(result.backordered), rejected=len(result.rejected))
+        if result.notes:
+            log.info("order routed by another strategy", order=request.order,
+                     strategy=result.strategy, notes=result.notes)
     await store.reserve(session, held)
     await store.add_backorders(session, waits)
     await store.add_events(session, [(message, message.order) for message in outgoing])
-    await levels.publish_changes(session, {(h.node_id, h.sku) for h in held})
+    await levels.publish_changes(session, {(h.node_id, h.sku) for h in held}, settings)
     log.info("orders allocated", orders=len(requests), units=sum(h.quantity for h in held),
              backordered=len(waits))
 
@@ -222,8 +205,8 @@ def _node_allocation(node_id: str, lines: Iterable[Line]) -> events_pb2.NodeAllo
                for ln in lines])
 
 
-async def serve_backorders(session: AsyncSession,
-                           keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]],
+                           settings: InventorySettings) -> set[tuple[str, str]]:
     """Serves the backorder queues of the SKUs whose available stock may have grown at these
     (node_id, sku) levels, in the caller's transaction (before it publishes the changes).
 
@@ -231,7 +214,11 @@ async def serve_backorders(session: AsyncSession,
     available, the queue would have been served from it before. Waiting lines take their
     turn by priority, capture time and arrival; a line may be filled in part, and from
     several of the given nodes (best first by the default strategy for its destination).
-    Returns the levels it reserved stock at."""
+
+    Bounded: only the head of each queue is read and locked, as many lines as the stock
+    could fill and at most ``backorder_serve_batch_size`` in all; what is left waits for the
+    background sweep's next pass (see ``sweep_backorders``). Returns the levels it reserved
+    stock at."""
     touched = sorted(set(keys))
     if not touched:
         return set()
@@ -239,33 +226,29 @@ async def serve_backorders(session: AsyncSession,
                  (await store.stock_of(session, keys=touched, lock=True)).items() if units > 0}
     if not available:
         return set()
-    skus = sorted({sku for _, sku in available})
-    queue = (await session.execute(
-        select(backorders.c.id, backorders.c.order_name, backorders.c.line_id,
-               backorders.c.sku, backorders.c.quantity, order_allocations.c.latitude,
-               order_allocations.c.longitude, order_allocations.c.region_code,
-               order_allocations.c.administrative_area, order_allocations.c.expire_time)
-        .outerjoin(order_allocations,
-                   order_allocations.c.order_name == backorders.c.order_name)
-        .where(backorders.c.sku.in_(skus))
-        .order_by(backorders.c.priority.desc(), backorders.c.capture_time, backorders.c.id)
-        .with_for_update(of=backorders)
-    )).all()
+    stock: dict[str, dict[str, int]] = {}
+    for (node_id, sku), units in available.items():
+        stock.setdefault(sku, {})[node_id] = units
+    queue = await store.queue_heads(session, stock, budget=settings.backorder_serve_batch_size)
     if not queue:
         return set()
-    strategy = default_strategy()
+    strategy = settings.strategy
     nodes = await store.load_nodes(session, {node_id for node_id, _ in available})
     held: list[Held] = []
     served: dict[int, int] = {}
     per_order: dict[str, list[Held]] = {}
     expiry: dict[str, datetime | None] = {}
+    notes: set[str] = set()
     for entry in queue:
         location = (LatLng(entry.latitude, entry.longitude)
                     if entry.latitude is not None else None)
         destination = Destination(location, entry.region_code or "",
                                   entry.administrative_area or "")
         left = entry.quantity
-        for node in rank(nodes, destination, strategy):
+        ranking = rank(nodes, destination, strategy)
+        if ranking.note:
+            notes.add(ranking.note)
+        for node in ranking.nodes:
             units = available.get((node.node_id, entry.sku), 0)
             if not left or units <= 0:
                 continue
@@ -278,20 +261,12 @@ async def serve_backorders(session: AsyncSession,
             expiry[entry.order_name] = entry.expire_time
         if left < entry.quantity:
             served[entry.id] = entry.quantity - left
+    if notes:
+        log.info("backorders routed by another strategy", notes=sorted(notes))
     if not held:
         return set()
     await store.reserve(session, held)
-    await session.execute(text("""
-        DELETE FROM backorders AS b USING jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
-        WHERE b.id = v.id AND b.quantity <= v.quantity
-    """).bindparams(bindparam("rows", type_=JSONB)),
-        {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
-    await session.execute(text("""
-        UPDATE backorders AS b SET quantity = b.quantity - v.quantity
-        FROM jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
-        WHERE b.id = v.id AND b.quantity > v.quantity
-    """).bindparams(bindparam("rows", type_=JSONB)),
-        {"rows": [{"id": i, "quantity": q} for i, q in served.items()]})
+    await store.take_from_queue(session, served)
     still_waiting = await store.orders_waiting(session, per_order)
     now = _now()
     messages = []
@@ -313,24 +288,21 @@ async def serve_backorders(session: AsyncSession,
     return {(h.node_id, h.sku) for h in held}
 
 
-async def sweep_backorders(session: AsyncSession, limit: int) -> int:
-    """A safety net behind the calls from stock movements: serves waiting lines wherever
-    stock is available for their SKU. It catches the one case those calls cannot: a receipt
-    that creates a node's first row for a SKU in the instant a batch, which found no row
-    there to lock, backorders an order for it. Returns the units reserved."""
-    keys = (await session.execute(text("""
-        SELECT DISTINCT s.node_id, s.sku FROM stock_levels s
-        WHERE s.on_hand - s.reserved - s.safety_stock > 0
-          AND EXISTS (SELECT 1 FROM backorders b WHERE b.sku = s.sku)
-        ORDER BY s.node_id, s.sku LIMIT :limit
-    """), {"limit": limit})).all()
-    served = await serve_backorders(session, [(row.node_id, row.sku) for row in keys])
-    await levels.publish_changes(session, served)
+async def sweep_backorders(session: AsyncSession, settings: InventorySettings) -> int:
+    """One pass of the background sweep: serves waiting lines wherever stock is available
+    for their SKU at a node that ships to them (up to ``backorder_sweep_batch_size`` levels,
+    ``backorder_serve_batch_size`` lines). It serves what movements left for later (their own
+    serving is bounded), and catches the one case they cannot: a receipt that creates a
+    node's first row for a SKU in the instant a batch, which found no row there to lock,
+    backorders an order for it. Returns the number of levels it reserved stock at: the sweep
+    runs passes, each its own transaction, until one serves nothing."""
+    keys = await store.servable_levels(session, settings.backorder_sweep_batch_size)
+    served = await serve_backorders(session, keys, settings)
+    await levels.publish_changes(session, served, settings)
     return len(served)
 
 
-async def preview(session: AsyncSession, request: OrderRequest,
-                  strategy: Strategy | None = None) -> Plan:
+async def preview(session: AsyncSession, request: OrderRequest, strategy: Strategy) -> Plan:
     """The plan allocation would make now, without locking or writing anything."""
     skus = {line.sku for line in request.lines}
     products = await store.load_products(session, skus)
@@ -338,7 +310,7 @@ async def preview(session: AsyncSession, request: OrderRequest,
     return plan(request.lines, products=products, nodes=await store.load_nodes(session),
                 available=await store.stock_of(session, skus=skus, lock=False),
                 waiting=await store.waiting_units(session, capped),
-                destination=request.destination, strategy=strategy or default_strategy())
+                destination=request.destination, strategy=strategy)
 
 
 def _now() -> Timestamp:

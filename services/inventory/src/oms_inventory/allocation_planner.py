@@ -16,9 +16,13 @@ The rules, in order:
    completes the most SKUs, then covers the most units, then is best by the strategy. Greedy
    set cover is not always minimal, but it is within a small factor of it and deterministic.
 
-Strategies rank nodes: ``nearest`` (great-circle distance to the kilometre, then priority,
-then node id), ``priority`` (priority, then distance, then id), ``lowest_cost`` (shipment
-cost, then distance, priority, id). Without a known destination, distance counts as zero.
+Strategies rank the candidates that hold some of the order's stock: ``nearest`` (great-circle
+distance to the kilometre, then priority, then node id), ``priority`` (priority, then
+distance, then id), ``lowest_cost`` (shipment cost, then distance, priority, id). Without a
+known destination, distance counts as zero. ``lowest_cost`` compares costs only in one
+currency (there is no exchange rate to convert with, and a rate of the day would make routing
+change by itself): when the candidates price in several, it ranks as ``nearest`` does, and the
+plan says so. A node without a cost is ranked after every node with one, never as free.
 """
 
 from __future__ import annotations
@@ -56,11 +60,18 @@ class ProductRule:
 
 
 @dataclass(frozen=True)
+class Money:
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
 class Node:
     node_id: str
     location: LatLng
     priority: int = 0
-    cost: Decimal = Decimal(0)
+    # What one shipment from the node costs; None when nobody said.
+    cost: Money | None = None
     # Region codes ("US", "US-CA") the node ships to; empty means everywhere.
     regions: tuple[str, ...] = ()
 
@@ -81,11 +92,15 @@ class Rejected:
 
 @dataclass
 class Plan:
-    """Per node, the (line, units) reserved there; the units that wait; the refused lines."""
+    """Per node, the (line, units) reserved there; the units that wait; the refused lines;
+    the strategy that ranked the nodes (not the one asked for, when that one could not) and
+    why, if so."""
 
     shipments: dict[str, list[Line]] = field(default_factory=dict)
     backordered: list[Line] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    strategy: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def reserved_units(self) -> dict[tuple[str, str], int]:
@@ -97,8 +112,17 @@ class Plan:
         return taken
 
 
-RankKey = tuple[object, ...]
-Strategy = Callable[[Node, Destination], RankKey]
+@dataclass(frozen=True)
+class Ranking:
+    """Nodes best first, by the strategy named (another than asked for when the asked one
+    could not rank them), and the reason when so."""
+
+    nodes: list[Node]
+    strategy: str
+    note: str = ""
+
+
+Strategy = Callable[[Sequence[Node], Destination], Ranking]
 
 
 def _distance(node: Node, destination: Destination) -> int:
@@ -107,16 +131,30 @@ def _distance(node: Node, destination: Destination) -> int:
     return round(haversine_km(node.location, destination.location))
 
 
-def nearest(node: Node, destination: Destination) -> RankKey:
-    return _distance(node, destination), node.priority, node.node_id
+def nearest(nodes: Sequence[Node], destination: Destination) -> Ranking:
+    return Ranking(sorted(nodes, key=lambda n: (_distance(n, destination), n.priority,
+                                                n.node_id)), "nearest")
 
 
-def priority_order(node: Node, destination: Destination) -> RankKey:
-    return node.priority, _distance(node, destination), node.node_id
+def priority_order(nodes: Sequence[Node], destination: Destination) -> Ranking:
+    return Ranking(sorted(nodes, key=lambda n: (n.priority, _distance(n, destination),
+                                                n.node_id)), "priority")
 
 
-def lowest_cost(node: Node, destination: Destination) -> RankKey:
-    return node.cost, _distance(node, destination), node.priority, node.node_id
+def lowest_cost(nodes: Sequence[Node], destination: Destination) -> Ranking:
+    currencies = sorted({n.cost.currency for n in nodes if n.cost is not None})
+    if len(currencies) > 1:
+        fallback = nearest(nodes, destination)
+        return Ranking(fallback.nodes, fallback.strategy,
+                       f"lowest_cost: shipment costs in {', '.join(currencies)} cannot be "
+                       f"compared; ranked by {fallback.strategy} instead")
+
+    def key(node: Node) -> tuple[bool, Decimal, int, int, str]:
+        unknown = node.cost is None
+        amount = Decimal(0) if node.cost is None else node.cost.amount
+        return unknown, amount, _distance(node, destination), node.priority, node.node_id
+
+    return Ranking(sorted(nodes, key=key), "lowest_cost")
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -135,10 +173,9 @@ def serves(node: Node, destination: Destination) -> bool:
     return any(code.upper() in codes for code in node.regions)
 
 
-def rank(nodes: Iterable[Node], destination: Destination, strategy: Strategy) -> list[Node]:
+def rank(nodes: Iterable[Node], destination: Destination, strategy: Strategy) -> Ranking:
     """The nodes that serve the destination, best first."""
-    return sorted((n for n in nodes if serves(n, destination)),
-                  key=lambda n: strategy(n, destination))
+    return strategy([n for n in nodes if serves(n, destination)], destination)
 
 
 def plan(
@@ -155,14 +192,24 @@ def plan(
     backordered per SKU) are updated with what the plan takes, so that a batch of orders is
     planned one after the other against the same stock."""
     result = Plan()
-    ranked = rank(nodes, destination, strategy)
+    wanted = {line.sku for line in lines}
+    serving = {n.node_id for n in nodes if serves(n, destination)}
     pool: dict[str, int] = {}
     stocked: set[str] = set()
-    for node in ranked:
-        for (node_id, sku), units in available.items():
-            if node_id == node.node_id:
-                stocked.add(sku)
-                pool[sku] = pool.get(sku, 0) + max(units, 0)
+    holding: set[str] = set()
+    for (node_id, sku), units in available.items():
+        if node_id in serving and sku in wanted:
+            stocked.add(sku)
+            pool[sku] = pool.get(sku, 0) + max(units, 0)
+            if units > 0:
+                holding.add(node_id)
+    # Only the nodes that can ship something of the order are ranked, so that a node with
+    # nothing to give changes nothing (for lowest_cost: not even which currencies compete).
+    ranking = rank([n for n in nodes if n.node_id in holding], destination, strategy)
+    ranked = ranking.nodes
+    result.strategy = ranking.strategy
+    if ranking.note:
+        result.notes.append(ranking.note)
 
     kept: list[Line] = []
     for line in lines:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_inventory.allocation_planner import Node, Policy, ProductRule
+from oms_inventory.allocation_planner import Money, Node, Policy, ProductRule
 from oms_inventory.domain import LatLng
 from oms_inventory.tables import (
     backorders,
@@ -82,12 +82,15 @@ async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str,
 async def load_nodes(session: AsyncSession, node_ids: Iterable[str] | None = None) -> list[Node]:
     statement = select(fulfilment_nodes.c.node_id, fulfilment_nodes.c.latitude,
                        fulfilment_nodes.c.longitude, fulfilment_nodes.c.priority,
-                       fulfilment_nodes.c.shipment_cost, fulfilment_nodes.c.service_regions)
+                       fulfilment_nodes.c.shipment_cost, fulfilment_nodes.c.shipment_cost_currency,
+                       fulfilment_nodes.c.service_regions)
     if node_ids is not None:
         statement = statement.where(fulfilment_nodes.c.node_id.in_(sorted(set(node_ids))))
     return [
         Node(row.node_id, LatLng(row.latitude, row.longitude), row.priority,
-             Decimal(row.shipment_cost), tuple(row.service_regions or ()))
+             None if row.shipment_cost is None
+             else Money(Decimal(row.shipment_cost), row.shipment_cost_currency),
+             tuple(row.service_regions or ()))
         for row in await session.execute(statement)
     ]
 
@@ -226,6 +229,82 @@ async def held_by(session: AsyncSession, orders: Iterable[str], *,
         statement = statement.with_for_update()
     return [Held(r.order_name, r.line_id, r.node_id, r.sku, r.quantity)
             for r in await session.execute(statement)]
+
+
+# Whether one of the nodes {nodes} serves the destination of the order `o`: the planner's
+# `serves` rule (no regions = everywhere; else the country or the country-subdivision),
+# asked of the database so that a queue is read only as far as lines those nodes can ship.
+# The planner still decides; this only keeps lines no node here could take from using up a
+# pass (and from starving the lines behind them).
+_SERVED_BY = """EXISTS (
+    SELECT 1 FROM fulfilment_nodes n
+    WHERE n.node_id = ANY ({nodes}) AND (
+        cardinality(n.service_regions) = 0
+        OR o.region_code = ANY (n.service_regions)
+        OR (o.administrative_area <> ''
+            AND o.region_code || '-' || o.administrative_area = ANY (n.service_regions))))"""
+
+# Per SKU, the head of its queue in serving order, at most `take` lines (what its stock could
+# fill) and at most `budget` lines in all, locked as read. The SKUs are visited in the order
+# given and the outer LIMIT stops the visit: lines beyond it are neither read nor locked.
+_QUEUE_HEAD = text(f"""
+    SELECT q.* FROM jsonb_to_recordset(:skus) AS v(sku text, nodes text[], take int)
+    CROSS JOIN LATERAL (
+        SELECT b.id, b.order_name, b.line_id, b.sku, b.quantity, o.latitude, o.longitude,
+               o.region_code, o.administrative_area, o.expire_time
+        FROM backorders b LEFT JOIN order_allocations o ON o.order_name = b.order_name
+        WHERE b.sku = v.sku AND {_SERVED_BY.format(nodes="v.nodes")}
+        ORDER BY b.priority DESC, b.capture_time, b.id
+        LIMIT v.take
+        FOR UPDATE OF b
+    ) AS q
+    LIMIT :budget
+""").bindparams(bindparam("skus", type_=JSONB))
+
+_SERVABLE_LEVELS = text(f"""
+    SELECT s.node_id, s.sku FROM stock_levels s
+    WHERE s.on_hand - s.reserved - s.safety_stock > 0
+      AND EXISTS (SELECT 1 FROM backorders b
+                  LEFT JOIN order_allocations o ON o.order_name = b.order_name
+                  WHERE b.sku = s.sku AND {_SERVED_BY.format(nodes="ARRAY[s.node_id]")})
+    ORDER BY s.node_id, s.sku LIMIT :limit
+""")
+
+_TAKE_WHOLE = text("""
+    DELETE FROM backorders AS b USING jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
+    WHERE b.id = v.id AND b.quantity <= v.quantity
+""").bindparams(bindparam("rows", type_=JSONB))
+_TAKE_PART = text("""
+    UPDATE backorders AS b SET quantity = b.quantity - v.quantity
+    FROM jsonb_to_recordset(:rows) AS v(id bigint, quantity int)
+    WHERE b.id = v.id AND b.quantity > v.quantity
+""").bindparams(bindparam("rows", type_=JSONB))
+
+
+async def queue_heads(session: AsyncSession, stock: Mapping[str, Mapping[str, int]], *,
+                      budget: int) -> Sequence[Any]:
+    """The waiting lines that the given stock ({sku: {node_id: units}}) could serve, in
+    serving order per SKU: per SKU at most as many lines as its units (each line takes one at
+    least), at most ``budget`` in all; locked until the transaction ends."""
+    skus = [{"sku": sku, "nodes": sorted(units), "take": min(sum(units.values()), budget)}
+            for sku, units in sorted(stock.items())]
+    if not skus or budget <= 0:
+        return []
+    return (await session.execute(_QUEUE_HEAD, {"skus": skus, "budget": budget})).all()
+
+
+async def servable_levels(session: AsyncSession, limit: int) -> list[tuple[str, str]]:
+    """Levels with available stock and a waiting line of their SKU that their node serves."""
+    rows = await session.execute(_SERVABLE_LEVELS, {"limit": limit})
+    return [(row.node_id, row.sku) for row in rows]
+
+
+async def take_from_queue(session: AsyncSession, served: Mapping[int, int]) -> None:
+    """Takes the served units (per backorder id) off the queue: lines served whole leave it."""
+    rows = [{"id": i, "quantity": q} for i, q in served.items()]
+    if rows:
+        await session.execute(_TAKE_WHOLE, {"rows": rows})
+        await session.execute(_TAKE_PART, {"rows": rows})
 
 
 async def add_backorders(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:

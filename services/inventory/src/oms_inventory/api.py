@@ -31,6 +31,7 @@ from oms_inventory import stock_rules as rules
 from oms_inventory.api_allocation import AllocationApi
 from oms_inventory.domain import LatLng
 from oms_inventory.filtering import FilterError
+from oms_inventory.settings import InventorySettings
 
 PRODUCT_NAME = re.compile(r"^products/([^/]+)$")
 NODE_NAME = re.compile(r"^fulfilmentNodes/([^/]+)$")
@@ -93,8 +94,10 @@ Lookup = Callable[[], Awaitable[Row[Any] | None]]
 
 
 class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 settings: InventorySettings) -> None:
         self._sessions = sessions
+        self._settings = settings
 
     # --- Products ---
 
@@ -142,7 +145,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                            context: grpc.aio.ServicerContext
                            ) -> inventory_pb2.ListProductsResponse:
         query = {"filter": request.filter, "show_deleted": request.show_deleted}
-        conditions, after, size = _list_parameters(request, query, PRODUCT_FILTER_FIELDS)
+        conditions, after, size = _list_parameters(request, query, PRODUCT_FILTER_FIELDS, (str,))
         async with self._sessions.begin() as session:
             rows = await catalogue.list_products(
                 session, conditions, show_deleted=request.show_deleted,
@@ -197,7 +200,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         violations.require(0 < count <= MAX_BATCH, "products",
                            f"between 1 and {MAX_BATCH} products")
         seen: dict[str, int] = {}
-        for index, product in enumerate(request.products):
+        for index, product in enumerate(request.products[:MAX_BATCH]):
             path = f"products[{index}]"
             domain.check_sku(violations, f"{path}.sku", product.sku)
             _check_product(violations, path, product)
@@ -267,7 +270,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         context: grpc.aio.ServicerContext,
     ) -> inventory_pb2.ListFulfilmentNodesResponse:
         query = {"filter": request.filter}
-        conditions, after, size = _list_parameters(request, query, NODE_FILTER_FIELDS)
+        conditions, after, size = _list_parameters(request, query, NODE_FILTER_FIELDS, (str,))
         async with self._sessions.begin() as session:
             rows = await catalogue.list_nodes(session, conditions,
                                               after=after[0] if after else None,
@@ -334,7 +337,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                     reason="ON_HAND_BELOW_RESERVED",
                     metadata={"name": _stock_level_name(node_id, sku)},
                 )
-            await _after_movement(session, [(node_id, sku)], grew=delta > 0)
+            await _after_movement(session, [(node_id, sku)], self._settings, grew=delta > 0)
             (level,) = await stock.levels(session, [(node_id, sku)])
         return _stock_level(level)
 
@@ -347,7 +350,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                            f"required, at most {MAX_REFERENCE_LENGTH} characters")
         violations.require(0 < len(request.lines) <= MAX_RECEIPT_LINES, "lines",
                            f"between 1 and {MAX_RECEIPT_LINES} lines")
-        for index, line in enumerate(request.lines):
+        for index, line in enumerate(request.lines[:MAX_RECEIPT_LINES]):
             domain.check_sku(violations, f"lines[{index}].sku", line.sku)
             domain.check_positive(violations, f"lines[{index}].quantity", line.quantity)
         domain.check_request_id(violations, "request_id", request.request_id)
@@ -379,7 +382,8 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                         "request_id", "already used for a different movement")])
             else:
                 await stock.record_receipt(session, node_id, request.reference, lines)
-                await _after_movement(session, [(node_id, sku) for sku in skus], grew=True)
+                await _after_movement(session, [(node_id, sku) for sku in skus],
+                                      self._settings, grew=True)
             found = await stock.levels(session, [(node_id, sku) for sku in skus])
         return inventory_pb2.ReceiveStockResponse(stock_levels=[_stock_level(r) for r in found])
 
@@ -417,7 +421,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
                 # level's lock.
                 return await _replayed_count(session, request, node_id, sku)
             await stock.set_on_hand(session, node_id, sku, request.counted_on_hand)
-            await _after_movement(session, [(node_id, sku)], grew=delta > 0)
+            await _after_movement(session, [(node_id, sku)], self._settings, grew=delta > 0)
             (level,) = await stock.levels(session, [(node_id, sku)])
         return _stock_level(level)
 
@@ -440,7 +444,8 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         async with self._sessions.begin() as session:
             await _require_node_and_product(session, node_id, sku)
             previous = await stock.set_safety_stock(session, node_id, sku, safety_stock)
-            await _after_movement(session, [(node_id, sku)], grew=safety_stock < previous)
+            await _after_movement(session, [(node_id, sku)], self._settings,
+                                  grew=safety_stock < previous)
             (level,) = await stock.levels(session, [(node_id, sku)])
         return _stock_level(level)
 
@@ -462,15 +467,14 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         node_id = _check_parent(violations, request.parent, allow_every=True)
         violations.raise_if_any()
         query = {"parent": request.parent, "filter": request.filter}
-        conditions, after, size = _list_parameters(request, query, LEVEL_FILTER_FIELDS)
-        sku_condition = next(((c.operator, str(c.value)) for c in conditions), None)
+        conditions, after, size = _list_parameters(request, query, LEVEL_FILTER_FIELDS,
+                                                   (str, str))
         async with self._sessions.begin() as session:
             if node_id is not None and not await stock.node_exists(session, node_id):
                 raise NotFound(f"fulfilment node {node_id} not found",
                                metadata={"name": request.parent})
-            rows = await stock.list_levels(session, node_id=node_id,
-                                           sku_condition=sku_condition, after=after,
-                                           limit=size + 1)
+            rows = await stock.list_levels(session, node_id=node_id, conditions=conditions,
+                                           after=after, limit=size + 1)
         return inventory_pb2.ListStockLevelsResponse(
             stock_levels=[_stock_level(row) for row in rows[:size]],
             next_page_token=_next_token(rows, size, lambda r: [r.node_id, r.sku], query),
@@ -488,7 +492,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
             )])
         node_id, sku = level.groups() if level else (node.group(1) if node else "", None)
         query = {"parent": request.parent}
-        _, after, size = _list_parameters(request, query, {})
+        _, after, size = _list_parameters(request, query, {}, (int,))
         async with self._sessions.begin() as session:
             if sku is not None:
                 await _require_node_and_product(session, node_id, sku)
@@ -506,18 +510,22 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
     async def CheckStockDrift(self, request: inventory_pb2.CheckStockDriftRequest,
                               context: grpc.aio.ServicerContext
                               ) -> inventory_pb2.CheckStockDriftResponse:
+        # Bounded: the first max_drifts_per_check drifted levels (by node, SKU) are reported
+        # and repaired; the trailing metadata "drifts-total" says how many drifted in all, and
+        # the next call (after a repair) reports the next ones.
         async with self._sessions.begin() as session:
             # One snapshot for both sums, so a movement committing in between is not drift.
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            checked, found = await stock.find_drifts(session)
+            checked, drifted, found = await stock.find_drifts(
+                session, limit=self._settings.max_drifts_per_check)
+        context.set_trailing_metadata((("drifts-total", str(drifted)),))
         repaired: set[tuple[str, str]] = set()
         if request.repair and found:
             async with self._sessions.begin() as session:
                 fixed = await stock.repair_drifts(session, found)
                 repaired = {(d.node_id, d.sku) for d in fixed}
-                keys = sorted(repaired)
-                await allocation.serve_backorders(session, keys)
-                await levels.publish_changes(session, keys)
+                await _after_movement(session, sorted(repaired), self._settings,
+                                      grew=True)
         return inventory_pb2.CheckStockDriftResponse(
             levels_checked=checked,
             drifts=[
@@ -547,7 +555,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
             if buffer.sku != levels.ALL_SKUS:
                 await _require_product(session, buffer.sku)
             await stock.set_buffer(session, buffer.channel, buffer.sku, buffer.buffer)
-            await _announce_buffer(session, buffer.sku)
+            await _announce_buffer(session, buffer.sku, self._settings)
         return _channel_buffer(buffer.channel, buffer.sku, buffer.buffer)
 
     async def DeleteChannelBuffer(self, request: inventory_pb2.DeleteChannelBufferRequest,
@@ -557,7 +565,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
             if not await stock.delete_buffer(session, channel, sku):
                 raise NotFound(f"channel buffer {request.name} not found",
                                metadata={"name": request.name})
-            await _announce_buffer(session, sku)
+            await _announce_buffer(session, sku, self._settings)
         return empty_pb2.Empty()
 
     async def ListChannelBuffers(self, request: inventory_pb2.ListChannelBuffersRequest,
@@ -566,7 +574,7 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         (channel,) = _parse_name(CHANNEL_PARENT, request.parent, "channels/{channel}",
                                  field="parent")
         query = {"parent": request.parent}
-        _, after, size = _list_parameters(request, query, {})
+        _, after, size = _list_parameters(request, query, {}, (str, str))
         async with self._sessions.begin() as session:
             rows = await stock.list_buffers(session, channel=None if channel == EVERY else channel,
                                             after=after, limit=size + 1)
@@ -605,16 +613,17 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         node_id = _check_parent(violations, request.parent, allow_every=True)
         violations.raise_if_any()
         query = {"parent": request.parent}
-        _, after, size = _list_parameters(request, query, {})
-        settings = levels.ReplenishmentSettings.from_env()
+        _, after, size = _list_parameters(request, query, {}, (str, str))
+        settings = self._settings
         async with self._sessions.begin() as session:
             rows = await stock.levels_at_reorder_point(session, node_id=node_id, after=after,
                                                        limit=size + 1)
             page = rows[:size]
             # Figures as of now, not as of the movement that set the flag.
             velocities = await levels.velocities(session, [(r.node_id, r.sku) for r in page],
-                                                 settings.window_days)
-        suggestions = [levels.replenishment(row, velocities[(row.node_id, row.sku)], settings)
+                                                 settings.velocity_window_days)
+        suggestions = [levels.replenishment(row, velocities[(row.node_id, row.sku)],
+                                            settings.review_period_days)
                        for row in page]
         return inventory_pb2.ListReplenishmentSuggestionsResponse(
             suggestions=[
@@ -646,21 +655,23 @@ class InventoryServicer(AllocationApi, inventory_pb2_grpc.InventoryServiceServic
         )
 
 
-async def _after_movement(session: AsyncSession, keys: Sequence[tuple[str, str]], *,
-                          grew: bool) -> None:
+async def _after_movement(session: AsyncSession, keys: Sequence[tuple[str, str]],
+                          settings: InventorySettings, *, grew: bool) -> None:
     """What every movement ends with, in its transaction: waiting orders are served first
     (when available may have grown), then the changes are announced with what they left."""
     if grew:
-        await allocation.serve_backorders(session, keys)
-    await levels.publish_changes(session, keys)
+        await allocation.serve_backorders(session, keys, settings)
+    await levels.publish_changes(session, keys, settings)
 
 
-async def _announce_buffer(session: AsyncSession, sku: str) -> None:
+async def _announce_buffer(session: AsyncSession, sku: str,
+                           settings: InventorySettings) -> None:
     """A SKU's buffer changes what channels may sell of it at every node: the levels are
     announced again. A "*" buffer is not fanned out to every level of every SKU (that could
     be the whole catalogue); it shows in each level's next event and in GetAvailableToSell."""
     if sku != levels.ALL_SKUS:
-        await levels.publish_changes(session, await stock.level_keys_of_sku(session, sku))
+        await levels.publish_changes(session, await stock.level_keys_of_sku(session, sku),
+                                     settings)
 
 
 async def _create_once(request_id: str, insert: Lookup, by_request: Lookup) -> Row[Any] | None:
@@ -734,7 +745,7 @@ def _check_parent(violations: Violations, parent: str, *, allow_every: bool) -> 
 
 
 def _list_parameters(request: Any, query: Mapping[str, Any],
-                     fields: Mapping[str, filtering.FieldSpec]
+                     fields: Mapping[str, filtering.FieldSpec], key: filtering.KeyShape,
                      ) -> tuple[list[filtering.Condition], list[Any] | None, int]:
     violations = Violations()
     conditions: list[filtering.Condition] = []
@@ -747,7 +758,7 @@ def _list_parameters(request: Any, query: Mapping[str, Any],
     if request.page_size < 0:
         violations.add("page_size", "must not be negative")
     try:
-        after = filtering.decode_page_token(request.page_token, query)
+        after = filtering.decode_page_token(request.page_token, query, key)
     except FilterError as error:
         violations.add("page_token", str(error))
     violations.raise_if_any()
@@ -767,6 +778,9 @@ def _mask_paths(violations: Violations, mask: FieldMask,
     paths = list(mask.paths)
     if not paths or paths == ["*"]:
         return list(columns)
+    if len(paths) > len(columns):
+        violations.add("update_mask", f"at most {len(columns)} paths")
+        return []
     for path in paths:
         if path not in columns:
             violations.add("update_mask", f"{path!r} cannot be updated; updatable: "
@@ -831,6 +845,8 @@ def _check_node(violations: Violations, path: str, node: inventory_pb2.Fulfilmen
                            f"{path}.type", "required")
     if "address" in paths and violations.require(node.HasField("address"), f"{path}.address",
                                                  "required"):
+        domain.check_address_lines(violations, f"{path}.address.address_lines",
+                                   node.address.address_lines)
         location = node.address.location
         domain.check_location(
             violations, f"{path}.address.location",
@@ -869,9 +885,10 @@ def _node_values(node: inventory_pb2.FulfilmentNode) -> dict[str, Any]:
         "cutoff_time": time(cutoff.hours, cutoff.minutes, cutoff.seconds)
         if node.HasField("cutoff_time") else None,
         "time_zone": node.time_zone or "UTC",
-        "shipment_cost": Decimal(cost.amount) if node.HasField("shipment_cost") else Decimal(0),
+        # No cost given is no cost known: never zero, which would make the node look free.
+        "shipment_cost": Decimal(cost.amount) if node.HasField("shipment_cost") else None,
         "shipment_cost_currency": cost.currency_code if node.HasField("shipment_cost")
-        else "USD",
+        else None,
     }
 
 
@@ -917,12 +934,13 @@ def _node(row: Row[Any], bins: Sequence[Row[Any]]) -> inventory_pb2.FulfilmentNo
         create_time=_timestamp(row.create_time),
         service_regions=row.service_regions,
         time_zone=row.time_zone,
-        shipment_cost=common_pb2.Money(currency_code=row.shipment_cost_currency,
-                                       amount=_money_amount(row.shipment_cost)),
         bins=[inventory_pb2.Bin(bin_code=b.bin_code, zone=b.zone, walk_sequence=b.walk_sequence)
               for b in bins],
         update_time=_timestamp(row.update_time),
     )
+    if row.shipment_cost is not None:
+        node.shipment_cost.CopyFrom(common_pb2.Money(currency_code=row.shipment_cost_currency,
+                                                     amount=_money_amount(row.shipment_cost)))
     if row.cutoff_time is not None:
         node.cutoff_time.CopyFrom(timeofday_pb2.TimeOfDay(
             hours=row.cutoff_time.hour, minutes=row.cutoff_time.minute,

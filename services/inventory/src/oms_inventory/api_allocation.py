@@ -3,9 +3,6 @@ A mixin of ``InventoryServicer``, which provides ``self._sessions``."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from datetime import datetime
 
@@ -13,13 +10,15 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.inventory.v1 import inventory_pb2
 from oms_platform.errors import NotFound, Violations
-from oms_platform.pagination import PageTokenError, decode_page_token, encode_page_token
+from oms_platform.pagination import encode_page_token
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_inventory import allocation, domain
 from oms_inventory.allocation_planner import STRATEGIES, Plan
 from oms_inventory.domain import Line
+from oms_inventory.filtering import FilterError, decode_page_token
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import backorders, products
 
 PRODUCT_NAME = re.compile(r"^products/([^/]+)$")
@@ -36,12 +35,13 @@ STRATEGY_VALUES = {name: value for value, name in STRATEGY_NAMES.items()}
 
 class AllocationApi:
     _sessions: async_sessionmaker[AsyncSession]
+    _settings: InventorySettings
 
     async def PreviewAllocation(self, request: inventory_pb2.PreviewAllocationRequest,
                                 context: grpc.aio.ServicerContext) -> inventory_pb2.AllocationPlan:
         _validate_preview(request)
         if request.strategy == inventory_pb2.ALLOCATION_STRATEGY_UNSPECIFIED:
-            name = allocation.AllocationSettings().allocation_strategy
+            name = self._settings.allocation_strategy
         else:
             name = STRATEGY_NAMES[request.strategy]
         order = allocation.OrderRequest(
@@ -51,7 +51,9 @@ class AllocationApi:
         )
         async with self._sessions.begin() as session:
             result = await allocation.preview(session, order, STRATEGIES[name])
-        return _plan(result, STRATEGY_VALUES[name])
+        # The strategy that ranked the nodes: lowest_cost says nearest when it could not
+        # compare the candidates' costs.
+        return _plan(result, STRATEGY_VALUES[result.strategy or name])
 
     async def ListBackorders(self, request: inventory_pb2.ListBackordersRequest,
                              context: grpc.aio.ServicerContext,
@@ -74,8 +76,7 @@ class AllocationApi:
         if after is not None:
             priority, capture, row_id = after
             key = tuple_(~backorders.c.priority, backorders.c.capture_time, backorders.c.id)
-            statement = statement.where(key > tuple_(not priority, _parse_time(capture),
-                                                     row_id))
+            statement = statement.where(key > tuple_(not priority, capture, row_id))
         async with self._sessions.begin() as session:
             known = await session.scalar(select(exists().where(products.c.sku == sku)))
             if not known:
@@ -100,6 +101,8 @@ def _validate_preview(request: inventory_pb2.PreviewAllocationRequest) -> None:
     if violations.require(request.HasField("shipping_address"), "shipping_address",
                           "required"):
         address = request.shipping_address
+        domain.check_address_lines(violations, "shipping_address.address_lines",
+                                   address.address_lines)
         if address.HasField("location"):
             domain.check_location(violations, "shipping_address.location",
                                   domain.LatLng(address.location.latitude,
@@ -112,7 +115,7 @@ def _validate_preview(request: inventory_pb2.PreviewAllocationRequest) -> None:
         violations.require(len(request.lines) <= MAX_PREVIEW_LINES, "lines",
                            f"at most {MAX_PREVIEW_LINES} lines")
     seen: set[str] = set()
-    for i, line in enumerate(request.lines):
+    for i, line in enumerate(request.lines[:MAX_PREVIEW_LINES]):
         if violations.require(bool(line.line_id), f"lines[{i}].line_id", "required"):
             violations.require(line.line_id not in seen, f"lines[{i}].line_id",
                                "must be unique within the order")
@@ -143,23 +146,15 @@ def _plan(result: Plan, strategy: int) -> inventory_pb2.AllocationPlan:
 
 
 def _decode_token(violations: Violations, token: str,
-                  parent: str) -> tuple[bool, str, int] | None:
+                  parent: str) -> tuple[bool, datetime, int] | None:
     try:
-        after = decode_page_token(token, {"parent": parent})
+        after = decode_page_token(token, {"parent": parent}, (bool, str, int))
         if after is None:
             return None
         priority, capture, row_id = after
-        _parse_time(capture)
-        return bool(priority), str(capture), int(row_id)
-    except (PageTokenError, ValueError, TypeError):
+        return priority, _parse_time(capture), row_id
+    except (FilterError, ValueError):
         violations.add("page_token", "not a token this service issued for this list")
-        return None
-    try:
-        priority, capture, row_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        _parse_time(capture)
-        return bool(priority), str(capture), int(row_id)
-    except (ValueError, TypeError, binascii.Error):
-        violations.add("page_token", "not a token this service issued")
         return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,7 @@ from oms.returns.v1 import events_pb2 as returns_events
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 
-from oms_inventory.allocation import AllocationSettings, default_strategy, sweep_backorders
+from oms_inventory.allocation import sweep_backorders
 from oms_inventory.api import InventoryServicer
 from oms_inventory.handlers import (
     SOURCE,
@@ -28,69 +29,77 @@ from oms_inventory.handlers import (
     on_return_received,
 )
 from oms_inventory.reservations import expire_due
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import metadata
 
-__all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
+__all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "definition"]
 
 log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def register(server: grpc.aio.Server, runtime: Runtime) -> list[str]:
-    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(
-        InventoryServicer(runtime.sessions), server
+def definition(settings: InventorySettings) -> ServiceDefinition:
+    """The service with these settings; everything it runs is handed them."""
+
+    def register(server: grpc.aio.Server, runtime: Runtime) -> list[str]:
+        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(
+            InventoryServicer(runtime.sessions, settings), server
+        )
+        return [inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name]
+
+    def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
+        return [
+            Subscription(order_events.OrderCreated, partial(on_order_created, settings=settings),
+                         batch_handler=partial(on_orders_created, settings=settings)),
+            Subscription(order_events.OrderPaid, partial(on_order_paid, settings=settings)),
+            Subscription(order_events.OrderCancelled,
+                         partial(on_order_cancelled, settings=settings)),
+            Subscription(fulfilment_events.PackageShipped,
+                         partial(on_package_shipped, settings=settings)),
+            Subscription(returns_events.ReturnReceived,
+                         partial(on_return_received, settings=settings)),
+        ]
+
+    async def expire_reservations(runtime: Runtime) -> None:
+        """Releases the reservations of unpaid orders past their payment due time."""
+        while True:
+            try:
+                while True:
+                    async with runtime.sessions.begin() as session:
+                        expired = await expire_due(session, settings)
+                    if expired < settings.expiry_batch_size:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("reservation expiry failed, retrying", error=repr(error))
+            await asyncio.sleep(settings.expiry_interval_seconds)
+
+    async def sweep_waiting_backorders(runtime: Runtime) -> None:
+        """Serves backorders that stock movements could not or left for later (see
+        ``sweep_backorders``): pass after pass, each bounded and its own transaction, while
+        passes serve something."""
+        while True:
+            await asyncio.sleep(settings.backorder_sweep_interval_seconds)
+            try:
+                served = True
+                while served:
+                    async with runtime.sessions.begin() as session:
+                        served = bool(await sweep_backorders(session, settings))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("backorder sweep failed, retrying", error=repr(error))
+
+    return ServiceDefinition(
+        name="inventory",
+        metadata=metadata,
+        register=register,
+        subscriptions=subscriptions,
+        background=(expire_reservations, sweep_waiting_backorders),
     )
-    return [inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name]
 
 
-def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
-    default_strategy()  # a misspelt strategy stops the start-up, not the first order
-    return [
-        Subscription(order_events.OrderCreated, on_order_created,
-                     batch_handler=on_orders_created),
-        Subscription(order_events.OrderPaid, on_order_paid),
-        Subscription(order_events.OrderCancelled, on_order_cancelled),
-        Subscription(fulfilment_events.PackageShipped, on_package_shipped),
-        Subscription(returns_events.ReturnReceived, on_return_received),
-    ]
-
-
-async def expire_reservations(runtime: Runtime) -> None:
-    """Releases the reservations of unpaid orders past their payment due time."""
-    settings = AllocationSettings()
-    while True:
-        try:
-            while True:
-                async with runtime.sessions.begin() as session:
-                    expired = await expire_due(session, settings.expiry_batch_size)
-                if expired < settings.expiry_batch_size:
-                    break
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("reservation expiry failed, retrying", error=repr(error))
-        await asyncio.sleep(settings.expiry_interval_seconds)
-
-
-async def sweep_waiting_backorders(runtime: Runtime) -> None:
-    """Serves backorders that stock movements could not (see ``sweep_backorders``)."""
-    settings = AllocationSettings()
-    while True:
-        await asyncio.sleep(settings.backorder_sweep_interval_seconds)
-        try:
-            async with runtime.sessions.begin() as session:
-                await sweep_backorders(session, settings.backorder_sweep_batch_size)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("backorder sweep failed, retrying", error=repr(error))
-
-
-DEFINITION = ServiceDefinition(
-    name="inventory",
-    metadata=metadata,
-    register=register,
-    subscriptions=subscriptions,
-    background=(expire_reservations, sweep_waiting_backorders),
-)
+# Read once, when the service starts: a misspelt setting stops the start-up, not the first order.
+DEFINITION = definition(InventorySettings())

@@ -1,11 +1,11 @@
-"""The inventory rules: which node ships an order, and what a valid product, node or
-adjustment is. Plain Python, so the rules are tested without a server."""
+"""The inventory rules: distances, and what a valid product, node or adjustment is. Plain
+Python, so the rules are tested without a server."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,15 +25,6 @@ class LatLng:
 
 
 @dataclass(frozen=True)
-class CandidateNode:
-    """A node that holds enough available stock for a whole order."""
-
-    node_id: str
-    location: LatLng
-    priority: int
-
-
-@dataclass(frozen=True)
 class Line:
     line_id: str
     sku: str
@@ -47,32 +38,6 @@ def haversine_km(a: LatLng, b: LatLng) -> float:
     dlng = math.radians(b.longitude - a.longitude)
     h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlng / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
-
-
-def rank_nodes(candidates: Iterable[CandidateNode],
-               destination: LatLng | None) -> list[CandidateNode]:
-    """Nearest first; equally near (to the kilometre) or with no known destination, the
-    lower priority, then the node id, so that the choice is always deterministic."""
-
-    def key(node: CandidateNode) -> tuple[int, int, str]:
-        distance = 0 if destination is None else round(haversine_km(node.location, destination))
-        return distance, node.priority, node.node_id
-
-    return sorted(candidates, key=key)
-
-
-def quantities_by_sku(lines: Iterable[Line]) -> dict[str, int]:
-    """Units needed per SKU; an order may hold several lines of one SKU."""
-    needed: dict[str, int] = {}
-    for line in lines:
-        needed[line.sku] = needed.get(line.sku, 0) + line.quantity
-    return needed
-
-
-def reservation_order(lines: Sequence[Line]) -> list[Line]:
-    """Lines in the order their stock rows are locked. Every transaction locks rows in SKU
-    order, so two orders sharing SKUs can wait for each other but never deadlock."""
-    return sorted(lines, key=lambda line: (line.sku, line.line_id))
 
 
 def check_sku(violations: Violations, path: str, sku: str) -> None:
@@ -134,6 +99,11 @@ CHANNEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 MONEY_AMOUNT_PATTERN = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
 MAX_TITLE_LENGTH = 500
+# What one request may carry; a node's bins are replaced as a whole, so MAX_BINS is also the
+# most a node has.
+MAX_SERVICE_REGIONS = 500
+MAX_BINS = 20_000
+MAX_ADDRESS_LINES = 10
 
 
 def check_title(violations: Violations, path: str, title: str) -> None:
@@ -143,6 +113,9 @@ def check_title(violations: Violations, path: str, title: str) -> None:
 
 def check_regions(violations: Violations, path: str, regions: Sequence[str]) -> None:
     """ISO 3166-1 alpha-2 countries or ISO 3166-2 subdivisions ("US", "US-CA")."""
+    if len(regions) > MAX_SERVICE_REGIONS:
+        violations.add(path, f"at most {MAX_SERVICE_REGIONS} regions")
+        return
     seen: set[str] = set()
     for index, region in enumerate(regions):
         if not REGION_PATTERN.fullmatch(region):
@@ -183,6 +156,9 @@ class Bin:
 
 
 def check_bins(violations: Violations, path: str, bins: Sequence[Bin]) -> None:
+    if len(bins) > MAX_BINS:
+        violations.add(path, f"at most {MAX_BINS} bins")
+        return
     seen: set[str] = set()
     for index, bin_ in enumerate(bins):
         if not BIN_CODE_PATTERN.fullmatch(bin_.bin_code):
@@ -195,9 +171,9 @@ def check_bins(violations: Violations, path: str, bins: Sequence[Bin]) -> None:
         check_not_negative(violations, f"{path}[{index}].walk_sequence", bin_.walk_sequence)
 
 
-def walking_order(bins: Iterable[Bin]) -> list[Bin]:
-    """Bins the way a picker walks past them; equal sequences by code, so it is stable."""
-    return sorted(bins, key=lambda b: (b.walk_sequence, b.bin_code))
+def check_address_lines(violations: Violations, path: str, lines: Sequence[str]) -> None:
+    if len(lines) > MAX_ADDRESS_LINES:
+        violations.add(path, f"at most {MAX_ADDRESS_LINES} lines")
 
 
 def check_channel(violations: Violations, path: str, channel: str) -> None:

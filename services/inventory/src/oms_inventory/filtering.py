@@ -27,6 +27,8 @@ from oms_platform.pagination import PageTokenError
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_FILTER_LENGTH = 2000
+MAX_CONDITIONS = 20
 
 TOKEN = re.compile(
     r"""\s*(?:
@@ -95,7 +97,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 def parse_filter(text: str, fields: Mapping[str, FieldSpec]) -> list[Condition]:
-    """The conditions of a filter, every one checked against the fields a list supports."""
+    """The conditions of a filter, every one checked against the fields a list supports.
+    Anything else, however malformed, is a `FilterError`."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterError(f"at most {MAX_FILTER_LENGTH} characters")
     tokens = _tokens(text)
     conditions: list[Condition] = []
     index = 0
@@ -103,6 +108,8 @@ def parse_filter(text: str, fields: Mapping[str, FieldSpec]) -> list[Condition]:
         if conditions:
             if tokens[index] != ("word", "AND"):
                 raise FilterError(f"expected AND, found {tokens[index][1]!r}")
+            if len(conditions) == MAX_CONDITIONS:
+                raise FilterError(f"at most {MAX_CONDITIONS} conditions")
             index += 1
         if index + 3 > len(tokens):
             raise FilterError("expected a condition: field, operator and value")
@@ -123,7 +130,7 @@ def _condition(field: str, spec: FieldSpec, operator: str, raw: str, *,
                quoted: bool) -> Condition:
     if operator not in spec.operators:
         raise FilterError(f"{field} supports {', '.join(sorted(spec.operators))}")
-    value = json.loads(raw) if quoted else raw
+    value = _unquoted(field, raw) if quoted else raw
     if spec.type is FieldType.BOOL:
         if quoted or value not in ("true", "false"):
             raise FilterError(f"{field} must be compared with true or false")
@@ -138,6 +145,30 @@ def _condition(field: str, spec: FieldSpec, operator: str, raw: str, *,
             raise FilterError(f"{field}: only a trailing * is supported")
         return Condition(field, "prefix", stem)
     return Condition(field, operator, value)
+
+
+def _unquoted(field: str, raw: str) -> str:
+    """A quoted value's text: JSON string escapes, and nothing a database column cannot hold
+    (NUL, or half of a surrogate pair, which has no UTF-8)."""
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise FilterError(f"{field}: {raw[:20]!r}… is not a valid quoted string "
+                          "(JSON escapes)") from error
+    if not is_storable_text(value):
+        raise FilterError(f"{field}: the value holds a character no text can store")
+    return str(value)
+
+
+def is_storable_text(value: str) -> bool:
+    """Whether PostgreSQL can store (and so compare) the string: no NUL, valid UTF-8."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def like_escape(value: str) -> str:
@@ -157,10 +188,31 @@ def encode_page_token(after: Sequence[Any], query: Mapping[str, Any]) -> str:
     return pagination.encode_page_token(after, query)
 
 
-def decode_page_token(token: str, query: Mapping[str, Any]) -> list[Any] | None:
+# The type of each part of a list's key, in order: a decoded key must have exactly these.
+KeyShape = tuple[type, ...]
+INT64 = range(-2**63, 2**63)
+
+
+def decode_page_token(token: str, query: Mapping[str, Any],
+                      shape: KeyShape) -> list[Any] | None:
     """The key to continue after; None for the first page. A token made for other list
-    parameters (AIP-158: the filter must not change between pages) is refused."""
+    parameters (AIP-158: the filter must not change between pages) is refused, and so is
+    a key not of the list's shape: whatever a token says reaches the database only as the
+    parts the list's query expects."""
     try:
-        return pagination.decode_page_token(token, query)
+        after = pagination.decode_page_token(token, query)
     except PageTokenError as error:
         raise FilterError(str(error)) from error
+    if after is None:
+        return None
+    if len(after) != len(shape) or not all(map(_fits, after, shape)):
+        raise FilterError("not a page token of this list")
+    return after
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value in INT64
+    return isinstance(value, str) and is_storable_text(value)

@@ -15,7 +15,6 @@ and then reads the flag the first set."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import stock_rules
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import channel_buffers, metadata, products, stock_ledger, stock_levels
 
 SOURCE = "/oms/inventory"
@@ -51,26 +51,6 @@ RELEASE = "RELEASE"
 AVAILABLE = func.greatest(
     stock_levels.c.on_hand - stock_levels.c.reserved - stock_levels.c.safety_stock, 0
 )
-
-
-@dataclass(frozen=True)
-class ReplenishmentSettings:
-    """Read from the environment where used (three lookups per transaction, negligible), so
-    a running service in a test sees a changed value; in production they are set at start."""
-
-    window_days: int = 28
-    review_days: int = 14
-    refresh_seconds: float = 3600.0
-
-    @classmethod
-    def from_env(cls) -> ReplenishmentSettings:
-        env = os.environ
-        return cls(
-            window_days=int(env.get("OMS_INVENTORY_VELOCITY_WINDOW_DAYS", cls.window_days)),
-            review_days=int(env.get("OMS_INVENTORY_REVIEW_PERIOD_DAYS", cls.review_days)),
-            refresh_seconds=float(env.get("OMS_INVENTORY_VELOCITY_REFRESH_SECONDS",
-                                          cls.refresh_seconds)),
-        )
 
 
 @dataclass(frozen=True)
@@ -115,8 +95,7 @@ async def velocities(session: AsyncSession, keys: Sequence[tuple[str, str]],
     return {key: found.get(key, Decimal(0)) for key in keys}
 
 
-def replenishment(row: Row[Any], velocity: Decimal,
-                  settings: ReplenishmentSettings) -> Replenishment:
+def replenishment(row: Row[Any], velocity: Decimal, review_days: int) -> Replenishment:
     point = stock_rules.reorder_point(
         fixed=row.fixed_reorder_point, velocity=velocity,
         lead_time_days=row.supplier_lead_time_days, safety_stock=row.safety_stock)
@@ -127,7 +106,7 @@ def replenishment(row: Row[Any], velocity: Decimal,
         reorder_point=point,
         suggested_quantity=stock_rules.suggested_quantity(
             available_units=row.available, point=point, velocity=velocity,
-            review_days=settings.review_days),
+            review_days=review_days),
         velocity=velocity,
         lead_time_days=row.supplier_lead_time_days,
     )
@@ -152,7 +131,8 @@ def levels_with_products() -> Any:
     return select(*LEVEL_COLUMNS).join(products, products.c.sku == stock_levels.c.sku)
 
 
-async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
+async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]],
+                          settings: InventorySettings) -> None:
     touched = sorted(set(keys))
     if not touched:
         return
@@ -165,7 +145,7 @@ async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]]
             .order_by(stock_levels.c.node_id, stock_levels.c.sku)
         )
     ).all()
-    reached = await _track_reorder_points(session, levels)
+    reached = await _track_reorder_points(session, levels, settings)
     network = dict(
         (
             await session.execute(
@@ -228,23 +208,22 @@ async def add_events(session: AsyncSession, outgoing: Sequence[tuple[str, Messag
                             source=SOURCE)
 
 
-async def _track_reorder_points(session: AsyncSession,
-                                levels: Sequence[Row[Any]]) -> list[Replenishment]:
+async def _track_reorder_points(session: AsyncSession, levels: Sequence[Row[Any]],
+                                settings: InventorySettings) -> list[Replenishment]:
     """Flips each level's at-reorder-point flag where it changed and returns the levels that
     have just reached their point. Velocities are read from the ledger only where the cached
     one is older than the refresh interval, so a hot SKU costs no ledger scan."""
-    settings = ReplenishmentSettings.from_env()
     now = datetime.now(UTC)
-    fresh_after = now - timedelta(seconds=settings.refresh_seconds)
+    fresh_after = now - timedelta(seconds=settings.velocity_refresh_seconds)
     stale = [(row.node_id, row.sku) for row in levels
              if row.velocity_time is None or row.velocity_time <= fresh_after]
-    refreshed = await velocities(session, stale, settings.window_days)
+    refreshed = await velocities(session, stale, settings.velocity_window_days)
     reached: list[Replenishment] = []
     changes: list[dict[str, Any]] = []
     for row in levels:
         key = (row.node_id, row.sku)
         velocity = refreshed.get(key, row.daily_velocity)
-        state = replenishment(row, velocity, settings)
+        state = replenishment(row, velocity, settings.review_period_days)
         at_point = stock_rules.at_reorder_point(state.available, state.reorder_point)
         if at_point and not row.at_reorder_point:
             reached.append(state)

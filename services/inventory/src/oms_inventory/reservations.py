@@ -34,6 +34,7 @@ from oms_inventory.allocation import (
 from oms_inventory.allocation_planner import Destination
 from oms_inventory.allocation_store import Held
 from oms_inventory.domain import LatLng, Line
+from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import (
     backorders,
     fulfilment_nodes,
@@ -68,7 +69,7 @@ async def _lock_levels_of(session: AsyncSession, skus: set[str]) -> None:
 
 
 async def _finish_release(session: AsyncSession, order: str, released: Sequence[Held],
-                          reason: int) -> None:
+                          reason: int, settings: InventorySettings) -> None:
     keys = {(h.node_id, h.sku) for h in released}
     await store.release(session, released)
     if released:
@@ -79,19 +80,19 @@ async def _finish_release(session: AsyncSession, order: str, released: Sequence[
             reason=reason,  # type: ignore[arg-type]
             release_time=_now(),
         ), order)])
-    await serve_backorders(session, keys)
-    await levels.publish_changes(session, keys)
+    await serve_backorders(session, keys, settings)
+    await levels.publish_changes(session, keys, settings)
 
 
-async def expire_due(session: AsyncSession, limit: int) -> int:
-    """Releases the reservations of up to ``limit`` unpaid orders whose payment is overdue;
-    returns how many orders expired. ``SKIP LOCKED`` lets several replicas sweep at once,
-    each taking other orders."""
+async def expire_due(session: AsyncSession, settings: InventorySettings) -> int:
+    """Releases the reservations of up to ``expiry_batch_size`` unpaid orders whose payment
+    is overdue; returns how many orders expired. ``SKIP LOCKED`` lets several replicas sweep
+    at once, each taking other orders."""
     due = (await session.execute(
         select(order_allocations.c.order_name, order_allocations.c.expired_lines)
         .where(order_allocations.c.expire_time <= datetime.now(UTC))
         .order_by(order_allocations.c.expire_time, order_allocations.c.order_name)
-        .limit(limit)
+        .limit(settings.expiry_batch_size)
         .with_for_update(skip_locked=True)
     )).all()
     if not due:
@@ -129,13 +130,14 @@ async def expire_due(session: AsyncSession, limit: int) -> int:
                 release_time=_now(),
             ), row.order_name))
     await store.add_events(session, messages)
-    await serve_backorders(session, keys)
-    await levels.publish_changes(session, keys)
+    await serve_backorders(session, keys, settings)
+    await levels.publish_changes(session, keys, settings)
     log.info("reservations expired", orders=orders)
     return len(orders)
 
 
-async def on_order_paid(session: AsyncSession, event: order_events.OrderPaid) -> None:
+async def on_order_paid(session: AsyncSession, event: order_events.OrderPaid,
+                        settings: InventorySettings) -> None:
     """Stops the order's reservations from expiring; what already expired is allocated
     again, as a new order would be (it may be backordered or refused by then)."""
     row = await _lock_order(session, event.order)
@@ -156,11 +158,13 @@ async def on_order_paid(session: AsyncSession, event: order_events.OrderPaid) ->
             order=event.order, lines=expired,
             destination=Destination(location, row.region_code,  # type: ignore[attr-defined]
                                     row.administrative_area),  # type: ignore[attr-defined]
-            priority=row.priority, capture_time=row.capture_time)])  # type: ignore[attr-defined]
+            priority=row.priority, capture_time=row.capture_time)],  # type: ignore[attr-defined]
+            settings)
         log.info("expired order paid, allocated again", order=event.order)
 
 
-async def on_order_cancelled(session: AsyncSession, event: order_events.OrderCancelled) -> None:
+async def on_order_cancelled(session: AsyncSession, event: order_events.OrderCancelled,
+                             settings: InventorySettings) -> None:
     """Takes cancelled units off the backorder queue first (they hold nothing), then
     releases reserved ones. A cancellation of an order not seen yet marks it, so that its
     late ``OrderCreated`` allocates nothing."""
@@ -221,7 +225,8 @@ async def on_order_cancelled(session: AsyncSession, event: order_events.OrderCan
         update(order_allocations).where(order_allocations.c.order_name == order)
         .values(expired_lines=_json(expired),
                 **({"cancelled": True, "expire_time": None} if event.whole_order else {})))
-    await _finish_release(session, order, released, events_pb2.RELEASE_REASON_CANCELLED)
+    await _finish_release(session, order, released, events_pb2.RELEASE_REASON_CANCELLED,
+                          settings)
     log.info("order cancelled", order=order, released=sum(h.quantity for h in released))
 
 
@@ -229,8 +234,8 @@ class UnknownStockLevel(Exception):
     """An event moved stock at a (node, SKU) this service has no level for."""
 
 
-async def on_package_shipped(session: AsyncSession,
-                             event: fulfilment_events.PackageShipped) -> None:
+async def on_package_shipped(session: AsyncSession, event: fulfilment_events.PackageShipped,
+                             settings: InventorySettings) -> None:
     """Shipped units leave on-hand and their reservation. Each (package, order, line) is
     claimed once through the ledger's unique request id, whatever the event id."""
     node_id = event.node_id
@@ -274,11 +279,11 @@ async def on_package_shipped(session: AsyncSession,
             raise UnknownStockLevel(f"{event.package} shipped {line.sku} from {node_id}, "
                                     "which holds no stock of it")
         touched.add((node_id, line.sku))
-    await levels.publish_changes(session, touched)
+    await levels.publish_changes(session, touched, settings)
 
 
-async def on_return_received(session: AsyncSession,
-                             event: returns_events.ReturnReceived) -> None:
+async def on_return_received(session: AsyncSession, event: returns_events.ReturnReceived,
+                             settings: InventorySettings) -> None:
     """Units that passed inspection go back on hand at the receiving node, once per
     (return, line); the SKU's backorders are served from them."""
     node_id = event.node_id
@@ -310,8 +315,8 @@ async def on_return_received(session: AsyncSession,
             index_elements=[stock_levels.c.node_id, stock_levels.c.sku],
             set_={"on_hand": stock_levels.c.on_hand + statement.excluded.on_hand}))
         touched.add((node_id, line.sku))
-    await serve_backorders(session, touched)
-    await levels.publish_changes(session, touched)
+    await serve_backorders(session, touched, settings)
+    await levels.publish_changes(session, touched, settings)
 
 
 def _json(lines: Sequence[Line]) -> list[dict[str, object]]:

@@ -13,6 +13,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import stock_rules
+from oms_inventory.catalogue import text_condition
+from oms_inventory.filtering import Condition
 from oms_inventory.levels import levels_with_products
 from oms_inventory.stock_rules import Drift, Figures
 from oms_inventory.tables import (
@@ -28,6 +30,7 @@ CYCLE_COUNT = "CYCLE_COUNT"
 DRIFT_REPAIR = "DRIFT_REPAIR"
 
 LEVEL_KEY = tuple_(stock_levels.c.node_id, stock_levels.c.sku)
+LEVEL_FILTERS = {"sku": stock_levels.c.sku}
 
 
 async def claim_request(session: AsyncSession, *, node_id: str, sku: str, kind: str,
@@ -129,8 +132,9 @@ async def levels(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> list
 
 
 async def list_levels(session: AsyncSession, *, node_id: str | None,
-                      sku_condition: tuple[str, str] | None, after: Sequence[str] | None,
+                      conditions: Sequence[Condition], after: Sequence[str] | None,
                       limit: int) -> Sequence[Row[Any]]:
+    """Levels by node then SKU; `conditions` (on `sku`) all hold."""
     statement = (
         select(stock_levels.c.node_id, stock_levels.c.sku, stock_levels.c.on_hand,
                stock_levels.c.reserved, stock_levels.c.safety_stock)
@@ -139,11 +143,8 @@ async def list_levels(session: AsyncSession, *, node_id: str | None,
     )
     if node_id is not None:
         statement = statement.where(stock_levels.c.node_id == node_id)
-    if sku_condition is not None:
-        operator, value = sku_condition
-        statement = statement.where(
-            stock_levels.c.sku.startswith(value, autoescape=True) if operator == "prefix"
-            else stock_levels.c.sku == value)
+    for condition in conditions:
+        statement = statement.where(text_condition(LEVEL_FILTERS[condition.field], condition))
     if after is not None:
         statement = statement.where(LEVEL_KEY > tuple_(literal(after[0]), literal(after[1])))
     return (await session.execute(statement)).all()
@@ -189,26 +190,29 @@ def _compared(keys: Sequence[tuple[str, str]] | None) -> Any:
                                            recorded.c.sku == sums.c.sku), full=True))
 
 
-async def find_drifts(session: AsyncSession,
-                      keys: Sequence[tuple[str, str]] | None = None) -> tuple[int, list[Drift]]:
-    """(levels compared, drifted levels). The comparison runs in the database, so only the
-    drifted levels travel, however large the ledger."""
+async def find_drifts(session: AsyncSession, keys: Sequence[tuple[str, str]] | None = None, *,
+                      limit: int | None = None) -> tuple[int, int, list[Drift]]:
+    """(levels compared, levels drifted, the first `limit` drifted levels by node and SKU).
+    The comparison runs in the database, so only the reported levels travel, however large
+    the ledger."""
     selected = sorted(keys) if keys is not None else None
     compared = _compared(selected).subquery("compared")
     checked = await session.scalar(select(func.count()).select_from(compared))
     statement = (
-        select(compared)
+        select(compared, func.count().over().label("drifted"))
         .where(or_(compared.c.recorded_on_hand != compared.c.ledger_on_hand,
                    compared.c.recorded_reserved != compared.c.ledger_reserved))
         .order_by(compared.c.node_id, compared.c.sku)
+        .limit(limit)
     )
+    rows = (await session.execute(statement)).all()
     found = [
         Drift(row.node_id, row.sku,
               Figures(int(row.recorded_on_hand), int(row.recorded_reserved)),
               Figures(int(row.ledger_on_hand), int(row.ledger_reserved)))
-        for row in await session.execute(statement)
+        for row in rows
     ]
-    return int(checked or 0), found
+    return int(checked or 0), int(rows[0].drifted) if rows else 0, found
 
 
 async def repair_drifts(session: AsyncSession, found: Sequence[Drift]) -> list[Drift]:
@@ -227,7 +231,7 @@ async def repair_drifts(session: AsyncSession, found: Sequence[Drift]) -> list[D
     await session.execute(select(stock_levels.c.node_id).where(LEVEL_KEY.in_(keys))
                           .order_by(stock_levels.c.node_id, stock_levels.c.sku)
                           .with_for_update())
-    _, confirmed = await find_drifts(session, keys)
+    _, _, confirmed = await find_drifts(session, keys)
     fixable = [d for d in confirmed if stock_rules.repairable(d)]
     for drift in fixable:
         await session.execute(

@@ -76,10 +76,13 @@ fulfilment_nodes = Table(
     # The latest local time an order can be released and still ship that day.
     Column("cutoff_time", Time),
     Column("time_zone", String(64), nullable=False, server_default="UTC"),
-    # What one shipment from this node costs, for the lowest-cost routing strategy.
-    Column("shipment_cost", Numeric(18, 6), nullable=False, server_default="0"),
-    Column("shipment_cost_currency", String(3), nullable=False, server_default="USD"),
+    # What one shipment from this node costs, for the lowest-cost routing strategy; both NULL
+    # when unknown (migration 0005).
+    Column("shipment_cost", Numeric(18, 6)),
+    Column("shipment_cost_currency", String(3)),
     Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("(shipment_cost IS NULL) = (shipment_cost_currency IS NULL)",
+                    name="shipment_cost_has_currency"),
 )
 
 # Storage bins of a node, by zone; `walk_sequence` sorts them in walking order for picking.
