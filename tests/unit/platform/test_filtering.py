@@ -82,6 +82,8 @@ def test_bare_values_search_text_only_where_the_list_offers_it() -> None:
     ("gtin : 12", "takes = !="),
     ("status = SHIPPED", "one of NEW, RELEASED"),
     ("fragile = maybe", "true or false"),
+    ('fragile = "true"', "unquoted"),
+    ('sku = "a\tb"', "control character"),
     ("count = 99999999999999999999", "whole number"),
     ("count = 1.5", "whole number"),
     ('created > "2025-11-01"', "time zone"),

@@ -163,13 +163,15 @@ def _term(term: Tree[Token], fields: Mapping[str, Field], text_search: bool) -> 
         if not _raw(value).strip():
             refuse("an empty text search")
         return _raw(value)
-    name, operator, value = (str(child) for child in term.children)
+    name_token, operator_token, value = term.children
+    assert isinstance(value, Token)
+    name, operator = str(name_token), str(operator_token)
     spec = fields.get(name)
     if spec is None:
         refuse(f"unknown field {name!r}; known: {', '.join(sorted(fields))}")
     if operator not in spec.operators:
         refuse(f"{name} takes {' '.join(spec.operators)}, not {operator}")
-    return _condition(name, spec, operator, _raw(term.children[2]))
+    return _condition(name, spec, operator, _raw(value), quoted=value.type == "STRING")
 
 
 def _raw(value: Token | Tree[Token]) -> str:
@@ -177,6 +179,9 @@ def _raw(value: Token | Tree[Token]) -> str:
     if value.type != "STRING":
         return str(value)
     quoted = str(value)[1:-1]
+    if any(ord(c) < 0x20 or c == "\x7f" for c in quoted):
+        refuse(f"a control character in the quoted value at character {value.column}; "
+               "write it out instead")
     unknown = set(_ESCAPE.findall(quoted)) - {'"', "\\"}
     if unknown:
         refuse(f"unknown escape \\{min(unknown)} at character {value.column}; "
@@ -184,10 +189,10 @@ def _raw(value: Token | Tree[Token]) -> str:
     return _ESCAPE.sub(r"\1", quoted)
 
 
-def _condition(name: str, spec: Field, operator: str, raw: str) -> Condition:
+def _condition(name: str, spec: Field, operator: str, raw: str, *, quoted: bool) -> Condition:
     if spec.kind is Kind.BOOL:
-        if raw.lower() not in ("true", "false"):
-            refuse(f"{name} is true or false")
+        if quoted or raw.lower() not in ("true", "false"):
+            refuse(f"{name} is true or false, unquoted")
         return Condition(name, operator, raw.lower() == "true")
     if spec.kind is Kind.ENUM:
         value = spec.values.get(raw.removeprefix(spec.prefix)) if raw else None
