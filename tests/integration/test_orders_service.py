@@ -32,6 +32,7 @@ from oms_devtools.inprocess import running_service
 from oms_orders import domain, handlers
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.tables import metadata
+from oms_platform import filtering
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, subject_for
 from oms_platform.migrations import alembic_config
@@ -1031,8 +1032,8 @@ MALFORMED_FILTERS = {
     "dangling-and": "status = RELEASED AND",
     "or": "status = RELEASED OR status = SHIPPED",
     "operator-without-field": "= RELEASED",
-    "too-long": '"' + "x" * domain.MAX_FILTER_LENGTH + '"',
-    "too-many-terms": " AND ".join(["priority = true"] * (domain.MAX_FILTER_TERMS + 1)),
+    "too-long": '"' + "x" * filtering.MAX_FILTER_LENGTH + '"',
+    "too-many-terms": " AND ".join(["priority = true"] * (filtering.MAX_FILTER_TERMS + 1)),
 }
 
 

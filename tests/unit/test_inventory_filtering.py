@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from oms_inventory.api import PRODUCT_FILTER_FIELDS
 from oms_inventory.domain import (
     Bin,
     check_bins,
-    check_money,
     check_regions,
     check_time_of_day,
     check_time_zone,
 )
-from oms_inventory.filtering import (
-    Condition,
-    FilterError,
-    bool_field,
-    decode_page_token,
-    encode_page_token,
-    enum_field,
-    list_field,
-    page_size,
-    parse_filter,
-    text_field,
-)
-from oms_platform.errors import Violations
+from oms_inventory.filtering import FilterError, decode_page_token, encode_page_token, page_size
+from oms_platform import filtering
+from oms_platform.errors import InvalidArgument, Violations
+from oms_platform.filtering import Condition
+from oms_platform.money import check_money
 
-FIELDS = {
-    "sku": text_field(),
-    "title": text_field(),
-    "fragile": bool_field(),
-    "backorder_policy": enum_field(("ALLOW", "DENY")),
-    "regions": list_field(),
-}
+FIELDS = {**PRODUCT_FILTER_FIELDS, "regions": filtering.member()}
+
+
+def parse_filter(text: str, fields: dict[str, filtering.Field]) -> list[Condition]:
+    return list(filtering.parse(text, fields).conditions)
 
 
 def test_conditions_joined_by_and() -> None:
@@ -43,7 +33,7 @@ def test_conditions_joined_by_and() -> None:
     assert parse_filter("backorder_policy != DENY", FIELDS) == [
         Condition("backorder_policy", "!=", "DENY")]
     assert parse_filter('sku="A\\"B"', FIELDS) == [Condition("sku", "=", 'A"B')]
-    assert parse_filter('title = "caf\\u00e9 \\ud83d\\ude00"', FIELDS) == [
+    assert parse_filter('title = "café \U0001f600"', FIELDS) == [
         Condition("title", "=", "café \U0001f600")]
     assert len(parse_filter(" AND ".join(["sku = x"] * 20), FIELDS)) == 20
     assert parse_filter("", FIELDS) == []
@@ -63,19 +53,19 @@ def test_conditions_joined_by_and() -> None:
     "sku = A*B*",  # only a trailing wildcard
     "sku = A AND",
     "(sku = A)",
-    'sku = "\\x"',  # an escape JSON does not know
-    'sku = "\\u12"',
+    'sku = "\\x"',  # only \" and \\ are escapes
+    'sku = "\\u00e9"',  # UTF-8 is written as it is
     'sku = "abc',  # unterminated
     'sku = "a\tb"',  # a raw control character inside quotes
-    'sku = "\\u0000"',  # NUL: no PostgreSQL text holds it
-    'sku = "\\udc00"',  # half a surrogate pair: no UTF-8 for it
+    'sku = "a\x00"',  # NUL: no PostgreSQL text holds it
     "fragile = 18446744073709551616",  # a number where a boolean belongs
     "sku = " + "x" * 3000,  # too long
     " AND ".join(["sku = x"] * 21),  # too many conditions
 ])
 def test_what_is_not_understood_is_refused(text: str) -> None:
-    with pytest.raises(FilterError):
+    with pytest.raises(InvalidArgument) as refused:
         parse_filter(text, FIELDS)
+    assert [v.field for v in refused.value.violations] == ["filter"]
 
 
 def test_page_tokens_round_trip_and_belong_to_their_query() -> None:
@@ -121,8 +111,9 @@ def test_regions_time_zones_times_and_money() -> None:
     check_time_of_day(violations, "cut", 24, 0, 0, 0)
     check_money(violations, "cost", "USD", "4.95")
     check_money(violations, "cost", "usd", "-1")
+    check_money(violations, "fee", "ABC", "1")  # three letters, but no ISO 4217 currency
     assert fields_of(violations) == ["r[2]", "r[3]", "r[4]", "tz", "cut", "cost.currency_code",
-                                     "cost.amount"]
+                                     "cost.amount", "fee.currency_code"]
 
 
 def test_bins_are_checked() -> None:

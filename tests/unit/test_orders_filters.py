@@ -6,19 +6,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from oms_orders.domain import MAX_FILTER_LENGTH, MAX_FILTER_TERMS, OrderStatus
-from oms_orders.filters import Filter, Term, parse
+from oms_orders.domain import OrderStatus
+from oms_orders.filters import parse
 from oms_platform.errors import InvalidArgument
+from oms_platform.filtering import MAX_FILTER_LENGTH, MAX_FILTER_TERMS, Condition, Filter
 
 
 def test_a_conjunction_of_terms_and_text_searches_parses() -> None:
     assert parse('status = RELEASED AND create_time >= "2025-11-01T00:00:00Z" AND '
                  'sku = "A \\"B\\" \\\\C" AND "Ada"') == Filter(
-        terms=(Term("status", "=", OrderStatus.RELEASED),
-               Term("create_time", ">=", datetime(2025, 11, 1, tzinfo=UTC)),
-               Term("sku", "=", 'A "B" \\C')),
+        conditions=(Condition("status", "=", OrderStatus.RELEASED),
+               Condition("create_time", ">=", datetime(2025, 11, 1, tzinfo=UTC)),
+               Condition("sku", "=", 'A "B" \\C')),
         text=("Ada",))
-    assert parse("item_count > -999999999999999999").terms[0].value == -999999999999999999
+    assert parse("item_count > -999999999999999999").conditions[0].value == -999999999999999999
     assert parse(" AND ".join(["priority = true"] * MAX_FILTER_TERMS))
 
 

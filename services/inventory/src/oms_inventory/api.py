@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import timeofday_pb2
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from oms_platform import filtering as filters
 from oms_platform.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -23,6 +24,7 @@ from oms_platform.errors import (
     NotFound,
     Violations,
 )
+from oms_platform.money import check_money
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -74,21 +76,21 @@ NODE_MASK_COLUMNS: dict[str, tuple[str, ...]] = {
     "bins": (),
 }
 PRODUCT_FILTER_FIELDS = {
-    "sku": filtering.text_field(),
-    "title": filtering.text_field(),
-    "gtin": filtering.text_field("=", "!="),
-    "fragile": filtering.bool_field(),
-    "hazardous": filtering.bool_field(),
-    "returnable": filtering.bool_field(),
-    "backorder_policy": filtering.enum_field(("ALLOW", "DENY", "ALLOW_UP_TO_LIMIT")),
+    "sku": filters.text(wildcard=True),
+    "title": filters.text(wildcard=True),
+    "gtin": filters.text("=", "!=", wildcard=True),
+    "fragile": filters.boolean(),
+    "hazardous": filters.boolean(),
+    "returnable": filters.boolean(),
+    "backorder_policy": filters.enum({v: v for v in ("ALLOW", "DENY", "ALLOW_UP_TO_LIMIT")}),
 }
 NODE_FILTER_FIELDS = {
-    "type": filtering.enum_field(tuple(
-        name.removeprefix(NODE_TYPE_PREFIX) for name in inventory_pb2.NodeType.keys()
-        if name != "NODE_TYPE_UNSPECIFIED")),
-    "region": filtering.text_field("="),
+    "type": filters.enum({
+        name.removeprefix(NODE_TYPE_PREFIX): name.removeprefix(NODE_TYPE_PREFIX)
+        for name in inventory_pb2.NodeType.keys() if name != "NODE_TYPE_UNSPECIFIED"}),
+    "region": filters.text("=", wildcard=True),
 }
-LEVEL_FILTER_FIELDS = {"sku": filtering.text_field("=")}
+LEVEL_FILTER_FIELDS = {"sku": filters.text("=", wildcard=True)}
 
 Lookup = Callable[[], Awaitable[Row[Any] | None]]
 
@@ -745,16 +747,16 @@ def _check_parent(violations: Violations, parent: str, *, allow_every: bool) -> 
 
 
 def _list_parameters(request: Any, query: Mapping[str, Any],
-                     fields: Mapping[str, filtering.FieldSpec], key: filtering.KeyShape,
-                     ) -> tuple[list[filtering.Condition], list[Any] | None, int]:
+                     fields: Mapping[str, filters.Field], key: filtering.KeyShape,
+                     ) -> tuple[list[filters.Condition], list[Any] | None, int]:
     violations = Violations()
-    conditions: list[filtering.Condition] = []
+    conditions: list[filters.Condition] = []
     after = None
     if fields:
         try:
-            conditions = filtering.parse_filter(request.filter, fields)
-        except FilterError as error:
-            violations.add("filter", str(error))
+            conditions = list(filters.parse(request.filter, fields).conditions)
+        except InvalidArgument as error:
+            violations.items.extend(error.violations)
     if request.page_size < 0:
         violations.add("page_size", "must not be negative")
     try:
@@ -864,8 +866,8 @@ def _check_node(violations: Violations, path: str, node: inventory_pb2.Fulfilmen
     if "time_zone" in paths:
         domain.check_time_zone(violations, f"{path}.time_zone", node.time_zone)
     if "shipment_cost" in paths and node.HasField("shipment_cost"):
-        domain.check_money(violations, f"{path}.shipment_cost", node.shipment_cost.currency_code,
-                           node.shipment_cost.amount)
+        check_money(violations, f"{path}.shipment_cost", node.shipment_cost.currency_code,
+                    node.shipment_cost.amount)
     if "bins" in paths:
         domain.check_bins(violations, f"{path}.bins", [
             domain.Bin(b.bin_code, b.zone, b.walk_sequence) for b in node.bins])

@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2, inventory_pb2
+from oms_platform.filtering import Condition
 from sqlalchemy import (
     ColumnElement,
     Row,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_inventory.filtering import Condition, like_escape
+from oms_inventory.filtering import like_escape
 from oms_inventory.levels import add_events
 from oms_inventory.tables import fulfilment_nodes, node_bins, products
 

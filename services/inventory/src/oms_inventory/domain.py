@@ -96,8 +96,6 @@ def check_delta(violations: Violations, path: str, delta: int) -> None:
 REGION_PATTERN = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 BIN_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 CHANNEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
-MONEY_AMOUNT_PATTERN = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
 MAX_TITLE_LENGTH = 500
 # What one request may carry; a node's bins are replaced as a whole, so MAX_BINS is also the
 # most a node has.
@@ -138,14 +136,6 @@ def check_time_of_day(violations: Violations, path: str, hours: int, minutes: in
                       seconds: int, nanos: int) -> None:
     if not (0 <= hours <= 23 and 0 <= minutes <= 59 and 0 <= seconds <= 59 and nanos == 0):
         violations.add(path, "must be a time of day between 00:00:00 and 23:59:59")
-
-
-def check_money(violations: Violations, path: str, currency: str, amount: str) -> None:
-    """A non-negative decimal amount in an ISO 4217 currency."""
-    if not CURRENCY_PATTERN.fullmatch(currency):
-        violations.add(f"{path}.currency_code", "must be an ISO 4217 code such as USD")
-    if not MONEY_AMOUNT_PATTERN.fullmatch(amount):
-        violations.add(f"{path}.amount", "must be a non-negative decimal such as 4.95")
 
 
 @dataclass(frozen=True)

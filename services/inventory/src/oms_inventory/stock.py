@@ -8,13 +8,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from oms_platform.filtering import Condition
 from sqlalchemy import Row, and_, delete, false, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import stock_rules
 from oms_inventory.catalogue import text_condition
-from oms_inventory.filtering import Condition
 from oms_inventory.levels import levels_with_products
 from oms_inventory.stock_rules import Drift, Figures
 from oms_inventory.tables import (

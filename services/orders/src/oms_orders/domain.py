@@ -31,6 +31,7 @@ from oms_platform.errors import (
     NotFound,
     Violations,
 )
+from oms_platform.money import Money, check_money, is_currency
 
 
 class OrderStatus(StrEnum):
@@ -116,20 +117,6 @@ PRIORITY_SERVICE_LEVELS = frozenset({ServiceLevel.EXPRESS, ServiceLevel.NEXT_DAY
 CAPTURE_PAYMENT_STATUSES = frozenset({PaymentStatus.UNSPECIFIED, PaymentStatus.PENDING,
                                       PaymentStatus.AUTHORIZED, PaymentStatus.PAID})
 
-# ISO 4217 minor units of the currencies that do not use two fraction digits.
-MINOR_UNITS: Mapping[str, int] = {
-    **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-         "VND", "VUV", "XAF", "XOF", "XPF"],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-    **dict.fromkeys(["CLF", "UYW"], 4),
-}
-
-# Bounds of what one request may carry (the README's "Bounds" lists them). Together they
-# keep an order's row, its OrderCreated and a merged shipment's OrderReleased far below
-# NATS's 1 MiB payload limit, and every count within the contract's int32 fields.
 MAX_REQUEST_ID_LENGTH = 100
 MAX_CHANNEL_LENGTH = 100
 MAX_EXTERNAL_ID_LENGTH = 200
@@ -150,15 +137,11 @@ MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
 MAX_GIFT_NOTE_LENGTH = 500
 MAX_REASON_LENGTH = 500
-MAX_FILTER_LENGTH = 2000
-MAX_FILTER_TERMS = 20
 """Terms and text searches of one ListOrders/CountOrders filter."""
 PAYMENT_TIMEOUT_REASON = "payment not received in time"
 SYSTEM = "system"
 
-_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 _REGION_CODE = re.compile(r"[A-Z]{2}")
-_AMOUNT = re.compile(r"-?(?P<units>\d{1,18})(?:\.(?P<fraction>\d+))?")
 
 
 class InvalidAllocation(FailedPrecondition):
@@ -178,45 +161,11 @@ class OutOfOrder(FailedPrecondition):
     reason = "EVENT_OUT_OF_ORDER"
 
 
-def minor_units(currency_code: str) -> int:
-    return MINOR_UNITS.get(currency_code, 2)
-
-
-def is_currency(code: str) -> bool:
-    return (
-        _CURRENCY_CODE.fullmatch(code) is not None
-        and pycountry.currencies.get(alpha_3=code) is not None
-    )
-
-
 def is_region(code: str) -> bool:
     return (
         _REGION_CODE.fullmatch(code) is not None
         and pycountry.countries.get(alpha_2=code) is not None
     )
-
-
-@dataclass(frozen=True)
-class Money:
-    currency_code: str
-    amount: Decimal
-
-    @classmethod
-    def of(cls, currency_code: str, amount: Decimal | str | int) -> Money:
-        """Money in a currency's minor units: ``Money.of("EUR", "5")`` is 5.00 EUR."""
-        exponent = Decimal(1).scaleb(-minor_units(currency_code))
-        return cls(currency_code, Decimal(amount).quantize(exponent))
-
-    def __add__(self, other: Money) -> Money:
-        if other.currency_code != self.currency_code:
-            raise ValueError(f"cannot add {other.currency_code} to {self.currency_code}")
-        return Money.of(self.currency_code, self.amount + other.amount)
-
-    def __mul__(self, quantity: int) -> Money:
-        return Money.of(self.currency_code, self.amount * quantity)
-
-    def __str__(self) -> str:
-        return f"{self.amount:f} {self.currency_code}"
 
 
 @dataclass(frozen=True)
@@ -608,25 +557,9 @@ def _validate_line(violations: Violations, path: str, line: LineDraft) -> str | 
 def validate_money(violations: Violations, path: str, currency_code: str,
                    amount: str, *, positive: bool = False) -> str | None:
     """Checks an amount of money as written (``positive``: more than zero); returns its
-    currency when that is valid."""
-    currency_ok = violations.require(
-        is_currency(currency_code),
-        f"{path}.currency_code",
-        "must be an ISO 4217 currency code such as EUR",
-    )
-    match = _AMOUNT.fullmatch(amount)
-    if not match:
-        violations.add(f"{path}.amount", 'must be a decimal number such as "19.99"')
-    elif positive and Decimal(amount) <= 0:
-        violations.add(f"{path}.amount", "must be more than zero")
-    elif amount.startswith("-"):
-        violations.add(f"{path}.amount", "must not be negative")
-    elif currency_ok and len(match["fraction"] or "") > minor_units(currency_code):
-        violations.add(
-            f"{path}.amount",
-            f"{currency_code} allows at most {minor_units(currency_code)} fraction digits",
-        )
-    return currency_code if currency_ok else None
+    currency when that is valid, so that lines can be checked for one currency."""
+    check_money(violations, path, currency_code, amount, positive=positive)
+    return currency_code if is_currency(currency_code) else None
 
 
 def validate_payment(draft: PaymentDraft) -> Violations:

@@ -558,7 +558,7 @@ _OPS = {
 def conditions(parsed: filters.Filter) -> list[ColumnElement[bool]]:
     """SQL conditions of a parsed filter."""
     found: list[ColumnElement[bool]] = []
-    for term in parsed.terms:
+    for term in parsed.conditions:
         match term.field:
             case "customer":
                 found.append(or_(
@@ -573,9 +573,9 @@ def conditions(parsed: filters.Filter) -> list[ColumnElement[bool]]:
                 found.append(orders.c.merge_group.is_not(None) if term.value
                              else orders.c.merge_group.is_(None))
             case "status" | "payment_status":
-                found.append(_OPS[term.op](orders.c[term.field], term.value.value))
+                found.append(_OPS[term.operator](orders.c[term.field], term.value.value))
             case _:
-                found.append(_OPS[term.op](orders.c[term.field], term.value))
+                found.append(_OPS[term.operator](orders.c[term.field], term.value))
     for text in parsed.text:
         pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
             "_", "\\_") + "%"
