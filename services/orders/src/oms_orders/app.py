@@ -14,10 +14,15 @@ from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.consumer import Subscription, one_by_one
 from oms_platform.service import Runtime, ServiceDefinition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_orders import handlers, kpis, kpis_api, notifications
-from oms_orders.api import OrdersServicer
-from oms_orders.repository import SOURCE
+from oms_orders import kpis, kpis_api, notifications
+from oms_orders.capture import handlers as capture_handlers
+from oms_orders.capture.api import CaptureApi
+from oms_orders.lifecycle import handlers
+from oms_orders.lifecycle.api import LifecycleApi
+from oms_orders.lifecycle.store import SOURCE
+from oms_orders.search.api import SearchApi
 from oms_orders.settings import OrdersSettings
 from oms_orders.tables import metadata
 
@@ -26,6 +31,13 @@ READ_MODEL = "read-model"
 SETTINGS = OrdersSettings()
 
 __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
+
+
+class OrdersServicer(CaptureApi, SearchApi, LifecycleApi, orders_pb2_grpc.OrdersServiceServicer):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 settings: OrdersSettings) -> None:
+        self._sessions = sessions
+        self._settings = settings
 
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
@@ -48,7 +60,7 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
         Subscription(inventory_events.StockBackordered, handlers.on_stock_backordered),
         Subscription(inventory_events.AllocationFailed, handlers.on_allocation_failed),
         Subscription(inventory_events.StockReleased, handlers.on_stock_released),
-        Subscription(inventory_events.ProductChanged, handlers.on_product_changed),
+        Subscription(inventory_events.ProductChanged, capture_handlers.on_product_changed),
         Subscription(fulfilment_events.PackageShipped, handlers.on_package_shipped),
         Subscription(shipping_events.ShipmentDelivered, handlers.on_shipment_delivered),
         Subscription(shipping_events.DeliveryException, handlers.on_delivery_exception),

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from oms_orders.domain import MAX_BATCH_ORDERS, CapturePolicy
+from oms_orders.capture.domain import MAX_BATCH_ORDERS, CapturePolicy
 
 
 class OrdersSettings(BaseSettings):
