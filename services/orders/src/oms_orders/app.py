@@ -9,21 +9,24 @@ from pathlib import Path
 import grpc
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
-from oms.orders.v1 import insights_pb2_grpc, orders_pb2, orders_pb2_grpc
+from oms.orders.v1 import insights_pb2, insights_pb2_grpc, orders_pb2, orders_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.consumer import Subscription, one_by_one
 from oms_platform.service import Runtime, ServiceDefinition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_orders import kpis, kpis_api, notifications
 from oms_orders.capture import handlers as capture_handlers
 from oms_orders.capture.api import CaptureApi
+from oms_orders.insights import handlers as insights_handlers
+from oms_orders.insights.api import InsightsApi
 from oms_orders.lifecycle import handlers
 from oms_orders.lifecycle.api import LifecycleApi
 from oms_orders.lifecycle.store import SOURCE
+from oms_orders.notifications import handlers as notifications_handlers
+from oms_orders.notifications.api import NotificationsApi
 from oms_orders.search.api import SearchApi
-from oms_orders.settings import OrdersSettings
+from oms_orders.settings import NotificationSettings, OrdersSettings
 from oms_orders.tables import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,16 +43,22 @@ class OrdersServicer(CaptureApi, SearchApi, LifecycleApi, orders_pb2_grpc.Orders
         self._settings = settings
 
 
+class OrderInsightsServicer(InsightsApi, NotificationsApi,
+                            insights_pb2_grpc.OrderInsightsServiceServicer):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
     orders_pb2_grpc.add_OrdersServiceServicer_to_server(
         OrdersServicer(runtime.sessions, SETTINGS), server
     )
     insights_pb2_grpc.add_OrderInsightsServiceServicer_to_server(
-        kpis_api.OrderInsightsServicer(runtime.sessions), server
+        OrderInsightsServicer(runtime.sessions), server
     )
     return [
         orders_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name,
-        kpis_api.SERVICE_NAME,
+        insights_pb2.DESCRIPTOR.services_by_name["OrderInsightsService"].full_name,
     ]
 
 
@@ -74,8 +83,8 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
             replace(subscription, group=READ_MODEL,
                     batch_handler=one_by_one(subscription.handler))
             for subscription in (
-                *kpis.subscriptions(),
-                *notifications.subscriptions(notifications.NotificationSettings()),
+                *insights_handlers.subscriptions(),
+                *notifications_handlers.subscriptions(NotificationSettings()),
             )
         ),
     ]
@@ -83,5 +92,5 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
 
 DEFINITION = ServiceDefinition(
     name="orders", metadata=metadata, register=register, subscriptions=subscriptions,
-    background=(notifications.run_sender, handlers.payment_sweep(SETTINGS)),
+    background=(notifications_handlers.run_sender, handlers.payment_sweep(SETTINGS)),
 )
