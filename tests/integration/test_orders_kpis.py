@@ -30,8 +30,9 @@ from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
-from oms_orders import kpis_rules, notifications
 from oms_orders.app import DEFINITION, MIGRATIONS
+from oms_orders.insights import domain as kpis_rules
+from oms_orders.notifications import handlers as notifications
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, producing_service
 from oms_platform.migrations import alembic_config

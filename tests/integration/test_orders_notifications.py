@@ -32,7 +32,8 @@ from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import free_port
 from oms_orders.app import DEFINITION, MIGRATIONS
-from oms_orders.notifications import MailServerUnavailable, NotificationSettings, Sender
+from oms_orders.notifications.handlers import MailServerUnavailable, Sender
+from oms_orders.settings import NotificationSettings
 from oms_orders.tables import notifications
 from oms_platform.bus import ensure_stream
 from oms_platform.events import encode, producing_service, stream_name

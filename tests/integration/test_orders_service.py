@@ -29,8 +29,9 @@ from oms.orders.v1 import events_pb2, orders_pb2, orders_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
-from oms_orders import domain, handlers
 from oms_orders.app import DEFINITION, MIGRATIONS
+from oms_orders.capture import domain as capture_domain
+from oms_orders.lifecycle import domain, handlers
 from oms_orders.tables import metadata
 from oms_platform import filtering
 from oms_platform.bus import ensure_stream
@@ -420,13 +421,13 @@ def _too_many_lines(request: orders_pb2.CreateOrderRequest) -> None:
 
 def _too_many_tags_and_address_lines(request: orders_pb2.CreateOrderRequest) -> None:
     request.order.tags.extend(f"tag-{n}" for n in range(domain.MAX_TAGS + 1))
-    request.order.shipping_address.address_lines.extend(["more"] * domain.MAX_ADDRESS_LINES)
+    request.order.shipping_address.address_lines.extend(["more"] * capture_domain.MAX_ADDRESS_LINES)
 
 
 def _text_postgres_cannot_store(request: orders_pb2.CreateOrderRequest) -> None:
     request.order.customer.display_name = "Ada\x00"
     request.order.lines[0].external_line_id = "L\x00"
-    request.order.shipping_address.locality = "L" * (domain.MAX_TEXT_LENGTH + 1)
+    request.order.shipping_address.locality = "L" * (capture_domain.MAX_TEXT_LENGTH + 1)
 
 
 def _not_a_place(request: orders_pb2.CreateOrderRequest) -> None:
@@ -1090,7 +1091,7 @@ async def test_a_batch_import_creates_each_valid_order_once(orders: OrdersStub) 
 
     with pytest.raises(grpc.aio.AioRpcError) as too_many:
         await orders.BatchCreateOrders(orders_pb2.BatchCreateOrdersRequest(
-            requests=[good] * (domain.MAX_BATCH_ORDERS + 1)))
+            requests=[good] * (capture_domain.MAX_BATCH_ORDERS + 1)))
     assert field_violations(too_many.value) == ["requests"]
 
 

@@ -11,33 +11,35 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from oms_orders.domain import (
+from oms_orders.capture.domain import (
     MAX_ADDRESS_LINES,
-    MAX_LINES,
     MAX_QUANTITY,
-    MAX_TAGS,
     MAX_TEXT_LENGTH,
-    Address,
     CapturePolicy,
+    LineDraft,
+    OrderDraft,
+    Product,
+    place_order,
+    validate_new_order,
+)
+from oms_orders.lifecycle.domain import (
+    MAX_LINES,
+    MAX_TAGS,
+    Address,
     Customer,
     LatLng,
-    LineDraft,
     Money,
     MoneyDraft,
     Order,
-    OrderDraft,
     OrderPlaced,
     OrderStatus,
     PaymentDraft,
     PaymentKind,
     PaymentStatus,
-    Product,
     ServiceLevel,
     address_key,
     customer_key,
     parse_order_name,
-    place_order,
-    validate_new_order,
     validate_payment,
 )
 from oms_platform.errors import InvalidArgument

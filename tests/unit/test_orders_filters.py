@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from oms_orders.domain import OrderStatus
-from oms_orders.filters import parse
+from oms_orders.lifecycle.domain import OrderStatus
+from oms_orders.search.domain import parse
 from oms_platform.errors import InvalidArgument
 from oms_platform.filtering import MAX_FILTER_LENGTH, MAX_FILTER_TERMS, Condition, Filter
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from oms_orders.kpis_rules import (
+from oms_orders.insights.domain import (
     MAX_FIGURES,
     MAX_PERIODS,
     Granularity,
@@ -14,7 +14,6 @@ from oms_orders.kpis_rules import (
     check_figures,
     check_range,
     contact,
-    parse_order_name,
     percent,
     period_count,
     period_end,
@@ -124,13 +123,3 @@ def test_a_kpi_response_holds_a_bounded_number_of_figures() -> None:
     assert violations.items == []
     check_figures(violations, MAX_FIGURES + 1)
     assert [v.field for v in violations.items] == ["channel"]
-
-
-@pytest.mark.parametrize(("name", "valid"), [
-    (ORDER, True),
-    (ORDER.upper().replace("ORDERS", "orders"), False),  # canonical lowercase only
-    ("orders/42", False),
-    ("returns/6f1c1b1e-8a44-4c4e-9d1e-2f4b9f3e7a10", False),
-])
-def test_order_names(name: str, valid: bool) -> None:
-    assert (parse_order_name(name) == name) is valid

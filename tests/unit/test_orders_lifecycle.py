@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oms_orders.domain import (
+from oms_orders.capture.domain import (
+    LineDraft,
+    OrderDraft,
+    place_order,
+)
+from oms_orders.lifecycle.domain import (
     MAX_LINES,
     MAX_MERGE_ORDERS,
     PAID,
@@ -26,7 +31,6 @@ from oms_orders.domain import (
     HoldKind,
     IllegalTransition,
     InvalidAllocation,
-    LineDraft,
     LineQuantity,
     LinesCancelled,
     Money,
@@ -34,7 +38,6 @@ from oms_orders.domain import (
     NodeLine,
     Noted,
     Order,
-    OrderDraft,
     OrderStatus,
     OutOfOrder,
     PackageInfo,
@@ -46,7 +49,6 @@ from oms_orders.domain import (
     StatusChanged,
     merge,
     merge_ids,
-    place_order,
     release_ready,
     split,
 )

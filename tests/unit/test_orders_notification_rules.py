@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
-from oms_orders.notifications import NotificationSettings
-from oms_orders.notifications_render import Renderer
-from oms_orders.notifications_rules import (
+from oms_orders.notifications.convert import Renderer
+from oms_orders.notifications.domain import (
     Kind,
     is_permanent,
     is_stale,
@@ -17,6 +16,7 @@ from oms_orders.notifications_rules import (
     safe_link,
     sender_domain,
 )
+from oms_orders.settings import NotificationSettings
 
 ORDER = "orders/6f1c1b1e-8a44-4c4e-9d1e-2f4b9f3e7a10"
 

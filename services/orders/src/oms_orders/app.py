@@ -9,16 +9,24 @@ from pathlib import Path
 import grpc
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
-from oms.orders.v1 import insights_pb2_grpc, orders_pb2, orders_pb2_grpc
+from oms.orders.v1 import insights_pb2, insights_pb2_grpc, orders_pb2, orders_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.consumer import Subscription, one_by_one
 from oms_platform.service import Runtime, ServiceDefinition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_orders import handlers, kpis, kpis_api, notifications
-from oms_orders.api import OrdersServicer
-from oms_orders.repository import SOURCE
-from oms_orders.settings import OrdersSettings
+from oms_orders.capture import handlers as capture_handlers
+from oms_orders.capture.api import CaptureApi
+from oms_orders.insights import handlers as insights_handlers
+from oms_orders.insights.api import InsightsApi
+from oms_orders.lifecycle import handlers
+from oms_orders.lifecycle.api import LifecycleApi
+from oms_orders.lifecycle.store import SOURCE
+from oms_orders.notifications import handlers as notifications_handlers
+from oms_orders.notifications.api import NotificationsApi
+from oms_orders.search.api import SearchApi
+from oms_orders.settings import NotificationSettings, OrdersSettings
 from oms_orders.tables import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,16 +36,29 @@ SETTINGS = OrdersSettings()
 __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE"]
 
 
+class OrdersServicer(CaptureApi, SearchApi, LifecycleApi, orders_pb2_grpc.OrdersServiceServicer):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 settings: OrdersSettings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+
+
+class OrderInsightsServicer(InsightsApi, NotificationsApi,
+                            insights_pb2_grpc.OrderInsightsServiceServicer):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
     orders_pb2_grpc.add_OrdersServiceServicer_to_server(
         OrdersServicer(runtime.sessions, SETTINGS), server
     )
     insights_pb2_grpc.add_OrderInsightsServiceServicer_to_server(
-        kpis_api.OrderInsightsServicer(runtime.sessions), server
+        OrderInsightsServicer(runtime.sessions), server
     )
     return [
         orders_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name,
-        kpis_api.SERVICE_NAME,
+        insights_pb2.DESCRIPTOR.services_by_name["OrderInsightsService"].full_name,
     ]
 
 
@@ -48,7 +69,7 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
         Subscription(inventory_events.StockBackordered, handlers.on_stock_backordered),
         Subscription(inventory_events.AllocationFailed, handlers.on_allocation_failed),
         Subscription(inventory_events.StockReleased, handlers.on_stock_released),
-        Subscription(inventory_events.ProductChanged, handlers.on_product_changed),
+        Subscription(inventory_events.ProductChanged, capture_handlers.on_product_changed),
         Subscription(fulfilment_events.PackageShipped, handlers.on_package_shipped),
         Subscription(shipping_events.ShipmentDelivered, handlers.on_shipment_delivered),
         Subscription(shipping_events.DeliveryException, handlers.on_delivery_exception),
@@ -62,8 +83,8 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
             replace(subscription, group=READ_MODEL,
                     batch_handler=one_by_one(subscription.handler))
             for subscription in (
-                *kpis.subscriptions(),
-                *notifications.subscriptions(notifications.NotificationSettings()),
+                *insights_handlers.subscriptions(),
+                *notifications_handlers.subscriptions(NotificationSettings()),
             )
         ),
     ]
@@ -71,5 +92,5 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
 
 DEFINITION = ServiceDefinition(
     name="orders", metadata=metadata, register=register, subscriptions=subscriptions,
-    background=(notifications.run_sender, handlers.payment_sweep(SETTINGS)),
+    background=(notifications_handlers.run_sender, handlers.payment_sweep(SETTINGS)),
 )

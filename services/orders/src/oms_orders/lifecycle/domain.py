@@ -1,8 +1,9 @@
-"""The order aggregate and its rules: capture and validation, money, payments, holds,
-allocation accounting per line, release, cancellation, shipments, returns and merges.
+"""The order aggregate and its rules: the value types every capability shares, payments,
+holds, allocation accounting per line, release, cancellation, shipments, returns and merges.
 
 No I/O here: the aggregate changes itself and records what happened as domain events; the
-repository turns those into timeline rows and outbox messages.
+store turns those into timeline rows and outbox messages. What a new order must be to be
+accepted is the capture capability's (:mod:`oms_orders.capture.domain`).
 
 The status is derived from facts that only accumulate (units allocated, shipped, returned,
 the payment, the holds) and every derived move is checked against ``TRANSITIONS``, so a
@@ -14,16 +15,14 @@ reservation of a paid order).
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-import pycountry
 from oms_platform.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -32,6 +31,7 @@ from oms_platform.errors import (
     Violations,
 )
 from oms_platform.money import Money, check_money, is_currency
+from oms_platform.values import LatLng
 
 
 class OrderStatus(StrEnum):
@@ -114,34 +114,20 @@ PAID = frozenset({PaymentStatus.AUTHORIZED, PaymentStatus.PAID,
                   PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED})
 UNPAID = frozenset({PaymentStatus.UNSPECIFIED, PaymentStatus.PENDING, PaymentStatus.FAILED})
 PRIORITY_SERVICE_LEVELS = frozenset({ServiceLevel.EXPRESS, ServiceLevel.NEXT_DAY})
-CAPTURE_PAYMENT_STATUSES = frozenset({PaymentStatus.UNSPECIFIED, PaymentStatus.PENDING,
-                                      PaymentStatus.AUTHORIZED, PaymentStatus.PAID})
 
 MAX_REQUEST_ID_LENGTH = 100
 MAX_CHANNEL_LENGTH = 100
 MAX_EXTERNAL_ID_LENGTH = 200
-MAX_SKU_LENGTH = 100
-MAX_TEXT_LENGTH = 300
-"""Each text of the customer and of the shipping address (names, lines, email, phone)."""
-MAX_ADDRESS_LINES = 5
 MAX_LINES = 500
 """Lines of one order, of one merged shipment, of one CancelOrder request."""
-MAX_QUANTITY = 1_000_000
-"""Units of one line: ``MAX_LINES * MAX_QUANTITY`` is below 2**31, so an order's item
-count always fits the contract's int32."""
-MAX_BATCH_ORDERS = 500
-"""Orders per BatchCreateOrders (``OMS_ORDERS_MAX_BATCH_SIZE`` may lower it)."""
 MAX_MERGE_ORDERS = 20
 """Orders named by one MergeOrders, and orders in one merged shipment."""
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
 MAX_GIFT_NOTE_LENGTH = 500
 MAX_REASON_LENGTH = 500
-"""Terms and text searches of one ListOrders/CountOrders filter."""
 PAYMENT_TIMEOUT_REASON = "payment not received in time"
 SYSTEM = "system"
-
-_REGION_CODE = re.compile(r"[A-Z]{2}")
 
 
 class InvalidAllocation(FailedPrecondition):
@@ -159,19 +145,6 @@ class OutOfOrder(FailedPrecondition):
     released, a return of units not yet shipped). The consumer retries it later."""
 
     reason = "EVENT_OUT_OF_ORDER"
-
-
-def is_region(code: str) -> bool:
-    return (
-        _REGION_CODE.fullmatch(code) is not None
-        and pycountry.countries.get(alpha_2=code) is not None
-    )
-
-
-@dataclass(frozen=True)
-class LatLng:
-    latitude: float
-    longitude: float
 
 
 @dataclass(frozen=True)
@@ -202,49 +175,6 @@ class MoneyDraft:
 
     currency_code: str
     amount: str
-
-
-@dataclass(frozen=True)
-class LineDraft:
-    sku: str
-    quantity: int
-    unit_price: MoneyDraft | None
-    external_line_id: str = ""
-
-
-@dataclass(frozen=True)
-class OrderDraft:
-    """An order as a channel submits it, before validation."""
-
-    channel: str
-    external_order_id: str
-    lines: Sequence[LineDraft]
-    shipping_address: Address | None
-    customer: Customer = Customer()
-    service_level: str = ServiceLevel.UNSPECIFIED
-    payment_status: str = PaymentStatus.UNSPECIFIED
-    priority: bool = False
-    tags: Sequence[str] = ()
-    gift_note: str = ""
-    order_time: datetime | None = None
-    promise_time: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Product:
-    """What the orders service keeps of the product master."""
-
-    sku: str
-    minimum_order_quantity: int = 0
-    weight_grams: int = 0
-
-
-@dataclass(frozen=True)
-class CapturePolicy:
-    """The configurable rules of capture."""
-
-    payment_timeout: timedelta = timedelta(minutes=30)
-    high_value_thresholds: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass
@@ -457,63 +387,6 @@ class Release:
     at: datetime
 
 
-def validate_new_order(
-    draft: OrderDraft,
-    *,
-    request_id: str = "",
-    products: Mapping[str, Product] | None = None,
-    prefix: str = "order",
-) -> Violations:
-    """Every violation of a new order at once; field paths are those of CreateOrderRequest.
-
-    ``products`` are the known products of the draft's SKUs: a line below its product's
-    minimum order quantity is refused; a SKU not known here is accepted (inventory decides).
-    """
-    products = products or {}
-    violations = Violations()
-    _require_text(violations, f"{prefix}.channel", draft.channel, MAX_CHANNEL_LENGTH)
-    _require_text(violations, f"{prefix}.external_order_id", draft.external_order_id,
-                  MAX_EXTERNAL_ID_LENGTH)
-    violations.require(bool(draft.lines), f"{prefix}.lines", "at least one line is required")
-    # Beyond the bound the bound is the answer: a million lines are not checked one by one.
-    lines = draft.lines if violations.require(
-        len(draft.lines) <= MAX_LINES, f"{prefix}.lines", f"at most {MAX_LINES} lines") else ()
-    order_currency: str | None = None
-    for index, line in enumerate(lines):
-        path = f"{prefix}.lines[{index}]"
-        currency = _validate_line(violations, path, line)
-        product = products.get(line.sku)
-        if product and line.quantity > 0 and line.quantity < product.minimum_order_quantity:
-            violations.add(
-                f"{path}.quantity",
-                f"{line.sku} is sold in at least {product.minimum_order_quantity} units",
-            )
-        order_currency = order_currency or currency
-        if currency and currency != order_currency:
-            violations.add(
-                f"{path}.unit_price.currency_code",
-                f"every line must be in the order's currency, {order_currency}",
-            )
-    if draft.shipping_address is None:
-        violations.add(f"{prefix}.shipping_address", "required")
-    else:
-        _validate_address(violations, f"{prefix}.shipping_address", draft.shipping_address)
-    _validate_customer(violations, f"{prefix}.customer", draft.customer)
-    violations.require(
-        draft.service_level in ServiceLevel.__members__, f"{prefix}.service_level",
-        "unknown value",
-    )
-    violations.require(
-        draft.payment_status in CAPTURE_PAYMENT_STATUSES, f"{prefix}.payment_status",
-        "an order is captured PENDING, AUTHORIZED or PAID",
-    )
-    validate_tags(violations, f"{prefix}.tags", draft.tags)
-    validate_text(violations, f"{prefix}.gift_note", draft.gift_note, MAX_GIFT_NOTE_LENGTH)
-    validate_text(violations, prefix.removesuffix("order") + "request_id", request_id,
-                  MAX_REQUEST_ID_LENGTH)
-    return violations
-
-
 def validate_tags(violations: Violations, path: str, tags: Sequence[str]) -> None:
     if not violations.require(len(tags) <= MAX_TAGS, path, f"at most {MAX_TAGS} tags"):
         return
@@ -534,24 +407,9 @@ def validate_text(violations: Violations, path: str, value: str, max_length: int
     ) and violations.require("\x00" not in value, path, "must not contain NUL characters")
 
 
-def _require_text(violations: Violations, path: str, value: str, max_length: int) -> None:
+def require_text(violations: Violations, path: str, value: str, max_length: int) -> None:
     if violations.require(bool(value.strip()), path, "required"):
         validate_text(violations, path, value, max_length)
-
-
-def _validate_line(violations: Violations, path: str, line: LineDraft) -> str | None:
-    """Checks one line; returns its currency when that is valid."""
-    _require_text(violations, f"{path}.sku", line.sku, MAX_SKU_LENGTH)
-    validate_text(violations, f"{path}.external_line_id", line.external_line_id,
-                  MAX_EXTERNAL_ID_LENGTH)
-    if violations.require(line.quantity > 0, f"{path}.quantity", "must be at least 1"):
-        violations.require(line.quantity <= MAX_QUANTITY, f"{path}.quantity",
-                           f"at most {MAX_QUANTITY} units per line")
-    price = line.unit_price
-    if price is None:
-        violations.add(f"{path}.unit_price", "required")
-        return None
-    return validate_money(violations, f"{path}.unit_price", price.currency_code, price.amount)
 
 
 def validate_money(violations: Violations, path: str, currency_code: str,
@@ -567,7 +425,7 @@ def validate_payment(draft: PaymentDraft) -> Violations:
     what depends on the order (its currency, what was captured) is checked when it is
     recorded."""
     violations = Violations()
-    _require_text(violations, "payment.transaction_id", draft.transaction_id,
+    require_text(violations, "payment.transaction_id", draft.transaction_id,
                   MAX_EXTERNAL_ID_LENGTH)
     violations.require(draft.kind in PaymentKind.__members__, "payment.kind",
                        "required: AUTHORIZATION, CAPTURE, FAILURE or REFUND")
@@ -662,112 +520,6 @@ def payment_status_after(
             return (PaymentStatus.REFUNDED if refunded >= captured
                     else PaymentStatus.PARTIALLY_REFUNDED)
     return before
-
-
-def _validate_customer(violations: Violations, path: str, customer: Customer) -> None:
-    validate_text(violations, f"{path}.external_customer_id", customer.external_customer_id,
-                  MAX_EXTERNAL_ID_LENGTH)
-    for name in ("display_name", "email", "phone"):
-        validate_text(violations, f"{path}.{name}", getattr(customer, name), MAX_TEXT_LENGTH)
-
-
-def _validate_address(violations: Violations, path: str, address: Address) -> None:
-    for name in ("recipient", "organization", "locality", "administrative_area",
-                 "postal_code", "phone", "email"):
-        validate_text(violations, f"{path}.{name}", getattr(address, name), MAX_TEXT_LENGTH)
-    if violations.require(len(address.address_lines) <= MAX_ADDRESS_LINES,
-                          f"{path}.address_lines", f"at most {MAX_ADDRESS_LINES} lines"):
-        for index, text in enumerate(address.address_lines):
-            validate_text(violations, f"{path}.address_lines[{index}]", text, MAX_TEXT_LENGTH)
-    if address.location is not None:
-        # Comparisons are False for NaN, so NaN is refused too (JSON could not store it).
-        violations.require(-90 <= address.location.latitude <= 90,
-                           f"{path}.location.latitude", "must be from -90 to 90")
-        violations.require(-180 <= address.location.longitude <= 180,
-                           f"{path}.location.longitude", "must be from -180 to 180")
-    violations.require(bool(address.recipient.strip()), f"{path}.recipient", "required")
-    violations.require(
-        bool(address.address_lines and address.address_lines[0].strip()),
-        f"{path}.address_lines[0]",
-        "required",
-    )
-    violations.require(bool(address.locality.strip()), f"{path}.locality", "required")
-    violations.require(bool(address.postal_code.strip()), f"{path}.postal_code", "required")
-    if violations.require(bool(address.region_code), f"{path}.region_code", "required"):
-        violations.require(
-            is_region(address.region_code),
-            f"{path}.region_code",
-            "must be an ISO 3166-1 alpha-2 country code such as DE",
-        )
-
-
-def place_order(
-    draft: OrderDraft,
-    *,
-    order_id: uuid.UUID,
-    now: datetime,
-    request_id: str = "",
-    products: Mapping[str, Product] | None = None,
-    policy: CapturePolicy | None = None,
-    prefix: str = "order",
-) -> Order:
-    """A new order, or InvalidArgument listing every violation.
-
-    An order captured without a payment status waits for one, like a web order: nothing
-    ships unpaid unless the channel says it is paid.
-    """
-    products = products or {}
-    policy = policy or CapturePolicy()
-    validate_new_order(draft, request_id=request_id, products=products,
-                       prefix=prefix).raise_if_any()
-    assert draft.shipping_address is not None
-    payment_status = PaymentStatus(draft.payment_status)
-    if payment_status is PaymentStatus.UNSPECIFIED:
-        payment_status = PaymentStatus.PENDING
-    lines = [_order_line(n, line) for n, line in enumerate(draft.lines, start=1)]
-    order = Order(
-        id=order_id,
-        channel=draft.channel,
-        external_order_id=draft.external_order_id,
-        customer=draft.customer,
-        shipping_address=draft.shipping_address,
-        lines=lines,
-        service_level=ServiceLevel(draft.service_level),
-        payment_status=payment_status,
-        status=S.PENDING_ALLOCATION if payment_status in PAID else S.PAYMENT_PENDING,
-        create_time=now,
-        update_time=now,
-        priority_flag=draft.priority,
-        tags=tuple(dict.fromkeys(draft.tags)),
-        gift_note=draft.gift_note,
-        order_time=draft.order_time or now,
-        promise_time=draft.promise_time,
-        payment_due_time=now + policy.payment_timeout if payment_status in UNPAID else None,
-        weight_grams=sum(
-            products[x.sku].weight_grams * x.quantity for x in lines if x.sku in products
-        ),
-    )
-    threshold = policy.high_value_thresholds.get(order.currency_code)
-    order.high_value = threshold is not None and order.total.amount >= threshold
-    if payment_status in (PaymentStatus.AUTHORIZED, PaymentStatus.PAID):
-        # The channel took the money: the payment history starts with it.
-        kind = (PaymentKind.CAPTURE if payment_status is PaymentStatus.PAID
-                else PaymentKind.AUTHORIZATION)
-        order.payments.append(Payment(f"{order.channel}:{order.external_order_id}", kind,
-                                      order.total, provider=order.channel, at=now))
-    order.events.append(OrderPlaced(now))
-    return order
-
-
-def _order_line(number: int, line: LineDraft) -> OrderLine:
-    assert line.unit_price is not None
-    return OrderLine(
-        line_id=str(number),
-        sku=line.sku,
-        quantity=line.quantity,
-        unit_price=Money.of(line.unit_price.currency_code, line.unit_price.amount),
-        external_line_id=line.external_line_id,
-    )
 
 
 def customer_key(channel: str, customer: Customer) -> str:
@@ -1407,6 +1159,18 @@ def release_ready(group: Sequence[Order], *, at: datetime) -> list[Release]:
     ]
 
 
+def release_units(changed: Sequence[Order], group: Sequence[Order]) -> list[list[Order]]:
+    """The release units among the changed orders: each merged group (in id order), or a
+    lone order."""
+    units: dict[uuid.UUID, list[Order]] = {}
+    for order in changed:
+        key = order.merge_group or order.id
+        if key not in units:
+            units[key] = sorted((o for o in group if (o.merge_group or o.id) == key),
+                                key=lambda o: o.id) or [order]
+    return list(units.values())
+
+
 def merge_ids(names: Sequence[str]) -> list[uuid.UUID]:
     """The order ids a MergeOrders names, checked before any order is read."""
     violations = Violations()
@@ -1511,3 +1275,14 @@ def parse_order_name(name: str) -> uuid.UUID | None:
         return None
     return order_id if str(order_id) == raw else None
 
+
+def require_order_id(name: str, field: str = "name") -> uuid.UUID:
+    """The id in an order's resource name; INVALID_ARGUMENT on ``field`` otherwise."""
+    order_id = parse_order_name(name)
+    if order_id is None:
+        raise InvalidArgument([FieldViolation(field, 'must be "orders/{uuid}"')])
+    return order_id
+
+
+def order_not_found(name: str) -> NotFound:
+    return NotFound(f"{name} not found", reason="ORDER_NOT_FOUND", metadata={"name": name})

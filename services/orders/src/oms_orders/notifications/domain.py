@@ -7,6 +7,10 @@ import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+"""Notifications per ListOrderNotifications page; a larger ``page_size`` is read as this."""
+
 _MESSAGE_ID_NAMESPACE = uuid.UUID("8f6c1d2e-5b7a-4c3e-9a0f-6d2b1e4c7a90")
 
 

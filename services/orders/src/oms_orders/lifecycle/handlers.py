@@ -22,7 +22,7 @@ from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_orders import convert, domain, repository
+from oms_orders.lifecycle import convert, domain, store
 from oms_orders.settings import OrdersSettings
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,7 @@ async def apply(
 ) -> domain.Order | None:
     """Runs ``change`` on the order named ``name`` and saves it (with any release)."""
     order_id = domain.parse_order_name(name)
-    group = await repository.load_group(session, order_id) if order_id else []
+    group = await store.load_group(session, order_id) if order_id else []
     order = next((o for o in group if o.id == order_id), None)
     if order is None:
         # An event for an order we do not know cannot succeed on a retry, so it is
@@ -46,7 +46,7 @@ async def apply(
     if not change(order, now):
         return order
     changed, releases = _release(order, group, now)
-    await repository.save(session, changed, releases)
+    await store.save(session, changed, releases)
     return order
 
 
@@ -79,7 +79,7 @@ async def on_stocks_allocated(
     one through :func:`on_stock_allocated`."""
     names = list(dict.fromkeys(event.order for event in events))
     ids = {name: domain.parse_order_name(name) for name in names}
-    groups = await repository.load_groups(session, [i for i in ids.values() if i])
+    groups = await store.load_groups(session, [i for i in ids.values() if i])
     now = datetime.now(UTC)
     changed: dict[uuid.UUID, domain.Order] = {}
     releases: list[domain.Release] = []
@@ -96,7 +96,7 @@ async def on_stocks_allocated(
         saved, released = _release(order, group or [], now)
         changed |= {o.id: o for o in saved}
         releases += released
-    await repository.save(session, list(changed.values()), releases)
+    await store.save(session, list(changed.values()), releases)
 
 
 async def on_stock_backordered(
@@ -122,18 +122,6 @@ async def on_stock_released(
     expired = event.reason == inventory_events.RELEASE_REASON_EXPIRED
     await apply(session, event.order, "StockReleased",
                 lambda order, now: order.stock_released(lines, expired=expired, at=now))
-
-
-async def on_product_changed(
-    session: AsyncSession, event: inventory_events.ProductChanged
-) -> None:
-    product = event.product
-    await repository.upsert_product(
-        session,
-        domain.Product(product.sku, product.minimum_order_quantity, product.weight.grams),
-        deleted=event.deleted,
-        change_time=convert.event_time(event.change_time, datetime.now(UTC)),
-    )
 
 
 async def on_package_shipped(
@@ -200,8 +188,8 @@ async def cancel_overdue_payments(
     later, out of order. A second replica's sweep so waits for the first and then finds the
     orders cancelled."""
     async with sessions.begin() as session:
-        overdue = sorted(await repository.overdue_payments(session, now, limit))
-        await repository.lock_groups(session, overdue)
+        overdue = sorted(await store.overdue_payments(session, now, limit))
+        await store.lock_groups(session, overdue)
         cancelled = 0
         for order_id in overdue:
             # Each order in a savepoint of its own: one that cannot be cancelled (logged)

@@ -1,4 +1,5 @@
-"""Between the contracts (protobuf) and the domain, in both directions."""
+"""Between the contracts (protobuf) and the order aggregate, in both directions: the Order
+message, the events the service publishes, and the events of other services it consumes."""
 
 from __future__ import annotations
 
@@ -16,53 +17,12 @@ from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.orders.v1 import events_pb2, orders_pb2
 from oms.returns.v1 import events_pb2 as returns_events
 from oms_platform.errors import FieldViolation, InvalidArgument
+from oms_platform.values import timestamp
 from sqlalchemy import Row
 
-from oms_orders import domain
+from oms_orders.lifecycle import domain
 
 Number = TypeVar("Number", bound=int)
-
-
-def draft_from_proto(order: orders_pb2.Order, *, prefix: str = "order") -> domain.OrderDraft:
-    return domain.OrderDraft(
-        channel=order.channel,
-        external_order_id=order.external_order_id,
-        lines=[
-            domain.LineDraft(
-                sku=line.sku,
-                quantity=line.quantity,
-                unit_price=(
-                    domain.MoneyDraft(line.unit_price.currency_code, line.unit_price.amount)
-                    if line.HasField("unit_price")
-                    else None
-                ),
-                external_line_id=line.external_line_id,
-            )
-            for line in order.lines
-        ],
-        shipping_address=(
-            address_from_proto(order.shipping_address)
-            if order.HasField("shipping_address")
-            else None
-        ),
-        customer=domain.Customer(
-            external_customer_id=order.customer.external_customer_id,
-            display_name=order.customer.display_name,
-            email=order.customer.email,
-            phone=order.customer.phone,
-        ),
-        service_level=_enum_name(
-            orders_pb2.ServiceLevel.Name, "SERVICE_LEVEL_", order.service_level
-        ),
-        payment_status=_enum_name(
-            orders_pb2.PaymentStatus.Name, "PAYMENT_STATUS_", order.payment_status
-        ),
-        priority=order.priority,
-        tags=tuple(order.tags),
-        gift_note=order.gift_note,
-        order_time=optional_time(order, "order_time", f"{prefix}.order_time"),
-        promise_time=optional_time(order, "promise_time", f"{prefix}.promise_time"),
-    )
 
 
 def optional_time(message: Message, field: str, path: str = "") -> datetime | None:
@@ -78,7 +38,7 @@ def optional_time(message: Message, field: str, path: str = "") -> datetime | No
             path or field, "not a valid timestamp (years 1 to 9999)")]) from None
 
 
-def _enum_name(name_of: Callable[[Number], str], prefix: str, number: Number) -> str:
+def enum_name(name_of: Callable[[Number], str], prefix: str, number: Number) -> str:
     """``SERVICE_LEVEL_EXPRESS`` as ``EXPRESS``; a number the contract does not know as is,
     for validation to refuse."""
     try:
@@ -86,25 +46,6 @@ def _enum_name(name_of: Callable[[Number], str], prefix: str, number: Number) ->
     except ValueError:
         return str(number)
     return name.removeprefix(prefix)
-
-
-def address_from_proto(address: common_pb2.Address) -> domain.Address:
-    return domain.Address(
-        recipient=address.recipient,
-        organization=address.organization,
-        address_lines=tuple(address.address_lines),
-        locality=address.locality,
-        administrative_area=address.administrative_area,
-        postal_code=address.postal_code,
-        region_code=address.region_code,
-        phone=address.phone,
-        email=address.email,
-        location=(
-            domain.LatLng(address.location.latitude, address.location.longitude)
-            if address.HasField("location")
-            else None
-        ),
-    )
 
 
 def address_to_proto(address: domain.Address) -> common_pb2.Address:
@@ -144,12 +85,6 @@ def payment_status_to_proto(
     status: domain.PaymentStatus,
 ) -> orders_pb2.PaymentStatus.ValueType:
     return orders_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{status.value}")
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def lines_to_proto(order: domain.Order) -> list[orders_pb2.OrderLine]:
@@ -390,7 +325,7 @@ def failed_from_proto(event: inventory_events.AllocationFailed) -> list[domain.F
     return [
         domain.FailedLine(
             line.line_id, line.sku, line.quantity,
-            line.message or _enum_name(inventory_events.AllocationFailureReason.Name,
+            line.message or enum_name(inventory_events.AllocationFailureReason.Name,
                                        "ALLOCATION_FAILURE_REASON_", line.reason).lower(),
         )
         for line in event.lines
@@ -422,7 +357,7 @@ def returned_from_proto(event: returns_events.ReturnReceived) -> list[domain.Ret
     return [
         domain.ReturnedLine(
             line.line_id, line.sku, line.quantity,
-            _enum_name(returns_events.ReturnReason.Name, "RETURN_REASON_", line.reason),
+            enum_name(returns_events.ReturnReason.Name, "RETURN_REASON_", line.reason),
         )
         for line in event.lines
     ]
@@ -432,7 +367,7 @@ def payment_draft_from_proto(payment: orders_pb2.PaymentTransaction) -> domain.P
     amount = payment.amount
     return domain.PaymentDraft(
         transaction_id=payment.transaction_id,
-        kind=_enum_name(orders_pb2.PaymentKind.Name, "PAYMENT_KIND_", payment.kind),
+        kind=enum_name(orders_pb2.PaymentKind.Name, "PAYMENT_KIND_", payment.kind),
         amount=(domain.MoneyDraft(amount.currency_code, amount.amount)
                 if payment.HasField("amount") else None),
         provider=payment.provider,

@@ -1,10 +1,11 @@
-"""Rules of the order KPIs, free of gRPC and SQL: who a customer is, periods, rates."""
+"""Rules of the order KPIs, free of gRPC and SQL: who a customer is, periods, rates, return
+reasons, and the figures of one period."""
 
 from __future__ import annotations
 
 import enum
-import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -27,6 +28,10 @@ class Granularity(enum.Enum):
     DAY = "day"
     WEEK = "week"  # ISO weeks: from Monday
     MONTH = "month"
+
+
+class UnknownOrder(Exception):
+    """An event names an order whose OrderCreated has not been handled yet: retry later."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +140,83 @@ def check_figures(violations: Violations, count: int) -> None:
         f"more than {MAX_FIGURES} periods x channels: name a channel or ask for fewer periods")
 
 
-def parse_order_name(name: str) -> str | None:
-    """``name`` if it is "orders/{uuid}" in canonical form, else None."""
-    prefix, _, raw = name.partition("/")
-    if prefix != "orders":
-        return None
-    try:
-        return name if str(uuid.UUID(raw)) == raw else None
-    except ValueError:
-        return None
+class Reason(enum.Enum):
+    """Return reasons as stored: the proto enum names without their prefix."""
+
+    UNSPECIFIED = 0
+    WRONG_ITEM = 1
+    DAMAGED = 2
+    DEFECTIVE = 3
+    NOT_AS_DESCRIBED = 4
+    SIZE_OR_FIT = 5
+    ARRIVED_LATE = 6
+    NO_LONGER_NEEDED = 7
+    OTHER = 8
+
+    @classmethod
+    def of(cls, number: int) -> Reason:
+        try:
+            return cls(number)
+        except ValueError:
+            return cls.OTHER
+
+
+@dataclass
+class PeriodKpis:
+    """The figures of one period and channel, before they become protobuf."""
+
+    period_start: datetime
+    period_end: datetime
+    channel: str
+    orders: int = 0
+    units_sold: int = 0
+    orders_wrong_item: int = 0
+    orders_delivered: int = 0
+    lead_time_mean: timedelta | None = None
+    lead_time_p90: timedelta | None = None
+    customers: int = 0
+    units_returned_by_reason: dict[Reason, int] = field(default_factory=dict)
+    sales_amount: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def units_returned(self) -> int:
+        return sum(self.units_returned_by_reason.values())
+
+
+@dataclass(frozen=True)
+class PlacedLine:
+    line_id: str
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """What the read model keeps of an order when it is placed."""
+
+    name: str
+    channel: str
+    external_order_id: str
+    contact: Contact
+    currency_code: str
+    amount: Decimal
+    place_time: datetime
+    lines: tuple[PlacedLine, ...]
+
+    @property
+    def units(self) -> int:
+        return sum(line.quantity for line in self.lines)
+
+
+@dataclass(frozen=True)
+class ShippedPackage:
+    """A package as the read model keeps it: its units per order."""
+
+    package: str
+    carrier: str
+    carrier_service: str
+    tracking_number: str
+    tracking_url: str
+    units: Mapping[str, int]
+    ship_time: datetime

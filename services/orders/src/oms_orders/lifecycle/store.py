@@ -1,4 +1,4 @@
-"""Storing and loading orders. Every function runs inside the caller's transaction.
+"""Loading and saving orders. Every function runs inside the caller's transaction.
 
 An order is loaded with its lines (and the other orders of its merged shipment) in one
 statement, and saved with one UPDATE for the order rows and one for the lines that changed;
@@ -8,7 +8,6 @@ reason. Statements are built once at import, so SQLAlchemy compiles each only on
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -17,33 +16,29 @@ from typing import Any
 
 from google.protobuf.message import Message
 from oms_platform.outbox import add_events
+from oms_platform.values import LatLng
 from sqlalchemy import (
-    ColumnElement,
     Integer,
     Row,
-    String,
     Text,
     and_,
-    any_,
     bindparam,
     cast,
     func,
     insert,
     or_,
     select,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_orders import convert, domain, filters
+from oms_orders.lifecycle import convert, domain
 from oms_orders.tables import (
     metadata,
     order_commands,
     order_lines,
-    order_products,
     order_timeline,
     orders,
 )
@@ -52,13 +47,6 @@ OUTBOX = metadata.tables["outbox"]
 SOURCE = "/oms/orders"
 """The CloudEvents ``source`` of every event this service publishes."""
 
-ORDER_INSERT = (
-    pg_insert(orders)
-    .values({c: bindparam(c.name, type_=c.type) for c in orders.c})
-    .on_conflict_do_nothing()
-    .returning(orders.c.id)
-)
-LINES_INSERT = insert(order_lines)
 TIMELINE_INSERT = insert(order_timeline)
 
 _MUTABLE = [
@@ -80,7 +68,7 @@ LINES_UPDATE = (
              for n in _LINE_MUTABLE})
 )
 
-_LINES_JSON = (
+LINES_JSON = (
     select(func.jsonb_agg(aggregate_order_by(
         func.jsonb_build_array(
             order_lines.c.line_id, order_lines.c.external_line_id, order_lines.c.sku,
@@ -99,7 +87,7 @@ _peer = orders.alias("peer")
 _GROUP_OF = select(_peer.c.merge_group).where(_peer.c.id == bindparam("id")).scalar_subquery()
 _IN_GROUP = or_(orders.c.id == bindparam("id"),
                 and_(orders.c.merge_group.is_not(None), orders.c.merge_group == _GROUP_OF))
-GROUP_QUERY = select(orders, _LINES_JSON).where(_IN_GROUP).order_by(orders.c.id)
+GROUP_QUERY = select(orders, LINES_JSON).where(_IN_GROUP).order_by(orders.c.id)
 # Locking is a statement of its own, before the read. A `SELECT ... FOR UPDATE` that waited
 # for a lock returns the locked row as committed by its holder, but its subqueries (the lines)
 # still see the snapshot taken before the wait: read in the same statement, a handler racing
@@ -110,107 +98,10 @@ GROUP_LOCK = select(orders.c.id).where(_IN_GROUP).order_by(orders.c.id).with_for
 _GROUPS_OF = select(_peer.c.merge_group).where(_peer.c.id.in_(bindparam("ids", expanding=True)))
 _IN_GROUPS = or_(orders.c.id.in_(bindparam("ids", expanding=True)),
                  and_(orders.c.merge_group.is_not(None), orders.c.merge_group.in_(_GROUPS_OF)))
-GROUPS_QUERY = select(orders, _LINES_JSON).where(_IN_GROUPS).order_by(orders.c.id)
+GROUPS_QUERY = select(orders, LINES_JSON).where(_IN_GROUPS).order_by(orders.c.id)
 GROUPS_LOCK = select(orders.c.id).where(_IN_GROUPS).order_by(orders.c.id).with_for_update()
-ORDERS_QUERY = select(orders, _LINES_JSON).where(orders.c.id.in_(bindparam("ids", expanding=True)))
-# `= ANY(array)` rather than an expanding IN: one SQL text whatever the number of SKUs, so
-# it is compiled and prepared once (it runs on every capture).
-PRODUCTS_QUERY = select(order_products).where(
-    order_products.c.sku == any_(bindparam("skus", type_=ARRAY(String))),
-    order_products.c.deleted.is_(False),
-)
+ORDERS_QUERY = select(orders, LINES_JSON).where(orders.c.id.in_(bindparam("ids", expanding=True)))
 
-
-# --- capture ---------------------------------------------------------------------------------
-
-
-async def products(session: AsyncSession, skus: Iterable[str]) -> dict[str, domain.Product]:
-    """The known products among ``skus`` (minimum order quantities, weights)."""
-    wanted = sorted(set(skus))
-    if not wanted:
-        return {}
-    rows = await session.execute(PRODUCTS_QUERY, {"skus": wanted})
-    return {
-        row.sku: domain.Product(row.sku, row.minimum_order_quantity, row.weight_grams)
-        for row in rows
-    }
-
-
-def insert_order(keys: Sequence[tuple[str, str, str]]) -> list[int]:
-    """The order in which to insert several new orders in one transaction, given each one's
-    unique keys (channel, external order id, request id): sorted by them.
-
-    An insert that meets a key another open transaction inserted waits for that transaction.
-    Two imports of overlapping orders, each inserting in its request's order, would wait for
-    each other's rows in a cycle (a deadlock, 40P01); in one order for everyone, the second
-    waits for the first and then finds the orders it made. (Imports that pair one request id
-    with different channel orders can still cross on the two keys; PostgreSQL then aborts one,
-    which the caller sees as a retryable ABORTED.)"""
-    return sorted(range(len(keys)), key=keys.__getitem__)
-
-
-async def add(session: AsyncSession, order: domain.Order, *, request_id: str | None) -> bool:
-    """Stores a new order with its events; False (and nothing written) if it already exists.
-
-    ``ON CONFLICT DO NOTHING`` makes concurrent duplicates safe: a second insert of the same
-    request id or channel order waits for the first transaction and then inserts nothing.
-    """
-    row = {
-        **_order_row(order),
-        "id": order.id,
-        "channel": order.channel,
-        "external_order_id": order.external_order_id,
-        "request_id": request_id,
-        "customer": dataclasses.asdict(order.customer),
-        "shipping_address": dataclasses.asdict(order.shipping_address),
-        "service_level": order.service_level.value,
-        "currency_code": order.currency_code,
-        "total_amount": order.total.amount,
-        "create_time": order.create_time,
-        "order_time": order.order_time,
-        "region_code": order.shipping_address.region_code,
-        "customer_key": order.customer_key,
-        "address_key": order.address_key,
-        "search_text": " ".join([order.external_order_id, order.customer.display_name,
-                                 order.customer.email]).lower(),
-        "skus": sorted({line.sku for line in order.lines}),
-        "item_count": order.item_count,
-        "weight_grams": order.weight_grams,
-    }
-    if await session.scalar(ORDER_INSERT, row) is None:
-        return False
-    await session.execute(LINES_INSERT, [
-        {
-            "order_id": order.id,
-            "line_id": line.line_id,
-            "external_line_id": line.external_line_id,
-            "sku": line.sku,
-            "quantity": line.quantity,
-            "unit_price": line.unit_price.amount,
-        }
-        for line in order.lines
-    ])
-    order.changed_lines.clear()
-    await _record_events(session, [order], ())
-    return True
-
-
-async def find_duplicate(
-    session: AsyncSession, *, request_id: str | None, channel: str, external_order_id: str
-) -> domain.Order | None:
-    """The order an idempotent retry refers to: by request id first, then by channel order."""
-    order_id = None
-    if request_id:
-        order_id = await session.scalar(
-            select(orders.c.id).where(orders.c.request_id == request_id)
-        )
-    if order_id is None:
-        order_id = await session.scalar(
-            select(orders.c.id).where(
-                orders.c.channel == channel, orders.c.external_order_id == external_order_id
-            )
-        )
-    return await get(session, order_id) if order_id is not None else None
 
 
 # --- loading and saving ----------------------------------------------------------------------
@@ -235,7 +126,7 @@ async def load_group(
         # this order locked no merge can change the group any more: lock them all, read again.
         await session.execute(GROUP_LOCK, {"id": order_id})
         rows = (await session.execute(GROUP_QUERY, {"id": order_id})).all()
-    group = [_order(row) for row in rows]
+    group = [order_of(row) for row in rows]
     names = [o.name for o in group if o.merge_group is not None]
     for order in group:
         if order.merge_group is not None:
@@ -258,7 +149,7 @@ async def load_groups(
         # A merge committed while we waited added members: lock them too, read again.
         await session.execute(GROUPS_LOCK, {"ids": ids})
         rows = (await session.execute(GROUPS_QUERY, {"ids": ids})).all()
-    loaded = [_order(row) for row in rows]
+    loaded = [order_of(row) for row in rows]
     groups: dict[uuid.UUID, list[domain.Order]] = {}
     for order in loaded:
         if order.merge_group is not None:
@@ -278,7 +169,7 @@ async def get_many(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[doma
     if not ids:
         return []
     rows = (await session.execute(ORDERS_QUERY, {"ids": list(ids)})).all()
-    return [_order(row) for row in rows]
+    return [order_of(row) for row in rows]
 
 
 async def save(
@@ -288,7 +179,7 @@ async def save(
     """Stores changed orders (their rows and changed lines) and the events they recorded."""
     if not changed:
         return
-    await session.execute(ORDER_UPDATE, [{**_order_row(o), "b_id": o.id} for o in changed])
+    await session.execute(ORDER_UPDATE, [{**order_row(o), "b_id": o.id} for o in changed])
     line_rows = [
         {
             "b_order_id": order.id,
@@ -308,10 +199,10 @@ async def save(
         await session.execute(LINES_UPDATE, line_rows)
     for order in changed:
         order.changed_lines.clear()
-    await _record_events(session, changed, releases)
+    await record_events(session, changed, releases)
 
 
-def _order_row(order: domain.Order) -> dict[str, Any]:
+def order_row(order: domain.Order) -> dict[str, Any]:
     return {
         "status": order.status.value,
         "payment_status": order.payment_status.value,
@@ -335,7 +226,7 @@ def _order_row(order: domain.Order) -> dict[str, Any]:
     }
 
 
-async def _record_events(
+async def record_events(
     session: AsyncSession, changed: Sequence[domain.Order], releases: Sequence[domain.Release]
 ) -> None:
     """Turns the orders' new domain events into timeline rows and outbox messages."""
@@ -405,22 +296,6 @@ async def claim_command(
     return claimed is not None
 
 
-async def upsert_product(
-    session: AsyncSession, product: domain.Product, *, deleted: bool, change_time: datetime
-) -> None:
-    """Keeps the newest state of a product; an older change arriving late is ignored."""
-    statement = pg_insert(order_products).values(
-        sku=product.sku, minimum_order_quantity=product.minimum_order_quantity,
-        weight_grams=product.weight_grams, deleted=deleted, change_time=change_time,
-    )
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=[order_products.c.sku],
-        set_={c: statement.excluded[c] for c in
-              ("minimum_order_quantity", "weight_grams", "deleted", "change_time")},
-        where=order_products.c.change_time <= statement.excluded.change_time,
-    ))
-
-
 async def overdue_payments(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     """Unpaid orders past their payment due time, the longest overdue first. Not locked
     here: the caller locks them with their groups in id order (``lock_groups``)."""
@@ -447,7 +322,7 @@ async def lock_groups(session: AsyncSession, order_ids: Iterable[uuid.UUID]) -> 
 # --- rows to domain --------------------------------------------------------------------------
 
 
-def _order(row: Row[Any]) -> domain.Order:
+def order_of(row: Row[Any]) -> domain.Order:
     currency = row.currency_code
     address = dict(row.shipping_address)
     location = address.pop("location", None)
@@ -458,7 +333,7 @@ def _order(row: Row[Any]) -> domain.Order:
         customer=domain.Customer(**row.customer),
         shipping_address=domain.Address(
             **{**address, "address_lines": tuple(address["address_lines"])},
-            location=domain.LatLng(**location) if location else None,
+            location=LatLng(**location) if location else None,
         ),
         lines=[
             domain.OrderLine(
@@ -547,71 +422,3 @@ def _shipment(data: Mapping[str, Any]) -> domain.Shipment:
 
 
 
-# --- search ----------------------------------------------------------------------------------
-
-_OPS = {
-    "=": lambda c, v: c == v, "!=": lambda c, v: c != v, "<": lambda c, v: c < v,
-    "<=": lambda c, v: c <= v, ">": lambda c, v: c > v, ">=": lambda c, v: c >= v,
-}
-
-
-def conditions(parsed: filters.Filter) -> list[ColumnElement[bool]]:
-    """SQL conditions of a parsed filter."""
-    found: list[ColumnElement[bool]] = []
-    for term in parsed.conditions:
-        match term.field:
-            case "customer":
-                found.append(or_(
-                    orders.c.customer_key == f"email:{term.value.strip().lower()}",
-                    orders.c.customer["external_customer_id"].astext == term.value,
-                ))
-            case "sku":
-                found.append(orders.c.skus.contains([term.value]))
-            case "tags":
-                found.append(orders.c.tags.contains([term.value]))
-            case "merged":
-                found.append(orders.c.merge_group.is_not(None) if term.value
-                             else orders.c.merge_group.is_(None))
-            case "status" | "payment_status":
-                found.append(_OPS[term.operator](orders.c[term.field], term.value.value))
-            case _:
-                found.append(_OPS[term.operator](orders.c[term.field], term.value))
-    for text in parsed.text:
-        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
-            "_", "\\_") + "%"
-        found.append(or_(orders.c.search_text.like(pattern),
-                         orders.c.skus.contains([text])))
-    return found
-
-
-async def list_orders(
-    session: AsyncSession, where: Sequence[ColumnElement[bool]], *, limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> list[domain.Order]:
-    """Newest first; ``after`` is the (create_time, id) of the last order of the page before."""
-    query = select(orders, _LINES_JSON).where(*where)
-    if after is not None:
-        query = query.where(tuple_(orders.c.create_time, orders.c.id) < tuple_(*after))
-    query = query.order_by(orders.c.create_time.desc(), orders.c.id.desc()).limit(limit)
-    found = [_order(row) for row in (await session.execute(query)).all()]
-    groups = {o.merge_group for o in found if o.merge_group is not None}
-    if groups:
-        members = await session.execute(
-            select(orders.c.id, orders.c.merge_group).where(orders.c.merge_group.in_(groups)))
-        names: dict[uuid.UUID, list[str]] = {}
-        for order_id, group in members:
-            names.setdefault(group, []).append(domain.order_name(order_id))
-        for order in found:
-            if order.merge_group is not None:
-                order.merged_with = tuple(sorted(
-                    n for n in names.get(order.merge_group, []) if n != order.name))
-    return found
-
-
-async def count_orders(
-    session: AsyncSession, where: Sequence[ColumnElement[bool]]
-) -> dict[domain.OrderStatus, int]:
-    rows = await session.execute(
-        select(orders.c.status, func.count()).where(*where).group_by(orders.c.status)
-    )
-    return {domain.OrderStatus(status): count for status, count in rows}

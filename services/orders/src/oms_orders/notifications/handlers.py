@@ -25,7 +25,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosmtplib
@@ -35,16 +35,15 @@ from oms.orders.v1 import events_pb2 as orders_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import Row, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_orders import kpis
-from oms_orders.kpis import UnknownOrder, instant
-from oms_orders.notifications_render import Renderer
-from oms_orders.notifications_rules import (
+from oms_orders.insights import convert as insights_convert
+from oms_orders.insights.convert import instant
+from oms_orders.insights.domain import UnknownOrder
+from oms_orders.notifications import store
+from oms_orders.notifications.convert import Renderer
+from oms_orders.notifications.domain import (
     Kind,
     Status,
     is_permanent,
@@ -54,43 +53,14 @@ from oms_orders.notifications_rules import (
     safe_link,
     sender_domain,
 )
-from oms_orders.tables import kpi_orders, kpi_packages, notifications
+from oms_orders.settings import NotificationSettings
 
 log = structlog.get_logger(__name__)
 
 
-class NotificationSettings(BaseSettings):
-    """Email settings of the orders service (``OMS_ORDERS_*``). Without ``smtp_host`` nothing
-    is sent: notifications are still enqueued and wait until a mail server is configured."""
-
-    model_config = SettingsConfigDict(env_prefix="OMS_ORDERS_", extra="ignore")
-
-    smtp_host: str = Field(default="", description="Mail server; empty disables sending")
-    smtp_port: int = 587
-    smtp_username: str = ""
-    smtp_password: SecretStr = SecretStr("")
-    smtp_starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS")
-    smtp_timeout_seconds: float = 30.0
-    mail_from: str = "Orders <orders@localhost>"
-    survey_delay: timedelta = Field(
-        default=timedelta(days=7), description="Survey email this long after delivery"
-    )
-    survey_url: str = Field(
-        default="", description="Survey link; {order} is replaced by the order's id"
-    )
-    stale_after: timedelta = Field(
-        default=timedelta(days=3),
-        description="Emails due longer ago than this (replayed events) are not enqueued",
-    )
-    notify_poll_seconds: float = 1.0
-    notify_batch_size: int = 50
-    notify_max_attempts: int = 8
-    notify_retry_base: timedelta = timedelta(seconds=30)
-    notify_retry_cap: timedelta = timedelta(hours=1)
-
-
 def subscriptions(settings: NotificationSettings) -> list[Subscription]:
-    """Handlers enqueueing emails; list them after :func:`oms_orders.kpis.subscriptions`."""
+    """Handlers enqueueing emails; list them after
+    :func:`oms_orders.insights.handlers.subscriptions`."""
     enqueue = Enqueuer(settings)
     return [
         Subscription(orders_events.OrderCreated, enqueue.on_order_created),
@@ -117,8 +87,8 @@ class Enqueuer:
     async def on_order_created(
         self, session: AsyncSession, event: orders_events.OrderCreated
     ) -> None:
-        person = kpis.order_contact(event)
-        currency, amount = kpis.order_total(event)
+        person = insights_convert.order_contact(event)
+        currency, amount = insights_convert.order_total(event)
         await self._enqueue(session, [Email(
             order_name=event.order,
             kind=Kind.CONFIRMATION,
@@ -136,7 +106,7 @@ class Enqueuer:
                 "total": {"amount": f"{amount:f}", "currency_code": currency},
             },
             # Due when the order reached us: a channel may hand over orders placed days ago.
-            due=instant(event.create_time) or kpis.place_time(event),
+            due=instant(event.create_time) or insights_convert.place_time(event),
         )])
 
     async def on_package_shipped(
@@ -145,7 +115,7 @@ class Enqueuer:
         items: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         for line in event.lines:
             items[line.order].append({"sku": line.sku, "quantity": line.quantity})
-        contacts = await _contacts(session, list(items), "PackageShipped")
+        contacts = await store.contacts(session, list(items), "PackageShipped")
         ship_time = instant(event.ship_time) or datetime.now(UTC)
         await self._enqueue(session, [
             Email(
@@ -170,16 +140,7 @@ class Enqueuer:
     async def on_shipment_delivered(
         self, session: AsyncSession, event: shipping_events.ShipmentDelivered
     ) -> None:
-        orders = (
-            await session.execute(
-                select(kpi_orders.c.order_name, kpi_orders.c.email, kpi_orders.c.customer_name,
-                       kpi_orders.c.external_order_id, kpi_orders.c.delivered_time,
-                       kpi_packages.c.carrier, kpi_packages.c.tracking_number,
-                       kpi_packages.c.deliver_time)
-                .join(kpi_packages, kpi_packages.c.order_name == kpi_orders.c.order_name)
-                .where(kpi_packages.c.package == event.package)
-            )
-        ).all()
+        orders = await store.delivered_orders(session, event.package)
         if not orders:
             raise UnknownOrder(f"ShipmentDelivered of {event.package} before its PackageShipped")
         emails = []
@@ -233,31 +194,7 @@ class Enqueuer:
                                              self._domain),
                     "create_time": now,
                 })
-        if rows:
-            await session.execute(pg_insert(notifications).values(rows).on_conflict_do_nothing())
-
-
-@dataclass(frozen=True)
-class _Contact:
-    email: str
-    customer_name: str
-    external_order_id: str
-
-
-async def _contacts(
-    session: AsyncSession, names: Sequence[str], event_type: str
-) -> dict[str, _Contact]:
-    rows = await session.execute(
-        select(kpi_orders.c.order_name, kpi_orders.c.email, kpi_orders.c.customer_name,
-               kpi_orders.c.external_order_id)
-        .where(kpi_orders.c.order_name.in_(set(names)))
-    )
-    found = {row.order_name: _Contact(row.email, row.customer_name, row.external_order_id)
-             for row in rows}
-    missing = sorted(set(names) - set(found))
-    if missing:
-        raise UnknownOrder(f"{event_type} names orders not yet known: {', '.join(missing)}")
-    return found
+        await store.enqueue(session, rows)
 
 
 # --- Sending ---------------------------------------------------------------------------------
@@ -304,37 +241,13 @@ class Sender:
         small, which keeps that transaction short.
         """
         async with self._sessions.begin() as session:
-            rows = (
-                await session.execute(
-                    select(notifications)
-                    .where(notifications.c.status == Status.PENDING.value,
-                           notifications.c.not_before <= func.now())
-                    .order_by(notifications.c.not_before, notifications.c.id)
-                    .limit(self._settings.notify_batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = await store.take_due(session, self._settings.notify_batch_size)
             if not rows:
                 return 0
             outcomes = await self._send(rows)
-            sent = [{"n_id": row.id} for row, error in outcomes if error is None]
-            if sent:
-                await session.execute(
-                    update(notifications)
-                    .where(notifications.c.id == bindparam("n_id"))
-                    .values(status=Status.SENT.value, send_time=func.now()),
-                    sent,
-                )
-            failed = [self._failure(row, error) for row, error in outcomes if error is not None]
-            if failed:
-                await session.execute(
-                    update(notifications)
-                    .where(notifications.c.id == bindparam("n_id"))
-                    .values(status=bindparam("n_status"), attempts=bindparam("n_attempts"),
-                            last_error=bindparam("n_error"),
-                            not_before=bindparam("n_not_before")),
-                    failed,
-                )
+            await store.mark_sent(session, [row.id for row, error in outcomes if error is None])
+            await store.mark_failed(session, [
+                self._failure(row, error) for row, error in outcomes if error is not None])
         for row, error in outcomes:
             if error is None:
                 log.info("notification sent", order=row.order_name, kind=row.kind,
@@ -406,11 +319,11 @@ class Sender:
                         kind=row.kind, attempts=attempts, error=failure.error)
         delay = retry_delay(attempts, settings.notify_retry_base, settings.notify_retry_cap)
         return {
-            "n_id": row.id,
-            "n_status": (Status.FAILED if give_up else Status.PENDING).value,
-            "n_attempts": attempts,
-            "n_error": failure.error[:2000],
-            "n_not_before": row.not_before if give_up else datetime.now(UTC) + delay,
+            "id": row.id,
+            "status": (Status.FAILED if give_up else Status.PENDING).value,
+            "attempts": attempts,
+            "error": failure.error[:2000],
+            "not_before": row.not_before if give_up else datetime.now(UTC) + delay,
         }
 
 

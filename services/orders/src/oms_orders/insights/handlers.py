@@ -1,0 +1,66 @@
+"""The events the KPI read model consumes, each applied in the consumer's inbox transaction
+(the KPI store says how a redelivery or a late event counts nothing twice)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
+from oms.orders.v1 import events_pb2 as orders_events
+from oms.returns.v1 import events_pb2 as returns_events
+from oms.shipping.v1 import events_pb2 as shipping_events
+from oms_platform.consumer import Subscription
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms_orders.insights import convert, store
+from oms_orders.insights.convert import instant
+from oms_orders.insights.domain import Reason
+
+
+def subscriptions() -> list[Subscription]:
+    """The read model's handlers; they must run before the notifications' handlers, which
+    read what these wrote in the same transaction."""
+    return [
+        Subscription(orders_events.OrderCreated, on_order_created),
+        Subscription(orders_events.OrderCancelled, on_order_cancelled),
+        Subscription(fulfilment_events.PackageShipped, on_package_shipped),
+        Subscription(shipping_events.ShipmentDelivered, on_shipment_delivered),
+        Subscription(returns_events.ReturnReceived, on_return_received),
+    ]
+
+
+async def on_order_created(session: AsyncSession, event: orders_events.OrderCreated) -> None:
+    await store.add_order(session, convert.placed_order(event))
+
+
+async def on_order_cancelled(session: AsyncSession, event: orders_events.OrderCancelled) -> None:
+    lines: Counter[str] = Counter()
+    for line in event.lines:
+        lines[line.line_id] += line.quantity
+    await store.cancel_units(
+        session, event.order, lines, whole_order=event.whole_order,
+        cancel_time=instant(event.cancel_time) or datetime.fromtimestamp(0, UTC))
+
+
+async def on_package_shipped(
+    session: AsyncSession, event: fulfilment_events.PackageShipped
+) -> None:
+    await store.add_package(session, convert.shipped_package(event))
+
+
+async def on_shipment_delivered(
+    session: AsyncSession, event: shipping_events.ShipmentDelivered
+) -> None:
+    await store.deliver_package(session, event.package, event.orders,
+                                instant(event.deliver_time) or datetime.now(UTC))
+
+
+async def on_return_received(
+    session: AsyncSession, event: returns_events.ReturnReceived
+) -> None:
+    units: Counter[tuple[str, Reason]] = Counter()
+    for line in event.lines:
+        units[line.line_id, Reason.of(line.reason)] += line.quantity
+    await store.add_return(session, getattr(event, "return"), event.order, units,
+                           instant(event.receive_time) or datetime.now(UTC))
