@@ -19,7 +19,8 @@ from oms_inventory.allocation_planner import (
     rank,
     serves,
 )
-from oms_inventory.domain import LatLng, Line
+from oms_inventory.domain import Line
+from oms_platform.values import LatLng
 
 LOS_ANGELES = Destination(LatLng(34.0522, -118.2437), "US", "CA")
 NEW_YORK = Destination(LatLng(40.7128, -74.0060), "US", "NY")

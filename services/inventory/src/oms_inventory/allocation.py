@@ -23,6 +23,7 @@ from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
+from oms_platform.values import LatLng
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +38,7 @@ from oms_inventory.allocation_planner import (
     rank,
 )
 from oms_inventory.allocation_store import Held
-from oms_inventory.domain import LatLng, Line
+from oms_inventory.domain import Line
 from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import order_allocations
 

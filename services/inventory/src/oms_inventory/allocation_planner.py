@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from oms_inventory.domain import LatLng, Line, haversine_km
+from oms_platform.values import LatLng, haversine_km
+
+from oms_inventory.domain import Line
 
 
 class Policy(StrEnum):

@@ -16,13 +16,13 @@ from typing import Any
 
 from google.protobuf.message import Message
 from oms_platform import outbox
+from oms_platform.values import LatLng
 from sqlalchemy import bindparam, func, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory.allocation_planner import Money, Node, Policy, ProductRule
-from oms_inventory.domain import LatLng
 from oms_inventory.tables import (
     backorders,
     fulfilment_nodes,

@@ -11,13 +11,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from oms.inventory.v1 import inventory_pb2
 from oms_platform.errors import NotFound, Violations
 from oms_platform.pagination import encode_page_token
+from oms_platform.values import LatLng
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_inventory import allocation, domain
+from oms_inventory import allocation
 from oms_inventory.allocation_planner import STRATEGIES, Plan
+from oms_inventory.catalogue import domain as catalogue_domain
 from oms_inventory.domain import Line
-from oms_inventory.filtering import FilterError, decode_page_token
+from oms_inventory.lists import FilterError, decode_page_token
 from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import backorders, products
 
@@ -101,11 +103,11 @@ def _validate_preview(request: inventory_pb2.PreviewAllocationRequest) -> None:
     if violations.require(request.HasField("shipping_address"), "shipping_address",
                           "required"):
         address = request.shipping_address
-        domain.check_address_lines(violations, "shipping_address.address_lines",
+        catalogue_domain.check_address_lines(violations, "shipping_address.address_lines",
                                    address.address_lines)
         if address.HasField("location"):
-            domain.check_location(violations, "shipping_address.location",
-                                  domain.LatLng(address.location.latitude,
+            catalogue_domain.check_location(violations, "shipping_address.location",
+                                  LatLng(address.location.latitude,
                                                 address.location.longitude))
         else:
             violations.require(bool(address.region_code.strip()),
@@ -120,7 +122,7 @@ def _validate_preview(request: inventory_pb2.PreviewAllocationRequest) -> None:
             violations.require(line.line_id not in seen, f"lines[{i}].line_id",
                                "must be unique within the order")
             seen.add(line.line_id)
-        domain.check_sku(violations, f"lines[{i}].sku", line.sku)
+        catalogue_domain.check_sku(violations, f"lines[{i}].sku", line.sku)
         violations.require(line.quantity > 0, f"lines[{i}].quantity", "must be positive")
     violations.require(
         request.strategy == inventory_pb2.ALLOCATION_STRATEGY_UNSPECIFIED

@@ -7,7 +7,7 @@ people live (the geographic centre of Canada or Australia would route to empty l
 
 from __future__ import annotations
 
-from oms_inventory.domain import LatLng
+from oms_platform.values import LatLng
 
 US_STATES: dict[str, tuple[float, float]] = {
     "AL": (32.81, -86.79), "AK": (61.37, -152.40), "AZ": (34.27, -111.66),

@@ -19,6 +19,7 @@ from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.returns.v1 import events_pb2 as returns_events
+from oms_platform.values import LatLng
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +34,7 @@ from oms_inventory.allocation import (
 )
 from oms_inventory.allocation_planner import Destination
 from oms_inventory.allocation_store import Held
-from oms_inventory.domain import LatLng, Line
+from oms_inventory.domain import Line
 from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import (
     backorders,

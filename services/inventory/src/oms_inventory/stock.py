@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import stock_rules
-from oms_inventory.catalogue import text_condition
+from oms_inventory.catalogue.store import text_condition
 from oms_inventory.levels import levels_with_products
 from oms_inventory.stock_rules import Drift, Figures
 from oms_inventory.tables import (
