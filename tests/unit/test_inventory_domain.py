@@ -7,7 +7,7 @@ from oms.inventory.v1 import inventory_pb2
 from oms_inventory import geo
 from oms_inventory.catalogue import convert, domain
 from oms_inventory.catalogue.domain import check_gtin, check_location, check_node_id, check_sku
-from oms_inventory.domain import check_delta
+from oms_inventory.stock.domain import check_delta
 from oms_platform.errors import FieldViolation, InvalidArgument, Violations
 from oms_platform.values import LatLng, haversine_km
 

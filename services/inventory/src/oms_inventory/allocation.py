@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import allocation_store as store
-from oms_inventory import geo, levels
+from oms_inventory import geo
 from oms_inventory.allocation_planner import (
     Destination,
     Plan,
@@ -40,6 +40,7 @@ from oms_inventory.allocation_planner import (
 from oms_inventory.allocation_store import Held
 from oms_inventory.domain import Line
 from oms_inventory.settings import InventorySettings
+from oms_inventory.stock import store as stock_store
 from oms_inventory.tables import order_allocations
 
 log = structlog.get_logger(__name__)
@@ -158,7 +159,7 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
     await store.reserve(session, held)
     await store.add_backorders(session, waits)
     await store.add_events(session, [(message, message.order) for message in outgoing])
-    await levels.publish_changes(session, {(h.node_id, h.sku) for h in held}, settings)
+    await stock_store.publish_changes(session, {(h.node_id, h.sku) for h in held}, settings)
     log.info("orders allocated", orders=len(requests), units=sum(h.quantity for h in held),
              backordered=len(waits))
 
@@ -299,7 +300,7 @@ async def sweep_backorders(session: AsyncSession, settings: InventorySettings) -
     runs passes, each its own transaction, until one serves nothing."""
     keys = await store.servable_levels(session, settings.backorder_sweep_batch_size)
     served = await serve_backorders(session, keys, settings)
-    await levels.publish_changes(session, served, settings)
+    await stock_store.publish_changes(session, served, settings)
     return len(served)
 
 

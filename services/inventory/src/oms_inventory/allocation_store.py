@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory.allocation_planner import Money, Node, Policy, ProductRule
+from oms_inventory.stock.domain import LedgerKind
 from oms_inventory.tables import (
     backorders,
     fulfilment_nodes,
@@ -34,7 +35,6 @@ from oms_inventory.tables import (
 )
 
 SOURCE = "/oms/inventory"
-RESERVATION = "RESERVATION"
 # Run with lists of rows (constant statements, compiled once): a line reserved at a node, or
 # waiting, again holds or waits for more.
 _insert_reservations = pg_insert(reservations)
@@ -47,7 +47,6 @@ _ADD_BACKORDERS = _insert_backorders.on_conflict_do_update(
     index_elements=[backorders.c.order_name, backorders.c.line_id],
     set_={"quantity": backorders.c.quantity + _insert_backorders.excluded.quantity},
 )
-RELEASE = "RELEASE"
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,7 @@ async def reserve(session: AsyncSession, held: Sequence[Held]) -> None:
         {"order_name": h.order, "line_id": h.line_id, "node_id": h.node_id, "sku": h.sku,
          "quantity": h.quantity} for h in merged.values()])
     await session.execute(insert(stock_ledger), [
-        {"node_id": h.node_id, "sku": h.sku, "kind": RESERVATION, "on_hand_delta": 0,
+        {"node_id": h.node_id, "sku": h.sku, "kind": LedgerKind.RESERVATION, "on_hand_delta": 0,
          "reserved_delta": h.quantity, "reference": h.order} for h in held])
 
 
@@ -208,7 +207,7 @@ async def release(session: AsyncSession, held: Sequence[Held]) -> None:
           AND r.quantity > v.quantity
     """).bindparams(bindparam("rows", type_=JSONB)), {"rows": _held_rows(held)})
     await session.execute(insert(stock_ledger), [
-        {"node_id": h.node_id, "sku": h.sku, "kind": RELEASE, "on_hand_delta": 0,
+        {"node_id": h.node_id, "sku": h.sku, "kind": LedgerKind.RELEASE, "on_hand_delta": 0,
          "reserved_delta": -h.quantity, "reference": h.order} for h in held])
 
 

@@ -25,7 +25,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_inventory import allocation_store as store
-from oms_inventory import levels
 from oms_inventory.allocation import (
     OrderRequest,
     allocate_orders,
@@ -36,6 +35,8 @@ from oms_inventory.allocation_planner import Destination
 from oms_inventory.allocation_store import Held
 from oms_inventory.domain import Line
 from oms_inventory.settings import InventorySettings
+from oms_inventory.stock import store as stock_store
+from oms_inventory.stock.domain import LedgerKind
 from oms_inventory.tables import (
     backorders,
     fulfilment_nodes,
@@ -48,8 +49,6 @@ from oms_inventory.tables import (
 
 log = structlog.get_logger(__name__)
 
-SHIPMENT = "SHIPMENT"
-RETURN_RESTOCK = "RETURN_RESTOCK"
 
 
 class OrderNotSeen(Exception):
@@ -82,7 +81,7 @@ async def _finish_release(session: AsyncSession, order: str, released: Sequence[
             release_time=_now(),
         ), order)])
     await serve_backorders(session, keys, settings)
-    await levels.publish_changes(session, keys, settings)
+    await stock_store.publish_changes(session, keys, settings)
 
 
 async def expire_due(session: AsyncSession, settings: InventorySettings) -> int:
@@ -132,7 +131,7 @@ async def expire_due(session: AsyncSession, settings: InventorySettings) -> int:
             ), row.order_name))
     await store.add_events(session, messages)
     await serve_backorders(session, keys, settings)
-    await levels.publish_changes(session, keys, settings)
+    await stock_store.publish_changes(session, keys, settings)
     log.info("reservations expired", orders=orders)
     return len(orders)
 
@@ -253,7 +252,8 @@ async def on_package_shipped(session: AsyncSession, event: fulfilment_events.Pac
         from_reserved = min(line.quantity, reservation.quantity) if reservation else 0
         claimed = await session.scalar(
             pg_insert(stock_ledger).values(
-                node_id=node_id, sku=line.sku, kind=SHIPMENT, on_hand_delta=-line.quantity,
+                node_id=node_id, sku=line.sku, kind=LedgerKind.SHIPMENT,
+                on_hand_delta=-line.quantity,
                 reserved_delta=-from_reserved, reference=event.package,
                 request_id=f"ship:{event.package}:{line.order}:{line.line_id}")
             .on_conflict_do_nothing(index_elements=[stock_ledger.c.request_id])
@@ -280,7 +280,7 @@ async def on_package_shipped(session: AsyncSession, event: fulfilment_events.Pac
             raise UnknownStockLevel(f"{event.package} shipped {line.sku} from {node_id}, "
                                     "which holds no stock of it")
         touched.add((node_id, line.sku))
-    await levels.publish_changes(session, touched, settings)
+    await stock_store.publish_changes(session, touched, settings)
 
 
 async def on_return_received(session: AsyncSession, event: returns_events.ReturnReceived,
@@ -303,7 +303,8 @@ async def on_return_received(session: AsyncSession, event: returns_events.Return
             continue
         claimed = await session.scalar(
             pg_insert(stock_ledger).values(
-                node_id=node_id, sku=line.sku, kind=RETURN_RESTOCK, on_hand_delta=line.quantity,
+                node_id=node_id, sku=line.sku, kind=LedgerKind.RETURN_RESTOCK,
+                on_hand_delta=line.quantity,
                 reserved_delta=0, reference=getattr(event, "return"),
                 request_id=f"return:{getattr(event, 'return')}:{line.line_id}")
             .on_conflict_do_nothing(index_elements=[stock_ledger.c.request_id])
@@ -317,7 +318,7 @@ async def on_return_received(session: AsyncSession, event: returns_events.Return
             set_={"on_hand": stock_levels.c.on_hand + statement.excluded.on_hand}))
         touched.add((node_id, line.sku))
     await serve_backorders(session, touched, settings)
-    await levels.publish_changes(session, touched, settings)
+    await stock_store.publish_changes(session, touched, settings)
 
 
 def _json(lines: Sequence[Line]) -> list[dict[str, object]]:
