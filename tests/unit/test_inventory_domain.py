@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from oms.inventory.v1 import inventory_pb2
-from oms_inventory import geo
+from oms_inventory.allocation import domain as geo
 from oms_inventory.catalogue import convert, domain
 from oms_inventory.catalogue.domain import check_gtin, check_location, check_node_id, check_sku
 from oms_inventory.stock.domain import check_delta

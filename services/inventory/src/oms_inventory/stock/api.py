@@ -18,7 +18,8 @@ from oms_platform.errors import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_inventory import allocation, lists
+from oms_inventory import lists
+from oms_inventory.allocation.handlers import serve_backorders
 from oms_inventory.catalogue import store as catalogue_store
 from oms_inventory.catalogue.domain import (
     PRODUCT_NAME,
@@ -351,7 +352,7 @@ async def _after_movement(session: AsyncSession, keys: Sequence[tuple[str, str]]
     """What every movement ends with, in its transaction: waiting orders are served first
     (when available may have grown), then the changes are announced with what they left."""
     if grew:
-        await allocation.serve_backorders(session, keys, settings)
+        await serve_backorders(session, keys, settings)
     await store.publish_changes(session, keys, settings)
 
 
