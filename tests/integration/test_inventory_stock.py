@@ -476,3 +476,24 @@ async def test_settings_are_read_once_at_start(
     monkeypatch.setenv("OMS_INVENTORY_VELOCITY_WINDOW_DAYS", "1")
     monkeypatch.setenv("OMS_INVENTORY_REVIEW_PERIOD_DAYS", "0")
     assert await suggestion() == ("1", 1000 + 14 - 72)
+
+
+async def test_an_adjustment_with_a_reason_the_contract_does_not_know_is_refused(
+    stub: Stub, sync_engine,  # type: ignore[no-untyped-def]
+) -> None:
+    """An enum number no AdjustmentReason has (proto3 keeps it) is a field violation, not an
+    error of the service, and records nothing."""
+    node_id, sku = await add_node(stub), await add_sku(stub)
+    code, violations, _ = await refused(stub.AdjustStock(inventory_pb2.AdjustStockRequest(
+        node_id=node_id, sku=sku, delta=5, reason=99)))  # type: ignore[arg-type]
+    assert (code, fields(violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["reason"])
+    with sync_engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(stock_ledger)
+                           .where(stock_ledger.c.sku == sku)) == 0
+
+
+async def test_list_backorders_caps_its_page_size_as_every_list_does(stub: Stub) -> None:
+    sku = await add_sku(stub)
+    listed = await stub.ListBackorders(inventory_pb2.ListBackordersRequest(
+        parent=f"products/{sku}", page_size=5000))
+    assert list(listed.backorders) == [] and listed.next_page_token == ""

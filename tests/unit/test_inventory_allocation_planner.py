@@ -6,9 +6,10 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from oms_inventory.allocation_planner import (
+from oms_inventory.allocation.domain import (
     STRATEGIES,
     Destination,
+    Line,
     Money,
     Node,
     Plan,
@@ -19,7 +20,7 @@ from oms_inventory.allocation_planner import (
     rank,
     serves,
 )
-from oms_inventory.domain import LatLng, Line
+from oms_platform.values import LatLng
 
 LOS_ANGELES = Destination(LatLng(34.0522, -118.2437), "US", "CA")
 NEW_YORK = Destination(LatLng(40.7128, -74.0060), "US", "NY")

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from oms_inventory import geo
-from oms_inventory.domain import (
-    LatLng,
-    check_delta,
-    check_gtin,
-    check_location,
-    check_node_id,
-    check_sku,
-    haversine_km,
-)
+from oms.inventory.v1 import inventory_pb2
+from oms_inventory.allocation import domain as geo
+from oms_inventory.catalogue import convert, domain
+from oms_inventory.catalogue.domain import check_gtin, check_location, check_node_id, check_sku
+from oms_inventory.stock.domain import check_delta
 from oms_platform.errors import FieldViolation, InvalidArgument, Violations
+from oms_platform.values import LatLng, haversine_km
 
 LOS_ANGELES = LatLng(34.0522, -118.2437)
 NEW_YORK = LatLng(40.7128, -74.0060)
@@ -113,3 +109,15 @@ def test_every_violation_is_reported_at_once() -> None:
         violations.raise_if_any()
     assert [v.field for v in raised.value.violations] == ["node_id", "sku", "delta"]
     assert FieldViolation("sku", "required") in raised.value.violations
+
+
+def test_the_catalogues_names_of_types_policies_and_paths_are_the_contracts() -> None:
+    def names(enum: object, prefix: str) -> set[str]:
+        return {name.removeprefix(prefix) for name in enum.keys()  # type: ignore[attr-defined]
+                if not name.endswith("_UNSPECIFIED")}
+
+    assert set(domain.NODE_TYPES) == names(inventory_pb2.NodeType, "NODE_TYPE_")
+    assert set(domain.BACKORDER_POLICIES) == names(inventory_pb2.BackorderPolicy,
+                                                   "BACKORDER_POLICY_")
+    assert tuple(convert.PRODUCT_COLUMNS) == domain.PRODUCT_PATHS
+    assert tuple(convert.NODE_COLUMNS) == domain.NODE_PATHS

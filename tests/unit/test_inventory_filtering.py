@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from oms_inventory.api import PRODUCT_FILTER_FIELDS
-from oms_inventory.domain import (
+from oms_inventory.catalogue.domain import (
+    PRODUCT_FILTER_FIELDS,
     Bin,
     check_bins,
     check_regions,
     check_time_of_day,
     check_time_zone,
 )
-from oms_inventory.filtering import FilterError, decode_page_token, encode_page_token, page_size
+from oms_inventory.lists import FilterError, decode_page_token, encode_page_token, page_size
 from oms_platform import filtering
 from oms_platform.errors import InvalidArgument, Violations
 from oms_platform.filtering import Condition

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from oms_inventory.allocation_planner import STRATEGIES
+from oms_inventory.allocation.domain import STRATEGIES
 from oms_inventory.settings import InventorySettings
 from pydantic import ValidationError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from oms_inventory.stock_rules import (
+from oms_inventory.stock.domain import (
     Drift,
     Figures,
     at_reorder_point,

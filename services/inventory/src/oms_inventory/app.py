@@ -1,5 +1,5 @@
-"""The inventory service as the platform runs it: servicer, subscriptions, background jobs,
-migrations."""
+"""The inventory service as the platform runs it, wired from its capabilities (catalogue,
+stock, allocation): the servicer, the subscriptions, the background sweeps, the migrations."""
 
 from __future__ import annotations
 
@@ -16,27 +16,39 @@ from oms.orders.v1 import events_pb2 as order_events
 from oms.returns.v1 import events_pb2 as returns_events
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_inventory.allocation import sweep_backorders
-from oms_inventory.api import InventoryServicer
-from oms_inventory.handlers import (
-    SOURCE,
+from oms_inventory.allocation.api import AllocationApi
+from oms_inventory.allocation.handlers import (
+    expire_due,
     on_order_cancelled,
     on_order_created,
     on_order_paid,
     on_orders_created,
     on_package_shipped,
     on_return_received,
+    sweep_backorders,
 )
-from oms_inventory.reservations import expire_due
+from oms_inventory.catalogue.api import CatalogueApi
 from oms_inventory.settings import InventorySettings
-from oms_inventory.tables import metadata
+from oms_inventory.stock.api import StockApi
+from oms_inventory.tables import SOURCE, metadata
 
-__all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "definition"]
+__all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "InventoryServicer", "definition"]
 
 log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class InventoryServicer(CatalogueApi, StockApi, AllocationApi,
+                        inventory_pb2_grpc.InventoryServiceServicer):
+    """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 settings: InventorySettings) -> None:
+        self._sessions = sessions
+        self._settings = settings
 
 
 def definition(settings: InventorySettings) -> ServiceDefinition:

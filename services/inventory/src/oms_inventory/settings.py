@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from oms_inventory.allocation_planner import STRATEGIES, Strategy
+from oms_inventory.allocation.domain import STRATEGIES, Strategy
 
 
 class InventorySettings(BaseSettings):

@@ -1,8 +1,13 @@
 """The inventory database: products, nodes, stock per node, reservations, backorders and an
-append-only stock ledger, next to the outbox, inbox and dead letters."""
+append-only stock ledger, next to the outbox, inbox and dead letters; and the one way every
+capability's events reach the outbox."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
+from oms_platform import outbox
 from oms_platform.db import create_metadata
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +31,9 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+SOURCE = "/oms/inventory"
 
 metadata = create_metadata()
 
@@ -207,3 +215,11 @@ stock_levels.append_column(
     Column("at_reorder_point", Boolean, nullable=False, server_default=false()))
 Index("ix_stock_levels_at_reorder_point", stock_levels.c.node_id, stock_levels.c.sku,
       postgresql_where=stock_levels.c.at_reorder_point)
+
+
+async def add_events(session: AsyncSession, messages: Sequence[tuple[Message, str]]) -> None:
+    """Adds events, each with its aggregate id, to the outbox in one statement, in the
+    caller's transaction."""
+    await outbox.add_events(session, metadata.tables["outbox"],
+                            [(message, aggregate_id, None) for message, aggregate_id in messages],
+                            source=SOURCE)

@@ -1,23 +1,66 @@
-"""Storage of stock movements other than reservations: receipts, counts, safety stock; the
-listings of levels and of the ledger; the drift check; channel buffers. Every movement writes
-its ledger row in the caller's transaction, next to the level it changes."""
+"""Storage of stock: levels, the ledger every movement writes a row to (in the caller's
+transaction, next to the level it changes), receipts, counts, safety stock, the drift check,
+channel buffers and replenishment.
+
+`publish_changes` is what every stock movement ends with: a `StockLevelChanged` event per
+touched level, so that channel connectors can update their listings before they oversell, and a
+`ReorderPointReached` event for each level whose available stock has just fallen to its
+reorder point.
+
+Call `publish_changes` once per transaction with every (node_id, sku) it touched, after the
+writes: it reads the levels as the transaction left them and adds the events to the outbox in
+that same transaction. It runs on the allocation hot path, so it costs a constant number of
+statements whatever the number of keys: one read of the levels with their products, one of
+the network totals, one of the channel buffers, and only when needed one read of the ledger
+(for velocities older than the refresh interval) and one batched write of the replenishment
+state. Because the caller has already written (and so locked) each touched level, two
+transactions never both see a level cross its reorder point: the second waits for the first
+and then reads the flag the first set."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from oms_platform.filtering import Condition
-from sqlalchemy import Row, and_, delete, false, func, literal, or_, select, tuple_, update
+from oms_platform.values import timestamp
+from sqlalchemy import (
+    Boolean,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_inventory import stock_rules
-from oms_inventory.catalogue import text_condition
-from oms_inventory.levels import levels_with_products
-from oms_inventory.stock_rules import Drift, Figures
+from oms_inventory.catalogue.store import text_condition
+from oms_inventory.settings import InventorySettings
+from oms_inventory.stock import convert
+from oms_inventory.stock.domain import (
+    ALL_SKUS,
+    Drift,
+    Figures,
+    LedgerKind,
+    Replenishment,
+    at_reorder_point,
+    daily_velocity,
+    repairable,
+    replenishment,
+)
 from oms_inventory.tables import (
+    add_events,
     channel_buffers,
     fulfilment_nodes,
     products,
@@ -25,9 +68,11 @@ from oms_inventory.tables import (
     stock_levels,
 )
 
-RECEIPT = "RECEIPT"
-CYCLE_COUNT = "CYCLE_COUNT"
-DRIFT_REPAIR = "DRIFT_REPAIR"
+AVAILABLE = func.greatest(
+    stock_levels.c.on_hand - stock_levels.c.reserved - stock_levels.c.safety_stock, 0
+)
+
+
 
 LEVEL_KEY = tuple_(stock_levels.c.node_id, stock_levels.c.sku)
 LEVEL_FILTERS = {"sku": stock_levels.c.sku}
@@ -71,7 +116,7 @@ async def record_receipt(session: AsyncSession, node_id: str, reference: str,
     if len(lines) > 1:
         await session.execute(
             stock_ledger.insert(),
-            [{"node_id": node_id, "sku": sku, "kind": RECEIPT, "on_hand_delta": quantity,
+            [{"node_id": node_id, "sku": sku, "kind": LedgerKind.RECEIPT, "on_hand_delta": quantity,
               "reserved_delta": 0, "reference": reference} for sku, quantity in lines[1:]],
         )
     per_sku: dict[str, int] = {}
@@ -232,7 +277,7 @@ async def repair_drifts(session: AsyncSession, found: Sequence[Drift]) -> list[D
                           .order_by(stock_levels.c.node_id, stock_levels.c.sku)
                           .with_for_update())
     _, _, confirmed = await find_drifts(session, keys)
-    fixable = [d for d in confirmed if stock_rules.repairable(d)]
+    fixable = [d for d in confirmed if repairable(d)]
     for drift in fixable:
         await session.execute(
             update(stock_levels)
@@ -241,8 +286,8 @@ async def repair_drifts(session: AsyncSession, found: Sequence[Drift]) -> list[D
         )
     if fixable:
         await session.execute(stock_ledger.insert(), [
-            {"node_id": d.node_id, "sku": d.sku, "kind": DRIFT_REPAIR, "on_hand_delta": 0,
-             "reserved_delta": 0,
+            {"node_id": d.node_id, "sku": d.sku, "kind": LedgerKind.DRIFT_REPAIR,
+             "on_hand_delta": 0, "reserved_delta": 0,
              "reference": json.dumps({
                  "recorded": {"on_hand": d.recorded.on_hand, "reserved": d.recorded.reserved},
                  "ledger": {"on_hand": d.ledger.on_hand, "reserved": d.ledger.reserved},
@@ -325,3 +370,150 @@ async def levels_at_reorder_point(session: AsyncSession, *, node_id: str | None,
                                                             literal(after[1]))))
     return (await session.execute(statement)).all()
 
+
+async def change_on_hand(session: AsyncSession, node_id: str, sku: str,
+                         delta: int) -> tuple[int, int] | None:
+    """Adds ``delta`` to on-hand in one conditional write; None if that would leave less on
+    hand than is reserved."""
+    await session.execute(
+        pg_insert(stock_levels)
+        .values(node_id=node_id, sku=sku, on_hand=0, reserved=0)
+        .on_conflict_do_nothing()
+    )
+    statement = (
+        update(stock_levels)
+        .where(
+            stock_levels.c.node_id == node_id,
+            stock_levels.c.sku == sku,
+            stock_levels.c.on_hand + delta >= stock_levels.c.reserved,
+        )
+        .values(on_hand=stock_levels.c.on_hand + delta)
+        .returning(stock_levels.c.on_hand, stock_levels.c.reserved)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return (row.on_hand, row.reserved) if row else None
+
+
+# --- Velocity, reorder points and the events of a movement ---
+
+async def velocities(session: AsyncSession, keys: Sequence[tuple[str, str]],
+                     window_days: int) -> dict[tuple[str, str], Decimal]:
+    """Units sold per day over the window, per level: one grouped read of the ledger."""
+    if not keys:
+        return {}
+    reserved = func.coalesce(func.sum(stock_ledger.c.reserved_delta).filter(
+        stock_ledger.c.kind == LedgerKind.RESERVATION), 0)
+    released = func.coalesce(func.sum(-stock_ledger.c.reserved_delta).filter(
+        stock_ledger.c.kind == LedgerKind.RELEASE), 0)
+    statement = (
+        select(stock_ledger.c.node_id, stock_ledger.c.sku, reserved, released)
+        .where(
+            tuple_(stock_ledger.c.node_id, stock_ledger.c.sku).in_(sorted(keys)),
+            stock_ledger.c.kind.in_((LedgerKind.RESERVATION, LedgerKind.RELEASE)),
+            stock_ledger.c.at >= func.now() - timedelta(days=window_days),
+        )
+        .group_by(stock_ledger.c.node_id, stock_ledger.c.sku)
+    )
+    found = {
+        (node_id, sku): daily_velocity(int(taken), int(given_back), window_days)
+        for node_id, sku, taken, given_back in await session.execute(statement)
+    }
+    return {key: found.get(key, Decimal(0)) for key in keys}
+
+
+LEVEL_COLUMNS = (
+    stock_levels.c.node_id,
+    stock_levels.c.sku,
+    stock_levels.c.on_hand,
+    stock_levels.c.reserved,
+    stock_levels.c.safety_stock,
+    AVAILABLE.label("available"),
+    stock_levels.c.daily_velocity,
+    stock_levels.c.velocity_time,
+    stock_levels.c.at_reorder_point,
+    products.c.reorder_point.label("fixed_reorder_point"),
+    products.c.supplier_lead_time_days,
+)
+
+
+def levels_with_products() -> Any:
+    return select(*LEVEL_COLUMNS).join(products, products.c.sku == stock_levels.c.sku)
+
+
+async def publish_changes(session: AsyncSession, keys: Iterable[tuple[str, str]],
+                          settings: InventorySettings) -> None:
+    """What every stock movement ends with, in its transaction: the events of the levels at
+    these (node_id, sku) keys, as the transaction left them (see the module's docstring)."""
+    touched = sorted(set(keys))
+    if not touched:
+        return
+    skus = sorted({sku for _, sku in touched})
+    levels = (
+        await session.execute(
+            levels_with_products()
+            .where(tuple_(stock_levels.c.node_id, stock_levels.c.sku).in_(touched))
+            # The order every writer locks levels in: a flag written below never deadlocks.
+            .order_by(stock_levels.c.node_id, stock_levels.c.sku)
+        )
+    ).all()
+    reached = await _track_reorder_points(session, levels, settings)
+    network = dict(
+        (
+            await session.execute(
+                select(stock_levels.c.sku, func.sum(AVAILABLE))
+                .where(stock_levels.c.sku.in_(skus))
+                .group_by(stock_levels.c.sku)
+            )
+        ).all()
+    )
+    buffers: dict[str, dict[str, int]] = {}
+    for channel, sku, buffer in await session.execute(
+        select(channel_buffers.c.channel, channel_buffers.c.sku, channel_buffers.c.buffer).where(
+            or_(channel_buffers.c.sku.in_(skus), channel_buffers.c.sku == ALL_SKUS)
+        )
+    ):
+        per_channel = buffers.setdefault(channel, {})
+        per_channel[sku] = buffer
+    await add_events(session, convert.level_events(
+        levels, network, buffers, reached, timestamp(datetime.now(UTC))))
+
+
+async def _track_reorder_points(session: AsyncSession, levels: Sequence[Row[Any]],
+                                settings: InventorySettings) -> list[Replenishment]:
+    """Flips each level's at-reorder-point flag where it changed and returns the levels that
+    have just reached their point. Velocities are read from the ledger only where the cached
+    one is older than the refresh interval, so a hot SKU costs no ledger scan."""
+    now = datetime.now(UTC)
+    fresh_after = now - timedelta(seconds=settings.velocity_refresh_seconds)
+    stale = [(row.node_id, row.sku) for row in levels
+             if row.velocity_time is None or row.velocity_time <= fresh_after]
+    refreshed = await velocities(session, stale, settings.velocity_window_days)
+    reached: list[Replenishment] = []
+    changes: list[dict[str, Any]] = []
+    for row in levels:
+        key = (row.node_id, row.sku)
+        velocity = refreshed.get(key, row.daily_velocity)
+        state = replenishment(row, velocity, settings.review_period_days)
+        at_point = at_reorder_point(state.available, state.reorder_point)
+        if at_point and not row.at_reorder_point:
+            reached.append(state)
+        if key in refreshed or at_point != row.at_reorder_point:
+            changes.append({
+                "b_node_id": row.node_id, "b_sku": row.sku, "b_at": at_point,
+                "b_velocity": velocity, "b_refresh": key in refreshed,
+            })
+    if changes:
+        await session.execute(
+            update(stock_levels)
+            .where(and_(stock_levels.c.node_id == bindparam("b_node_id"),
+                        stock_levels.c.sku == bindparam("b_sku")))
+            .values(
+                at_reorder_point=bindparam("b_at"),
+                daily_velocity=bindparam("b_velocity"),
+                velocity_time=case((bindparam("b_refresh", type_=Boolean), func.now()),
+                                   else_=stock_levels.c.velocity_time),
+            )
+            .execution_options(synchronize_session=False),
+            changes,
+        )
+    return reached

@@ -1,6 +1,8 @@
-"""Storage of allocation: reading what the planner needs, and writing what it decided in a
-handful of set-based statements (one UPDATE for every level a batch touches, multi-row
-inserts for reservations, ledger rows and events), whatever the batch's size.
+"""Storage of allocation: reading what the planner needs (products' backorder rules, nodes,
+available stock, waiting units), the orders seen, reservations and the backorder queue; and
+writing what it decided in a handful of set-based statements (one UPDATE for every level a
+batch touches, multi-row inserts for reservations, ledger rows and events), whatever the
+batch's size.
 
 Lock order, everywhere: ``order_allocations`` rows, then ``stock_levels`` rows by
 (node_id, sku), then ``backorders`` rows. Transactions that follow it may wait for each
@@ -10,31 +12,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from google.protobuf.message import Message
-from oms_platform import outbox
-from sqlalchemy import bindparam, func, insert, select, text, tuple_
+from oms_platform.values import LatLng
+from sqlalchemy import Row, bindparam, delete, exists, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_inventory.allocation_planner import Money, Node, Policy, ProductRule
-from oms_inventory.domain import LatLng
+from oms_inventory.allocation.domain import Held, Line, Money, Node, Policy, ProductRule
+from oms_inventory.stock.domain import LedgerKind
 from oms_inventory.tables import (
     backorders,
     fulfilment_nodes,
-    metadata,
+    order_allocations,
     products,
     reservations,
     stock_ledger,
     stock_levels,
 )
 
-SOURCE = "/oms/inventory"
-RESERVATION = "RESERVATION"
 # Run with lists of rows (constant statements, compiled once): a line reserved at a node, or
 # waiting, again holds or waits for more.
 _insert_reservations = pg_insert(reservations)
@@ -47,18 +46,6 @@ _ADD_BACKORDERS = _insert_backorders.on_conflict_do_update(
     index_elements=[backorders.c.order_name, backorders.c.line_id],
     set_={"quantity": backorders.c.quantity + _insert_backorders.excluded.quantity},
 )
-RELEASE = "RELEASE"
-
-
-@dataclass(frozen=True)
-class Held:
-    """Units of an order line reserved at a node."""
-
-    order: str
-    line_id: str
-    node_id: str
-    sku: str
-    quantity: int
 
 
 async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str, ProductRule]:
@@ -180,7 +167,7 @@ async def reserve(session: AsyncSession, held: Sequence[Held]) -> None:
         {"order_name": h.order, "line_id": h.line_id, "node_id": h.node_id, "sku": h.sku,
          "quantity": h.quantity} for h in merged.values()])
     await session.execute(insert(stock_ledger), [
-        {"node_id": h.node_id, "sku": h.sku, "kind": RESERVATION, "on_hand_delta": 0,
+        {"node_id": h.node_id, "sku": h.sku, "kind": LedgerKind.RESERVATION, "on_hand_delta": 0,
          "reserved_delta": h.quantity, "reference": h.order} for h in held])
 
 
@@ -208,7 +195,7 @@ async def release(session: AsyncSession, held: Sequence[Held]) -> None:
           AND r.quantity > v.quantity
     """).bindparams(bindparam("rows", type_=JSONB)), {"rows": _held_rows(held)})
     await session.execute(insert(stock_ledger), [
-        {"node_id": h.node_id, "sku": h.sku, "kind": RELEASE, "on_hand_delta": 0,
+        {"node_id": h.node_id, "sku": h.sku, "kind": LedgerKind.RELEASE, "on_hand_delta": 0,
          "reserved_delta": -h.quantity, "reference": h.order} for h in held])
 
 
@@ -323,13 +310,183 @@ async def orders_waiting(session: AsyncSession, orders: Iterable[str]) -> set[st
     return set((await session.scalars(statement)).all())
 
 
-async def add_events(session: AsyncSession, messages: Sequence[tuple[Message, str]]) -> None:
-    """Adds events to the outbox in one statement: (message, aggregate id) each."""
-    await outbox.add_events(session, metadata.tables["outbox"],
-                            [(message, aggregate_id, None) for message, aggregate_id in messages],
-                            source=SOURCE)
-
-
 def lines_json(lines: Iterable[Any]) -> str:
     return json.dumps([{"line_id": ln.line_id, "sku": ln.sku, "quantity": ln.quantity}
                        for ln in lines])
+
+
+def lines_from_json(value: object) -> list[Line]:
+    items = json.loads(value) if isinstance(value, str) else value
+    return [Line(i["line_id"], i["sku"], int(i["quantity"])) for i in items or []]
+
+
+def _json(lines: Sequence[Line]) -> list[dict[str, object]]:
+    return json.loads(lines_json(lines))  # type: ignore[no-any-return]
+
+
+# --- Orders seen ---
+
+# Claims orders for allocation; run with a list of rows, so that it compiles once whatever
+# the batch's size.
+_CLAIM = (pg_insert(order_allocations).on_conflict_do_nothing()
+          .returning(order_allocations.c.order_name))
+
+
+async def claim_orders(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Records orders as seen; returns those not seen before (a concurrent copy of one
+    waits on the unique index)."""
+    return set((await session.scalars(_CLAIM, list(rows))).all())
+
+
+async def lock_order(session: AsyncSession, order: str) -> Row[Any] | None:
+    statement = (select(order_allocations).where(order_allocations.c.order_name == order)
+                 .with_for_update())
+    return (await session.execute(statement)).one_or_none()
+
+
+async def mark_unseen_cancelled(session: AsyncSession, order: str) -> None:
+    """Marks an order cancelled before it was seen, so that its late ``OrderCreated``
+    allocates nothing."""
+    await session.execute(pg_insert(order_allocations).values(
+        order_name=order, capture_time=datetime.now(UTC), cancelled=True,
+    ).on_conflict_do_nothing())
+
+
+async def update_order(session: AsyncSession, order: str, *,
+                       expired: Sequence[Line] | None = None, **values: Any) -> None:
+    """Sets columns of an order seen; `expired`, when given, its expired lines."""
+    if expired is not None:
+        values["expired_lines"] = _json(expired)
+    await session.execute(update(order_allocations)
+                          .where(order_allocations.c.order_name == order).values(**values))
+
+
+async def due_orders(session: AsyncSession, limit: int) -> Sequence[Row[Any]]:
+    """Up to `limit` unpaid orders past their payment due time, locked; ``SKIP LOCKED`` lets
+    several replicas sweep at once, each taking other orders."""
+    return (await session.execute(
+        select(order_allocations.c.order_name, order_allocations.c.expired_lines)
+        .where(order_allocations.c.expire_time <= datetime.now(UTC))
+        .order_by(order_allocations.c.expire_time, order_allocations.c.order_name)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )).all()
+
+
+# --- The backorder queue of orders ---
+
+async def waiting_of(session: AsyncSession, orders: Sequence[str], *,
+                     lock: bool = False) -> Sequence[Row[Any]]:
+    """The waiting lines of these orders."""
+    statement = select(backorders).where(backorders.c.order_name.in_(orders))
+    if lock:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).all()
+
+
+async def drop_waiting(session: AsyncSession, orders: Sequence[str]) -> None:
+    await session.execute(delete(backorders).where(backorders.c.order_name.in_(orders)))
+
+
+async def reduce_waiting(session: AsyncSession, wait: Row[Any], dropped: int) -> None:
+    """Takes `dropped` units off a waiting line; the line leaves the queue when none wait."""
+    if dropped == wait.quantity:
+        await session.execute(delete(backorders).where(backorders.c.id == wait.id))
+    else:
+        await session.execute(update(backorders).where(backorders.c.id == wait.id)
+                              .values(quantity=wait.quantity - dropped))
+
+
+async def backorder_page(session: AsyncSession, sku: str, *, after: Sequence[Any] | None,
+                         limit: int) -> Sequence[Row[Any]] | None:
+    """A page of the SKU's queue in serving order (priority first, capture time, arrival),
+    keyset-paged so that a page stays right while lines ahead of it are served; None when
+    there is no product with the SKU."""
+    statement = (select(backorders).where(backorders.c.sku == sku)
+                 .order_by(backorders.c.priority.desc(), backorders.c.capture_time,
+                           backorders.c.id).limit(limit))
+    if after is not None:
+        priority, capture, row_id = after
+        key = tuple_(~backorders.c.priority, backorders.c.capture_time, backorders.c.id)
+        statement = statement.where(key > tuple_(not priority, capture, row_id))
+    if not await session.scalar(select(exists().where(products.c.sku == sku))):
+        return None
+    return (await session.execute(statement)).all()
+
+
+async def reservations_of(session: AsyncSession, order: str) -> Sequence[Row[Any]]:
+    statement = (
+        select(reservations)
+        .where(reservations.c.order_name == order)
+        .order_by(reservations.c.line_id, reservations.c.id)
+    )
+    return (await session.execute(statement)).all()
+
+
+# --- Shipments and returns ---
+
+async def _claim_ledger(session: AsyncSession, request_id: str, **values: Any) -> bool:
+    """Writes a ledger row unless its request id was recorded before."""
+    claimed = await session.scalar(
+        pg_insert(stock_ledger).values(**values, request_id=request_id)
+        .on_conflict_do_nothing(index_elements=[stock_ledger.c.request_id])
+        .returning(stock_ledger.c.id))
+    return claimed is not None
+
+
+async def ship(session: AsyncSession, *, node_id: str, package: str, order: str,
+               line_id: str, sku: str, quantity: int) -> bool | None:
+    """Shipped units leave on-hand and the line's reservation at the node, once per
+    (package, order, line): False if that was recorded before, None if the node holds no
+    level of the SKU (nothing is written then but the ledger row, which the caller rolls
+    back)."""
+    reservation = (await session.execute(
+        select(reservations.c.id, reservations.c.quantity).where(
+            reservations.c.order_name == order, reservations.c.line_id == line_id,
+            reservations.c.node_id == node_id).with_for_update())).one_or_none()
+    from_reserved = min(quantity, reservation.quantity) if reservation else 0
+    if not await _claim_ledger(
+            session, f"ship:{package}:{order}:{line_id}", node_id=node_id, sku=sku,
+            kind=LedgerKind.SHIPMENT, on_hand_delta=-quantity, reserved_delta=-from_reserved,
+            reference=package):
+        return False
+    if reservation is not None:
+        if from_reserved == reservation.quantity:
+            await session.execute(delete(reservations)
+                                  .where(reservations.c.id == reservation.id))
+        else:
+            await session.execute(update(reservations)
+                                  .where(reservations.c.id == reservation.id)
+                                  .values(quantity=reservation.quantity - from_reserved))
+    shipped = await session.execute(
+        update(stock_levels)
+        .where(stock_levels.c.node_id == node_id, stock_levels.c.sku == sku)
+        .values(on_hand=stock_levels.c.on_hand - quantity,
+                reserved=stock_levels.c.reserved - from_reserved))
+    return None if shipped.rowcount == 0 else True  # type: ignore[attr-defined]
+
+
+async def restockable(session: AsyncSession, node_id: str,
+                      skus: Iterable[str]) -> tuple[bool, set[str]]:
+    """Whether the node exists, and which of the SKUs are products."""
+    node_known = await session.scalar(select(exists().where(
+        fulfilment_nodes.c.node_id == node_id)))
+    known = set((await session.scalars(select(products.c.sku).where(
+        products.c.sku.in_(set(skus))))).all())
+    return bool(node_known), known
+
+
+async def restock(session: AsyncSession, *, node_id: str, return_name: str, line_id: str,
+                  sku: str, quantity: int) -> bool:
+    """Returned units back on hand, once per (return, line); False if recorded before."""
+    if not await _claim_ledger(
+            session, f"return:{return_name}:{line_id}", node_id=node_id, sku=sku,
+            kind=LedgerKind.RETURN_RESTOCK, on_hand_delta=quantity, reserved_delta=0,
+            reference=return_name):
+        return False
+    statement = pg_insert(stock_levels).values(node_id=node_id, sku=sku, on_hand=quantity,
+                                               reserved=0)
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=[stock_levels.c.node_id, stock_levels.c.sku],
+        set_={"on_hand": stock_levels.c.on_hand + statement.excluded.on_hand}))
+    return True

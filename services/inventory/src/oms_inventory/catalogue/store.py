@@ -1,20 +1,18 @@
-"""Storage of the product master and the fulfilment nodes, and the `ProductChanged` events that
-tell other services (orders keeps minimum order quantities) what changed."""
+"""Storage of the product master and the fulfilment nodes. Each function takes the caller's
+session, so that a request decides where its transaction begins and ends."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from oms.common.v1 import common_pb2
-from oms.inventory.v1 import events_pb2, inventory_pb2
+from oms_platform.errors import NotFound
 from oms_platform.filtering import Condition
 from sqlalchemy import (
     ColumnElement,
     Row,
     delete,
+    exists,
     false,
     func,
     insert,
@@ -27,11 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_inventory.filtering import like_escape
-from oms_inventory.levels import add_events
-from oms_inventory.tables import fulfilment_nodes, node_bins, products
-
-POLICY_PREFIX = "BACKORDER_POLICY_"
+from oms_inventory.catalogue import convert
+from oms_inventory.tables import add_events, fulfilment_nodes, node_bins, products
 
 # Product columns a create, an update or an upsert may write (everything but the key and
 # the bookkeeping).
@@ -42,73 +37,65 @@ PRODUCT_FIELDS = (
 )
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def product_message(row: Row[Any]) -> inventory_pb2.Product:
-    product = inventory_pb2.Product(
-        name=f"products/{row.sku}",
-        sku=row.sku,
-        title=row.title,
-        gtin=row.gtin,
-        create_time=_timestamp(row.create_time),
-        update_time=_timestamp(row.update_time),
-        fragile=row.fragile,
-        hazardous=row.hazardous,
-        minimum_order_quantity=row.minimum_order_quantity,
-        returnable=row.returnable,
-        backorder_policy=inventory_pb2.BackorderPolicy.Value(POLICY_PREFIX
-                                                             + row.backorder_policy),
-        backorder_limit=row.backorder_limit,
-        reorder_point=row.reorder_point,
-        supplier_lead_time_days=row.supplier_lead_time_days,
+async def insert_product(session: AsyncSession, values: Mapping[str, Any]) -> Row[Any] | None:
+    """The new product, or None if its SKU or request id is taken."""
+    statement = (
+        pg_insert(products).values(**values).on_conflict_do_nothing().returning(*products.c)
     )
-    if row.weight_grams is not None:
-        product.weight.grams = row.weight_grams
-    if row.length_mm is not None:
-        product.dimensions.CopyFrom(common_pb2.Dimensions(
-            length_mm=row.length_mm, width_mm=row.width_mm, height_mm=row.height_mm))
-    return product
+    return (await session.execute(statement)).one_or_none()
 
 
-def product_values(product: inventory_pb2.Product) -> dict[str, Any]:
-    """The columns of a product message; unset optional parts are NULL."""
-    policy = product.backorder_policy or inventory_pb2.BACKORDER_POLICY_DENY
-    has_dimensions = product.HasField("dimensions")
-    return {
-        "title": product.title,
-        "gtin": product.gtin,
-        "weight_grams": product.weight.grams if product.HasField("weight") else None,
-        "length_mm": product.dimensions.length_mm if has_dimensions else None,
-        "width_mm": product.dimensions.width_mm if has_dimensions else None,
-        "height_mm": product.dimensions.height_mm if has_dimensions else None,
-        "fragile": product.fragile,
-        "hazardous": product.hazardous,
-        "minimum_order_quantity": max(1, product.minimum_order_quantity),
-        "returnable": product.returnable,
-        "backorder_policy": inventory_pb2.BackorderPolicy.Name(policy).removeprefix(
-            POLICY_PREFIX),
-        "backorder_limit": product.backorder_limit,
-        "reorder_point": product.reorder_point,
-        "supplier_lead_time_days": product.supplier_lead_time_days,
-    }
+async def product_by_sku(session: AsyncSession, sku: str) -> Row[Any] | None:
+    return (await session.execute(select(products).where(products.c.sku == sku))).one_or_none()
+
+
+async def product_by_request(session: AsyncSession, request_id: str) -> Row[Any] | None:
+    statement = select(products).where(products.c.request_id == request_id)
+    return (await session.execute(statement)).one_or_none()
+
+
+async def insert_node(session: AsyncSession, values: Mapping[str, Any]) -> Row[Any] | None:
+    """The new node, or None if its id or request id is taken."""
+    statement = (
+        pg_insert(fulfilment_nodes)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(*fulfilment_nodes.c)
+    )
+    return (await session.execute(statement)).one_or_none()
+
+
+async def node_by_id(session: AsyncSession, node_id: str) -> Row[Any] | None:
+    statement = select(fulfilment_nodes).where(fulfilment_nodes.c.node_id == node_id)
+    return (await session.execute(statement)).one_or_none()
+
+
+async def node_by_request(session: AsyncSession, request_id: str) -> Row[Any] | None:
+    statement = select(fulfilment_nodes).where(fulfilment_nodes.c.request_id == request_id)
+    return (await session.execute(statement)).one_or_none()
+
+
+async def node_and_product_exist(session: AsyncSession, node_id: str,
+                                 sku: str) -> tuple[bool, bool]:
+    statement = select(
+        exists().where(fulfilment_nodes.c.node_id == node_id),
+        exists().where(products.c.sku == sku),
+    )
+    node, product = (await session.execute(statement)).one()
+    return bool(node), bool(product)
 
 
 async def publish_product_changes(session: AsyncSession, rows: Sequence[Row[Any]], *,
                                   deleted: bool = False) -> None:
     """One `ProductChanged` per row, written to the outbox in one statement (a catalogue
     import may change a thousand products at once)."""
-    if not rows:
-        return
-    now = _timestamp(datetime.now(UTC))
-    await add_events(session, [
-        (f"products/{row.sku}", events_pb2.ProductChanged(
-            product=product_message(row), deleted=deleted, change_time=now))
-        for row in rows
-    ])
+    if rows:
+        await add_events(session, convert.product_changes(rows, deleted=deleted))
+
+
+def like_escape(value: str) -> str:
+    """A literal for LIKE patterns with the default backslash escape."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 PRODUCT_FILTERS: dict[str, Any] = {
@@ -197,8 +184,6 @@ async def products_by_sku(session: AsyncSession, skus: Sequence[str]) -> dict[st
 
 # --- Fulfilment nodes ---
 
-NODE_FILTERS = ("type", "region")
-
 
 def node_region_condition(region: str) -> ColumnElement[bool]:
     """Nodes that ship to a region: those listing it, its country, or no region at all."""
@@ -258,3 +243,19 @@ async def bins_of(session: AsyncSession, node_ids: Sequence[str]) -> dict[str, l
         found[row.node_id].append(row)
     return found
 
+
+
+async def require_node_and_product(session: AsyncSession, node_id: str, sku: str) -> None:
+    """NOT_FOUND, naming what is missing, unless both the node and the product exist."""
+    node, product = await node_and_product_exist(session, node_id, sku)
+    missing = [
+        *([] if node else [f"fulfilmentNodes/{node_id}"]),
+        *([] if product else [f"products/{sku}"]),
+    ]
+    if missing:
+        raise NotFound(f"{' and '.join(missing)} not found", metadata={"name": missing[0]})
+
+
+async def require_product(session: AsyncSession, sku: str) -> None:
+    if await product_by_sku(session, sku) is None:
+        raise NotFound(f"product {sku} not found", metadata={"name": f"products/{sku}"})
