@@ -1,4 +1,4 @@
-"""List filters and page tokens without a server."""
+"""Inventory's list filters and field checks without a server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from oms_inventory.catalogue.domain import (
     check_time_of_day,
     check_time_zone,
 )
-from oms_inventory.lists import FilterError, decode_page_token, encode_page_token, page_size
 from oms_platform import filtering
 from oms_platform.errors import InvalidArgument, Violations
 from oms_platform.filtering import Condition
@@ -66,35 +65,6 @@ def test_what_is_not_understood_is_refused(text: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         parse_filter(text, FIELDS)
     assert [v.field for v in refused.value.violations] == ["filter"]
-
-
-def test_page_tokens_round_trip_and_belong_to_their_query() -> None:
-    query = {"filter": "fragile = true", "show_deleted": False}
-    token = encode_page_token(["SKU-9", 3], query)
-    assert decode_page_token(token, query, (str, int)) == ["SKU-9", 3]
-    assert decode_page_token("", query, (str, int)) is None
-    with pytest.raises(FilterError):
-        decode_page_token(token, {**query, "filter": "fragile = false"}, (str, int))
-    with pytest.raises(FilterError):
-        decode_page_token("not-a-token", query, (str, int))
-
-
-@pytest.mark.parametrize("key", [
-    [], ["SKU-9"], ["SKU-9", 3, 4], [3, "SKU-9"], ["SKU-9", "3"], ["SKU-9", True],
-    ["SKU-9", 2**63], ["SKU-9", -2**63 - 1], ["SKU-9", 1.0], [None, 3], [["SKU-9"], 3],
-    ["SKU\u0000", 3], ["\ud800", 3],
-])
-def test_a_key_of_another_shape_is_refused(key: list[object]) -> None:
-    query = {"parent": "fulfilmentNodes/-"}
-    with pytest.raises(FilterError):
-        decode_page_token(encode_page_token(key, query), query, (str, int))
-    assert decode_page_token(encode_page_token(["x", 2**63 - 1], query), query,
-                             (str, int)) == ["x", 2**63 - 1]
-    assert decode_page_token(encode_page_token([False], query), query, (bool,)) == [False]
-
-
-def test_page_size_defaults_and_caps() -> None:
-    assert (page_size(0), page_size(10), page_size(5000)) == (50, 10, 1000)
 
 
 def fields_of(violations: Violations) -> list[str]:

@@ -9,10 +9,10 @@ from datetime import datetime
 
 import grpc
 from oms.inventory.v1 import inventory_pb2
+from oms_platform import lists
 from oms_platform.errors import FieldViolation, InvalidArgument, NotFound, Violations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_inventory import lists
 from oms_inventory.allocation import convert, domain, store
 from oms_inventory.allocation.domain import STRATEGIES, OrderRequest, Plan, Policy, Strategy
 from oms_inventory.catalogue.domain import PRODUCT_NAME
@@ -58,8 +58,8 @@ class AllocationApi:
         match = PRODUCT_NAME.fullmatch(request.parent)
         violations.require(match is not None, "parent", "must be products/{sku}")
         query = {"parent": request.parent}
-        _, after, size = lists.list_parameters(request, query, {}, (bool, datetime, int),
-                                               violations)
+        _, after, size = lists.parameters(request, query, (bool, datetime, int),
+                                          violations=violations)
         assert match is not None
         sku = match.group(1)
         async with self._sessions.begin() as session:
@@ -68,7 +68,7 @@ class AllocationApi:
             raise NotFound(f"products/{sku} not found", metadata={"name": request.parent})
         return inventory_pb2.ListBackordersResponse(
             backorders=[convert.backorder(row) for row in rows[:size]],
-            next_page_token=lists.next_token(
+            next_page_token=lists.next_page_token(
                 rows, size, lambda r: [r.priority, r.capture_time.isoformat(), r.id], query))
 
     async def ListReservations(

@@ -8,11 +8,11 @@ from typing import Any
 
 import grpc
 from oms.inventory.v1 import inventory_pb2
+from oms_platform import lists
 from oms_platform.errors import AlreadyExists, NotFound, Violations
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_inventory import lists
 from oms_inventory.catalogue import convert, domain, store
 from oms_inventory.catalogue.domain import NODE_NAME, PRODUCT_NAME, parse_name
 
@@ -68,15 +68,15 @@ class CatalogueApi:
                            context: grpc.aio.ServicerContext
                            ) -> inventory_pb2.ListProductsResponse:
         query = {"filter": request.filter, "show_deleted": request.show_deleted}
-        conditions, after, size = lists.list_parameters(
-            request, query, domain.PRODUCT_FILTER_FIELDS, (str,))
+        found, after, size = lists.parameters(
+            request, query, (str,), fields=domain.PRODUCT_FILTER_FIELDS)
         async with self._sessions.begin() as session:
             rows = await store.list_products(
-                session, conditions, show_deleted=request.show_deleted,
+                session, found.conditions, show_deleted=request.show_deleted,
                 after=after[0] if after else None, limit=size + 1)
         return inventory_pb2.ListProductsResponse(
             products=[convert.product_message(row) for row in rows[:size]],
-            next_page_token=lists.next_token(rows, size, lambda r: [r.sku], query),
+            next_page_token=lists.next_page_token(rows, size, lambda r: [r.sku], query),
         )
 
     async def UpdateProduct(self, request: inventory_pb2.UpdateProductRequest,
@@ -194,16 +194,16 @@ class CatalogueApi:
         context: grpc.aio.ServicerContext,
     ) -> inventory_pb2.ListFulfilmentNodesResponse:
         query = {"filter": request.filter}
-        conditions, after, size = lists.list_parameters(
-            request, query, domain.NODE_FILTER_FIELDS, (str,))
+        found, after, size = lists.parameters(
+            request, query, (str,), fields=domain.NODE_FILTER_FIELDS)
         async with self._sessions.begin() as session:
-            rows = await store.list_nodes(session, conditions,
+            rows = await store.list_nodes(session, found.conditions,
                                           after=after[0] if after else None, limit=size + 1)
             page = rows[:size]
             bins = await store.bins_of(session, [row.node_id for row in page])
         return inventory_pb2.ListFulfilmentNodesResponse(
             fulfilment_nodes=[convert.node_message(row, bins[row.node_id]) for row in page],
-            next_page_token=lists.next_token(rows, size, lambda r: [r.node_id], query),
+            next_page_token=lists.next_page_token(rows, size, lambda r: [r.node_id], query),
         )
 
     async def UpdateFulfilmentNode(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import empty_pb2
 from oms.inventory.v1 import inventory_pb2
+from oms_platform import lists
 from oms_platform.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -18,7 +19,6 @@ from oms_platform.errors import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_inventory import lists
 from oms_inventory.allocation.handlers import serve_backorders
 from oms_inventory.catalogue import store as catalogue_store
 from oms_inventory.catalogue.domain import (
@@ -197,17 +197,17 @@ class StockApi:
         node_id = domain.check_parent(violations, request.parent, allow_every=True)
         violations.raise_if_any()
         query = {"parent": request.parent, "filter": request.filter}
-        conditions, after, size = lists.list_parameters(request, query, domain.LEVEL_FILTER_FIELDS,
-                                                   (str, str))
+        found, after, size = lists.parameters(request, query, (str, str),
+                                              fields=domain.LEVEL_FILTER_FIELDS)
         async with self._sessions.begin() as session:
             if node_id is not None and not await store.node_exists(session, node_id):
                 raise NotFound(f"fulfilment node {node_id} not found",
                                metadata={"name": request.parent})
-            rows = await store.list_levels(session, node_id=node_id, conditions=conditions,
+            rows = await store.list_levels(session, node_id=node_id, conditions=found.conditions,
                                            after=after, limit=size + 1)
         return inventory_pb2.ListStockLevelsResponse(
             stock_levels=[convert.stock_level(row) for row in rows[:size]],
-            next_page_token=lists.next_token(rows, size, lambda r: [r.node_id, r.sku], query),
+            next_page_token=lists.next_page_token(rows, size, lambda r: [r.node_id, r.sku], query),
         )
 
     async def ListStockMovements(self, request: inventory_pb2.ListStockMovementsRequest,
@@ -222,7 +222,7 @@ class StockApi:
             )])
         node_id, sku = level.groups() if level else (node.group(1) if node else "", None)
         query = {"parent": request.parent}
-        _, after, size = lists.list_parameters(request, query, {}, (int,))
+        _, after, size = lists.parameters(request, query, (int,))
         async with self._sessions.begin() as session:
             if sku is not None:
                 await catalogue_store.require_node_and_product(session, node_id, sku)
@@ -234,7 +234,7 @@ class StockApi:
                                               limit=size + 1)
         return inventory_pb2.ListStockMovementsResponse(
             stock_movements=[convert.movement(row) for row in rows[:size]],
-            next_page_token=lists.next_token(rows, size, lambda r: [r.id], query),
+            next_page_token=lists.next_page_token(rows, size, lambda r: [r.id], query),
         )
 
     async def CheckStockDrift(self, request: inventory_pb2.CheckStockDriftRequest,
@@ -298,7 +298,7 @@ class StockApi:
         (channel,) = parse_name(domain.CHANNEL_PARENT, request.parent, "channels/{channel}",
                                  field="parent")
         query = {"parent": request.parent}
-        _, after, size = lists.list_parameters(request, query, {}, (str, str))
+        _, after, size = lists.parameters(request, query, (str, str))
         async with self._sessions.begin() as session:
             rows = await store.list_buffers(
                 session, channel=None if channel == domain.EVERY else channel, after=after,
@@ -306,7 +306,7 @@ class StockApi:
         return inventory_pb2.ListChannelBuffersResponse(
             channel_buffers=[convert.channel_buffer(r.channel, r.sku, r.buffer)
                              for r in rows[:size]],
-            next_page_token=lists.next_token(rows, size, lambda r: [r.channel, r.sku], query),
+            next_page_token=lists.next_page_token(rows, size, lambda r: [r.channel, r.sku], query),
         )
 
     async def GetAvailableToSell(self, request: inventory_pb2.GetAvailableToSellRequest,
@@ -329,7 +329,7 @@ class StockApi:
         node_id = domain.check_parent(violations, request.parent, allow_every=True)
         violations.raise_if_any()
         query = {"parent": request.parent}
-        _, after, size = lists.list_parameters(request, query, {}, (str, str))
+        _, after, size = lists.parameters(request, query, (str, str))
         settings = self._settings
         async with self._sessions.begin() as session:
             rows = await store.levels_at_reorder_point(session, node_id=node_id, after=after,
@@ -343,7 +343,7 @@ class StockApi:
                        for row in page]
         return inventory_pb2.ListReplenishmentSuggestionsResponse(
             suggestions=[convert.suggestion(s) for s in suggestions],
-            next_page_token=lists.next_token(rows, size, lambda r: [r.node_id, r.sku], query),
+            next_page_token=lists.next_page_token(rows, size, lambda r: [r.node_id, r.sku], query),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from oms.orders.v1 import insights_pb2
+from oms_platform import lists
 from oms_platform.errors import Violations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,16 +26,15 @@ class NotificationsApi:
         parent = request.parent
         violations.require(parse_order_name(parent) is not None, "parent",
                            'must be "orders/{uuid}"')
-        violations.require(request.page_size >= 0, "page_size", "must not be negative")
-        after = convert.after_of(request.page_token, parent, violations)
-        violations.raise_if_any()
-        size = min(request.page_size or domain.DEFAULT_PAGE_SIZE, domain.MAX_PAGE_SIZE)
+        query = {"parent": parent}
+        _, after, size = lists.parameters(request, query, (int,), violations=violations,
+                                          max_page_size=domain.MAX_PAGE_SIZE)
+        after_id = after[0] if after else 0
         async with self._sessions.begin() as session:
-            rows = await store.of_order(session, parent, after=after, limit=size + 1)
-            if not rows and not after and not await store.order_known(session, parent):
+            rows = await store.of_order(session, parent, after=after_id, limit=size + 1)
+            if not rows and not after_id and not await store.order_known(session, parent):
                 raise order_not_found(parent)
-        page, more = rows[:size], len(rows) > size
         return insights_pb2.ListOrderNotificationsResponse(
-            notifications=[convert.notification_to_proto(row) for row in page],
-            next_page_token=convert.page_token(parent, page[-1].id) if more else "",
+            notifications=[convert.notification_to_proto(row) for row in rows[:size]],
+            next_page_token=lists.next_page_token(rows, size, lambda row: [row.id], query),
         )

@@ -16,8 +16,6 @@ from typing import Any
 
 import jinja2
 from oms.orders.v1 import insights_pb2
-from oms_platform.errors import Violations
-from oms_platform.pagination import PageTokenError, decode_page_token, encode_page_token
 from oms_platform.values import timestamp
 from sqlalchemy import Row
 
@@ -100,21 +98,3 @@ def notification_to_proto(row: Row[Any]) -> insights_pb2.Notification:
     if row.send_time is not None:
         message.send_time.CopyFrom(timestamp(row.send_time))
     return message
-
-
-def page_token(parent: str, last_id: int) -> str:
-    return encode_page_token([last_id], {"parent": parent})
-
-
-def after_of(token: str, parent: str, violations: Violations) -> int:
-    """The id after which the page starts (0 for the first page)."""
-    try:
-        after = decode_page_token(token, {"parent": parent})
-        if after is None:
-            return 0
-        if len(after) == 1 and isinstance(after[0], int):
-            return after[0]
-    except PageTokenError:
-        pass
-    violations.add("page_token", "not a token of this listing")
-    return 0

@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 """Notifications per ListOrderNotifications page; a larger ``page_size`` is read as this."""
 

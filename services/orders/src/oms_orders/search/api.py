@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 import grpc
 from oms.orders.v1 import orders_pb2
+from oms_platform import lists
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_orders.lifecycle.convert import order_to_proto
@@ -18,16 +22,18 @@ class SearchApi:
     async def ListOrders(
         self, request: orders_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.ListOrdersResponse:
-        size = domain.page_size(request.page_size)
-        parsed = domain.parse(request.filter)
-        after = convert.after_of(request.page_token, request.filter)
+        query = {"filter": request.filter}
+        parsed, after, size = lists.parameters(
+            request, query, (datetime, uuid.UUID), fields=domain.FIELDS, text_search=True,
+            max_page_size=domain.MAX_PAGE_SIZE)
         async with self._sessions.begin() as session:
             found = await store.list_orders(
-                session, store.conditions(parsed), limit=size + 1, after=after)
-        page = found[:size]
-        token = (convert.page_token(page[-1], request.filter) if len(found) > size else "")
+                session, store.conditions(parsed), limit=size + 1,
+                after=(after[0], after[1]) if after else None)
         return orders_pb2.ListOrdersResponse(
-            orders=[order_to_proto(o) for o in page], next_page_token=token)
+            orders=[order_to_proto(o) for o in found[:size]],
+            next_page_token=lists.next_page_token(
+                found, size, lambda order: [order.create_time, str(order.id)], query))
 
     async def CountOrders(
         self, request: orders_pb2.CountOrdersRequest, context: grpc.aio.ServicerContext

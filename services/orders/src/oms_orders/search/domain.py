@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from oms_platform import filtering
-from oms_platform.errors import Violations
 from oms_platform.filtering import Filter
 
 from oms_orders.lifecycle.domain import OrderStatus, PaymentStatus
@@ -48,17 +47,8 @@ def parse(expression: str) -> Filter:
     return filtering.parse(expression, FIELDS, text_search=True)
 
 
-DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 """Orders per ListOrders page; a larger ``page_size`` is read as this."""
-
-
-def page_size(requested: int) -> int:
-    """The page size of a ListOrders; INVALID_ARGUMENT on ``page_size`` below zero."""
-    violations = Violations()
-    violations.require(0 <= requested, "page_size", "must not be negative")
-    violations.raise_if_any()
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 @dataclass(frozen=True)
