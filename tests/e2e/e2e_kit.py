@@ -1,53 +1,20 @@
-"""Helpers of the end-to-end tests: test data through the public APIs, stream reads."""
+"""Helpers of the end-to-end tests: orders as partners post them, stream reads, a database
+going away. Nodes, SKUs, events and waits come from `oms_devtools.testkit`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import secrets
-import time
 import uuid
 from collections.abc import Iterator
 
 import nats
 import psycopg
-from google.type import latlng_pb2
-from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
-from oms.common.v1 import common_pb2
-from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-WEST = ("Reno", "NV", 39.5296, -119.8138)
-EAST = ("Edison", "NJ", 40.5187, -74.4121)
-
-
-async def add_node(inventory: inventory_pb2_grpc.InventoryServiceStub,
-                   place: tuple[str, str, float, float], priority: int = 1) -> str:
-    city, state, lat, lng = place
-    node_id = f"{city.lower()}-{secrets.token_hex(4)}"
-    await inventory.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
-        fulfilment_node=inventory_pb2.FulfilmentNode(
-            node_id=node_id, display_name=city, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
-            priority=priority,
-            address=common_pb2.Address(
-                recipient=city, address_lines=["1 Dock Rd"], locality=city,
-                administrative_area=state, postal_code="00000", region_code="US",
-                location=latlng_pb2.LatLng(latitude=lat, longitude=lng)),
-        )))
-    return node_id
-
-
-async def add_sku(inventory: inventory_pb2_grpc.InventoryServiceStub,
-                  stock: dict[str, int]) -> str:
-    sku = f"SKU-{secrets.token_hex(5).upper()}"
-    await inventory.CreateProduct(inventory_pb2.CreateProductRequest(
-        product=inventory_pb2.Product(sku=sku, title=sku)))
-    for node_id, units in stock.items():
-        await inventory.AdjustStock(inventory_pb2.AdjustStockRequest(
-            node_id=node_id, sku=sku, delta=units,
-            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIPT))
-    return sku
+WEST = (39.5296, -119.8138)  # Reno, NV
+EAST = (40.5187, -74.4121)  # Edison, NJ
 
 
 def order_json(sku: str, quantity: int = 1, *, state: str = "CA", city: str = "Los Angeles",
@@ -86,44 +53,6 @@ async def stream_messages(nats_url: str, stream: str, subject: str) -> list[nats
             messages.extend(batch)
         await subscription.unsubscribe()
         return messages
-    finally:
-        await nc.close()
-
-
-def _subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a last ``>`` one or more."""
-    wanted, tokens = pattern.split("."), subject.split(".")
-    for i, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > i
-        if i >= len(tokens) or token not in ("*", tokens[i]):
-            return False
-    return len(wanted) == len(tokens)
-
-
-async def handled(nats_url: str, subject: str, ack: PubAck, timeout: float = 30.0) -> set[str]:
-    """Waits until every durable consumer that reads `subject` has acknowledged the message
-    of `ack` and all before it, and returns their names. The services acknowledge after their
-    transaction commits, so whatever the message was going to change has changed by then."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        deadline = time.monotonic() + timeout
-        while True:
-            readers, behind = set(), set()
-            for info in await js.consumers_info(ack.stream):
-                filters = info.config.filter_subjects or [info.config.filter_subject or ">"]
-                if not info.config.durable_name or not any(
-                        _subject_matches(f, subject) for f in filters):
-                    continue
-                readers.add(info.name)
-                if info.ack_floor is None or info.ack_floor.stream_seq < ack.seq:
-                    behind.add(info.name)
-            if readers and not behind:
-                return readers
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{ack.stream} #{ack.seq} never handled by {behind}")
-            await asyncio.sleep(0.05)
     finally:
         await nc.close()
 

@@ -7,12 +7,11 @@ as those services will, and read what orders and inventory publish as a 3PL woul
 
 from __future__ import annotations
 
-import asyncio
 import email
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from email.message import Message as EmailMessage
 from typing import Any
 
@@ -21,11 +20,10 @@ import httpx
 import nats
 import pytest
 from aiosmtpd.controller import Controller
-from e2e_kit import EAST, WEST, add_node, add_sku, handled, order_json, stream_messages
+from e2e_kit import EAST, WEST, order_json, stream_messages
 from google.protobuf import json_format
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from nats.js.api import PubAck
+from nats.js import JetStreamContext
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
@@ -34,7 +32,7 @@ from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.servers import EmbeddedNats, free_port
 from oms_devtools.stack import Stack
-from oms_platform import events
+from oms_devtools.testkit import add_node, add_sku, caught_up, eventually, publish
 
 pytestmark = pytest.mark.e2e
 
@@ -90,30 +88,12 @@ def stack(postgres_server_url: str, stack_nats: EmbeddedNats,
 
 
 @pytest.fixture
-async def js(stack_nats: EmbeddedNats) -> AsyncIterator[Any]:
+async def js(stack_nats: EmbeddedNats) -> AsyncIterator[JetStreamContext]:
     client = await nats.connect(stack_nats.url)
     try:
         yield client.jetstream()
     finally:
         await client.close()
-
-
-Publish = Callable[..., Awaitable[tuple[str, PubAck]]]
-
-
-@pytest.fixture
-def publish(js: Any) -> Publish:
-    """Publishes an event as the service that owns it would (same envelope, same subject)."""
-
-    async def publish(message: Message, *, aggregate_id: str, partition: str | None = None,
-                      event_id: uuid.UUID | None = None) -> tuple[str, PubAck]:
-        service = events.producing_service(message)
-        envelope = events.encode(message, aggregate_id=aggregate_id, source=f"/oms/{service}",
-                                 partition=partition, event_id=event_id)
-        ack = await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
-        return envelope.subject, ack
-
-    return publish
 
 
 def now() -> Timestamp:
@@ -122,27 +102,12 @@ def now() -> Timestamp:
     return stamp
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str,
-                     timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = await check()
-        except httpx.TransportError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never: {what}")
-        await asyncio.sleep(0.1)
-
-
 async def order_in(gateway: httpx.AsyncClient, name: str, *statuses: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        reply = await gateway.get(f"/v1/{name}")
-        return reply.json() if reply.json().get("status") in statuses else None
+    async def order() -> dict[str, Any]:
+        return (await gateway.get(f"/v1/{name}")).json()  # type: ignore[no-any-return]
 
-    return await eventually(check, f"{name} in {statuses}")
+    return await eventually(order, until=lambda got: got.get("status") in statuses,
+                            what=f"{name} in {statuses}", retry_on=(httpx.TransportError,))
 
 
 async def level(inventory: inventory_pb2_grpc.InventoryServiceStub, node_id: str,
@@ -154,10 +119,8 @@ async def level(inventory: inventory_pb2_grpc.InventoryServiceStub, node_id: str
 
 async def level_is(inventory: inventory_pb2_grpc.InventoryServiceStub, node_id: str, sku: str,
                    expected: tuple[int, int]) -> None:
-    async def check() -> bool:
-        return await level(inventory, node_id, sku) == expected
-
-    await eventually(check, f"{node_id}/{sku} at (on_hand, reserved) = {expected}")
+    await eventually(lambda: level(inventory, node_id, sku), until=lambda got: got == expected,
+                     what=f"{node_id}/{sku} at (on_hand, reserved) = {expected}")
 
 
 async def released_to(nats_url: str, node_id: str, order: str) -> list[order_events.OrderReleased]:
@@ -196,7 +159,7 @@ async def emails_settled(insights: insights_pb2_grpc.OrderInsightsServiceStub, o
                and n.schedule_time.seconds <= now_seconds + 60]
         return kinds <= sent and not due
 
-    await eventually(check, f"the emails of {order} sent, none due")
+    await eventually(check, what=f"the emails of {order} sent, none due")
 
 
 def unpaid(sku: str, quantity: int, **extra: Any) -> dict[str, Any]:
@@ -209,7 +172,7 @@ def unpaid(sku: str, quantity: int, **extra: Any) -> dict[str, Any]:
 async def test_a_web_order_is_paid_released_shipped_delivered_and_returned(
     gateway: httpx.AsyncClient, inventory: inventory_pb2_grpc.InventoryServiceStub,
     insights: insights_pb2_grpc.OrderInsightsServiceStub,
-    stack_nats: EmbeddedNats, publish: Publish, mailbox: tuple[Mailbox, int],
+    stack_nats: EmbeddedNats, js: JetStreamContext, mailbox: tuple[Mailbox, int],
 ) -> None:
     west, east = await add_node(inventory, WEST), await add_node(inventory, EAST)
     sku = await add_sku(inventory, {west: 5, east: 5})
@@ -249,17 +212,17 @@ async def test_a_web_order_is_paid_released_shipped_delivered_and_returned(
         lines=[fulfilment_events.ShippedLine(order=name, line_id="1", sku=sku, quantity=2)],
         ship_time=now(),
     )
-    await publish(shipped, aggregate_id=package, partition=west)
+    await publish(js, shipped, aggregate_id=package, partition=west)
     await order_in(gateway, name, "ORDER_STATUS_SHIPPED")
     await level_is(inventory, west, sku, (3, 0))  # the reservation was consumed
 
-    await publish(shipping_events.ShipmentDelivered(
+    await publish(js, shipping_events.ShipmentDelivered(
         package=package, orders=[name], carrier="ups", tracking_number=tracking,
         deliver_time=now()), aggregate_id=package)
     await order_in(gateway, name, "ORDER_STATUS_DELIVERED")
 
     return_name = f"returns/{uuid.uuid4().hex[:8]}"
-    await publish(returns_events.ReturnReceived(
+    await publish(js, returns_events.ReturnReceived(
         **{"return": return_name}, order=name, node_id=west, receive_time=now(),
         lines=[returns_events.ReturnedLine(line_id="1", sku=sku, quantity=1, restock=True,
                                            reason=returns_events.RETURN_REASON_SIZE_OR_FIT)],
@@ -268,10 +231,10 @@ async def test_a_web_order_is_paid_released_shipped_delivered_and_returned(
     await level_is(inventory, west, sku, (4, 0))  # it passed inspection: back on the shelf
 
     # The warehouse system sends its shipment again under a new event id: nothing moves.
-    subject, ack = await publish(shipped, aggregate_id=package, partition=west,
-                                 event_id=uuid.uuid4())
-    readers = await handled(stack_nats.url, subject, ack)
-    assert {"orders", "inventory"} <= readers, readers
+    again = await publish(js, shipped, aggregate_id=package, partition=west,
+                          event_id=uuid.uuid4())
+    for reader in ("orders", "orders-read-model", "inventory"):
+        await caught_up(js, reader, again)
     assert await level(inventory, west, sku) == (4, 0)
     assert (await gateway.get(f"/v1/{name}")).json()["status"] == (
         "ORDER_STATUS_PARTIALLY_RETURNED")
@@ -349,9 +312,7 @@ async def test_a_backorder_is_released_when_the_stock_arrives(
     stack_nats: EmbeddedNats,
 ) -> None:
     west = await add_node(inventory, WEST)
-    sku = f"SKU-{secrets.token_hex(5).upper()}"
-    await inventory.CreateProduct(inventory_pb2.CreateProductRequest(product=inventory_pb2.Product(
-        sku=sku, title=sku, backorder_policy=inventory_pb2.BACKORDER_POLICY_ALLOW)))
+    sku = await add_sku(inventory, backorder_policy=inventory_pb2.BACKORDER_POLICY_ALLOW)
     name = (await gateway.post("/v1/orders", json=order_json(sku, 2))).json()["name"]
     await order_in(gateway, name, "ORDER_STATUS_AWAITING_STOCK")
 

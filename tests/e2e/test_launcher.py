@@ -8,10 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import psutil
@@ -19,22 +18,10 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms_devtools.servers import EmbeddedPostgres
+from oms_devtools.testkit import eventually
 from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never: {what}")
-        time.sleep(0.1)
 
 
 def serving(endpoint: str) -> bool:
@@ -114,19 +101,20 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
         EmbeddedPostgres(launcher.state / "postgres").stop()
 
 
-def test_a_service_that_dies_is_restarted_and_sigterm_stops_everything(
+async def test_a_service_that_dies_is_restarted_and_sigterm_stops_everything(
     launcher: Launcher,
 ) -> None:
-    endpoints = eventually(launcher.endpoints, "the launcher up", timeout=90)
+    endpoints = await eventually(launcher.endpoints, what="the launcher up", timeout=90)
     nats = launcher.child("nats-server")
     orders = launcher.child("oms_orders")
     assert nats is not None and orders is not None
     postmaster = (launcher.state / "postgres" / "postmaster.pid").read_text().split()[0]
 
     orders.send_signal(signal.SIGKILL)
-    restarted = eventually(lambda: (c := launcher.child("oms_orders")) and c.pid != orders.pid
-                           and c, "orders started again", timeout=15)
-    eventually(lambda: serving(endpoints["orders"]), "orders serving again", timeout=30)
+    restarted = await eventually(
+        lambda: (c := launcher.child("oms_orders")) and c.pid != orders.pid and c,
+        what="orders started again", timeout=15)
+    await eventually(lambda: serving(endpoints["orders"]), what="orders serving again")
 
     assert "orders exited (killed by SIGKILL)" in launcher.text()
     assert f"orders restarted (pid {restarted.pid})" in launcher.text()

@@ -10,15 +10,17 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from e2e_kit import EAST, WEST, add_node, add_sku, database_unreachable, order_json, stream_messages
+from e2e_kit import EAST, WEST, database_unreachable, order_json, stream_messages
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms_devtools.servers import EmbeddedNats
 from oms_devtools.stack import Stack
+from oms_devtools.testkit import add_node, add_sku, eventually
 
 pytestmark = pytest.mark.e2e
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+NAMES = health_pb2.HealthCheckResponse.ServingStatus
 # Orders a kill test posts at most while it waits for some to be in flight.
 MAX_ORDERS = 400
 # A paid order that is wholly allocated goes straight on to the warehouse.
@@ -28,44 +30,30 @@ SETTLED = {RELEASED, "ORDER_STATUS_AWAITING_STOCK"}
 
 async def wait_for_status(gateway: httpx.AsyncClient, location: str, statuses: set[str],
                           timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while True:
-        try:
-            reply = await gateway.get(location)
-        except httpx.TransportError as error:  # a kept-alive connection the server closed
-            last = repr(error)
-        else:
-            if reply.status_code == 200 and reply.json().get("status") in statuses:
-                return reply.json()
-            last = reply.text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{location} never reached {statuses}: {last}")
-        await asyncio.sleep(0.1)
+    async def order() -> Any:
+        reply = await gateway.get(location)
+        return reply.json() if reply.status_code == 200 else reply.text
+
+    # A kept-alive connection the server closed is a TransportError: asked again.
+    return await eventually(  # type: ignore[no-any-return]
+        order, until=lambda got: isinstance(got, dict) and got.get("status") in statuses,
+        timeout=timeout, what=f"{location} in {statuses}", retry_on=(httpx.TransportError,))
 
 
 async def overall_health_is(stack: Stack, service: str, status: int,
                             timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
     async with grpc.aio.insecure_channel(stack.services[service].endpoint) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        while (await health.Check(health_pb2.HealthCheckRequest(service=""))).status != status:
-            assert time.monotonic() < deadline, f"{service} health never {status}"
-            await asyncio.sleep(0.1)
+        await eventually(lambda: health.Check(health_pb2.HealthCheckRequest(service="")),
+                         until=lambda reply: reply.status == status, timeout=timeout,
+                         what=f"{service} health {NAMES.Name(status)}")
 
 
 async def gateway_ready(gateway: httpx.AsyncClient, timeout: float = 30.0) -> None:
     """The gateway reaches a serving orders service (after a restart, its channel may still
     be waiting to reconnect)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if (await gateway.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the gateway never became ready"
-        await asyncio.sleep(0.1)
+    await eventually(lambda: gateway.get("/readyz"), until=lambda r: r.status_code == 200,
+                     timeout=timeout, what="the gateway ready", retry_on=(httpx.TransportError,))
 
 
 async def post_order(gateway: httpx.AsyncClient, body: dict[str, Any],

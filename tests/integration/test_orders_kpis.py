@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import nats
@@ -30,11 +30,11 @@ from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
+from oms_devtools.testkit import caught_up, eventually, publish
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.insights import domain as kpis_rules
 from oms_orders.notifications import handlers as notifications
 from oms_platform.bus import ensure_stream
-from oms_platform.events import encode, producing_service
 from oms_platform.migrations import alembic_config
 from oms_platform.service import Service
 from sqlalchemy import create_engine, text
@@ -42,7 +42,6 @@ from sqlalchemy import create_engine, text
 # The read model (KPIs, notifications) is the orders service's own consumer group.
 READ_MODEL_CONSUMER = "orders-read-model"
 
-T = TypeVar("T")
 Stub = insights_pb2_grpc.OrderInsightsServiceStub
 R = returns_events
 
@@ -88,17 +87,6 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     await client.drain()
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {result!r} after {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 def stamp(moment: datetime) -> Timestamp:
     result = Timestamp()
     result.FromDatetime(moment)
@@ -110,38 +98,31 @@ def money(amount: str, currency: str = "EUR") -> common_pb2.Money:
 
 
 class Events:
-    """Publishes events and remembers the last sequence of each stream."""
+    """Publishes events and remembers the last one of each stream."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self.js = js
-        self.last: dict[str, int] = {}
+        self.last: dict[str, PubAck] = {}
 
-    async def publish(self, message: Message, subject: str) -> PubAck:
-        envelope = encode(message, aggregate_id=subject,
-                          source=f"/oms/{producing_service(message)}")
-        ack: PubAck = await self.js.publish(envelope.subject, envelope.payload,
-                                            headers=envelope.headers)
-        self.last[ack.stream] = max(self.last.get(ack.stream, 0), ack.seq)
+    async def publish(self, message: Message, aggregate_id: str) -> PubAck:
+        ack = (await publish(self.js, message, aggregate_id=aggregate_id)).ack
+        known = self.last.get(ack.stream)
+        if known is None or ack.seq > known.seq:
+            self.last[ack.stream] = ack
         return ack
 
     async def all_handled(self) -> None:
-        async def done() -> bool:
-            for stream, seq in self.last.items():
-                info = await self.js.consumer_info(stream, READ_MODEL_CONSUMER)
-                if info.ack_floor is None or info.ack_floor.stream_seq < seq:
-                    return False
-            return True
-
-        await eventually(done)
+        for ack in self.last.values():
+            await caught_up(self.js, READ_MODEL_CONSUMER, ack)
 
     async def all_tried(self) -> None:
         """Every event published so far has been handled at least once: the read model has
         delivered them all, and each one it has not acknowledged has been redelivered,
         which JetStream does only after a failed attempt (a nak)."""
         async def done() -> bool:
-            for stream, seq in self.last.items():
+            for stream, ack in self.last.items():
                 info = await self.js.consumer_info(stream, READ_MODEL_CONSUMER)
-                if (info.num_pending or info.delivered.stream_seq < seq
+                if (info.num_pending or info.delivered.stream_seq < ack.seq
                         or info.num_ack_pending != info.num_redelivered):
                     return False
             return True

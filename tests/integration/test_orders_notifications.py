@@ -10,18 +10,17 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import nats
 import pytest
 from aiosmtpd.controller import Controller
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -31,20 +30,18 @@ from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import free_port
+from oms_devtools.testkit import caught_up, eventually, publish
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.notifications.handlers import MailServerUnavailable, Sender
 from oms_orders.settings import NotificationSettings
 from oms_orders.tables import notifications
 from oms_platform.bus import ensure_stream
-from oms_platform.events import encode, producing_service, stream_name
 from oms_platform.service import Service
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # The read model (KPIs, notifications) is the orders service's own consumer group.
 READ_MODEL_CONSUMER = "orders-read-model"
-
-T = TypeVar("T")
 
 SURVEY_DELAY = timedelta(seconds=2)
 MAIL_FROM = "Shop <orders@shop.test>"
@@ -159,46 +156,10 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 # --- Helpers ---------------------------------------------------------------------------------
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {result!r} after {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 def stamp(moment: datetime) -> Timestamp:
     result = Timestamp()
     result.FromDatetime(moment)
     return result
-
-
-async def publish(
-    js: JetStreamContext, message: Message, *, subject_of: str,
-    event_id: uuid.UUID | None = None, msg_id: str | None = None,
-) -> PubAck:
-    """Publishes as the producer's relay would; ``msg_id`` overrides the JetStream dedup id
-    (a redelivery that JetStream's duplicate window no longer catches)."""
-    envelope = encode(message, aggregate_id=subject_of,
-                      source=f"/oms/{producing_service(message)}", event_id=event_id)
-    headers = {**envelope.headers, **({"Nats-Msg-Id": msg_id} if msg_id else {})}
-    return await js.publish(envelope.subject, envelope.payload, headers=headers)
-
-
-async def handled(js: JetStreamContext, message: Message, ack: PubAck,
-                  consumer: str = READ_MODEL_CONSUMER) -> None:
-    """Waits until the orders service (its read model, or ``consumer``) has acknowledged the
-    published event."""
-    stream = stream_name(producing_service(message))
-
-    async def acknowledged() -> bool:
-        info = await js.consumer_info(stream, consumer)
-        return info.ack_floor is not None and info.ack_floor.stream_seq >= ack.seq
-
-    await eventually(acknowledged)
 
 
 async def refused_once(js: JetStreamContext, ack: PubAck) -> None:
@@ -280,17 +241,16 @@ async def test_an_order_confirmation_is_sent_once_however_often_its_event_arrive
     event = order_created(email=address, name="Ada <b>Lovelace</b>")
     event_id = uuid.uuid4()
     acks = [
-        await publish(js, event, subject_of=event.order, event_id=event_id),
+        await publish(js, event, event_id=event_id),
         # The same event again: JetStream drops it as a duplicate.
-        await publish(js, event, subject_of=event.order, event_id=event_id),
+        await publish(js, event, event_id=event_id),
         # A redelivery past JetStream's duplicate window: the inbox drops it.
-        await publish(js, event, subject_of=event.order, event_id=event_id, msg_id="late-copy"
-                      + uuid.uuid4().hex),
+        await publish(js, event, event_id=event_id, msg_id="late-copy" + uuid.uuid4().hex),
         # The same content under a new event id: the notification's unique key drops it.
-        await publish(js, event, subject_of=event.order, event_id=uuid.uuid4()),
+        await publish(js, event, event_id=uuid.uuid4()),
     ]
     for ack in acks:
-        await handled(js, event, ack)
+        await caught_up(js, READ_MODEL_CONSUMER, ack)
     row = await eventually(lambda: sent(engine, event.order, "CONFIRMATION"))
 
     assert len(await rows_of(engine, event.order)) == 1
@@ -316,11 +276,11 @@ async def test_dispatch_delivery_and_a_later_survey_are_each_sent_once(
     box, _ = mailbox
     address = email_address()
     created = order_created(email=address)
-    await handled(js, created, await publish(js, created, subject_of=created.order))
+    await caught_up(js, READ_MODEL_CONSUMER, await publish(js, created))
     package = f"fulfilmentOrders/{uuid.uuid4().hex[:8]}/packages/1"
     shipped = package_shipped(created.order, package)
     for _ in range(2):  # the second time under a new event id
-        await handled(js, shipped, await publish(js, shipped, subject_of=package))
+        await caught_up(js, READ_MODEL_CONSUMER, await publish(js, shipped, aggregate_id=package))
     dispatch = await eventually(lambda: sent(engine, created.order, "DISPATCH"))
 
     delivered_at = datetime.now(UTC).replace(microsecond=0)
@@ -329,7 +289,7 @@ async def test_dispatch_delivery_and_a_later_survey_are_each_sent_once(
         tracking_number=shipped.tracking_number, deliver_time=stamp(delivered_at),
     )
     for _ in range(2):
-        await handled(js, delivered, await publish(js, delivered, subject_of=package))
+        await caught_up(js, READ_MODEL_CONSUMER, await publish(js, delivered, aggregate_id=package))
     await eventually(lambda: sent(engine, created.order, "DELIVERY"))
     survey = [r for r in await rows_of(engine, created.order) if r.kind == "SURVEY"]
     assert len(survey) == 1
@@ -393,15 +353,15 @@ async def test_a_shipment_seen_before_its_order_waits_for_it(
     created = order_created(email=address)
     package = f"fulfilmentOrders/{uuid.uuid4().hex[:8]}/packages/1"
     shipped = package_shipped(created.order, package)
-    ack = await publish(js, shipped, subject_of=package)
+    shipment = await publish(js, shipped, aggregate_id=package)
     # The read model is a consumer group of its own: the state machine's consumer settles
     # the event (an unknown order is logged and acknowledged there) while this one refuses
     # it until the order is known.
-    await handled(js, shipped, ack, consumer="orders")
-    await refused_once(js, ack)
+    await caught_up(js, "orders", shipment)
+    await refused_once(js, shipment.ack)
     assert await rows_of(engine, created.order) == []  # not dropped: retried, see below
 
-    await publish(js, created, subject_of=created.order)
+    await publish(js, created)
     await eventually(lambda: sent(engine, created.order, "DISPATCH"))
     assert {r.kind for r in await rows_of(engine, created.order)} == {"CONFIRMATION", "DISPATCH"}
     assert len(box.to(address)) == 2
@@ -416,7 +376,7 @@ async def test_a_busy_mailbox_is_retried_and_a_refused_one_given_up(
     box.refused.add(refused)
     first, second = order_created(email=busy), order_created(email=refused)
     for event in (first, second):
-        await publish(js, event, subject_of=event.order)
+        await publish(js, event)
 
     row = await eventually(lambda: sent(engine, first.order, "CONFIRMATION"))
     assert row.attempts == 2  # two 451 replies, then accepted
@@ -437,7 +397,7 @@ async def test_emails_long_overdue_are_not_enqueued(
     js: JetStreamContext, engine: AsyncEngine
 ) -> None:
     old = order_created(email=email_address(), placed=datetime.now(UTC) - timedelta(days=30))
-    await handled(js, old, await publish(js, old, subject_of=old.order))
+    await caught_up(js, READ_MODEL_CONSUMER, await publish(js, old))
     assert await rows_of(engine, old.order) == []
 
 
@@ -468,7 +428,7 @@ async def test_a_mail_server_outage_uses_up_no_attempts(
     box.controller.stop()
     try:
         event = order_created(email=address)
-        await handled(js, event, await publish(js, event, subject_of=event.order))
+        await caught_up(js, READ_MODEL_CONSUMER, await publish(js, event))
 
         async with engine.connect() as conn:
             others = await conn.scalar(select(func.count()).select_from(notifications).where(
@@ -536,7 +496,7 @@ async def test_an_order_without_an_email_address_gets_no_notification(
     js: JetStreamContext, engine: AsyncEngine
 ) -> None:
     event = order_created(email="")
-    await handled(js, event, await publish(js, event, subject_of=event.order))
+    await caught_up(js, READ_MODEL_CONSUMER, await publish(js, event))
     assert await rows_of(engine, event.order) == []
 
 
@@ -558,7 +518,7 @@ async def test_two_senders_share_the_queue_and_send_each_email_once(
     competitor = asyncio.create_task(compete())
     try:
         for event in events:
-            await publish(js, event, subject_of=event.order)
+            await publish(js, event)
         for event in events:
             await eventually(lambda event=event: sent(engine, event.order, "CONFIRMATION"))
     finally:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import nats
@@ -15,12 +15,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from google.protobuf import field_mask_pb2, json_format
-from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2 as inventory_events
@@ -29,20 +28,19 @@ from oms.orders.v1 import events_pb2, orders_pb2, orders_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
+from oms_devtools.testkit import caught_up, eventually, publish
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.capture import domain as capture_domain
 from oms_orders.lifecycle import domain, handlers
 from oms_orders.tables import metadata
 from oms_platform import filtering
 from oms_platform.bus import ensure_stream
-from oms_platform.events import encode, subject_for
+from oms_platform.events import subject_for
 from oms_platform.migrations import alembic_config
 from oms_platform.pagination import encode_page_token
 from oms_platform.service import Service
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-T = TypeVar("T")
 
 OrdersStub = orders_pb2_grpc.OrdersServiceStub
 outbox = metadata.tables["outbox"]
@@ -110,18 +108,6 @@ def new_request(*, request_id: str = "", **order: Any) -> orders_pb2.CreateOrder
     return orders_pb2.CreateOrderRequest(order=orders_pb2.Order(**fields), request_id=request_id)
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0) -> T:
-    """The first truthy result of ``probe``, polled until ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {result!r} after {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 async def scalar(engine: AsyncEngine, query: Any) -> Any:
     async with engine.connect() as conn:
         return await conn.scalar(query)
@@ -182,28 +168,6 @@ async def stream_messages(js: JetStreamContext, subject: str, name: str) -> list
         await subscription.unsubscribe()
         await js.delete_consumer("OMS_ORDERS", consumer)
     return found
-
-
-async def publish(
-    js: JetStreamContext, message: Message, *, event_id: uuid.UUID | None = None,
-    msg_id: str | None = None,
-) -> PubAck:
-    envelope = encode(
-        message, aggregate_id=message.order, source="/oms/inventory",  # type: ignore[attr-defined]
-        event_id=event_id,
-    )
-    headers = {**envelope.headers, **({"Nats-Msg-Id": msg_id} if msg_id else {})}
-    return await js.publish(envelope.subject, envelope.payload, headers=headers)
-
-
-async def handled(js: JetStreamContext, ack: PubAck) -> None:
-    """Waits until the orders consumer has acknowledged the published event."""
-
-    async def acknowledged() -> bool:
-        info = await js.consumer_info("OMS_INVENTORY", "orders")
-        return info.ack_floor is not None and info.ack_floor.stream_seq >= ack.seq
-
-    await eventually(acknowledged)
 
 
 def allocated(
@@ -550,10 +514,11 @@ async def test_a_paid_order_is_allocated_once_and_released_to_its_node(
     # The same event again: JetStream drops the copy; a copy past its duplicate window (a
     # new message id, the same ce-id) is found in the inbox. Neither changes anything.
     duplicate = await publish(js, event, event_id=event_id)
-    assert duplicate.duplicate
-    await handled(js, await publish(js, event, event_id=event_id, msg_id=str(uuid.uuid4())))
+    assert duplicate.ack.duplicate
+    await caught_up(js, "orders",
+                    await publish(js, event, event_id=event_id, msg_id=str(uuid.uuid4())))
     # A second, different allocation of an allocated order counts nothing either.
-    await handled(js, await publish(js, allocated(created, "node-paris")))
+    await caught_up(js, "orders", await publish(js, allocated(created, "node-paris")))
 
     assert await status_of(orders, created.name) == order
     assert await timeline_kinds(engine, created.name) == [
@@ -610,7 +575,7 @@ async def test_a_late_backorder_leaves_a_released_order_released(
     await publish(js, allocated(created))
     order = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_RELEASED)
 
-    await handled(js, await publish(js, backordered(created)))
+    await caught_up(js, "orders", await publish(js, backordered(created)))
 
     assert await status_of(orders, created.name) == order
     assert await timeline_kinds(engine, created.name) == [
@@ -621,18 +586,14 @@ async def test_events_for_unknown_orders_are_acknowledged_and_ignored(
     engine: AsyncEngine, js: JetStreamContext
 ) -> None:
     for name in [f"orders/{uuid.uuid4()}", "not-an-order"]:
-        await handled(js, await publish(js, inventory_events.StockAllocated(order=name)))
-        await handled(js, await publish(js, inventory_events.StockBackordered(order=name)))
+        for event in (inventory_events.StockAllocated(order=name),
+                      inventory_events.StockBackordered(order=name)):
+            await caught_up(js, "orders", await publish(js, event))
 
     assert await scalar(engine, select(func.count()).select_from(dead_letter)) == 0
 
 
 # --- the lifecycle ---------------------------------------------------------------------------
-
-
-async def publish_event(js: JetStreamContext, message: Message, subject_of: str) -> PubAck:
-    envelope = encode(message, aggregate_id=subject_of, source="/oms/test")
-    return await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
 
 
 def capture(transaction_id: str, amount: str = "60.07") -> orders_pb2.PaymentTransaction:
@@ -656,7 +617,7 @@ async def test_an_unpaid_order_is_released_only_once_paid(
     assert created.status == orders_pb2.ORDER_STATUS_PAYMENT_PENDING
     assert created.payment_due_time.ToDatetime() > created.create_time.ToDatetime()
 
-    await handled(js, await publish(js, allocated(created)))
+    await caught_up(js, "orders", await publish(js, allocated(created)))
     waiting = await status_of(orders, created.name)
     assert waiting.status == orders_pb2.ORDER_STATUS_PAYMENT_PENDING
     assert waiting.lines[0].allocated_quantity == 3
@@ -680,7 +641,7 @@ async def test_an_order_is_paid_only_when_its_captures_cover_its_total(
 ) -> None:
     created = await orders.CreateOrder(
         new_request(payment_status=orders_pb2.PAYMENT_STATUS_PENDING))
-    await handled(js, await publish(js, allocated(created)))
+    await caught_up(js, "orders", await publish(js, allocated(created)))
 
     for refused in ("0", "-1.00"):
         with pytest.raises(grpc.aio.AioRpcError) as nothing:
@@ -727,7 +688,7 @@ async def test_a_held_order_is_released_when_its_hold_is_lifted(
     assert held.status == orders_pb2.ORDER_STATUS_ON_HOLD
     assert (held.holds[0].reason, held.holds[0].placed_by) == ("fraud check", "alice")
 
-    await handled(js, await publish(js, allocated(created)))
+    await caught_up(js, "orders", await publish(js, allocated(created)))
     assert (await status_of(orders, created.name)).status == orders_pb2.ORDER_STATUS_ON_HOLD
 
     lifted = await orders.ReleaseHold(orders_pb2.ReleaseHoldRequest(name=created.name))
@@ -762,8 +723,8 @@ async def test_cancelling_publishes_the_cancelled_units_and_is_refused_once_ship
         tracking_number="1Z999", tracking_url="https://track.example/1Z999",
         lines=[fulfilment_events.ShippedLine(order=created.name, line_id="1", sku="SKU-MUG",
                                              quantity=1)])
-    await publish_event(js, package, created.name)
-    await publish_event(js, package, created.name)  # a new id, the same package
+    await publish(js, package, aggregate_id=created.name)
+    await publish(js, package, aggregate_id=created.name)  # a new id, the same package
     shipped = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_PARTIALLY_SHIPPED)
     assert shipped.lines[0].shipped_quantity == 1
     assert shipped.shipments[0].tracking_number == "1Z999"
@@ -852,7 +813,7 @@ async def test_merged_orders_of_one_customer_are_released_together(
     first = await orders.CreateOrder(new_request(payment_status=unpaid))
     second = await orders.CreateOrder(new_request(payment_status=unpaid))  # another channel
     for order in (first, second):
-        await handled(js, await publish(js, allocated(order)))
+        await caught_up(js, "orders", await publish(js, allocated(order)))
 
     merged = await orders.MergeOrders(orders_pb2.MergeOrdersRequest(
         names=[first.name, second.name]))
@@ -1129,12 +1090,12 @@ async def test_an_order_is_followed_from_shipment_to_refund(
         lines=[fulfilment_events.ShippedLine(order=created.name, line_id=line.line_id,
                                              sku=line.sku, quantity=line.quantity)
                for line in created.lines])
-    await publish_event(js, shipped, created.name)
+    await publish(js, shipped, aggregate_id=created.name)
     await reaches(orders, created.name, orders_pb2.ORDER_STATUS_SHIPPED)
 
-    await publish_event(js, shipping_events.DeliveryException(
+    await publish(js, shipping_events.DeliveryException(
         package=shipped.package, orders=[created.name], carrier="dhl",
-        description="address not found"), created.name)
+        description="address not found"), aggregate_id=created.name)
 
     async def exception_recorded() -> bool:
         full = await orders.GetOrder(orders_pb2.GetOrderRequest(
@@ -1144,8 +1105,8 @@ async def test_an_order_is_followed_from_shipment_to_refund(
     # Events of one order published back to back may be handled in either order (a fetch's
     # events run concurrently); the timeline below expects the carrier's report first.
     await eventually(exception_recorded)
-    await publish_event(js, shipping_events.ShipmentDelivered(
-        package=shipped.package, orders=[created.name], carrier="dhl"), created.name)
+    await publish(js, shipping_events.ShipmentDelivered(
+        package=shipped.package, orders=[created.name], carrier="dhl"), aggregate_id=created.name)
     delivered = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_DELIVERED)
     assert delivered.shipments[0].deliver_time.seconds > 0
 
@@ -1154,15 +1115,15 @@ async def test_an_order_is_followed_from_shipment_to_refund(
         lines=[returns_events.ReturnedLine(line_id="1", sku="SKU-MUG", quantity=1,
                                            reason=returns_events.RETURN_REASON_DAMAGED)])
     setattr(returned, "return", f"returns/{uuid.uuid4()}")
-    await publish_event(js, returned, created.name)
-    await publish_event(js, returned, created.name)  # re-sent under a new event id
+    await publish(js, returned)
+    await publish(js, returned)  # re-sent under a new event id
     back = await reaches(orders, created.name, orders_pb2.ORDER_STATUS_PARTIALLY_RETURNED)
     assert back.lines[0].returned_quantity == 1
 
     refund = returns_events.RefundIssued(
         refund=f"returns/x/refunds/{uuid.uuid4()}", order=created.name,
         amount=common_pb2.Money(currency_code="EUR", amount="19.99"))
-    await publish_event(js, refund, created.name)
+    await publish(js, refund)
 
     async def refunded() -> orders_pb2.Order | None:
         order = await status_of(orders, created.name)
@@ -1207,9 +1168,9 @@ async def test_minimum_order_quantities_come_from_the_product_master(
     orders: OrdersStub, js: JetStreamContext
 ) -> None:
     sku = f"SKU-{uuid.uuid4().hex[:8]}"
-    await handled(js, await publish_event(js, inventory_events.ProductChanged(
+    await caught_up(js, "orders", await publish(js, inventory_events.ProductChanged(
         product=inventory_pb2.Product(sku=sku, minimum_order_quantity=6,
-                                      weight=common_pb2.Weight(grams=500))), sku))
+                                      weight=common_pb2.Weight(grams=500))), aggregate_id=sku))
     request = new_request()
     request.order.lines[0].sku = sku
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import signal
@@ -20,19 +19,14 @@ from nats.js.api import DiscardPolicy
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import EmbeddedNats, free_port
+from oms_devtools.testkit import eventually
 from oms_inventory.app import DEFINITION, MIGRATIONS
 from oms_platform.migrations import upgrade
 
 NAMED = "oms.inventory.v1.InventoryService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-async def eventually(check: Callable[[], object], expected: object, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while (value := await check()) != expected:  # type: ignore[misc]
-        assert time.monotonic() < deadline, f"still {value}, expected {expected}"
-        await asyncio.sleep(0.1)
+NAMES = health_pb2.HealthCheckResponse.ServingStatus
 
 
 async def test_health_follows_nats_while_the_service_keeps_serving_requests(
@@ -43,21 +37,23 @@ async def test_health_follows_nats_while_the_service_keeps_serving_requests(
             grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
 
-        def status(name: str) -> Callable[[], object]:
-            async def check() -> object:
-                reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
-                return reply.status
-            return check
+        async def status(name: str) -> int:
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+            return int(reply.status)
 
-        await eventually(status(""), SERVING)
-        await eventually(status(NAMED), SERVING)
+        async def becomes(name: str, expected: int) -> None:
+            await eventually(lambda: status(name), until=lambda got: got == expected,
+                             what=f"health of {name!r} {NAMES.Name(expected)}")
+
+        await becomes("", SERVING)
+        await becomes(NAMED, SERVING)
 
         private_nats.stop()
-        await eventually(status(""), NOT_SERVING)
-        assert await status(NAMED)() == SERVING, "the outbox keeps requests safe without NATS"
+        await becomes("", NOT_SERVING)
+        assert await status(NAMED) == SERVING, "the outbox keeps requests safe without NATS"
 
         private_nats.start()
-        await eventually(status(""), SERVING, seconds=15)
+        await becomes("", SERVING)
 
 
 async def test_reflection_lists_the_service_and_health(

@@ -1,15 +1,14 @@
 """Helpers for the platform's integration tests: a throwaway database with the messaging
-tables, a private JetStream, bounded waits, and reading a stream back."""
+tables, a private JetStream, and reading a stream back."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -33,8 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 ORDERS_STREAM = "OMS_ORDERS"
 ORDER_CREATED_SUBJECT = "oms.orders.order_created"
 SOURCE = "oms/platform-tests"
-
-T = TypeVar("T")
 
 
 def add_test_tables(metadata: MetaData) -> Table:
@@ -118,27 +115,6 @@ async def commit_events(db: Database, count: int, *, per_transaction: int = 1) -
                 )
                 ids.append(str(event_id))
     return ids
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T] | T],
-    *,
-    timeout: float = 10.0,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> T:
-    """Polls ``check`` until it returns something truthy; fails after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result  # type: ignore[return-value]
-        if loop.time() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s (last: {result!r})")
-        await asyncio.sleep(interval)
 
 
 async def stream_messages(js: JetStreamContext, stream: str = ORDERS_STREAM) -> list[RawStreamMsg]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,17 +14,16 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from oms.orders.v1 import events_pb2
-from oms_platform import events
+from oms_devtools.testkit import caught_up, envelope_for, eventually, publish
 from oms_platform.consumer import EventConsumer, Subscription, one_by_one
 from oms_platform.outbox import OutboxRelay, add_event
-from oms_platform.telemetry import configure_tracing, inject_headers, tracer
+from oms_platform.telemetry import configure_tracing, tracer
 from opentelemetry import trace
 from platform_testkit import (
     ORDERS_STREAM,
     SOURCE,
     Bus,
     Database,
-    eventually,
     order_created,
     running,
 )
@@ -76,50 +76,6 @@ async def consuming(
         await consumer.stop()
 
 
-def envelope_of(
-    message: events_pb2.OrderCreated, *, partition: str | None = None
-) -> events.Envelope:
-    return events.encode(
-        message,
-        aggregate_id=message.order,
-        source=SOURCE,
-        partition=partition,
-        trace_headers=inject_headers(),
-    )
-
-
-async def publish(
-    js: JetStreamContext,
-    event: events_pb2.OrderCreated | events.Envelope,
-    *,
-    overrides: dict[str, str] | None = None,
-    payload: bytes | None = None,
-    partition: str | None = None,
-) -> events.Envelope:
-    """Publishes an event (a new envelope for a message, or the given envelope again)."""
-    envelope = (
-        event if isinstance(event, events.Envelope) else envelope_of(event, partition=partition)
-    )
-    headers = {**envelope.headers, **(overrides or {})}
-    ack = await js.publish(
-        envelope.subject,
-        envelope.payload if payload is None else payload,
-        headers=headers,
-    )
-    assert not ack.duplicate
-    return envelope
-
-
-async def settled(js: JetStreamContext) -> bool:
-    """Everything in the stream was delivered to the consumer and acknowledged (or termed).
-
-    Judged by the ack floor against the stream's last sequence: the consumer's pending
-    counts can read zero for a moment before a just-stored message is counted."""
-    last = (await js.stream_info(ORDERS_STREAM)).state.last_seq
-    info = await js.consumer_info(ORDERS_STREAM, CONSUMER)
-    return info.ack_floor.stream_seq >= last and info.num_ack_pending == 0
-
-
 async def effects_reach(db: Database, order: str, count: int) -> bool:
     return await db.effects_for(order) >= count
 
@@ -149,7 +105,7 @@ async def test_same_event_stored_twice_has_one_effect(
 
     message = order_created()
     envelope = await publish(js, message)
-    await publish(js, envelope, overrides={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
+    assert not (await publish(js, envelope, msg_id=f"again-{uuid.uuid4()}")).ack.duplicate
     # Both copies are in the stream, with the same event id.
     first = await js.get_msg(ORDERS_STREAM, 1)
     second = await js.get_msg(ORDERS_STREAM, 2)
@@ -157,11 +113,11 @@ async def test_same_event_stored_twice_has_one_effect(
     assert first.headers["Nats-Msg-Id"] != second.headers["Nats-Msg-Id"]
 
     async with consuming(js, db, handler):
-        await eventually(lambda: settled(js), what="both copies acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
         await eventually(lambda: effects_reach(db, message.order, 1), what="effect applied")
         # A third copy arriving after the first was committed changes nothing either.
-        await publish(js, envelope, overrides={"Nats-Msg-Id": f"late-{uuid.uuid4()}"})
-        await eventually(lambda: settled(js), what="late copy acked")
+        assert not (await publish(js, envelope, msg_id=f"late-{uuid.uuid4()}")).ack.duplicate
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
         info = await js.consumer_info(ORDERS_STREAM, CONSUMER)
 
     assert info.delivered.stream_seq == 3
@@ -181,7 +137,7 @@ async def test_partitioned_subjects_are_consumed(platform_db: Database, private_
         assert envelope.subject == "oms.orders.order_created.node-1"
         await eventually(lambda: effects_reach(db, partitioned.order, 1), what="partitioned")
         await eventually(lambda: effects_reach(db, plain.order, 1), what="plain")
-        await eventually(lambda: settled(js), what="acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
 
 
 async def test_handlers_of_one_event_type_share_its_transaction(
@@ -218,7 +174,7 @@ async def test_handlers_of_one_event_type_share_its_transaction(
     try:
         envelope = await publish(js, message)
         await eventually(lambda: effects_reach(db, message.order, 2), what="both effects")
-        await eventually(lambda: settled(js), what="acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
     finally:
         await consumer.stop()
 
@@ -246,7 +202,7 @@ async def test_failing_handler_is_retried_with_backoff_and_applied_once(
     async with consuming(js, db, handler, max_deliver=5):
         envelope = await publish(js, message)
         await eventually(lambda: effects_reach(db, message.order, 1), what="effect applied")
-        await eventually(lambda: settled(js), what="acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
         info = await js.consumer_info(ORDERS_STREAM, CONSUMER)
 
     assert calls.attempts[message.order] == 3
@@ -282,7 +238,7 @@ async def test_rolled_back_effect_leaves_no_inbox_row(
     async with consuming(js, db, handler):
         envelope = await publish(js, message)
         await eventually(lambda: effects_reach(db, message.order, 1), what="effect applied")
-        await eventually(lambda: settled(js), what="acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
 
     assert calls.attempts[message.order] == 2
     assert seen_on_retry == {"inbox": 0, "effects": 0}
@@ -305,13 +261,14 @@ async def test_poison_events_are_dead_lettered_and_the_consumer_moves_on(
     poison, garbled, good = order_created("poison"), order_created("garbled"), order_created()
     async with consuming(js, db, handler, max_deliver=2):
         poison_envelope = await publish(js, poison)
-        garbled_envelope = await publish(js, garbled, payload=b"{not json")
+        garbled_envelope = await publish(
+            js, dataclasses.replace(envelope_for(garbled), payload=b"{not json"))
         await eventually(
             lambda: _at_least(db.count(db.dead_letter), 2), what="both dead-lettered", timeout=15
         )
         await publish(js, good)
         await eventually(lambda: effects_reach(db, good.order, 1), what="good event handled")
-        await eventually(lambda: settled(js), what="everything settled")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
         info = await js.consumer_info(ORDERS_STREAM, CONSUMER)
 
     async with db.engine.connect() as conn:
@@ -447,7 +404,7 @@ async def test_a_batch_span_links_to_the_trace_of_every_event_in_it(
                                                          batch_handler=many)])
     await consumer.start()
     try:
-        await eventually(lambda: settled(js), what="all acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
     finally:
         await consumer.stop()
 
@@ -499,13 +456,13 @@ async def test_batch_handler_takes_a_fetch_in_one_transaction_and_skips_seen_eve
         await session.execute(insert(db.effects), [{"order_name": m.order} for m in messages])
 
     seen = order_created()
-    seen_envelope = envelope_of(seen)
+    seen_envelope = envelope_for(seen)
     async with db.sessions.begin() as session:
         await session.execute(insert(db.inbox).values(consumer=CONSUMER,
                                                       event_id=seen_envelope.event_id))
     messages = [order_created() for _ in range(20)]
     envelopes = [await publish(js, m) for m in messages]
-    await publish(js, envelopes[0], overrides={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
+    assert not (await publish(js, envelopes[0], msg_id=f"again-{uuid.uuid4()}")).ack.duplicate
     await publish(js, seen_envelope)
 
     consumer = EventConsumer(js, db.sessions, db.metadata, consumer=CONSUMER,
@@ -513,7 +470,7 @@ async def test_batch_handler_takes_a_fetch_in_one_transaction_and_skips_seen_eve
                                                          batch_handler=many)])
     await consumer.start()
     try:
-        await eventually(lambda: settled(js), what="all acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
     finally:
         await consumer.stop()
 
@@ -561,7 +518,7 @@ async def test_the_next_fetch_is_handled_while_the_last_one_commits(
                                                          batch_handler=many)])
     await consumer.start()
     try:
-        await eventually(lambda: settled(js), what="all acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
     finally:
         await consumer.stop()
 
@@ -588,7 +545,7 @@ async def test_one_by_one_applies_a_handler_to_each_event_of_a_fetch_in_one_tran
                                                          batch_handler=one_by_one(handler))])
     await consumer.start()
     try:
-        await eventually(lambda: settled(js), what="all acked")
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
     finally:
         await consumer.stop()
 
@@ -623,7 +580,7 @@ async def test_a_failing_batch_falls_back_to_one_by_one_and_the_poison_event_alo
                              max_deliver=2)
     await consumer.start()
     try:
-        await eventually(lambda: settled(js), what="all settled", timeout=30)
+        await caught_up(js, CONSUMER, ORDERS_STREAM)
     finally:
         await consumer.stop()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from nats.js.api import StreamConfig
+from oms_devtools.testkit import eventually
 from oms_platform import bus, events
 from oms_platform.cli import main
 from oms_platform.outbox import (
@@ -29,7 +30,6 @@ from platform_testkit import (
     Database,
     commit_events,
     drained,
-    eventually,
     order_created,
     running,
     stream_event_ids,

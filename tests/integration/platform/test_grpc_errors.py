@@ -15,10 +15,10 @@ import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from oms_devtools.servers import free_port
+from oms_devtools.testkit import eventually
 from oms_platform import grpc_errors
 from oms_platform.db import create_engine
 from oms_platform.grpc_errors import DomainErrorInterceptor
-from platform_testkit import eventually
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine

@@ -14,6 +14,7 @@ import pytest
 from nats.js.api import DiscardPolicy, StreamConfig
 from nats.js.errors import APIError
 from oms.orders.v1 import events_pb2
+from oms_devtools.testkit import eventually
 from oms_platform import bus, events
 from oms_platform.outbox import OutboxRelay, add_event
 from oms_platform.telemetry import configure_tracing, tracer
@@ -25,7 +26,6 @@ from platform_testkit import (
     Database,
     commit_events,
     drained,
-    eventually,
     listener_connected,
     order_created,
     running,
