@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from typing import Any
@@ -240,24 +241,29 @@ async def test_a_service_killed_mid_flow_loses_nothing(
             after_kill += killed.is_set()
 
     async def kill_once_in_flight() -> set[str]:
-        seen = 0
-        while len(bodies) < MAX_ORDERS:
-            newest = list(accepted.values())[seen:]
-            seen += len(newest)
-            in_flight = {name for name, reply in zip(newest, await asyncio.gather(
-                *(gateway.get(f"/v1/{name}") for name in newest)), strict=True)
-                if reply.json()["status"] == "ORDER_STATUS_PENDING_ALLOCATION"}
-            if in_flight:
-                stack.services[victim].kill()
-                killed.set()
-                return in_flight
-            await asyncio.sleep(0.01)
-        raise AssertionError("no order was ever seen in flight")
+        """Inventory is frozen (SIGSTOP) once orders stream in, so the orders accepted after
+        that provably wait for their allocation; the victim is killed while they do, and a
+        frozen inventory thaws (or, the victim, dies) with them in flight."""
+        await eventually(lambda: accepted or None, what="a first order accepted")
+        frozen = stack.services["inventory"].process
+        assert frozen is not None
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            first = len(accepted)
+            waiting = await eventually(
+                lambda: _pending(gateway, list(accepted.values())[first:]),
+                what="orders accepted while inventory is frozen, awaiting allocation")
+            stack.services[victim].kill()
+            killed.set()
+        finally:
+            if frozen.poll() is None:
+                frozen.send_signal(signal.SIGCONT)
+        return waiting
 
     partners = [asyncio.create_task(partner()) for _ in range(8)]
     in_flight = await kill_once_in_flight()
     await asyncio.gather(*partners)
-    assert in_flight, "the kill came while orders were being allocated"
+    assert in_flight, "the kill came while orders awaited their allocation"
 
     await asyncio.to_thread(stack.restart, victim)
     deadline = time.monotonic() + 60
@@ -301,3 +307,11 @@ async def test_orders_without_its_database_answers_503_with_retry_after_never_50
     assert stack.services["orders"].alive(), "orders rode out the outage"
     access = stack.services["gateway"].log_path.read_text()
     assert "status=503" in access and "status=500" not in access
+
+
+async def _pending(gateway: httpx.AsyncClient, names: list[str]) -> set[str] | None:
+    """The orders among ``names`` still awaiting their allocation; None while there are none."""
+    replies = await asyncio.gather(*(gateway.get(f"/v1/{name}") for name in names))
+    pending = {name for name, reply in zip(names, replies, strict=True)
+               if reply.json()["status"] == "ORDER_STATUS_PENDING_ALLOCATION"}
+    return pending or None
