@@ -1,11 +1,9 @@
 """Helpers for the inventory allocation tests: the service in-process on real PostgreSQL and
-JetStream, events published the way the other services publish them, and every event the
-service publishes read back from its stream."""
+JetStream, the orders its events are about, and every allocation event the service publishes
+read back from its stream. Nodes, SKUs and publishing come from the test kit."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -15,16 +13,16 @@ from datetime import UTC, datetime, timedelta
 import inventory_support
 import pytest
 from google.protobuf.message import Message
-from google.type import latlng_pb2
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
+from oms_devtools.testkit import address, caught_up
 from oms_inventory.app import DEFINITION
 from oms_inventory.tables import order_allocations
-from oms_platform.events import decode, encode, event_type
+from oms_platform.events import decode, event_type
 from oms_platform.service import Service
 from sqlalchemy import func, update
 
@@ -39,7 +37,6 @@ js = inventory_support.js
 LOS_ANGELES = (34.0522, -118.2437)
 SEATTLE = (47.6062, -122.3321)
 NEW_YORK = (40.7128, -74.0060)
-RENO = (39.5296, -119.8138)
 EDISON = (40.5187, -74.4121)
 
 OUTCOMES = (events_pb2.StockAllocated, events_pb2.StockBackordered,
@@ -87,46 +84,6 @@ async def outcomes(service: Service, js: JetStreamContext) -> AsyncIterator[Outc
     await subscription.unsubscribe()
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def address(location: tuple[float, float] | None = None, *, state: str = "CA",
-            region: str = "US") -> common_pb2.Address:
-    result = common_pb2.Address(recipient="Ada", address_lines=["1 Main St"], locality="Town",
-                                administrative_area=state, postal_code="00000",
-                                region_code=region)
-    if location is not None:
-        result.location.CopyFrom(latlng_pb2.LatLng(latitude=location[0], longitude=location[1]))
-    return result
-
-
-async def add_node(stub: Stub, location: tuple[float, float], *, priority: int = 0,
-                   regions: tuple[str, ...] = (), cost: tuple[str, str] | None = None) -> str:
-    """A warehouse; ``cost`` is (amount, currency) of one shipment, unknown when None."""
-    node_id = new_id("node")
-    node = inventory_pb2.FulfilmentNode(
-        node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
-        address=address(location), priority=priority, service_regions=list(regions))
-    if cost is not None:
-        node.shipment_cost.CopyFrom(common_pb2.Money(amount=cost[0], currency_code=cost[1]))
-    await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
-        fulfilment_node=node))
-    return node_id
-
-
-async def add_sku(stub: Stub, stock: dict[str, int] | None = None, *,
-                  policy: int = inventory_pb2.BACKORDER_POLICY_DENY, limit: int = 0) -> str:
-    sku = new_id("SKU")
-    await stub.CreateProduct(inventory_pb2.CreateProductRequest(
-        product=inventory_pb2.Product(sku=sku, title=sku, backorder_policy=policy,  # type: ignore[arg-type]
-                                      backorder_limit=limit)))
-    for node_id, units in (stock or {}).items():
-        if units:
-            await receive(stub, node_id, sku, units)
-    return sku
-
-
 async def receive(stub: Stub, node_id: str, sku: str, units: int) -> inventory_pb2.StockLevel:
     return await stub.AdjustStock(inventory_pb2.AdjustStockRequest(
         node_id=node_id, sku=sku, delta=units, reason=inventory_pb2.ADJUSTMENT_REASON_RECEIPT))
@@ -146,7 +103,7 @@ def order_created(lines: list[tuple[str, int]], shipping: common_pb2.Address | N
         order=f"orders/{uuid.uuid4().hex}",
         channel="test",
         external_order_id=uuid.uuid4().hex,
-        shipping_address=shipping or address(LOS_ANGELES),
+        shipping_address=shipping or address(LOS_ANGELES, administrative_area="CA"),
         lines=[orders_pb2.OrderLine(line_id=str(i), sku=sku, quantity=quantity)
                for i, (sku, quantity) in enumerate(lines, start=1)],
         priority=priority,
@@ -159,26 +116,10 @@ def order_created(lines: list[tuple[str, int]], shipping: common_pb2.Address | N
     return event
 
 
-async def publish(js: JetStreamContext, message: Message, aggregate_id: str,
-                  partition: str | None = None) -> None:
-    envelope = encode(message, aggregate_id=aggregate_id, source="/oms/tests",
-                      partition=partition)
-    await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
-
-
 async def settled(js: JetStreamContext, timeout: float = 60.0) -> None:
-    """Every event published to the streams inventory reads has been handled and acked
-    (seen twice in a row: a just-stored message may not be counted for a moment)."""
-    deadline = time.monotonic() + timeout
-    quiet = 0
-    while quiet < 2:
-        busy = False
-        for stream in ("OMS_ORDERS", "OMS_FULFILMENT", "OMS_RETURNS"):
-            info = await js.consumer_info(stream, DEFINITION.name)
-            busy = busy or bool(info.num_pending or info.num_ack_pending)
-        quiet = 0 if busy else quiet + 1
-        assert time.monotonic() < deadline, "inventory never settled"
-        await asyncio.sleep(0.05)
+    """Every event published so far to the streams inventory reads has been handled."""
+    for stream in ("OMS_ORDERS", "OMS_FULFILMENT", "OMS_RETURNS"):
+        await caught_up(js, DEFINITION.name, stream, timeout=timeout)
 
 
 async def quiet(js: JetStreamContext, outcomes: Outcomes) -> None:

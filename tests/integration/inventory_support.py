@@ -1,10 +1,9 @@
 """What the inventory catalogue and stock tests share: the service over real gRPC, PostgreSQL
-and NATS, an event collector reading the service's stream, and request helpers."""
+and NATS, an event collector reading the service's stream, and request helpers. Nodes, SKUs
+and addresses come from the test kit."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -13,14 +12,13 @@ import nats
 import pytest
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
-from google.type import latlng_pb2
 from grpc_status import rpc_status
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 from oms_devtools.inprocess import running_service
+from oms_devtools.testkit import eventually
 from oms_inventory.app import MIGRATIONS, definition
 from oms_inventory.settings import InventorySettings
 from oms_platform import bus
@@ -47,20 +45,16 @@ class StreamReader:
         self.last_sequence = 0
         self._service = service
         self._js = js
-        self._arrived = asyncio.Condition()
 
     async def on_message(self, msg: Msg) -> None:
-        async with self._arrived:
-            self.last_sequence = max(self.last_sequence, msg.metadata.sequence.stream)
-            self.take(msg)
-            self._arrived.notify_all()
+        self.last_sequence = max(self.last_sequence, msg.metadata.sequence.stream)
+        self.take(msg)
 
     def take(self, msg: Msg) -> None:
         raise NotImplementedError
 
     async def wait(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-        async with self._arrived, asyncio.timeout(timeout):
-            await self._arrived.wait_for(condition)
+        await eventually(condition, timeout=timeout)
 
     async def caught_up(self, timeout: float = 30.0) -> None:
         """Every event in the outbox when this is called has been published and read here.
@@ -75,14 +69,16 @@ class StreamReader:
 async def outbox_drained(service: Service, timeout: float = 30.0) -> None:
     """Waits until the relay has published every outbox row."""
     assert service.runtime is not None
-    outbox = service.runtime.metadata.tables["outbox"]
+    runtime = service.runtime
+    outbox = runtime.metadata.tables["outbox"]
     pending = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-    async with asyncio.timeout(timeout):
-        while True:
-            async with service.runtime.engine.connect() as conn:
-                if not await conn.scalar(pending):
-                    return
-            await asyncio.sleep(0.05)
+
+    async def unpublished() -> int:
+        async with runtime.engine.connect() as conn:
+            return int(await conn.scalar(pending) or 0)
+
+    await eventually(unpublished, until=lambda n: n == 0, timeout=timeout,
+                     what="the relay to publish every outbox row")
 
 
 @dataclass(frozen=True)
@@ -172,36 +168,6 @@ def sync_engine(database_url: str) -> Iterator[object]:
     engine = create_engine(database_url)
     yield engine
     engine.dispose()
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def address(location: tuple[float, float] | None = None, *,
-            region: str = "US") -> common_pb2.Address:
-    result = common_pb2.Address(recipient="Ada", address_lines=["1 Main St"], locality="Town",
-                                postal_code="00000", region_code=region)
-    if location is not None:
-        result.location.CopyFrom(latlng_pb2.LatLng(latitude=location[0], longitude=location[1]))
-    return result
-
-
-async def add_node(stub: Stub, location: tuple[float, float] = (39.5296, -119.8138),
-                   **fields: object) -> str:
-    node_id = new_id("node")
-    await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
-        fulfilment_node=inventory_pb2.FulfilmentNode(
-            node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
-            address=address(location), **fields)))  # type: ignore[arg-type]
-    return node_id
-
-
-async def add_sku(stub: Stub, **fields: object) -> str:
-    sku = new_id("SKU")
-    await stub.CreateProduct(inventory_pb2.CreateProductRequest(
-        product=inventory_pb2.Product(sku=sku, title=sku, **fields)))  # type: ignore[arg-type]
-    return sku
 
 
 async def receive(stub: Stub, node_id: str, lines: list[tuple[str, int]],

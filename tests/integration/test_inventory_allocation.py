@@ -14,13 +14,9 @@ from inventory_kit import (
     EDISON,
     LOS_ANGELES,
     NEW_YORK,
-    RENO,
     SEATTLE,
     Outcomes,
     Stub,
-    add_node,
-    add_sku,
-    address,
     allocated_lines,
     database_url,
     inventory_settings,
@@ -29,7 +25,6 @@ from inventory_kit import (
     order_created,
     outcomes,
     past_due,
-    publish,
     quiet,
     receive,
     service,
@@ -37,11 +32,13 @@ from inventory_kit import (
     stub,
 )
 from nats.js import JetStreamContext
+from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
 from oms.returns.v1 import events_pb2 as returns_events
+from oms_devtools.testkit import RENO, add_node, add_sku, address, publish
 from oms_inventory.tables import stock_ledger, stock_levels
 from oms_platform.service import Service
 from sqlalchemy import insert, select
@@ -56,7 +53,7 @@ async def created(js: JetStreamContext, outcomes: Outcomes,
     """Publishes the orders and waits until every outcome of them has arrived: the events of
     one order are published together but may be read in any order."""
     for event in events:
-        await publish(js, event, event.order)
+        await publish(js, event)
     await outcomes.wait_for([e.order for e in events])
     await quiet(js, outcomes)
 
@@ -66,7 +63,7 @@ async def test_west_coast_goes_west_then_east_then_split(
 ) -> None:
     west, east = await add_node(stub, RENO), await add_node(stub, EDISON)
     mug = await add_sku(stub, {west: 2, east: 5})
-    to_seattle = order_created([(mug, 2)], address(SEATTLE, state="WA"))
+    to_seattle = order_created([(mug, 2)], address(SEATTLE, administrative_area="WA"))
     await created(js, outcomes, to_seattle)
     (first,) = outcomes.of(to_seattle.order, events_pb2.StockAllocated)
     assert allocated_lines(first) == [(west, "1", mug, 2)]
@@ -93,7 +90,7 @@ async def test_backorders_are_served_express_first_then_by_capture_time(
     stub: Stub, js: JetStreamContext, outcomes: Outcomes,
 ) -> None:
     node = await add_node(stub, RENO)
-    sku = await add_sku(stub, policy=ALLOW)
+    sku = await add_sku(stub, backorder_policy=ALLOW)
     now = datetime.now(UTC)
     late = order_created([(sku, 1)], captured=now)
     early = order_created([(sku, 1)], captured=now - timedelta(minutes=5))
@@ -136,13 +133,14 @@ async def test_policies_decide_what_waits_and_what_is_refused(
     stub: Stub, js: JetStreamContext, outcomes: Outcomes,
 ) -> None:
     node = await add_node(stub, RENO)
-    california_only = await add_node(stub, LOS_ANGELES, regions=("US-CA",))
-    capped = await add_sku(stub, {node: 1}, policy=inventory_pb2.BACKORDER_POLICY_ALLOW_UP_TO_LIMIT,
-                           limit=3)
+    california_only = await add_node(stub, LOS_ANGELES, service_regions=["US-CA"])
+    capped = await add_sku(stub, {node: 1}, backorder_limit=3,
+                           backorder_policy=inventory_pb2.BACKORDER_POLICY_ALLOW_UP_TO_LIMIT)
     denied = await add_sku(stub, {node: 1})
     regional = await add_sku(stub, {california_only: 5})
     first = order_created([(capped, 4), (denied, 2)])
-    second = order_created([(capped, 1), (regional, 1)], address(NEW_YORK, state="NY"))
+    second = order_created([(capped, 1), (regional, 1)],
+                           address(NEW_YORK, administrative_area="NY"))
     await created(js, outcomes, first, second)
 
     (allocated,) = outcomes.of(first.order, events_pb2.StockAllocated)
@@ -166,7 +164,7 @@ async def test_preview_plans_like_allocation_and_changes_nothing(stub: Stub) -> 
     west = await add_node(stub, RENO, priority=5)
     east = await add_node(stub, EDISON, priority=1)
     mug = await add_sku(stub, {west: 2, east: 2})
-    tea = await add_sku(stub, policy=ALLOW)
+    tea = await add_sku(stub, backorder_policy=ALLOW)
     request = inventory_pb2.PreviewAllocationRequest(
         shipping_address=address(LOS_ANGELES),
         lines=[inventory_pb2.PlannedLine(line_id="a", sku=mug, quantity=3),
@@ -186,7 +184,7 @@ async def test_preview_plans_like_allocation_and_changes_nothing(stub: Stub) -> 
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.PreviewAllocation(inventory_pb2.PreviewAllocationRequest(
-            shipping_address=address(None, region=""),
+            shipping_address=address(None, region_code=""),
             lines=[inventory_pb2.PlannedLine(line_id="a", sku=mug, quantity=-1),
                    inventory_pb2.PlannedLine(line_id="a", sku="bad sku", quantity=1)]))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -206,7 +204,8 @@ async def test_lowest_cost_takes_no_node_without_a_cost_for_free_and_compares_on
     stub: Stub,
 ) -> None:
     costless = await add_node(stub, RENO)
-    priced = await add_node(stub, EDISON, cost=("9.00", "USD"))
+    priced = await add_node(stub, EDISON, shipment_cost=common_pb2.Money(
+        amount="9.00", currency_code="USD"))
     stored = await stub.GetFulfilmentNode(inventory_pb2.GetFulfilmentNodeRequest(
         name=f"fulfilmentNodes/{costless}"))
     assert not stored.HasField("shipment_cost")  # unknown, not 0 USD
@@ -223,8 +222,10 @@ async def test_lowest_cost_takes_no_node_without_a_cost_for_free_and_compares_on
     assert plan.strategy == inventory_pb2.ALLOCATION_STRATEGY_LOWEST_COST
 
     # Dollars and euros are not compared: ranked by distance instead, and the plan says so.
-    dollars = await add_node(stub, SEATTLE, cost=("20.00", "USD"))
-    euros = await add_node(stub, NEW_YORK, cost=("1.00", "EUR"))
+    dollars = await add_node(stub, SEATTLE, shipment_cost=common_pb2.Money(
+        amount="20.00", currency_code="USD"))
+    euros = await add_node(stub, NEW_YORK, shipment_cost=common_pb2.Money(
+        amount="1.00", currency_code="EUR"))
     tea = await add_sku(stub, {dollars: 5, euros: 5})
     plan = await stub.PreviewAllocation(request(tea))
     assert [s.node_id for s in plan.shipments] == [dollars]
@@ -255,8 +256,7 @@ async def test_unpaid_reservations_expire_and_payment_allocates_again(
     (allocated,) = outcomes.of(unpaid.order, events_pb2.StockAllocated)
     assert allocated.HasField("expire_time")
     await publish(js, order_events.OrderPaid(
-        order=paid_in_time.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID),
-        paid_in_time.order)
+        order=paid_in_time.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID))
     await settled(js)
     assert await past_due(service, unpaid.order, paid_in_time.order) == 1
 
@@ -270,7 +270,7 @@ async def test_unpaid_reservations_expire_and_payment_allocates_again(
 
     # Paid late: the expired units are allocated again.
     await publish(js, order_events.OrderPaid(
-        order=unpaid.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID), unpaid.order)
+        order=unpaid.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID))
     await outcomes.wait_for([unpaid.order], events_pb2.StockAllocated, count=2)
     await quiet(js, outcomes)
     (_, again) = outcomes.of(unpaid.order, events_pb2.StockAllocated)
@@ -283,7 +283,7 @@ async def test_cancellation_releases_units_and_leaves_the_queue(
     stub: Stub, js: JetStreamContext, outcomes: Outcomes,
 ) -> None:
     node = await add_node(stub, RENO)
-    sku = await add_sku(stub, {node: 3}, policy=ALLOW)
+    sku = await add_sku(stub, {node: 3}, backorder_policy=ALLOW)
     order = order_created([(sku, 5)])
     waiting = order_created([(sku, 1)])
     await created(js, outcomes, order)
@@ -293,13 +293,13 @@ async def test_cancellation_releases_units_and_leaves_the_queue(
     # 2 of 5 cancelled: the 2 waiting units leave the queue, nothing is released.
     partial = order_events.OrderCancelled(order=order.order, lines=[
         order_events.CancelledLine(line_id="1", sku=sku, quantity=2)])
-    await publish(js, partial, order.order)
+    await publish(js, partial)
     await quiet(js, outcomes)
     assert await level(stub, node, sku) == (3, 3)
     assert not outcomes.of(order.order, events_pb2.StockReleased)
     # 1 more: a reserved unit is released and goes to the order waiting behind.
     await publish(js, order_events.OrderCancelled(order=order.order, lines=[
-        order_events.CancelledLine(line_id="1", sku=sku, quantity=1)]), order.order)
+        order_events.CancelledLine(line_id="1", sku=sku, quantity=1)]))
     await outcomes.wait_for([order.order], events_pb2.StockReleased)
     await outcomes.wait_for([waiting.order], events_pb2.StockAllocated)
     await quiet(js, outcomes)
@@ -308,8 +308,8 @@ async def test_cancellation_releases_units_and_leaves_the_queue(
     assert [ln.quantity for ln in released.lines] == [1]  # type: ignore[attr-defined]
 
     whole = order_events.OrderCancelled(order=order.order, whole_order=True)
-    await publish(js, whole, order.order)
-    await publish(js, whole, order.order)  # the same cancellation again, as a new event
+    await publish(js, whole)
+    await publish(js, whole)  # the same cancellation again, as a new event
     await outcomes.wait_for([order.order], events_pb2.StockReleased, count=2)
     await quiet(js, outcomes)
     assert len(outcomes.of(order.order, events_pb2.StockReleased)) == 2
@@ -324,7 +324,7 @@ async def test_shipment_consumes_and_return_restocks_once_each(
     stub: Stub, js: JetStreamContext, outcomes: Outcomes, service: Service,
 ) -> None:
     node = await add_node(stub, RENO)
-    sku = await add_sku(stub, {node: 5}, policy=ALLOW)
+    sku = await add_sku(stub, {node: 5}, backorder_policy=ALLOW)
     order = order_created([(sku, 3)])
     await created(js, outcomes, order)
     shipped = fulfilment_events.PackageShipped(
@@ -332,7 +332,7 @@ async def test_shipment_consumes_and_return_restocks_once_each(
         lines=[fulfilment_events.ShippedLine(order=order.order, line_id="1", sku=sku,
                                              quantity=2)])
     for _ in range(2):  # redelivered under a new event id: consumed once
-        await publish(js, shipped, shipped.package, partition=node)
+        await publish(js, shipped, aggregate_id=shipped.package, partition=node)
     await settled(js)
     assert await level(stub, node, sku) == (3, 1)
     assert [(r.quantity) for r in (await stub.ListReservations(
@@ -346,7 +346,7 @@ async def test_shipment_consumes_and_return_restocks_once_each(
             returns_events.ReturnedLine(line_id="2", sku=sku, quantity=5, restock=False)])
     setattr(returned, "return", f"returns/{uuid.uuid4().hex}")
     for _ in range(2):
-        await publish(js, returned, getattr(returned, "return"))
+        await publish(js, returned, aggregate_id=getattr(returned, "return"))
     await outcomes.wait_for([later.order], events_pb2.StockAllocated, count=2)
     await quiet(js, outcomes)
     assert await level(stub, node, sku) == (5, 5)
@@ -369,10 +369,9 @@ async def test_a_cancellation_before_the_order_arrives_wins(
     node = await add_node(stub, RENO)
     sku = await add_sku(stub, {node: 2})
     order = order_created([(sku, 1)])
-    await publish(js, order_events.OrderCancelled(order=order.order, whole_order=True),
-                  order.order)
+    await publish(js, order_events.OrderCancelled(order=order.order, whole_order=True))
     await settled(js)
-    await publish(js, order, order.order)
+    await publish(js, order)
     await quiet(js, outcomes)
     assert not outcomes.by_order.get(order.order)
     assert await level(stub, node, sku) == (2, 0)
@@ -384,7 +383,7 @@ async def test_the_sweep_serves_a_line_left_waiting_beside_available_stock(
     """What a receipt racing a batch can leave behind (stock on a row the batch never saw,
     the order waiting): written here directly, then the background sweep must serve it."""
     node = await add_node(stub, RENO)
-    sku = await add_sku(stub, policy=ALLOW)
+    sku = await add_sku(stub, backorder_policy=ALLOW)
     order = order_created([(sku, 2)])
     await created(js, outcomes, order)
     assert outcomes.of(order.order, events_pb2.StockBackordered)
@@ -409,8 +408,8 @@ async def test_a_payment_that_overtakes_its_order_still_stops_the_expiry(
     sku = await add_sku(stub, {node: 2})
     order = order_created([(sku, 1)], due_in=3600)
     await publish(js, order_events.OrderPaid(
-        order=order.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID), order.order)
-    await publish(js, order, order.order)
+        order=order.order, payment_status=orders_pb2.PAYMENT_STATUS_PAID))
+    await publish(js, order)
     await outcomes.wait_for([order.order], events_pb2.StockAllocated)
     await settled(js)  # the payment, retried until its order was here, is handled too
 

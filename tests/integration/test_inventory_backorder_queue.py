@@ -11,18 +11,13 @@ import pytest
 from inventory_kit import (
     LOS_ANGELES,
     NEW_YORK,
-    RENO,
     Outcomes,
     Stub,
-    add_node,
-    add_sku,
-    address,
     database_url,
     js,
     level,
     order_created,
     outcomes,
-    publish,
     quiet,
     service,
     stub,
@@ -30,6 +25,7 @@ from inventory_kit import (
 from nats.js import JetStreamContext
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
+from oms_devtools.testkit import RENO, add_node, add_sku, address, publish
 from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import backorders, stock_ledger
 from oms_platform.service import Service
@@ -72,7 +68,7 @@ async def receive(stub: Stub, node_id: str, sku: str, units: int) -> inventory_p
 async def backordered(js: JetStreamContext, outcomes: Outcomes,
                       orders: list[order_events.OrderCreated]) -> None:
     for order in orders:
-        await publish(js, order, order.order)
+        await publish(js, order)
     await outcomes.wait_for([o.order for o in orders], events_pb2.StockBackordered)
     await quiet(js, outcomes)
 
@@ -82,7 +78,7 @@ async def test_a_long_queue_is_served_completely_in_order_in_bounded_passes(
     queue_reads: list[int],
 ) -> None:
     node = await add_node(stub, RENO)
-    sku = await add_sku(stub, policy=inventory_pb2.BACKORDER_POLICY_ALLOW)
+    sku = await add_sku(stub, backorder_policy=inventory_pb2.BACKORDER_POLICY_ALLOW)
     start = datetime.now(UTC)
     orders = [order_created([(sku, 1)], captured=start + timedelta(seconds=i),
                             priority=i % 4 == 3) for i in range(23)]
@@ -118,14 +114,15 @@ async def test_a_long_queue_is_served_completely_in_order_in_bounded_passes(
 async def test_lines_the_node_cannot_ship_to_do_not_use_up_the_bound(
     stub: Stub, js: JetStreamContext, outcomes: Outcomes, queue_reads: list[int],
 ) -> None:
-    california = await add_node(stub, LOS_ANGELES, regions=("US-CA",))
-    sku = await add_sku(stub, policy=inventory_pb2.BACKORDER_POLICY_ALLOW)
+    california = await add_node(stub, LOS_ANGELES, service_regions=["US-CA"])
+    sku = await add_sku(stub, backorder_policy=inventory_pb2.BACKORDER_POLICY_ALLOW)
     start = datetime.now(UTC)
     # Ahead in the queue, more than the bound: lines for New York, which the node does not
     # serve. Behind them, one for California.
-    east = [order_created([(sku, 1)], address(NEW_YORK, state="NY"), priority=True,
+    east = [order_created([(sku, 1)], address(NEW_YORK, administrative_area="NY"), priority=True,
                           captured=start + timedelta(seconds=i)) for i in range(2 * BOUND)]
-    west = order_created([(sku, 1)], address(LOS_ANGELES), captured=start)
+    west = order_created([(sku, 1)], address(LOS_ANGELES, administrative_area="CA"),
+                         captured=start)
     await backordered(js, outcomes, [*east, west])
 
     queue_reads.clear()

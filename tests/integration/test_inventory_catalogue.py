@@ -12,23 +12,18 @@ from google.type import timeofday_pb2
 from inventory_support import (  # noqa: F401 (fixtures)
     Events,
     Stub,
-    add_node,
-    add_sku,
-    address,
     database_url,
     events,
     fields,
     inventory_settings,
     js,
-    new_id,
     refused,
     service,
     stub,
 )
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import events_pb2, inventory_pb2
-
-RENO = (39.5296, -119.8138)
+from oms_devtools.testkit import RENO, add_node, add_sku, address, new_id
 
 
 def full_product(sku: str) -> inventory_pb2.Product:

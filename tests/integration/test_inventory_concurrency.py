@@ -13,19 +13,14 @@ from inventory_kit import (
     EDISON,
     LOS_ANGELES,
     NEW_YORK,
-    RENO,
     Outcomes,
     Stub,
-    add_node,
-    add_sku,
-    address,
     database_url,
     inventory_settings,
     js,
     level,
     order_created,
     outcomes,
-    publish,
     quiet,
     receive,
     service,
@@ -36,6 +31,7 @@ from nats.js import JetStreamContext
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
+from oms_devtools.testkit import RENO, add_node, add_sku, address, eventually, publish
 from oms_inventory.tables import backorders, reservations, stock_ledger, stock_levels
 from oms_platform.service import Service
 from sqlalchemy import func, select
@@ -55,7 +51,7 @@ async def test_a_thousand_buyers_for_a_hundred_units_reserve_exactly_a_hundred(
 
     async def buy(event: order_events.OrderCreated) -> None:
         async with slots:
-            await publish(js, event, event.order)
+            await publish(js, event)
 
     await asyncio.gather(*(buy(event) for event in orders))
     await outcomes.wait_for([e.order for e in orders], timeout=180)
@@ -82,7 +78,7 @@ async def test_random_traffic_keeps_every_level_consistent_with_the_ledger(
     rng = random.Random(20261125)
     nodes = [await add_node(stub, where) for where in (RENO, EDISON, KANSAS_CITY)]
     skus = [await add_sku(stub, {n: rng.randint(1, 6) for n in nodes},
-                          policy=inventory_pb2.BACKORDER_POLICY_ALLOW) for _ in range(6)]
+                          backorder_policy=inventory_pb2.BACKORDER_POLICY_ALLOW) for _ in range(6)]
     received: Counter[str] = Counter()
     for node in nodes:
         for sku in skus:
@@ -96,7 +92,7 @@ async def test_random_traffic_keeps_every_level_consistent_with_the_ledger(
             event = order_created(lines, address(rng.choice((LOS_ANGELES, NEW_YORK))),
                                   priority=rng.random() < 0.2)
             placed.append(event)
-            await publish(js, event, event.order)
+            await publish(js, event)
             await asyncio.sleep(rng.random() * 0.02)
 
     async def receiver() -> None:
@@ -120,7 +116,7 @@ async def test_random_traffic_keeps_every_level_consistent_with_the_ledger(
                               line_id=line.line_id, sku=line.sku, quantity=1)]))
             if cancel.whole_order:
                 whole.add(event.order)
-            await publish(js, cancel, event.order)
+            await publish(js, cancel)
 
     whole: set[str] = set()
     await asyncio.gather(*(buyer() for _ in range(4)), receiver(), receiver(), canceller())
@@ -145,7 +141,8 @@ async def test_random_traffic_keeps_every_level_consistent_with_the_ledger(
                                                  sku=row.sku, quantity=quantity)]))
         shipped[row.sku] += quantity
     for package in packages + rng.sample(packages, len(packages) // 2):
-        await publish(js, package, package.package, partition=package.node_id)
+        await publish(js, package, aggregate_id=package.package,
+                      partition=package.node_id)
     await settled(js)
     await nothing_waits_beside_stock(service, skus)
 
@@ -188,16 +185,17 @@ async def test_random_traffic_keeps_every_level_consistent_with_the_ledger(
 async def nothing_waits_beside_stock(service: Service, skus: list[str],
                                      timeout: float = 30.0) -> None:
     """Waits until no SKU has units waiting while some node has units available."""
-    assert service.runtime is not None
     stranded = (
         select(func.count()).select_from(stock_levels)
         .where(stock_levels.c.sku.in_(skus),
                stock_levels.c.on_hand - stock_levels.c.reserved - stock_levels.c.safety_stock > 0,
                select(backorders.c.id).where(backorders.c.sku == stock_levels.c.sku).exists())
     )
-    async with asyncio.timeout(timeout):
-        while True:
-            async with service.runtime.engine.connect() as conn:
-                if not await conn.scalar(stranded):
-                    return
-            await asyncio.sleep(0.05)
+
+    async def count() -> int:
+        assert service.runtime is not None
+        async with service.runtime.engine.connect() as conn:
+            return int(await conn.scalar(stranded) or 0)
+
+    await eventually(count, until=lambda n: n == 0, timeout=timeout,
+                     what="no units waiting beside available stock")

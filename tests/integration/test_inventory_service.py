@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Iterator
@@ -16,7 +15,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
-from google.type import latlng_pb2
 from grpc_status import rpc_status
 from inventory_support import StreamReader
 from nats.aio.client import Client
@@ -27,10 +25,11 @@ from oms.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
 from oms_devtools.inprocess import running_service
+from oms_devtools.testkit import RENO, add_node, add_sku, address, caught_up, new_id, publish
 from oms_inventory.app import DEFINITION, MIGRATIONS, SOURCE
 from oms_inventory.tables import backorders, metadata, reservations, stock_ledger
 from oms_platform import bus
-from oms_platform.events import Envelope, decode, encode, event_type
+from oms_platform.events import decode, event_type
 from oms_platform.service import Service
 from sqlalchemy import create_engine, func, select
 
@@ -38,7 +37,6 @@ Stub = inventory_pb2_grpc.InventoryServiceStub
 
 LOS_ANGELES = (34.0522, -118.2437)
 NEW_YORK = (40.7128, -74.0060)
-RENO = (39.5296, -119.8138)
 EDISON = (40.5187, -74.4121)
 
 
@@ -124,38 +122,6 @@ def sync_engine(database_url: str) -> Iterator[object]:
     engine.dispose()
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def address(location: tuple[float, float] | None = None, *, state: str = "",
-            region: str = "US") -> common_pb2.Address:
-    result = common_pb2.Address(recipient="Ada", address_lines=["1 Main St"], locality="Town",
-                                administrative_area=state, postal_code="00000",
-                                region_code=region)
-    if location is not None:
-        result.location.CopyFrom(latlng_pb2.LatLng(latitude=location[0], longitude=location[1]))
-    return result
-
-
-async def add_node(stub: Stub, location: tuple[float, float], priority: int = 0) -> str:
-    node_id = new_id("node")
-    await stub.CreateFulfilmentNode(inventory_pb2.CreateFulfilmentNodeRequest(
-        fulfilment_node=inventory_pb2.FulfilmentNode(
-            node_id=node_id, display_name=node_id, type=inventory_pb2.NODE_TYPE_WAREHOUSE,
-            address=address(location), priority=priority)))
-    return node_id
-
-
-async def add_sku(stub: Stub, stock: dict[str, int] | None = None) -> str:
-    sku = new_id("SKU")
-    await stub.CreateProduct(inventory_pb2.CreateProductRequest(
-        product=inventory_pb2.Product(sku=sku, title=sku)))
-    for node_id, units in (stock or {}).items():
-        await adjust(stub, node_id, sku, units)
-    return sku
-
-
 async def adjust(stub: Stub, node_id: str, sku: str, delta: int,
                  request_id: str = "") -> inventory_pb2.StockLevel:
     return await stub.AdjustStock(inventory_pb2.AdjustStockRequest(
@@ -178,24 +144,6 @@ def order_created(lines: list[tuple[str, int]],
         lines=[orders_pb2.OrderLine(line_id=str(i), sku=sku, quantity=quantity)
                for i, (sku, quantity) in enumerate(lines, start=1)],
     )
-
-
-async def publish(js: JetStreamContext, event: order_events.OrderCreated,
-                  envelope: Envelope | None = None) -> Envelope:
-    envelope = envelope or encode(event, aggregate_id=event.order, source="/oms/orders")
-    await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
-    return envelope
-
-
-async def consumed_everything(js: JetStreamContext, timeout: float = 30.0) -> None:
-    """Waits until the service's consumer has taken and acknowledged every order event."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = await js.consumer_info("OMS_ORDERS", DEFINITION.name)
-        if info.num_pending == 0 and info.num_ack_pending == 0:
-            return
-        assert time.monotonic() < deadline, f"consumer never settled: {info}"
-        await asyncio.sleep(0.05)
 
 
 async def refused(call: object) -> tuple[grpc.StatusCode, list[tuple[str, str]]]:
@@ -282,7 +230,7 @@ async def test_create_and_get_fulfilment_node(stub: Stub) -> None:
         fulfilment_node=inventory_pb2.FulfilmentNode(
             node_id=node_id, display_name="Reno DC",
             type=inventory_pb2.NODE_TYPE_THIRD_PARTY_LOGISTICS,
-            address=address(RENO, state="NV"), priority=3),
+            address=address(RENO, administrative_area="NV"), priority=3),
         request_id=request_id)
     created = await stub.CreateFulfilmentNode(request)
     assert created.name == f"fulfilmentNodes/{node_id}"
@@ -395,7 +343,7 @@ async def test_order_is_allocated_at_the_nearest_node(
     sku = await add_sku(stub, {west: 5, east: 5})
 
     to_la = order_created([(sku, 2)], address(LOS_ANGELES))
-    to_ny = order_created([(sku, 1)], address(None, state="NY"))
+    to_ny = order_created([(sku, 1)], address(None, administrative_area="NY"))
     envelope = await publish(js, to_la)
     await publish(js, to_ny)
     received = await events.wait_for([to_la.order, to_ny.order])
@@ -459,7 +407,7 @@ async def test_an_unknown_sku_is_refused_and_the_rest_allocated(
     node_id = await add_node(stub, RENO)
     sku = await add_sku(stub, {node_id: 1})
     unknown = new_id("SKU")
-    event = order_created([(sku, 1), (unknown, 3)], address(None, region="FR"))
+    event = order_created([(sku, 1), (unknown, 3)], address(None, region_code="FR"))
     await publish(js, event)
     received = (await events.wait_for([event.order], count=2))[event.order]
     # Published together, read in either order.
@@ -488,11 +436,9 @@ async def test_a_redelivered_event_reserves_once(
     # The same event again (same ce-id) past JetStream's duplicate window, and the same
     # order as a new event (another ce-id): the inbox drops the first, the state guard the
     # second.
-    again = Envelope(envelope.event_id, envelope.subject,
-                     {**envelope.headers, "Nats-Msg-Id": uuid.uuid4().hex}, envelope.payload)
-    await publish(js, event, again)
+    await publish(js, envelope, msg_id=uuid.uuid4().hex)
     await publish(js, event)
-    await consumed_everything(js)
+    await caught_up(js, DEFINITION.name, "OMS_ORDERS")
     await events.caught_up()
 
     assert len(events.by_order[event.order]) == 1
@@ -509,7 +455,7 @@ async def test_copies_of_one_order_racing_for_the_last_unit_allocate_once(
     sku = await add_sku(stub, {node_id: 1})
     event = order_created([(sku, 1)])
     await asyncio.gather(*(publish(js, event) for _ in range(8)))
-    await consumed_everything(js)
+    await caught_up(js, DEFINITION.name, "OMS_ORDERS")
     await events.caught_up()
 
     (only,) = events.by_order[event.order]

@@ -17,9 +17,6 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from inventory_support import (  # noqa: F401 (fixtures)
     Events,
     Stub,
-    add_node,
-    add_sku,
-    address,
     adjust,
     database_url,
     events,
@@ -27,7 +24,6 @@ from inventory_support import (  # noqa: F401 (fixtures)
     js,
     level,
     level_name,
-    new_id,
     receive,
     refused,
     service,
@@ -38,13 +34,12 @@ from nats.js import JetStreamContext
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
+from oms_devtools.testkit import add_node, add_sku, address, new_id, publish
 from oms_inventory.settings import InventorySettings
 from oms_inventory.tables import stock_ledger, stock_levels
-from oms_platform.events import encode
 from oms_platform.pagination import encode_page_token
 from sqlalchemy import delete, func, select, update
 
-RENO = (39.5296, -119.8138)
 LOS_ANGELES = (34.0522, -118.2437)
 MAX_DRIFTS = 3
 
@@ -64,8 +59,7 @@ async def place_order(js: JetStreamContext, events: Events,
         shipping_address=address(LOS_ANGELES),
         lines=[orders_pb2.OrderLine(line_id=str(i), sku=sku, quantity=quantity)
                for i, (sku, quantity) in enumerate(lines, start=1)])
-    envelope = encode(event, aggregate_id=event.order, source="/oms/orders")
-    await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
+    await publish(js, event)
     await events.wait_for(events_pb2.StockAllocated, event.order)
     return event.order
 
