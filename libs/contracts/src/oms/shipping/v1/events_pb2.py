@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coms/shipping/v1/events.proto\x12\x0foms.shipping.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x01\n\x11ShipmentDelivered\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x03(\t\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\x12\x30\n\x0c\x64\x65liver_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\x11\x44\x65liveryException\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x03(\t\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x32\n\x0e\x65xception_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coms/shipping/v1/events.proto\x12\x0foms.shipping.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x01\n\x11ShipmentDelivered\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x03(\t\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\x12\x30\n\x0c\x64\x65liver_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\x11\x44\x65liveryException\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x03(\t\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x32\n\x0e\x65xception_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x01\n\x12ShipmentProgressed\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x03(\t\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHIPMENTDELIVERED']._serialized_end=227
   _globals['_DELIVERYEXCEPTION']._serialized_start=230
   _globals['_DELIVERYEXCEPTION']._serialized_end=397
+  _globals['_SHIPMENTPROGRESSED']._serialized_start=400
+  _globals['_SHIPMENTPROGRESSED']._serialized_end=580
 # @@protoc_insertion_point(module_scope)

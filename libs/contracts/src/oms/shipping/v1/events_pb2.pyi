@@ -108,3 +108,55 @@ class DeliveryException(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliveryException: _TypeAlias = DeliveryException  # noqa: Y015
+
+@_typing.final
+class ShipmentProgressed(_message.Message):
+    """A parcel moved on its way: with the carrier, out for delivery, a failed attempt, or going
+    back to the sender; for customer updates. Published on `oms.shipping.shipment_progressed`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGE_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_FIELD_NUMBER: _builtins.int
+    package: _builtins.str
+    """The package."""
+    carrier: _builtins.str
+    """The carrier."""
+    tracking_number: _builtins.str
+    """The tracking number."""
+    status: _builtins.str
+    """The normalised status (`oms.shipping.v1.TrackingStatus`), e.g. "TRACKING_STATUS_IN_TRANSIT"."""
+    description: _builtins.str
+    """The carrier's description."""
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The orders with lines in the package."""
+
+    @_builtins.property
+    def event_time(self) -> _timestamp_pb2.Timestamp:
+        """When the carrier reported it."""
+
+    def __init__(
+        self,
+        *,
+        package: _builtins.str = ...,
+        orders: _abc.Iterable[_builtins.str] | None = ...,
+        carrier: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+        status: _builtins.str = ...,
+        description: _builtins.str = ...,
+        event_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "description", b"description", "event_time", b"event_time", "orders", b"orders", "package", b"package", "status", b"status", "tracking_number", b"tracking_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShipmentProgressed: _TypeAlias = ShipmentProgressed  # noqa: Y015

@@ -1,0 +1,52 @@
+"""How the shipping service is wired into the shared runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
+from oms_platform.consumer import Subscription
+from oms_platform.service import Runtime, ServiceDefinition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from oms_shipping.settings import ShippingSettings
+from oms_shipping.tables import SOURCE, metadata
+
+__all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "ShippingServicer", "definition"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
+    """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 settings: ShippingSettings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+
+
+def definition(settings: ShippingSettings) -> ServiceDefinition:
+    """The service with these settings; everything it runs is handed them."""
+
+    def register(server: grpc.aio.Server, runtime: Runtime) -> list[str]:
+        shipping_pb2_grpc.add_ShippingServiceServicer_to_server(
+            ShippingServicer(runtime.sessions, settings), server
+        )
+        return [shipping_pb2.DESCRIPTOR.services_by_name["ShippingService"].full_name]
+
+    def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
+        return []
+
+    return ServiceDefinition(
+        name="shipping",
+        metadata=metadata,
+        register=register,
+        subscriptions=subscriptions,
+    )
+
+
+# Read once, when the service starts: a misspelt setting stops the start-up, not the first label.
+DEFINITION = definition(ShippingSettings())
