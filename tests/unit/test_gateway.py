@@ -1,131 +1,34 @@
-"""The gateway's answers when things go wrong, and its access log: the app in process, its
-orders service out of reach (nothing listens there), so no call can succeed."""
+"""The gateway's answers to every gRPC status, and its idempotency and partner rules, without
+servers. The app's own answers (over its database) are in tests/integration/test_gateway*.py."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import httpx
 import pytest
-from fastapi import FastAPI
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from oms_devtools.servers import free_port
-from oms_gateway.app import create_app
+from oms_gateway.idempotency.domain import (
+    Outcome,
+    Stored,
+    fingerprint,
+    forwarded_request_id,
+    is_stored,
+    judge,
+    key_violation,
+)
+from oms_gateway.partners.domain import (
+    Kind,
+    PartnerError,
+    check_partner,
+    issue_key,
+    key_prefix,
+    matches,
+)
 from oms_gateway.problems import PROBLEM_JSON, from_rpc_error, problem_response
-from oms_gateway.settings import GatewaySettings
-from oms_platform.telemetry import configure_tracing
 from starlette.requests import Request
-from structlog.testing import capture_logs
-
-ORDER = {
-    "channel": "web", "externalOrderId": "1",
-    "shippingAddress": {"recipient": "A", "addressLines": ["1 St"], "locality": "X",
-                        "regionCode": "US"},
-    "lines": [{"sku": "S", "quantity": 1, "unitPrice": {"currencyCode": "USD", "amount": "1"}}],
-}
-
-
-@pytest.fixture
-async def app() -> AsyncIterator[FastAPI]:
-    configure_tracing("gateway")
-    app = create_app(GatewaySettings(orders_target=f"127.0.0.1:{free_port()}",
-                                     request_timeout_seconds=5))
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    # raise_app_exceptions=False: the client sees what a partner would, even a 500 page.
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-        yield client
-
-
-def assert_problem(reply: httpx.Response, status: int, kind: str) -> dict[str, Any]:
-    assert reply.status_code == status, reply.text
-    assert reply.headers["content-type"] == PROBLEM_JSON
-    problem = reply.json()
-    assert problem["status"] == status
-    assert problem["type"].endswith(f"/{kind}")
-    assert problem["title"] and "detail" in problem and problem["instance"]
-    return problem
-
-
-async def test_an_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> None:
-    assert_problem(await client.get("/v2/nothing-here"), 404, "not-found")
-
-
-async def test_a_method_a_path_does_not_take_is_a_405_problem_naming_the_allowed_ones(
-    client: httpx.AsyncClient,
-) -> None:
-    reply = await client.delete("/v1/orders")
-    assert_problem(reply, 405, "method-not-allowed")
-    assert reply.headers["allow"] == "POST"
-
-
-@pytest.mark.parametrize("body", [b"\xff\xfe{\"channel\": \"web\"}", b"{\"channel\": ",
-                                  b"not json at all", b"[1, 2]"],
-                         ids=["not-utf8", "truncated", "not-json", "not-an-object"])
-async def test_a_body_that_is_not_a_json_object_is_a_400_problem(
-    client: httpx.AsyncClient, body: bytes,
-) -> None:
-    reply = await client.post("/v1/orders", content=body,
-                              headers={"content-type": "application/json"})
-    assert_problem(reply, 400, "invalid-argument")
-
-
-async def test_orders_out_of_reach_is_a_503_with_retry_after(client: httpx.AsyncClient) -> None:
-    for reply in (await client.post("/v1/orders", json=ORDER),
-                  await client.get(f"/v1/orders/{uuid.uuid4()}")):
-        problem = assert_problem(reply, 503, "unavailable")
-        assert reply.headers["retry-after"] == "1"
-        assert "127.0.0.1" not in problem["detail"], "no internal address reaches partners"
-
-
-async def test_an_exception_in_the_gateway_is_a_503_problem_and_one_error_line(
-    app: FastAPI, client: httpx.AsyncClient,
-) -> None:
-    @app.get("/v1/broken")
-    async def broken() -> None:
-        raise RuntimeError("a bug in the gateway")
-
-    with capture_logs() as logs:
-        reply = await client.get("/v1/broken")
-
-    problem = assert_problem(reply, 503, "unavailable")
-    assert reply.headers["retry-after"] == "1"
-    assert "bug" not in problem["detail"]
-    errors = [line for line in logs if line["log_level"] == "error"]
-    assert [line["event"] for line in errors] == ["request failed in the gateway"]
-
-
-async def test_every_answer_has_one_access_line_with_route_status_latency_trace_and_partner(
-    client: httpx.AsyncClient,
-) -> None:
-    trace_id = uuid.uuid4().hex
-    order_id = str(uuid.uuid4())
-    with capture_logs() as logs:
-        await client.get(f"/v1/orders/{order_id}",
-                         headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"})
-        await client.get("/v2/nothing-here")
-
-    lines = [line for line in logs if line["event"] == "answered"]
-    assert len(lines) == 2, logs
-    first, second = lines
-    assert first["method"] == "GET"
-    assert first["path"] == "/v1/orders/{order_id}", "the route's template, not the id"
-    assert first["status"] == 503
-    assert isinstance(first["latency_ms"], float) and first["latency_ms"] >= 0
-    assert first["trace_id"] == trace_id, "the request's span continues the caller's trace"
-    assert first["partner_id"] == "anonymous"
-    assert (second["path"], second["status"], second["partner_id"]) == (
-        "/v2/nothing-here", 404, None)
-    assert second["trace_id"] and second["trace_id"] != trace_id
 
 
 def rpc_error(code: grpc.StatusCode, message: str = "refused",
@@ -199,3 +102,63 @@ def test_retry_info_sets_retry_after_rounded_up() -> None:
     assert reply.status_code == 503
     assert reply.headers["retry-after"] == "3"
     assert reply.json()["type"].endswith("/aborted")
+
+
+def test_a_fingerprint_compares_json_by_meaning_and_everything_else_by_bytes() -> None:
+    a = fingerprint("POST", "/v1/orders", b"", b'{"a": 1, "b": [1, 2]}')
+    assert a == fingerprint("POST", "/v1/orders", b"", b'{\n "b": [1,2], "a": 1}')
+    assert a != fingerprint("POST", "/v1/orders", b"", b'{"a": 1, "b": [2, 1]}')
+    assert a != fingerprint("POST", "/v1/orders/x:cancel", b"", b'{"a": 1, "b": [1, 2]}')
+    assert fingerprint("POST", "/p", b"", b"\xff") != fingerprint("POST", "/p", b"", b"\xfe")
+
+
+def test_keys_must_be_given_and_visible_ascii() -> None:
+    assert key_violation(None) and key_violation("") and key_violation("a b")
+    assert key_violation("x" * 256) and not key_violation("x" * 255)
+    assert key_violation("8c5f1f0e-4f0b-4c41-9b0e-0e8f7b1d2c3a") is None
+
+
+def test_a_forwarded_request_id_names_partner_key_and_request() -> None:
+    one = forwarded_request_id("p1", "k", b"f")
+    assert len(one) <= 100, "within the services' request_id bound"
+    assert one == forwarded_request_id("p1", "k", b"f")
+    assert len({one, forwarded_request_id("p2", "k", b"f"),
+                forwarded_request_id("p1", "k", b"g")}) == 3
+
+
+def test_retryable_answers_are_not_stored() -> None:
+    assert [s for s in (200, 201, 400, 404, 409, 422, 429, 500, 503) if is_stored(s)] == [
+        200, 201, 400, 404, 409, 422]
+
+
+def test_what_a_request_meets_on_a_taken_key() -> None:
+    done = Stored(fingerprint=b"f", status=201, headers={}, body=b"{}")
+    running = Stored(fingerprint=b"f", status=None, headers={}, body=b"")
+    assert judge(done, b"f") is Outcome.REPLAY
+    assert judge(done, b"g") is Outcome.MISMATCH
+    assert judge(running, b"g") is Outcome.MISMATCH
+    assert judge(running, b"f") is Outcome.IN_FLIGHT
+    assert judge(None, b"f") is Outcome.IN_FLIGHT
+
+
+def test_keys_are_random_verifiable_and_their_prefix_is_public() -> None:
+    key = issue_key()
+    assert key_prefix(key.secret) == key.prefix and key.prefix in key.secret
+    assert matches(key.secret, key.digest)
+    assert not matches(key.secret[:-1] + ("A" if key.secret[-1] != "A" else "B"), key.digest)
+    assert issue_key().secret != key.secret
+    assert key_prefix("Bearer nonsense") is None
+
+
+@pytest.mark.parametrize(("kind", "channels", "scopes", "reason"), [
+    (Kind.SALES_CHANNEL, frozenset(), frozenset({"orders:read"}), "at least one channel"),
+    (Kind.CARRIER, frozenset({"web"}), frozenset(), "not bound to channels"),
+    (Kind.THREE_PL, frozenset(), frozenset({"orders:everything"}), "unknown"),
+])
+def test_a_partner_definition_is_checked_with_every_reason(
+    kind: Kind, channels: frozenset[str], scopes: frozenset[str], reason: str,
+) -> None:
+    with pytest.raises(PartnerError) as error:
+        check_partner("Bad Id", kind, "", channels, scopes)
+    assert any(reason in r for r in error.value.reasons)
+    assert len(error.value.reasons) >= 3, "the id and the name too"
