@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import httpx
 import pytest
+from e2e_kit import E2E_CHANNEL, add_idempotency_key, create_partner
 from oms.inventory.v1 import inventory_pb2_grpc
 from oms_devtools.servers import EmbeddedNats
 from oms_devtools.stack import Stack
@@ -36,10 +37,19 @@ def stack(postgres_server_url: str, stack_nats: EmbeddedNats,
         suite.stop()
 
 
+@pytest.fixture(scope="module")
+def partner_key(stack: Stack) -> str:
+    """The API key of the sales channel the tests post as (its orders and their payments)."""
+    return create_partner(stack, f"e2e-{secrets.token_hex(4)}", "sales-channel",
+                          channels=(E2E_CHANNEL,),
+                          scopes=("orders:read", "orders:write", "payments:write"))
+
+
 @pytest.fixture
-async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.services["gateway"].endpoint,
-                                 timeout=15) as client:
+async def gateway(stack: Stack, partner_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.services["gateway"].endpoint, timeout=15,
+                                 headers={"Authorization": f"Bearer {partner_key}"},
+                                 event_hooks={"request": [add_idempotency_key]}) as client:
         yield client
 
 

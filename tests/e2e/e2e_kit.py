@@ -4,12 +4,17 @@ going away. Nodes, SKUs, events and waits come from `oms_devtools.testkit`."""
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import nats
 import psycopg
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from oms_devtools.stack import Stack
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -17,8 +22,30 @@ WEST = (39.5296, -119.8138)  # Reno, NV
 EAST = (40.5187, -74.4121)  # Edison, NJ
 
 
+E2E_CHANNEL = "shopify-e2e"
+
+
+def create_partner(stack: Stack, partner_id: str, kind: str, *, channels: tuple[str, ...] = (),
+                   scopes: tuple[str, ...] = ()) -> str:
+    """A partner made as an operator makes one (the gateway's CLI, against its database);
+    returns its API key."""
+    argv = [sys.executable, "-m", "oms_gateway", "partners", "create", "--id", partner_id,
+            "--name", partner_id, "--kind", kind]
+    argv += [arg for channel in channels for arg in ("--channel", channel)]
+    argv += [arg for scope in scopes for arg in ("--scope", scope)]
+    done = subprocess.run(argv, env=stack.services["gateway"].env, capture_output=True,
+                          text=True, check=True)
+    return str(json.loads(done.stdout)["apiKey"])
+
+
+async def add_idempotency_key(request: httpx.Request) -> None:
+    """As a partner's client does: a fresh key for every POST that does not bring its own."""
+    if request.method == "POST" and "idempotency-key" not in request.headers:
+        request.headers["Idempotency-Key"] = uuid.uuid4().hex
+
+
 def order_json(sku: str, quantity: int = 1, *, state: str = "CA", city: str = "Los Angeles",
-               channel: str = "shopify-e2e") -> dict[str, object]:
+               channel: str = E2E_CHANNEL) -> dict[str, object]:
     return {
         "channel": channel,
         "externalOrderId": uuid.uuid4().hex,

@@ -7,6 +7,11 @@ ids, an upsert for the catalogue), so loading it again on every start changes no
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import grpc
 from google.type import latlng_pb2, timeofday_pb2
 from oms.common.v1 import common_pb2
@@ -141,3 +146,38 @@ def load(inventory_target: str) -> None:
                 ),
                 timeout=10,
             )
+
+
+# id, kind, channels: one partner of each kind, the channel and payment provider on the
+# demo channel.
+PARTNERS = [
+    ("demo-shop", "sales-channel", ["shopify-demo"]),
+    ("demo-3pl", "3pl", []),
+    ("demo-carrier", "carrier", []),
+    ("demo-payments", "payment-provider", ["shopify-demo"]),
+]
+
+
+def partners(gateway_env: dict[str, str], path: Path) -> dict[str, dict[str, object]]:
+    """Creates the demo partners that do not exist yet (through the gateway's CLI) and keeps
+    their credentials in ``path``; a partner whose key was lost gets a new one, the old
+    revoked at once. Keys are shown once, so the file is the only copy."""
+    known: dict[str, dict[str, object]] = json.loads(path.read_text()) if path.exists() else {}
+    cli = [sys.executable, "-m", "oms_gateway", "partners"]
+    listed = subprocess.run([*cli, "list"], env=gateway_env, capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    existing = {json.loads(line)["id"] for line in listed}
+    for partner_id, kind, channels in PARTNERS:
+        if partner_id in existing and partner_id in known:
+            continue
+        if partner_id in existing:
+            argv = [*cli, "rotate-key", partner_id, "--overlap-hours", "0"]
+        else:
+            argv = [*cli, "create", "--id", partner_id, "--name", partner_id, "--kind", kind,
+                    *(arg for channel in channels for arg in ("--channel", channel))]
+        issued = json.loads(subprocess.run(argv, env=gateway_env, capture_output=True,
+                                           text=True, check=True).stdout)
+        known[partner_id] = {"kind": kind, "channels": channels, "apiKey": issued["apiKey"]}
+    path.write_text(json.dumps(known, indent=2) + "\n")
+    path.chmod(0o600)
+    return known

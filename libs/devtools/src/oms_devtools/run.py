@@ -47,6 +47,7 @@ def main() -> None:
         stack.start()
         if not args.no_demo:
             demo.load(stack.services["inventory"].endpoint)
+            demo.partners(stack.services["gateway"].env, state / "partners.json")
         endpoints = stack.endpoints()
         stack.write_endpoints(state / "endpoints.json", postgres=database_url, nats=nats_url)
         print("\nOMS is running:")
@@ -56,6 +57,10 @@ def main() -> None:
         print(f"  postgres             {database_url}")
         print(f"  nats                 {nats_url}")
         print(f"  logs                 {state / 'logs'}")
+        if not args.no_demo:
+            print(f"  demo partners        {state / 'partners.json'} (one of each kind, API "
+                  "keys); e.g.\n    curl -H \"Authorization: Bearer $(jq -r '.[\"demo-shop\"]"
+                  f".apiKey' {state / 'partners.json'})\" {endpoints['gateway']}/v1/orders/ID")
         print(f"  endpoints written to {state / 'endpoints.json'}; Ctrl-C stops everything.\n",
               flush=True)
         Supervisor(stack).run(stopping)

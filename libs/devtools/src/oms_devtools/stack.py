@@ -108,6 +108,9 @@ class Stack:
                 log_path=self.state_dir / "logs" / f"{service}.log",
                 endpoint=f"127.0.0.1:{port}",
             )
+        gateway_env = self._env(OMS_DATABASE_URL=self.database_url("gateway"))
+        migrations["gateway"] = subprocess.Popen(
+            [sys.executable, "-m", "oms_gateway", "migrate"], env=gateway_env)
         failed = [service for service, migration in migrations.items() if migration.wait()]
         if failed:
             raise RuntimeError(f"migrations failed: {', '.join(failed)}")
@@ -115,11 +118,12 @@ class Stack:
         self.services["gateway"] = ServiceProcess(
             name="gateway",
             argv=[sys.executable, "-m", "oms_gateway"],
-            env=self._env(
-                OMS_GATEWAY_HTTP_PORT=str(http_port),
-                OMS_GATEWAY_ORDERS_TARGET=self.services["orders"].endpoint,
-                OMS_GATEWAY_LOG_FORMAT="console",
-            ),
+            env={
+                **gateway_env,
+                "OMS_GATEWAY_HTTP_PORT": str(http_port),
+                "OMS_GATEWAY_ORDERS_TARGET": self.services["orders"].endpoint,
+                "OMS_GATEWAY_LOG_FORMAT": "console",
+            },
             log_path=self.state_dir / "logs" / "gateway.log",
             endpoint=f"http://127.0.0.1:{http_port}",
         )

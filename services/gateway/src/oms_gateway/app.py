@@ -6,9 +6,12 @@ names both accepted), so the public shape cannot drift from ``proto/``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
@@ -19,12 +22,17 @@ from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms.orders.v1 import orders_pb2, orders_pb2_grpc
+from oms_platform.db import create_engine
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from starlette.exceptions import HTTPException
 
 from oms_gateway.access import AccessLog
-from oms_gateway.auth import Partner, current_partner
+from oms_gateway.audit import Audit
+from oms_gateway.auth import Authenticate, require
+from oms_gateway.idempotency import store as idempotency_store
+from oms_gateway.idempotency.middleware import HEADER, Idempotency, reached
+from oms_gateway.partners.domain import Partner
 from oms_gateway.problems import (
     Problem,
     from_http_status,
@@ -36,9 +44,11 @@ from oms_gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+
 ORDER_ID = re.compile(r"^[0-9a-fA-F-]{36}$")
 ORDER_EXAMPLE = {
-    "channel": "shopify-main",
+    "channel": "shopify-demo",
     "externalOrderId": "1001",
     "customer": {"displayName": "Ada Lovelace", "email": "ada@example.com"},
     "shippingAddress": {
@@ -49,7 +59,7 @@ ORDER_EXAMPLE = {
         "postalCode": "94105",
         "regionCode": "US",
     },
-    "lines": [{"sku": "TSHIRT-M", "quantity": 2,
+    "lines": [{"sku": "TSHIRT-BLK-M", "quantity": 2,
                "unitPrice": {"currencyCode": "USD", "amount": "19.99"}}],
     "serviceLevel": "SERVICE_LEVEL_STANDARD",
     "paymentStatus": "PAYMENT_STATUS_PAID",
@@ -79,8 +89,23 @@ def _parse(body: dict[str, Any], message: Any) -> Any:
 
 def _order_name(order_id: str) -> str:
     if not ORDER_ID.match(order_id):
-        raise Problem(404, "Not found", f"no order {order_id}", kind="not-found")
+        raise _not_found(order_id)
     return f"orders/{order_id}"
+
+
+def _not_found(order_id: str) -> Problem:
+    return Problem(404, "Not found", f"no order {order_id}", kind="not-found")
+
+
+async def _visible_order(request: Request, partner: Partner, order_id: str,
+                         timeout: float) -> Any:
+    """The order, if it is the partner's to see; another channel's order is answered exactly
+    like one that does not exist, so ids reveal nothing."""
+    order = await request.app.state.orders.GetOrder(
+        orders_pb2.GetOrderRequest(name=_order_name(order_id)), timeout=timeout)
+    if not partner.may_see_channel(order.channel):
+        raise _not_found(order_id)
+    return order
 
 
 def _actor(partner: Partner) -> tuple[tuple[str, str], ...]:
@@ -88,8 +113,19 @@ def _actor(partner: Partner) -> tuple[tuple[str, str], ...]:
     return (("oms-actor", f"partner:{partner.partner_id}"),)
 
 
+async def _sweep_idempotency_keys(engine: Any, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            swept = await idempotency_store.sweep(engine)
+            if swept:
+                log.info("expired idempotency keys deleted", count=swept)
+        except Exception:
+            log.exception("idempotency key sweep failed; retried next interval")
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    settings = settings or GatewaySettings()
+    settings = settings or GatewaySettings()  # type: ignore[call-arg]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,10 +141,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         app.state.orders = orders_pb2_grpc.OrdersServiceStub(channel)
         app.state.orders_health = health_pb2_grpc.HealthStub(channel)
+        app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
+                                         max_overflow=settings.db_max_overflow)
+        sweep = asyncio.create_task(_sweep_idempotency_keys(
+            app.state.engine, settings.idempotency_sweep_interval_seconds))
         try:
             yield
         finally:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
             await channel.close()
+            await app.state.engine.dispose()
 
     app = FastAPI(
         title="OMS partner API",
@@ -145,6 +189,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     kind="invalid-argument", extra={"errors": errors}),
         )
 
+    # Outermost last: the access log around authentication, which identifies the partner
+    # for the audit log and the idempotency layer inside it.
+    app.add_middleware(Idempotency, ttl_seconds=settings.idempotency_ttl_seconds,
+                       lease_seconds=settings.idempotency_lease_seconds,
+                       max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Audit)
+    app.add_middleware(Authenticate)
     app.add_middleware(AccessLog)
     # Here rather than in __main__, so that tests serve what runs: the access log reads the
     # trace id from the request's span.
@@ -157,12 +208,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         request: Request,
         response: Response,
         order: Annotated[dict[str, Any], Body(examples=[ORDER_EXAMPLE])],
-        partner: Annotated[Partner, Depends(current_partner)],
-        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+        partner: Annotated[Partner, Depends(require("orders:write"))],
+        idempotency_key: Annotated[str, Header(alias=HEADER)],
     ) -> dict[str, Any]:
         message = _parse(order, orders_pb2.Order())
+        if not partner.may_see_channel(message.channel):
+            raise Problem(403, "Permission denied",
+                          f"the partner may not create orders for channel {message.channel!r}",
+                          kind="permission-denied",
+                          extra={"errors": [{"field": "channel",
+                                             "detail": "not a channel of this partner"}]})
         created = await request.app.state.orders.CreateOrder(
-            orders_pb2.CreateOrderRequest(order=message, request_id=idempotency_key or ""),
+            orders_pb2.CreateOrderRequest(order=message, request_id=reached(request)),
             timeout=timeout, metadata=_actor(partner),
         )
         response.headers["Location"] = f"/v1/{created.name}"
@@ -172,12 +229,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def get_order(
         request: Request,
         order_id: str,
-        partner: Annotated[Partner, Depends(current_partner)],
+        partner: Annotated[Partner, Depends(require("orders:read"))],
     ) -> dict[str, Any]:
-        order = await request.app.state.orders.GetOrder(
-            orders_pb2.GetOrderRequest(name=_order_name(order_id)), timeout=timeout
-        )
-        return _to_json(order)
+        return _to_json(await _visible_order(request, partner, order_id, timeout))
 
     @app.post("/v1/orders/{order_id}/payments", tags=["payments"],
               summary="Report a payment event (payment provider webhook)")
@@ -185,14 +239,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         request: Request,
         order_id: str,
         payment: Annotated[dict[str, Any], Body(examples=[PAYMENT_EXAMPLE])],
-        partner: Annotated[Partner, Depends(current_partner)],
+        partner: Annotated[Partner, Depends(require("payments:write"))],
+        idempotency_key: Annotated[str, Header(alias=HEADER)],
     ) -> dict[str, Any]:
         """An authorisation, capture, failure or refund. The provider's `transactionId` makes
         a redelivered webhook change nothing. Returns the order as it is now."""
+        transaction = _parse(payment, orders_pb2.PaymentTransaction())
+        await _visible_order(request, partner, order_id, timeout)
+        reached(request)
         order = await request.app.state.orders.RecordPayment(
             orders_pb2.RecordPaymentRequest(
                 name=_order_name(order_id),
-                payment=_parse(payment, orders_pb2.PaymentTransaction()),
+                payment=transaction,
             ),
             timeout=timeout, metadata=_actor(partner),
         )
@@ -204,13 +262,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         request: Request,
         order_id: str,
         cancellation: Annotated[dict[str, Any], Body(examples=[CANCEL_EXAMPLE])],
-        partner: Annotated[Partner, Depends(current_partner)],
-        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+        partner: Annotated[Partner, Depends(require("orders:write"))],
+        idempotency_key: Annotated[str, Header(alias=HEADER)],
     ) -> dict[str, Any]:
         """No `lines` cancels the whole order. Refused with 409 once the units shipped."""
         message = _parse(cancellation, orders_pb2.CancelOrderRequest())
+        await _visible_order(request, partner, order_id, timeout)
         message.name = _order_name(order_id)
-        message.request_id = idempotency_key or ""
+        message.request_id = reached(request)
         order = await request.app.state.orders.CancelOrder(
             message, timeout=timeout, metadata=_actor(partner)
         )

@@ -1,16 +1,43 @@
-"""Gateway settings from the environment (``OMS_GATEWAY_*``)."""
+"""Gateway settings from the environment (``OMS_GATEWAY_*``; its database, like every
+service's, from ``OMS_DATABASE_URL``), read once at start."""
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY = 24 * 3600.0
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OMS_GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="OMS_GATEWAY_", extra="ignore",
+                                      populate_by_name=True)
 
+    # The same variables as the gRPC services' (oms_platform.config), so one database Secret
+    # and one launcher convention serve every component.
+    database_url: str = Field(
+        validation_alias="OMS_DATABASE_URL",
+        description="SQLAlchemy URL of the gateway's own database (postgresql+psycopg://...)",
+    )
+    db_pool_size: int = Field(default=10, validation_alias="OMS_DB_POOL_SIZE")
+    db_max_overflow: int = Field(default=10, validation_alias="OMS_DB_MAX_OVERFLOW")
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     orders_target: str = "127.0.0.1:50051"
-    request_timeout_seconds: float = 10.0
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    idempotency_ttl_seconds: float = Field(
+        default=DAY, gt=0,
+        description="How long a stored answer is replayed for its Idempotency-Key; after it "
+        "the key may be used for a new request",
+    )
+    idempotency_lease_seconds: float = Field(
+        default=60.0, gt=0,
+        description="How long a key stays in flight without an answer before another request "
+        "with it may take over (a gateway that died mid-request); longer than any request",
+    )
+    idempotency_sweep_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often expired keys are deleted")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="The largest request body accepted (else 413)")
     log_level: str = "INFO"
     log_format: str = "json"

@@ -1,38 +1,47 @@
-"""The gateway's answers when things go wrong, and its access log: the app in process, its
-orders service out of reach (nothing listens there), so no call can succeed."""
+"""The gateway's own answers when things go wrong, and its access log: the app in process over
+its real database, its orders service out of reach (nothing listens there), so no call to it
+can succeed. Callers are an authenticated partner."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 from fastapi import FastAPI
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 from oms_devtools.servers import free_port
-from oms_gateway.app import create_app
-from oms_gateway.problems import PROBLEM_JSON, from_rpc_error, problem_response
+from oms_gateway.app import MIGRATIONS, create_app
+from oms_gateway.partners import store as partners
+from oms_gateway.partners.domain import SCOPES, Kind, Partner
+from oms_gateway.problems import PROBLEM_JSON
 from oms_gateway.settings import GatewaySettings
+from oms_platform.migrations import upgrade
 from oms_platform.telemetry import configure_tracing
-from starlette.requests import Request
 from structlog.testing import capture_logs
 
+CHANNEL = "web"
 ORDER = {
-    "channel": "web", "externalOrderId": "1",
+    "channel": CHANNEL, "externalOrderId": "1",
     "shippingAddress": {"recipient": "A", "addressLines": ["1 St"], "locality": "X",
                         "regionCode": "US"},
     "lines": [{"sku": "S", "quantity": 1, "unitPrice": {"currencyCode": "USD", "amount": "1"}}],
 }
 
 
+@pytest.fixture(scope="module")
+def database_url(database_factory: Callable[[str], str]) -> str:
+    url = database_factory("gateway_errors")
+    upgrade(MIGRATIONS, url)
+    return url
+
+
 @pytest.fixture
-async def app() -> AsyncIterator[FastAPI]:
+async def app(database_url: str) -> AsyncIterator[FastAPI]:
     configure_tracing("gateway")
-    app = create_app(GatewaySettings(orders_target=f"127.0.0.1:{free_port()}",
+    app = create_app(GatewaySettings(database_url=database_url,
+                                     orders_target=f"127.0.0.1:{free_port()}",
                                      request_timeout_seconds=5))
     async with app.router.lifespan_context(app):
         yield app
@@ -40,9 +49,16 @@ async def app() -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    partner_id = f"errors-{uuid.uuid4().hex[:8]}"
+    key = await partners.create(app.state.engine, Partner(
+        partner_id=partner_id, kind=Kind.SALES_CHANNEL, name=partner_id,
+        channels=frozenset({CHANNEL}), scopes=SCOPES))
     # raise_app_exceptions=False: the client sees what a partner would, even a 500 page.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers={
+            "Authorization": f"Bearer {key.secret}", "Idempotency-Key": uuid.uuid4().hex,
+    }) as client:
+        client.partner_id = partner_id  # type: ignore[attr-defined]
         yield client
 
 
@@ -53,7 +69,7 @@ def assert_problem(reply: httpx.Response, status: int, kind: str) -> dict[str, A
     assert problem["status"] == status
     assert problem["type"].endswith(f"/{kind}")
     assert problem["title"] and "detail" in problem and problem["instance"]
-    return problem
+    return problem  # type: ignore[no-any-return]
 
 
 async def test_an_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> None:
@@ -122,80 +138,9 @@ async def test_every_answer_has_one_access_line_with_route_status_latency_trace_
     assert first["status"] == 503
     assert isinstance(first["latency_ms"], float) and first["latency_ms"] >= 0
     assert first["trace_id"] == trace_id, "the request's span continues the caller's trace"
-    assert first["partner_id"] == "anonymous"
+    assert first["partner_id"] == client.partner_id  # type: ignore[attr-defined]
     assert (second["path"], second["status"], second["partner_id"]) == (
-        "/v2/nothing-here", 404, None)
+        "/v2/nothing-here", 404, client.partner_id)  # type: ignore[attr-defined]
     assert second["trace_id"] and second["trace_id"] != trace_id
 
 
-def rpc_error(code: grpc.StatusCode, message: str = "refused",
-              *details: Any) -> grpc.aio.AioRpcError:
-    """An error as the orders service sends it: rich details in the trailing metadata."""
-    packed = []
-    for detail in details:
-        holder = any_pb2.Any()
-        holder.Pack(detail)
-        packed.append(holder)
-    status = status_pb2.Status(code=code.value[0], message=message, details=packed)
-    trailing = grpc.aio.Metadata(("grpc-status-details-bin", status.SerializeToString()))
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details=message)
-
-
-def answer(error: grpc.aio.AioRpcError) -> httpx.Response:
-    request = Request({"type": "http", "method": "POST", "path": "/v1/orders",
-                       "query_string": b"", "headers": [], "scheme": "http",
-                       "server": ("gateway", 80)})
-    response = problem_response(request, from_rpc_error(error))
-    return httpx.Response(response.status_code, headers=response.headers.raw,
-                          content=response.body)
-
-
-EXPECTED = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.ABORTED: 503,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
-}
-
-
-@pytest.mark.parametrize("code", [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK],
-                         ids=lambda c: c.name)
-def test_every_grpc_status_has_an_answer_and_none_is_a_500(code: grpc.StatusCode) -> None:
-    reply = answer(rpc_error(code, "Exception calling application: boom at 10.0.0.7"))
-
-    assert reply.status_code == EXPECTED.get(code, 503)
-    assert reply.headers["content-type"] == PROBLEM_JSON
-    if reply.status_code in (429, 503):
-        assert reply.headers["retry-after"] == "1"
-    if reply.status_code == 503:
-        assert "boom" not in reply.json()["detail"], "internal messages stay inside"
-
-
-def test_field_violations_and_the_reason_reach_the_caller() -> None:
-    reply = answer(rpc_error(
-        grpc.StatusCode.INVALID_ARGUMENT, "order.lines[0].quantity: must be positive",
-        error_details_pb2.ErrorInfo(reason="INVALID_ARGUMENT", domain="oms.example.com"),
-        error_details_pb2.BadRequest(field_violations=[error_details_pb2.BadRequest.FieldViolation(
-            field="order.lines[0].quantity", description="must be positive")]),
-    ))
-    assert reply.status_code == 400
-    problem = reply.json()
-    assert problem["reason"] == "INVALID_ARGUMENT"
-    assert problem["errors"] == [{"field": "order.lines[0].quantity",
-                                  "detail": "must be positive"}]
-
-
-def test_retry_info_sets_retry_after_rounded_up() -> None:
-    delay = duration_pb2.Duration(seconds=2, nanos=300_000_000)
-    reply = answer(rpc_error(grpc.StatusCode.ABORTED, "deadlock detected",
-                             error_details_pb2.RetryInfo(retry_delay=delay)))
-    assert reply.status_code == 503
-    assert reply.headers["retry-after"] == "3"
-    assert reply.json()["type"].endswith("/aborted")

@@ -1,0 +1,423 @@
+"""The gateway in process over its real PostgreSQL database, in front of a real orders
+service (gRPC, PostgreSQL, NATS): partners' credentials, scopes and isolation, stored
+idempotent answers, the audit log, and its problem answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from oms_devtools.inprocess import running_service
+from oms_devtools.servers import free_port
+from oms_gateway.app import MIGRATIONS, create_app
+from oms_gateway.idempotency import store as idempotency_store
+from oms_gateway.idempotency.domain import fingerprint
+from oms_gateway.partners import store as partners
+from oms_gateway.partners.domain import SCOPES, Kind, Partner
+from oms_gateway.problems import PROBLEM_JSON
+from oms_gateway.settings import GatewaySettings
+from oms_gateway.tables import audit_log, idempotency_keys
+from oms_orders.app import DEFINITION as ORDERS
+from oms_orders.app import MIGRATIONS as ORDERS_MIGRATIONS
+from oms_platform.migrations import upgrade
+from oms_platform.service import Service
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@pytest.fixture(scope="module")
+def gateway_database(database_factory: Callable[[str], str]) -> str:
+    url = database_factory("gateway")
+    upgrade(MIGRATIONS, url)
+    return url
+
+
+@pytest.fixture(scope="module")
+async def orders_service(database_factory: Callable[[str], str],
+                         nats_url: str) -> AsyncIterator[Service]:
+    async with running_service(ORDERS, ORDERS_MIGRATIONS, database_url=database_factory(
+            "gateway_orders"), nats_url=nats_url) as service:
+        yield service
+
+
+async def _serving(settings: GatewaySettings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture(scope="module")
+async def app(gateway_database: str, orders_service: Service) -> AsyncIterator[FastAPI]:
+    async for serving in _serving(GatewaySettings(
+            database_url=gateway_database, max_body_bytes=64 * 1024,
+            orders_target=f"127.0.0.1:{orders_service.bound_port}")):
+        yield serving
+
+
+@pytest.fixture(scope="module")
+def engine(app: FastAPI) -> AsyncEngine:
+    return app.state.engine  # type: ignore[no-any-return]
+
+
+def client_of(app: FastAPI, key: str | None = None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                             base_url="http://gateway", headers=headers)
+
+
+async def new_partner(engine: AsyncEngine, kind: Kind = Kind.SALES_CHANNEL, *,
+                      channels: tuple[str, ...] | None = None,
+                      scopes: frozenset[str] = SCOPES) -> tuple[Partner, str]:
+    partner_id = f"p-{uuid.uuid4().hex[:12]}"
+    if channels is None:
+        channels = (f"shop-{uuid.uuid4().hex[:8]}",) if kind is Kind.SALES_CHANNEL else ()
+    partner = Partner(partner_id=partner_id, kind=kind, name=partner_id,
+                      channels=frozenset(channels), scopes=scopes)
+    return partner, (await partners.create(engine, partner)).secret
+
+
+def order_body(channel: str, external: str | None = None) -> dict[str, Any]:
+    return {
+        "channel": channel, "externalOrderId": external or uuid.uuid4().hex,
+        "shippingAddress": {"recipient": "Ada", "addressLines": ["1 Market St"],
+                            "locality": "San Francisco", "administrativeArea": "CA",
+                            "postalCode": "94105", "regionCode": "US"},
+        "lines": [{"sku": "TSHIRT-BLK-M", "quantity": 1,
+                   "unitPrice": {"currencyCode": "USD", "amount": "19.99"}}],
+        "paymentStatus": "PAYMENT_STATUS_PENDING",
+    }
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+def assert_problem(reply: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"] == PROBLEM_JSON
+    problem = reply.json()
+    assert problem["status"] == status and problem["type"].endswith(f"/{kind}"), problem
+    return problem  # type: ignore[no-any-return]
+
+
+async def orders_count(service: Service, external: str) -> int:
+    assert service.runtime is not None
+    async with service.runtime.engine.connect() as conn:
+        return int(await conn.scalar(text(
+            "SELECT count(*) FROM orders WHERE external_order_id = :e"), {"e": external}))
+
+
+async def stored_keys(engine: AsyncEngine, partner: Partner) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(idempotency_keys).where(
+            idempotency_keys.c.partner_id == partner.partner_id)))
+
+
+# --- idempotency -------------------------------------------------------------------------
+
+async def test_a_replay_is_the_first_answer_byte_for_byte_and_creates_nothing_more(
+    app: FastAPI, engine: AsyncEngine, orders_service: Service,
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    headers = key()
+    async with client_of(app, secret) as client:
+        first = await client.post("/v1/orders", json=body, headers=headers)
+        # The same request, its JSON keys in another order and spaced out: still the same.
+        reordered = json.dumps(dict(reversed(list(body.items()))), indent=2)
+        again = await client.post("/v1/orders", content=reordered,
+                                  headers={**headers, "content-type": "application/json"})
+        await client.post(f"/v1/{first.json()['name']}:cancel", json={"reason": "test"},
+                          headers=key())
+        third = await client.post("/v1/orders", json=body, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    for replay in (again, third):
+        assert replay.status_code == 201
+        assert replay.content == first.content, "the stored answer, not the order as it is now"
+        assert replay.headers["location"] == first.headers["location"]
+        assert replay.headers["content-type"] == first.headers["content-type"]
+        assert replay.headers["idempotent-replayed"] == "true"
+    assert await orders_count(orders_service, body["externalOrderId"]) == 1
+
+
+async def test_the_same_key_with_another_body_is_a_422_and_changes_nothing(
+    app: FastAPI, engine: AsyncEngine, orders_service: Service,
+) -> None:
+    partner, secret = await new_partner(engine)
+    channel = next(iter(partner.channels))
+    headers = key()
+    async with client_of(app, secret) as client:
+        first = await client.post("/v1/orders", json=order_body(channel), headers=headers)
+        other = order_body(channel)
+        reused = await client.post("/v1/orders", json=other, headers=headers)
+        elsewhere = await client.post(f"/v1/{first.json()['name']}:cancel", json={},
+                                      headers=headers)
+
+    assert first.status_code == 201
+    assert_problem(reused, 422, "idempotency-key-reused")
+    assert_problem(elsewhere, 422, "idempotency-key-reused")
+    assert await orders_count(orders_service, other["externalOrderId"]) == 0
+
+
+async def test_a_key_in_flight_is_a_409_and_a_lapsed_lease_is_taken_over(
+    app: FastAPI, engine: AsyncEngine, orders_service: Service,
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    headers = key()
+    raw = json.dumps(body).encode()
+    # Another replica holds the key: its request is under way.
+    held = await idempotency_store.claim(
+        engine, partner.partner_id, headers["Idempotency-Key"],
+        fingerprint("POST", "/v1/orders", b"", raw), lease=timedelta(minutes=5),
+        ttl=timedelta(hours=1))
+    assert held is not None
+    async with client_of(app, secret) as client:
+        busy = await client.post("/v1/orders", content=raw, headers={
+            **headers, "content-type": "application/json"})
+        problem = assert_problem(busy, 409, "idempotency-key-in-flight")
+        assert busy.headers["retry-after"] == "1" and problem["detail"]
+        assert await orders_count(orders_service, body["externalOrderId"]) == 0
+
+        # That replica died: once its lease lapses, the retry runs the request itself.
+        async with engine.begin() as conn:
+            await conn.execute(update(idempotency_keys).where(
+                idempotency_keys.c.partner_id == partner.partner_id).values(
+                locked_until=func.now() - timedelta(seconds=1)))
+        taken = await client.post("/v1/orders", content=raw, headers={
+            **headers, "content-type": "application/json"})
+        assert taken.status_code == 201, taken.text
+        assert not await idempotency_store.complete(
+            engine, partner.partner_id, headers["Idempotency-Key"], held, status=500,
+            headers={}, body=b"late"), "the first holder can no longer store an answer"
+        replay = await client.post("/v1/orders", content=raw, headers={
+            **headers, "content-type": "application/json"})
+    assert replay.content == taken.content
+
+
+async def test_concurrent_requests_with_one_key_run_it_once(
+    app: FastAPI, engine: AsyncEngine, orders_service: Service,
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    headers = key()
+    async with client_of(app, secret) as client:
+        replies = await asyncio.gather(*(client.post("/v1/orders", json=body, headers=headers)
+                                         for _ in range(8)))
+    statuses = sorted(r.status_code for r in replies)
+    assert set(statuses) <= {201, 409} and 201 in statuses, statuses
+    assert len({r.content for r in replies if r.status_code == 201}) == 1
+    assert await orders_count(orders_service, body["externalOrderId"]) == 1
+
+
+async def test_keys_are_scoped_to_the_partner(app: FastAPI, engine: AsyncEngine) -> None:
+    (one, one_key), (two, two_key) = await new_partner(engine), await new_partner(engine)
+    headers = key()
+    async with client_of(app, one_key) as first, client_of(app, two_key) as second:
+        a = await first.post("/v1/orders", json=order_body(next(iter(one.channels))),
+                             headers=headers)
+        b = await second.post("/v1/orders", json=order_body(next(iter(two.channels))),
+                              headers=headers)
+    assert (a.status_code, b.status_code) == (201, 201)
+    assert a.json()["name"] != b.json()["name"]
+
+
+async def test_every_post_needs_a_key_and_refusals_before_the_service_store_nothing(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    headers = key()
+    async with client_of(app, secret) as client:
+        missing = await client.post("/v1/orders", json=body)
+        bad_key = await client.post("/v1/orders", json=body, headers={"Idempotency-Key": "a b"})
+        not_an_object = await client.post("/v1/orders", json=[1], headers=headers)
+        other_channel = await client.post("/v1/orders", json=order_body("not-mine"),
+                                          headers=headers)
+        assert await stored_keys(engine, partner) == 0
+        fixed = await client.post("/v1/orders", json=body, headers=headers)
+
+    problem = assert_problem(missing, 400, "invalid-argument")
+    assert problem["errors"][0]["field"] == "Idempotency-Key"
+    assert_problem(bad_key, 400, "invalid-argument")
+    assert_problem(not_an_object, 400, "invalid-argument")
+    problem = assert_problem(other_channel, 403, "permission-denied")
+    assert problem["errors"] == [{"field": "channel", "detail": "not a channel of this partner"}]
+    assert fixed.status_code == 201, "the key was free for the corrected request"
+
+
+async def test_an_expired_key_may_be_used_again_and_the_sweep_deletes_it(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    channel = next(iter(partner.channels))
+    headers = key()
+    async with client_of(app, secret) as client:
+        first = await client.post("/v1/orders", json=order_body(channel), headers=headers)
+        async with engine.begin() as conn:
+            await conn.execute(update(idempotency_keys).where(
+                idempotency_keys.c.partner_id == partner.partner_id).values(
+                expires_at=func.now() - timedelta(seconds=1)))
+        second = await client.post("/v1/orders", json=order_body(channel), headers=headers)
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["name"] != second.json()["name"]
+    async with engine.begin() as conn:
+        await conn.execute(update(idempotency_keys).where(
+            idempotency_keys.c.partner_id == partner.partner_id).values(
+            expires_at=func.now() - timedelta(seconds=1)))
+    assert await idempotency_store.sweep(engine) >= 1
+    assert await stored_keys(engine, partner) == 0
+
+
+async def test_a_503_is_not_stored_so_the_retry_runs(gateway_database: str) -> None:
+    async for app in _serving(GatewaySettings(database_url=gateway_database,
+                                              orders_target=f"127.0.0.1:{free_port()}",
+                                              request_timeout_seconds=2)):
+        partner, secret = await new_partner(app.state.engine)
+        async with client_of(app, secret) as client:
+            reply = await client.post("/v1/orders", json=order_body(next(iter(
+                partner.channels))), headers=key())
+        assert_problem(reply, 503, "unavailable")
+        assert await stored_keys(app.state.engine, partner) == 0
+
+
+async def test_an_oversize_body_is_a_413(app: FastAPI, engine: AsyncEngine) -> None:
+    _, secret = await new_partner(engine)
+    async with client_of(app, secret) as client:
+        reply = await client.post("/v1/orders", content=b"{" + b" " * 70_000 + b"}",
+                                  headers={**key(), "content-type": "application/json"})
+    assert_problem(reply, 413, "content-too-large")
+
+
+# --- credentials, scopes, isolation -------------------------------------------------------
+
+OPERATIONS = [  # method, path (with {id}), scope, body
+    ("GET", "/v1/orders/{id}", "orders:read", None),
+    ("POST", "/v1/orders/{id}/payments", "payments:write",
+     {"transactionId": "t-1", "kind": "PAYMENT_KIND_CAPTURE",
+      "amount": {"currencyCode": "USD", "amount": "19.99"}, "provider": "stripe"}),
+    ("POST", "/v1/orders/{id}:cancel", "orders:write", {"reason": "test"}),
+]
+CREATE = ("POST", "/v1/orders", "orders:write")
+
+
+def test_the_matrix_covers_every_operation(app: FastAPI) -> None:
+    documented = {(method.upper(), path.replace("{order_id}", "{id}"))
+                  for path, item in app.openapi()["paths"].items() for method in item}
+    assert documented == {(m, p) for m, p, _, _ in OPERATIONS} | {CREATE[:2]}
+
+
+async def _call(client: httpx.AsyncClient, method: str, path: str, body: Any) -> httpx.Response:
+    headers = key() if method == "POST" else {}
+    return await client.request(method, path, json=body, headers=headers)
+
+
+async def test_another_partners_order_is_404_on_every_operation(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    owner, owner_key = await new_partner(engine)
+    _, other_key = await new_partner(engine)
+    _, provider_key = await new_partner(engine, Kind.PAYMENT_PROVIDER, channels=("elsewhere",))
+    async with client_of(app, owner_key) as client:
+        created = await client.post("/v1/orders", json=order_body(next(iter(owner.channels))),
+                                    headers=key())
+    order_id = created.json()["name"].removeprefix("orders/")
+    for secret in (other_key, provider_key):
+        async with client_of(app, secret) as client:
+            for method, path, _, body in OPERATIONS:
+                reply = await _call(client, method, path.format(id=order_id), body)
+                problem = assert_problem(reply, 404, "not-found")
+                assert problem["detail"] == f"no order {order_id}", "as if it did not exist"
+    async with client_of(app, owner_key) as client:
+        mine = await client.get(f"/v1/orders/{order_id}")
+    assert mine.status_code == 200 and mine.json()["status"] != "ORDER_STATUS_CANCELLED"
+
+
+async def test_without_a_valid_key_every_operation_is_401(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    await partners.revoke(engine, partner.partner_id)
+    order_id = uuid.uuid4()
+    for credentials in (None, "oms_000000000000_" + "x" * 43, "not-a-key", secret):
+        async with client_of(app, credentials) as client:
+            for method, path, _, body in [*OPERATIONS, (*CREATE, order_body("x"))]:
+                reply = await _call(client, method, path.format(id=order_id), body)
+                assert_problem(reply, 401, "unauthenticated")
+                assert reply.headers["www-authenticate"].startswith("Bearer")
+            assert_problem(await client.get("/v2/nothing"), 401, "unauthenticated")
+    async with client_of(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def test_a_key_lacking_the_scope_is_403_on_every_operation(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    for method, path, scope, body in [*OPERATIONS, (*CREATE, None)]:
+        partner, secret = await new_partner(engine, scopes=SCOPES - {scope})
+        body = body if body is not None else order_body(next(iter(partner.channels)))
+        async with client_of(app, secret) as client:
+            reply = await _call(client, method, path.format(id=uuid.uuid4()), body)
+        assert assert_problem(reply, 403, "permission-denied")["scope"] == scope
+
+
+async def test_a_rotated_key_works_until_its_overlap_ends_and_revocation_is_immediate(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, old = await new_partner(engine)
+    new = (await partners.rotate_key(engine, partner.partner_id, timedelta(hours=1))).secret
+    probe = f"/v1/orders/{uuid.uuid4()}"
+    for secret in (old, new):
+        async with client_of(app, secret) as client:
+            assert (await client.get(probe)).status_code == 404
+    newest = (await partners.rotate_key(engine, partner.partner_id, timedelta(0))).secret
+    for secret, status in ((old, 401), (new, 401), (newest, 404)):
+        async with client_of(app, secret) as client:
+            assert (await client.get(probe)).status_code == status
+    prefix = newest.split("_")[1]
+    assert await partners.revoke(engine, partner.partner_id, prefix) == 1
+    async with client_of(app, newest) as client:
+        assert (await client.get(probe)).status_code == 401
+
+
+async def test_the_audit_log_records_who_did_what(app: FastAPI, engine: AsyncEngine) -> None:
+    partner, secret = await new_partner(engine, scopes=frozenset({"orders:write"}))
+    async with client_of(app, secret) as client:
+        created = await client.post("/v1/orders", json=order_body(next(iter(
+            partner.channels))), headers=key())
+        order_id = created.json()["name"].removeprefix("orders/")
+        await client.get(f"/v1/orders/{order_id}")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(audit_log).where(
+            audit_log.c.partner_id == partner.partner_id).order_by(audit_log.c.id))).all()
+    assert [(r.method, r.path, r.resource_id, r.status) for r in rows] == [
+        ("POST", "/v1/orders", order_id, 201),
+        ("GET", f"/v1/orders/{order_id}", order_id, 403),
+    ]
+    assert all(r.at is not None for r in rows)
+
+
+def test_the_migrated_schema_matches_the_metadata(gateway_database: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from oms_gateway.tables import metadata
+    from sqlalchemy import create_engine
+
+    sync = create_engine(gateway_database)
+    try:
+        with sync.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True})
+            assert list(compare_metadata(context, metadata)) == []
+    finally:
+        sync.dispose()
