@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,17 @@ from oms_devtools.servers import (
 
 DATABASE_URL_ENV = "OMS_TEST_DATABASE_URL"
 NATS_URL_ENV = "OMS_TEST_NATS_URL"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, each session gets a temporary directory of its own. The embedded PostgreSQL
+    runs as an unprivileged user and needs every directory above its data traversable; pytest
+    resets its shared ``/tmp/pytest-of-root`` to 0700 whenever another session starts, which
+    would break a server being initialised in a session running beside it."""
+    if os.name == "posix" and os.geteuid() == 0 and config.option.basetemp is None:
+        basetemp = tempfile.mkdtemp(prefix="oms-pytest-")
+        config.option.basetemp = basetemp
+        config.add_cleanup(lambda: shutil.rmtree(basetemp, ignore_errors=True))
 
 
 @dataclass(frozen=True)
