@@ -23,7 +23,10 @@ def subscriptions() -> list[Subscription]:
     read what these wrote in the same transaction."""
     return [
         Subscription(orders_events.OrderCreated, on_order_created),
+        Subscription(orders_events.OrderPromiseChanged, on_order_promise_changed),
         Subscription(orders_events.OrderCancelled, on_order_cancelled),
+        Subscription(orders_events.OrderRefunded, on_order_refunded),
+        Subscription(fulfilment_events.PackingVerified, on_packing_verified),
         Subscription(fulfilment_events.PackageShipped, on_package_shipped),
         Subscription(shipping_events.ShipmentDelivered, on_shipment_delivered),
         Subscription(returns_events.ReturnReceived, on_return_received),
@@ -31,7 +34,14 @@ def subscriptions() -> list[Subscription]:
 
 
 async def on_order_created(session: AsyncSession, event: orders_events.OrderCreated) -> None:
-    await store.add_order(session, convert.placed_order(event))
+    await store.add_order(session, convert.placed_order(event), instant(event.promise_time))
+
+
+async def on_order_promise_changed(
+    session: AsyncSession, event: orders_events.OrderPromiseChanged
+) -> None:
+    await store.change_promise(session, event.order, instant(event.promise_time),
+                               instant(event.change_time) or datetime.fromtimestamp(0, UTC))
 
 
 async def on_order_cancelled(session: AsyncSession, event: orders_events.OrderCancelled) -> None:
@@ -40,7 +50,22 @@ async def on_order_cancelled(session: AsyncSession, event: orders_events.OrderCa
         lines[line.line_id] += line.quantity
     await store.cancel_units(
         session, event.order, lines, whole_order=event.whole_order,
-        cancel_time=instant(event.cancel_time) or datetime.fromtimestamp(0, UTC))
+        cancel_time=instant(event.cancel_time) or datetime.fromtimestamp(0, UTC),
+        reason=event.reason)
+
+
+async def on_order_refunded(session: AsyncSession, event: orders_events.OrderRefunded) -> None:
+    currency, amount = convert.money_of(event.amount)
+    await store.add_refund(session, event.order, event.refund, currency, amount,
+                           instant(event.refund_time) or datetime.now(UTC))
+
+
+async def on_packing_verified(
+    session: AsyncSession, event: fulfilment_events.PackingVerified
+) -> None:
+    await store.add_pack_checks(session, event.package, event.node_id,
+                                convert.pack_checks(event),
+                                instant(event.verify_time) or datetime.now(UTC))
 
 
 async def on_package_shipped(
