@@ -17,6 +17,7 @@ from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.orders.v1 import events_pb2 as orders_events
 from oms.orders.v1 import insights_pb2
+from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.errors import Violations
 from oms_platform.values import timestamp
 
@@ -97,6 +98,18 @@ def placed_order(event: orders_events.OrderCreated) -> domain.PlacedOrder:
             for number, line in enumerate(event.lines, start=1)
         ),
     )
+
+
+def orders_named(message: Any) -> list[str]:
+    """The orders an event of the read model is about (none for an OrderCreated, which
+    inserts its order)."""
+    if isinstance(message, orders_events.OrderCreated):
+        return []
+    if isinstance(message, fulfilment_events.PackageShipped | fulfilment_events.PackingVerified):
+        return [line.order for line in message.lines]
+    if isinstance(message, shipping_events.ShipmentDelivered):
+        return list(message.orders)
+    return [message.order]
 
 
 def money_of(amount: common_pb2.Money) -> tuple[str, Decimal]:

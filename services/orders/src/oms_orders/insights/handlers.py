@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.orders.v1 import events_pb2 as orders_events
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
-from oms_platform.consumer import Subscription
+from oms_platform.consumer import Handler, Subscription
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_orders.insights import convert, store
@@ -20,17 +22,29 @@ from oms_orders.insights.domain import Reason
 
 def subscriptions() -> list[Subscription]:
     """The read model's handlers; they must run before the notifications' handlers, which
-    read what these wrote in the same transaction."""
+    read what these wrote in the same transaction. A fetch is applied in one transaction
+    that first locks every order it names (see ``locked_first``)."""
     return [
-        Subscription(orders_events.OrderCreated, on_order_created),
-        Subscription(orders_events.OrderPromiseChanged, on_order_promise_changed),
-        Subscription(orders_events.OrderCancelled, on_order_cancelled),
-        Subscription(orders_events.OrderRefunded, on_order_refunded),
-        Subscription(fulfilment_events.PackingVerified, on_packing_verified),
-        Subscription(fulfilment_events.PackageShipped, on_package_shipped),
-        Subscription(shipping_events.ShipmentDelivered, on_shipment_delivered),
-        Subscription(returns_events.ReturnReceived, on_return_received),
+        Subscription(subscription.message_type, subscription.handler,
+                     batch_handler=locked_first(subscription.handler))
+        for subscription in _SUBSCRIPTIONS
     ]
+
+
+def locked_first(handler: Handler) -> Any:
+    """A batch handler: locks every order the fetch names at once, in name order (so two
+    fetches of different streams wait for each other instead of deadlocking), then
+    applies the events in turn."""
+
+    async def handle_all(session: AsyncSession, messages: Sequence[Any]) -> None:
+        await store.lock_orders(session, {name for message in messages
+                                          for name in convert.orders_named(message)})
+        for message in messages:
+            await handler(session, message)
+
+    return handle_all
+
+
 
 
 async def on_order_created(session: AsyncSession, event: orders_events.OrderCreated) -> None:
@@ -89,3 +103,15 @@ async def on_return_received(
         units[line.line_id, Reason.of(line.reason)] += line.quantity
     await store.add_return(session, getattr(event, "return"), event.order, units,
                            instant(event.receive_time) or datetime.now(UTC))
+
+
+_SUBSCRIPTIONS = [
+    Subscription(orders_events.OrderCreated, on_order_created),
+    Subscription(orders_events.OrderPromiseChanged, on_order_promise_changed),
+    Subscription(orders_events.OrderCancelled, on_order_cancelled),
+    Subscription(orders_events.OrderRefunded, on_order_refunded),
+    Subscription(fulfilment_events.PackingVerified, on_packing_verified),
+    Subscription(fulfilment_events.PackageShipped, on_package_shipped),
+    Subscription(shipping_events.ShipmentDelivered, on_shipment_delivered),
+    Subscription(returns_events.ReturnReceived, on_return_received),
+]

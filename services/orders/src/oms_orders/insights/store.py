@@ -7,6 +7,12 @@ a packing check per parcel and line), whose inserts are ``ON CONFLICT DO NOTHING
 per-order figures are then recomputed from those rows in one statement (:func:`refresh`),
 never incremented, so neither a re-sent event nor the order events arrive in changes them.
 
+Every write first locks the orders it touches (in name order, like a whole fetch does in
+:func:`lock_orders`): the refresh reads the rows of other events, and the consumers of
+different streams write about one order at the same time. Without the lock, a refresh
+that waited for another transaction's update of the order would still compute from a
+snapshot without that transaction's rows, and write figures that miss them.
+
 A write about an order this model does not know yet (events of different streams arrive
 in any order) raises :class:`~oms_orders.insights.domain.UnknownOrder`: the consumer
 retries it with backoff until the order's OrderCreated has been handled.
@@ -91,16 +97,27 @@ async def add_order(session: AsyncSession, order: PlacedOrder,
         )
 
 
-async def require_orders(session: AsyncSession, names: Iterable[str], event_type: str) -> None:
-    """Raises UnknownOrder unless every named order is in the read model."""
-    wanted = set(names)
-    known = set(
+async def lock_orders(session: AsyncSession, names: Iterable[str]) -> set[str]:
+    """Locks the named orders of the read model, in name order; returns those it has."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return set()
+    return set(
         (
             await session.scalars(
-                select(kpi_orders.c.order_name).where(kpi_orders.c.order_name.in_(wanted))
+                select(kpi_orders.c.order_name)
+                .where(kpi_orders.c.order_name.in_(wanted))
+                .order_by(kpi_orders.c.order_name)
+                .with_for_update()
             )
         ).all()
     )
+
+
+async def require_orders(session: AsyncSession, names: Iterable[str], event_type: str) -> None:
+    """Locks the named orders; raises UnknownOrder unless every one is in the read model."""
+    wanted = set(names)
+    known = await lock_orders(session, wanted)
     missing = sorted(wanted - known)
     if missing:
         raise UnknownOrder(f"{event_type} names orders not yet known: {', '.join(missing)}")
@@ -247,7 +264,6 @@ async def deliver_package(
     """A package delivered, once; an order whose every unit not cancelled has arrived is
     delivered at its last package's delivery."""
     orders = list(orders)
-    await require_orders(session, orders, "ShipmentDelivered")
     shipped = set(
         (
             await session.scalars(
@@ -255,6 +271,7 @@ async def deliver_package(
             )
         ).all()
     )
+    await require_orders(session, {*orders, *shipped}, "ShipmentDelivered")
     missing = set(orders) - shipped
     if missing or not shipped:
         # The PackageShipped of this package has not been handled yet (or not for every
