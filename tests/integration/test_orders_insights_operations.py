@@ -38,23 +38,30 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import nats
 import pytest
+from google.protobuf import field_mask_pb2
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
-from oms.orders.v1 import events_pb2, insights_pb2, insights_pb2_grpc, orders_pb2
+from oms.orders.v1 import (
+    events_pb2,
+    insights_pb2,
+    insights_pb2_grpc,
+    orders_pb2,
+    orders_pb2_grpc,
+)
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.inprocess import running_service
-from oms_devtools.testkit import caught_up, publish
+from oms_devtools.testkit import caught_up, eventually, publish
 from oms_orders.app import DEFINITION, MIGRATIONS
 from oms_orders.insights import handlers as insights_handlers
 from oms_orders.insights.domain import UnknownOrder
@@ -550,3 +557,69 @@ async def test_replayed_and_shuffled_events_leave_every_figure_unchanged(
     random.Random(seed).shuffle(events)
     await apply_as_delivered(service, events)
     assert normalised(data, await insights.GetOrderKpis(request(data))) == expected
+
+
+async def test_the_orders_own_promise_changes_and_refunds_reach_the_figures(
+    service: Service, insights: Stub
+) -> None:
+    """Through OrdersService: the promise the order holds (set at capture, then changed)
+    and a refund the payment provider reports travel in the service's own events."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        orders = orders_pb2_grpc.OrdersServiceStub(channel)
+        now = datetime.now(UTC).replace(microsecond=0)
+        later, earlier = Timestamp(), Timestamp()
+        later.FromDatetime(now + timedelta(days=10))
+        earlier.FromDatetime(now - timedelta(hours=1))
+        shop = f"shop-{uuid.uuid4().hex[:8]}"
+        created = await orders.CreateOrder(orders_pb2.CreateOrderRequest(
+            order=orders_pb2.Order(
+                channel=shop, external_order_id=f"#{uuid.uuid4().hex[:10]}",
+                customer=orders_pb2.Customer(display_name="Ada", email="ada@example.test"),
+                shipping_address=common_pb2.Address(
+                    recipient="Ada", address_lines=["1 Road"], locality="London",
+                    postal_code="NW1 5LR", region_code="GB"),
+                lines=[orders_pb2.OrderLine(sku="SKU-1", quantity=1,
+                                            unit_price=money("20.00"))],
+                payment_status=orders_pb2.PAYMENT_STATUS_PENDING, promise_time=later)))
+
+        def kpis_request() -> insights_pb2.GetOrderKpisRequest:
+            start, end = Timestamp(), Timestamp()
+            start.FromDatetime(now - timedelta(days=1))
+            end.FromDatetime(now + timedelta(days=1))
+            return insights_pb2.GetOrderKpisRequest(
+                start_time=start, end_time=end, granularity=insights_pb2.GRANULARITY_MONTH,
+                channel=shop, breakdown=insights_pb2.KPI_BREAKDOWN_TOTAL)
+
+        async def figures() -> insights_pb2.OrderKpis | None:
+            response = await insights.GetOrderKpis(kpis_request())
+            return response.kpis[0] if response.kpis else None
+
+        # Promised ten days on: not due yet.
+        first = await eventually(figures)
+        assert (first.orders, first.orders_due) == (1, 0)
+        await orders.RecordPayment(orders_pb2.RecordPaymentRequest(
+            name=created.name, payment=orders_pb2.PaymentTransaction(
+                transaction_id="cap-1", kind=orders_pb2.PAYMENT_KIND_CAPTURE,
+                amount=money("20.00"))))
+        await orders.UpdateOrder(orders_pb2.UpdateOrderRequest(
+            order=orders_pb2.Order(name=created.name, promise_time=earlier),
+            update_mask=field_mask_pb2.FieldMask(paths=["promise_time"])))
+        refund = orders_pb2.PaymentTransaction(
+            transaction_id="ref-1", kind=orders_pb2.PAYMENT_KIND_REFUND, amount=money("5.00"))
+        for _ in range(2):  # the provider reports it twice: one refund
+            await orders.RecordPayment(orders_pb2.RecordPaymentRequest(name=created.name,
+                                                                       payment=refund))
+
+        async def settled() -> insights_pb2.OrderKpis | None:
+            found = await figures()
+            if found is None or not found.refunded_amount or not found.orders_due:
+                return None
+            return found
+
+        # The promise now lies an hour back: due, and not delivered in full → OTIF 0 %.
+        # 20.00 sold, 5.00 refunded → net 15.00.
+        kpis = await eventually(settled)
+        assert (kpis.orders_due, kpis.orders_on_time_in_full, kpis.on_time_in_full) == (
+            1, 0, 0.0)
+        assert amounts(kpis.refunded_amount) == [("EUR", "5.00")]
+        assert amounts(kpis.net_sales) == [("EUR", "15.00")]
