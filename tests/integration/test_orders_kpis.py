@@ -333,6 +333,7 @@ async def test_weekly_kpis_of_one_channel(insights: Stub, data_set: dict[str, st
     response = await insights.GetOrderKpis(insights_pb2.GetOrderKpisRequest(
         start_time=stamp(MARCH), end_time=stamp(APRIL),
         granularity=insights_pb2.GRANULARITY_WEEK, channel=WEB,
+        breakdown=insights_pb2.KPI_BREAKDOWN_CHANNEL,
     ))
     # ISO weeks from Monday: 03-02..03-09 holds A and B (E cancelled), 03-09..03-16 holds C.
     # The week of 02-23 would be clipped to start at 03-01, but G (02-28) is before the range.
@@ -371,6 +372,7 @@ async def test_daily_periods_are_clipped_to_the_range(
     response = await insights.GetOrderKpis(insights_pb2.GetOrderKpisRequest(
         start_time=stamp(at("2026-03-02T12:00:00")), end_time=stamp(at("2026-03-03T12:00:00")),
         granularity=insights_pb2.GRANULARITY_DAY, channel=WEB,
+        breakdown=insights_pb2.KPI_BREAKDOWN_CHANNEL,
     ))
     [day] = response.kpis
     assert day.period_start_time.ToDatetime(tzinfo=UTC) == at("2026-03-03T00:00:00")
@@ -421,9 +423,13 @@ async def test_a_kpi_request_produces_a_bounded_number_of_periods_and_figures(
     monthly.granularity = insights_pb2.GRANULARITY_MONTH
     await insights.GetOrderKpis(monthly)
 
-    # The data set has four (day, channel) entries in March (A, B, C on the web; D).
-    monkeypatch.setattr(kpis_rules, "MAX_FIGURES", 3)
-    assert len((await insights.GetOrderKpis(days(MARCH, 31, channel=WEB))).kpis) == 3
+    # The data set has five (day, channel) entries in March (A, B, C and E, cancelled in
+    # full but placed, on the web; D), and five days with orders: ten entries with totals.
+    monkeypatch.setattr(kpis_rules, "MAX_FIGURES", 5)
+    per_channel = insights_pb2.KPI_BREAKDOWN_CHANNEL
+    assert len((await insights.GetOrderKpis(days(MARCH, 31, breakdown=per_channel))).kpis) == 5
+    totals = insights_pb2.KPI_BREAKDOWN_TOTAL
+    assert len((await insights.GetOrderKpis(days(MARCH, 31, breakdown=totals))).kpis) == 5
     with pytest.raises(grpc.aio.AioRpcError) as too_many_figures:
         await insights.GetOrderKpis(days(MARCH, 31))
     assert too_many_figures.value.code() == grpc.StatusCode.INVALID_ARGUMENT

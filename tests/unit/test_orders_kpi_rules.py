@@ -7,10 +7,16 @@ from decimal import Decimal
 
 import pytest
 from oms_orders.insights.domain import (
+    MAX_CHANNELS,
     MAX_FIGURES,
     MAX_PERIODS,
+    CancelledUnits,
+    CurrencyFigures,
     Granularity,
+    PeriodKpis,
+    average_order_value,
     cancelled_amount,
+    check_channels,
     check_figures,
     check_range,
     contact,
@@ -19,6 +25,7 @@ from oms_orders.insights.domain import (
     period_end,
     period_start,
     ratio,
+    top_reasons,
 )
 from oms_platform.errors import Violations
 
@@ -123,3 +130,49 @@ def test_a_kpi_response_holds_a_bounded_number_of_figures() -> None:
     assert violations.items == []
     check_figures(violations, MAX_FIGURES + 1)
     assert [v.field for v in violations.items] == ["channel"]
+
+
+def test_the_average_order_value_is_in_the_currencys_minor_units_rounded_half_even() -> None:
+    # 44.50 / 3 = 14.8333… → 14.83; 0.25 / 2 = 0.125 → 0.12 (half to even); 10 / 4 JPY = 2.5
+    # → 2 (no minor units).
+    assert average_order_value("EUR", CurrencyFigures(3, Decimal("44.50"))).amount == (
+        Decimal("14.83"))
+    assert average_order_value("EUR", CurrencyFigures(2, Decimal("0.25"))).amount == (
+        Decimal("0.12"))
+    assert average_order_value("JPY", CurrencyFigures(4, Decimal("10"))).amount == Decimal("2")
+    assert average_order_value("EUR", CurrencyFigures(0, Decimal("0"))) is None
+
+
+def test_cancellation_reasons_beyond_the_bound_are_summed_under_an_empty_reason() -> None:
+    rows = [CancelledUnits(f"reason {n:02}", 1, n) for n in range(1, 25)]
+    kept = top_reasons(rows, limit=20)
+    # The 20 with most units (24 down to 5), then 1 + 2 + 3 + 4 = 10 units of 4 orders.
+    assert [x.units for x in kept[:20]] == list(range(24, 4, -1))
+    assert kept[20] == CancelledUnits("", 4, 10)
+    # Ties go by reason, and nothing is summed when all fit.
+    assert top_reasons([CancelledUnits("b", 1, 2), CancelledUnits("a", 1, 2)]) == [
+        CancelledUnits("a", 1, 2), CancelledUnits("b", 1, 2)]
+
+
+def test_channel_filters_are_bounded_and_exclusive() -> None:
+    violations = Violations()
+    check_channels(violations, "web", ["market", "", "x" * 101])
+    assert sorted(v.field for v in violations.items) == [
+        "channels", "channels[1]", "channels[2]"]
+    too_many = Violations()
+    check_channels(too_many, "", [f"c{n}" for n in range(MAX_CHANNELS + 1)])
+    assert [v.field for v in too_many.items] == ["channels"]
+    fine = Violations()
+    check_channels(fine, "", ["web", "market"])
+    assert not fine.items
+
+
+def test_every_rate_is_unset_without_its_denominator() -> None:
+    empty = PeriodKpis(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC), "")
+    assert all(value is None for value in empty.rates.values())
+    # A split rate is over shipped orders, scanned accuracy over scans (verified + refused).
+    some = PeriodKpis(empty.period_start, empty.period_end, "", orders_shipped=4,
+                      orders_split=1, units_pack_verified=9, units_pack_refused=1)
+    assert some.rates["split_rate"] == 25.0
+    assert some.rates["scanned_picking_accuracy"] == 90.0
+    assert some.rates["on_time_in_full"] is None

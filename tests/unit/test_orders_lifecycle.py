@@ -43,8 +43,10 @@ from oms_orders.lifecycle.domain import (
     PackageInfo,
     Payment,
     PaymentKind,
+    PaymentRefunded,
     PaymentSettled,
     PaymentStatus,
+    PromiseChanged,
     ReturnedLine,
     StatusChanged,
     merge,
@@ -316,6 +318,29 @@ def test_refunds_are_recorded_with_their_amounts() -> None:
     with pytest.raises(InvalidArgument):
         order.record_payment(Payment("u", PaymentKind.REFUND, Money.of("USD", 1)), at=NOW,
                              actor="x")
+
+
+def test_each_refund_the_order_accepts_is_an_event_for_the_kpis_and_a_repeat_is_not() -> None:
+    order = released(new_order())
+    order.record_payment(pay(PaymentKind.REFUND, "10.00", "r1"), at=LATER, actor="returns")
+    order.record_payment(pay(PaymentKind.REFUND, "10.00", "r1"), at=LATER, actor="returns")
+    order.record_payment(pay(PaymentKind.CAPTURE, "1.00", "c9"), at=LATER, actor="x")
+    # The refund's own time (the provider's), not when it was recorded.
+    assert [e for e in order.events if isinstance(e, PaymentRefunded)] == [
+        PaymentRefunded("r1", Money.of("EUR", "10.00"), NOW)]
+    with pytest.raises(FailedPrecondition):
+        order.record_payment(pay(PaymentKind.REFUND, "60.00", "r2"), at=LATER, actor="x")
+    assert len([e for e in order.events if isinstance(e, PaymentRefunded)]) == 1
+
+
+def test_a_changed_promise_is_an_event_and_an_unchanged_one_is_not() -> None:
+    order = new_order()
+    promise = NOW + timedelta(days=3)
+    assert order.update(actor="x", at=LATER, promise_time=promise)
+    assert not order.update(actor="x", at=LATER, promise_time=promise)
+    assert order.update(actor="x", at=LATER, promise_time=None)
+    assert [e for e in order.events if isinstance(e, PromiseChanged)] == [
+        PromiseChanged(promise, LATER), PromiseChanged(None, LATER)]
 
 
 def test_a_partial_capture_keeps_the_order_awaiting_payment_until_the_captures_cover_it(

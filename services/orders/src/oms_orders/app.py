@@ -77,11 +77,12 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
         Subscription(returns_events.RefundIssued, handlers.on_refund_issued),
         # The read model is a consumer group of its own: it may wait for an order's
         # OrderCreated while the state machine goes on. A fetch is applied in one
-        # transaction. The KPI handlers come first: the notification handlers read what
-        # they wrote.
+        # transaction (the KPI handlers lock the orders it names first). The KPI handlers
+        # come first: the notification handlers read what they wrote.
         *(
             replace(subscription, group=READ_MODEL,
-                    batch_handler=one_by_one(subscription.handler))
+                    batch_handler=subscription.batch_handler
+                    or one_by_one(subscription.handler))
             for subscription in (
                 *insights_handlers.subscriptions(),
                 *notifications_handlers.subscriptions(NotificationSettings()),

@@ -175,6 +175,21 @@ kpi_orders = Table(
     # Set once every unit not cancelled was delivered: the end of the order's lead time.
     Column("delivered_time", DateTime(timezone=True)),
     Column("units_returned_wrong_item", Integer, nullable=False, server_default="0"),
+    # The delivery promised (on time in full), and when it was last changed: of two
+    # changes the later holds, in whatever order they arrive.
+    Column("promise_time", DateTime(timezone=True)),
+    Column("promise_change_time", DateTime(timezone=True)),
+    # Refreshed from the rows below after every event of the order (``store.refresh``):
+    # recomputed from facts that only accumulate, so the order events arrive in is moot.
+    Column("units_shipped", Integer, nullable=False, server_default="0"),
+    Column("packages", Integer, nullable=False, server_default="0"),
+    Column("ship_nodes", Integer, nullable=False, server_default="0"),
+    # Set once every unit not cancelled shipped: the end of the order-to-ship time.
+    Column("shipped_time", DateTime(timezone=True)),
+    Column("units_returned", Integer, nullable=False, server_default="0"),
+    Column("amount_refunded", Numeric, nullable=False, server_default="0"),
+    Column("units_pack_verified", Integer, nullable=False, server_default="0"),
+    Column("units_pack_refused", Integer, nullable=False, server_default="0"),
 )
 Index("ix_kpi_orders_place_time", kpi_orders.c.place_time)
 
@@ -199,6 +214,7 @@ kpi_cancellations = Table(
     Column("line_id", String(20), primary_key=True),
     Column("cancel_time", DateTime(timezone=True), primary_key=True),
     Column("quantity", Integer, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
 )
 
 # Each package's share of each order: shipped, then delivered.
@@ -215,6 +231,7 @@ kpi_packages = Table(
     Column("units", Integer, nullable=False),
     Column("ship_time", DateTime(timezone=True), nullable=False),
     Column("deliver_time", DateTime(timezone=True)),
+    Column("node_id", Text, nullable=False, server_default=""),
 )
 Index("ix_kpi_packages_order_name", kpi_packages.c.order_name)
 
@@ -230,6 +247,32 @@ kpi_returns = Table(
     Column("receive_time", DateTime(timezone=True), nullable=False),
 )
 Index("ix_kpi_returns_order_name", kpi_returns.c.order_name)
+
+# Refunds recorded on an order (its OrderRefunded), once per refund.
+kpi_refunds = Table(
+    "kpi_refunds",
+    metadata,
+    Column("order_name", ForeignKey("kpi_orders.order_name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("refund", Text, primary_key=True),
+    Column("currency_code", String(3), nullable=False),
+    Column("amount", Numeric, nullable=False),
+    Column("refund_time", DateTime(timezone=True), nullable=False),
+)
+
+# The packing station's scans per parcel and order line (fulfilment's PackingVerified).
+kpi_pack_checks = Table(
+    "kpi_pack_checks",
+    metadata,
+    Column("order_name", ForeignKey("kpi_orders.order_name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("package", Text, primary_key=True),
+    Column("line_id", String(20), primary_key=True),
+    Column("node_id", Text, nullable=False),
+    Column("units_verified", Integer, nullable=False),
+    Column("units_refused", Integer, nullable=False),
+    Column("verify_time", DateTime(timezone=True), nullable=False),
+)
 
 # The email queue. (order, kind, key) is unique, so a notification is enqueued at most once
 # however often its event is redelivered or re-sent under a new id; `key` is the package for

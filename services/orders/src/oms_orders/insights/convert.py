@@ -1,11 +1,15 @@
 """Between the contracts and the KPI read model: the facts of events, and the KPIs as
-protobuf."""
+protobuf and as CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,6 +17,7 @@ from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.orders.v1 import events_pb2 as orders_events
 from oms.orders.v1 import insights_pb2
+from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_platform.errors import Violations
 from oms_platform.values import timestamp
 
@@ -23,11 +28,16 @@ GRANULARITY = {
     insights_pb2.GRANULARITY_WEEK: domain.Granularity.WEEK,
     insights_pb2.GRANULARITY_MONTH: domain.Granularity.MONTH,
 }
+BREAKDOWN = {
+    insights_pb2.KPI_BREAKDOWN_UNSPECIFIED: domain.Breakdown.BOTH,
+    insights_pb2.KPI_BREAKDOWN_TOTAL: domain.Breakdown.TOTAL,
+    insights_pb2.KPI_BREAKDOWN_CHANNEL: domain.Breakdown.CHANNEL,
+}
+
+KpiRequest = insights_pb2.GetOrderKpisRequest | insights_pb2.ExportOrderKpisRequest
 
 
-def request_time(
-    request: insights_pb2.GetOrderKpisRequest, field: str, violations: Violations
-) -> datetime | None:
+def request_time(request: KpiRequest, field: str, violations: Violations) -> datetime | None:
     """A request's timestamp, None when unset; a violation on ``field`` when it is outside
     what a timestamp may hold."""
     if not request.HasField(field):
@@ -90,12 +100,41 @@ def placed_order(event: orders_events.OrderCreated) -> domain.PlacedOrder:
     )
 
 
+def orders_named(message: Any) -> list[str]:
+    """The orders an event of the read model is about (none for an OrderCreated, which
+    inserts its order)."""
+    if isinstance(message, orders_events.OrderCreated):
+        return []
+    if isinstance(message, fulfilment_events.PackageShipped | fulfilment_events.PackingVerified):
+        return [line.order for line in message.lines]
+    if isinstance(message, shipping_events.ShipmentDelivered):
+        return list(message.orders)
+    return [message.order]
+
+
+def money_of(amount: common_pb2.Money) -> tuple[str, Decimal]:
+    return amount.currency_code, Decimal(amount.amount or "0")
+
+
+def pack_checks(event: fulfilment_events.PackingVerified) -> list[domain.PackCheck]:
+    """The scans per order line (a line named twice is summed)."""
+    verified: Counter[tuple[str, str]] = Counter()
+    refused: Counter[tuple[str, str]] = Counter()
+    for line in event.lines:
+        verified[line.order, line.line_id] += line.units_verified
+        refused[line.order, line.line_id] += line.units_refused
+    return [domain.PackCheck(order, line_id, verified[order, line_id],
+                             refused[order, line_id])
+            for order, line_id in sorted(verified | refused)]
+
+
 def shipped_package(event: fulfilment_events.PackageShipped) -> domain.ShippedPackage:
     units: Counter[str] = Counter()
     for line in event.lines:
         units[line.order] += line.quantity
     return domain.ShippedPackage(
-        package=event.package, carrier=event.carrier, carrier_service=event.carrier_service,
+        package=event.package, node_id=event.node_id, carrier=event.carrier,
+        carrier_service=event.carrier_service,
         tracking_number=event.tracking_number, tracking_url=event.tracking_url,
         units=units, ship_time=instant(event.ship_time) or datetime.now(UTC))
 
@@ -106,14 +145,28 @@ def _duration(seconds: float) -> Duration:
     return duration
 
 
+def _money(currency: str, amount: Decimal) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=currency, amount=f"{amount:f}")
+
+
+def money_figures(figures: domain.PeriodKpis) -> dict[str, list[tuple[str, Decimal]]]:
+    """The money figures by name, each a list of (currency, amount) by currency code."""
+    currencies = sorted(figures.currencies.items())
+    average = [(c, domain.average_order_value(c, f)) for c, f in currencies]
+    return {
+        "sales_amount": [(c, f.sales) for c, f in currencies if f.orders],
+        "refunded_amount": [(c, f.refunded) for c, f in currencies if f.refunded],
+        "net_sales": [(c, domain.net_sales(f)) for c, f in currencies
+                      if f.orders or f.refunded],
+        "average_order_value": [(c, a.amount) for c, a in average if a is not None],
+    }
+
+
 def kpis_to_proto(figures: domain.PeriodKpis) -> insights_pb2.OrderKpis:
     message = insights_pb2.OrderKpis(
         period_start_time=timestamp(figures.period_start),
         period_end_time=timestamp(figures.period_end),
         channel=figures.channel,
-        orders=figures.orders,
-        units_sold=figures.units_sold,
-        units_returned=figures.units_returned,
         units_returned_by_reason=[
             insights_pb2.ReturnedUnits(
                 reason=reason.value,  # type: ignore[arg-type]
@@ -122,23 +175,65 @@ def kpis_to_proto(figures: domain.PeriodKpis) -> insights_pb2.OrderKpis:
             )
             for reason, units in figures.units_returned_by_reason.items()
         ],
-        orders_returned_wrong_item=figures.orders_wrong_item,
-        orders_delivered=figures.orders_delivered,
-        customers=figures.customers,
-        sales_amount=[
-            common_pb2.Money(currency_code=currency, amount=f"{amount:f}")
-            for currency, amount in sorted(figures.sales_amount.items())
+        cancellations_by_reason=[
+            insights_pb2.CancelledUnits(reason=x.reason, orders=x.orders, units=x.units)
+            for x in figures.cancellations_by_reason
         ],
+        **{name: [_money(c, amount) for c, amount in amounts]
+           for name, amounts in money_figures(figures).items()},
+        **figures.counts,
     )
-    for name, value in (
-        ("return_rate", domain.percent(figures.units_returned, figures.units_sold)),
-        ("picking_accuracy", domain.percent(figures.orders - figures.orders_wrong_item,
-                                                figures.orders)),
-        ("purchase_frequency", domain.ratio(figures.orders, figures.customers)),
-    ):
+    for name, value in figures.rates.items():
         if value is not None:
             setattr(message, name, value)
-    if figures.lead_time_mean is not None and figures.lead_time_p90 is not None:
-        message.lead_time_mean.CopyFrom(_duration(figures.lead_time_mean.total_seconds()))
-        message.lead_time_p90.CopyFrom(_duration(figures.lead_time_p90.total_seconds()))
+    for name, duration in figures.durations.items():
+        if duration is not None:
+            getattr(message, name).CopyFrom(_duration(duration.total_seconds()))
     return message
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _seconds(duration: timedelta | None) -> str:
+    return "" if duration is None else f"{duration.total_seconds():.6f}".rstrip("0").rstrip(".")
+
+
+def _rate(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def kpis_csv(entries: Sequence[domain.PeriodKpis]) -> bytes:
+    """The entries as RFC 4180 CSV (see ExportOrderKpisResponse): one row per entry, the
+    money figures one column per currency found in any entry."""
+    sample = domain.PeriodKpis(datetime.min, datetime.min, "")
+    count_names, rate_names = list(sample.counts), list(sample.rates)
+    duration_names = list(sample.durations)
+    moneys = [money_figures(entry) for entry in entries]
+    currencies = sorted({c for m in moneys for amounts in m.values() for c, _ in amounts})
+    money_names = list(money_figures(sample))
+    reasons = [reason for reason in domain.Reason]
+    header = [
+        "period_start_time", "period_end_time", "channel", *count_names, *rate_names,
+        *duration_names, *(f"returned_units_{r.name}" for r in reasons),
+        "cancellation_reasons",
+        *(f"{name}_{currency}" for name in money_names for currency in currencies),
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    for entry, money in zip(entries, moneys, strict=True):
+        rates = entry.rates
+        row: list[Any] = [_rfc3339(entry.period_start), _rfc3339(entry.period_end),
+                          entry.channel, *entry.counts.values(),
+                          *(_rate(rates[name]) for name in rate_names),
+                          *(_seconds(d) for d in entry.durations.values()),
+                          *(entry.units_returned_by_reason.get(r, 0) for r in reasons),
+                          "; ".join(f"{x.reason}={x.units}"
+                                    for x in entry.cancellations_by_reason)]
+        for name in money_names:
+            amounts = dict(money[name])
+            row += [f"{amounts[c]:f}" if c in amounts else "" for c in currencies]
+        writer.writerow(row)
+    return buffer.getvalue().encode()

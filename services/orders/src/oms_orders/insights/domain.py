@@ -1,5 +1,5 @@
 """Rules of the order KPIs, free of gRPC and SQL: who a customer is, periods, rates, return
-reasons, and the figures of one period."""
+and cancellation reasons, the money figures, and the figures of one period."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from oms_platform.errors import Violations
+from oms_platform.money import Money
 
 MAX_RANGE = timedelta(days=3660)
 """The longest KPI range one request may ask for (about ten years)."""
@@ -18,8 +19,24 @@ MAX_PERIODS = 400
 month of ``MAX_RANGE``. The response has no pages (its contract has no page token), so the
 request is bounded instead."""
 MAX_FIGURES = 5000
-"""Entries (periods x channels) one response may hold, about 1.5 MB: beyond it the caller
-names a channel or asks for fewer periods."""
+"""Entries (periods x (total + channels)) one response may hold, about 3 MB: beyond it the
+caller names channels, asks for the totals only, or asks for fewer periods."""
+MAX_CHANNELS = 100
+"""Channels one request may name."""
+MAX_CHANNEL_LENGTH = 100
+MAX_CANCEL_REASONS = 20
+"""Cancellation reasons an entry lists on their own (the most units first); the others are
+summed under an empty reason. The reason is free text, so it is bounded here."""
+MAX_EXPORT_BYTES = 3 * 1024 * 1024
+"""The largest CSV export, below gRPC's default 4 MiB message."""
+
+
+class Breakdown(enum.Enum):
+    """Which entries a request returns per period."""
+
+    BOTH = "both"
+    TOTAL = "total"
+    CHANNEL = "channel"
 
 
 class Granularity(enum.Enum):
@@ -137,7 +154,67 @@ def period_count(start: datetime, end: datetime, granularity: Granularity) -> in
 def check_figures(violations: Violations, count: int) -> None:
     violations.require(
         count <= MAX_FIGURES, "channel",
-        f"more than {MAX_FIGURES} periods x channels: name a channel or ask for fewer periods")
+        f"more than {MAX_FIGURES} periods x channels: name channels, ask for the totals "
+        "only, or ask for fewer periods")
+
+
+def check_channels(violations: Violations, channel: str, channels: list[str]) -> None:
+    """``channel`` and ``channels`` exclude each other; ``channels`` is bounded."""
+    if channel:
+        violations.require(len(channel) <= MAX_CHANNEL_LENGTH, "channel",
+                           f"at most {MAX_CHANNEL_LENGTH} characters")
+        violations.require(not channels, "channels", "not with channel")
+    if violations.require(len(channels) <= MAX_CHANNELS, "channels",
+                          f"at most {MAX_CHANNELS} channels"):
+        for index, name in enumerate(channels):
+            violations.require(0 < len(name) <= MAX_CHANNEL_LENGTH, f"channels[{index}]",
+                               f"1 to {MAX_CHANNEL_LENGTH} characters")
+
+
+def seconds_stat(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=float(value))
+
+
+@dataclass(frozen=True)
+class CancelledUnits:
+    reason: str
+    orders: int
+    units: int
+
+
+def top_reasons(rows: list[CancelledUnits], limit: int = MAX_CANCEL_REASONS,
+                ) -> list[CancelledUnits]:
+    """The ``limit`` reasons with the most units (ties by reason), then one entry with an
+    empty reason summing the rest (its orders summed over those reasons)."""
+    ranked = sorted(rows, key=lambda row: (-row.units, row.reason))
+    kept, rest = ranked[:limit], ranked[limit:]
+    if rest:
+        kept.append(CancelledUnits("", sum(r.orders for r in rest), sum(r.units for r in rest)))
+    return kept
+
+
+@dataclass
+class CurrencyFigures:
+    """The money of one entry in one currency."""
+
+    orders: int = 0
+    sales: Decimal = Decimal(0)
+    refunded: Decimal = Decimal(0)
+
+
+def money(currency: str, amount: Decimal) -> Money:
+    return Money.of(currency, amount)
+
+
+def net_sales(figures: CurrencyFigures) -> Decimal:
+    return figures.sales - figures.refunded
+
+
+def average_order_value(currency: str, figures: CurrencyFigures) -> Money | None:
+    """Sales per order in that currency, in its minor units (half-even); None without one."""
+    if not figures.orders:
+        return None
+    return Money.of(currency, figures.sales / figures.orders)
 
 
 class Reason(enum.Enum):
@@ -163,7 +240,8 @@ class Reason(enum.Enum):
 
 @dataclass
 class PeriodKpis:
-    """The figures of one period and channel, before they become protobuf."""
+    """The figures of one period and channel (``channel`` empty: the channels asked for
+    together), before they become protobuf; each is defined in insights.proto."""
 
     period_start: datetime
     period_end: datetime
@@ -176,11 +254,78 @@ class PeriodKpis:
     lead_time_p90: timedelta | None = None
     customers: int = 0
     units_returned_by_reason: dict[Reason, int] = field(default_factory=dict)
-    sales_amount: dict[str, Decimal] = field(default_factory=dict)
+    currencies: dict[str, CurrencyFigures] = field(default_factory=dict)
+    orders_placed: int = 0
+    units_ordered: int = 0
+    units_cancelled: int = 0
+    orders_cancelled: int = 0
+    cancellations_by_reason: list[CancelledUnits] = field(default_factory=list)
+    units_shipped: int = 0
+    orders_shipped_complete: int = 0
+    orders_shipped: int = 0
+    orders_split: int = 0
+    orders_due: int = 0
+    orders_on_time_in_full: int = 0
+    orders_fully_shipped: int = 0
+    order_to_ship_mean: timedelta | None = None
+    order_to_ship_p90: timedelta | None = None
+    ship_to_delivery_mean: timedelta | None = None
+    ship_to_delivery_p90: timedelta | None = None
+    orders_returned: int = 0
+    units_pack_verified: int = 0
+    units_pack_refused: int = 0
 
     @property
     def units_returned(self) -> int:
         return sum(self.units_returned_by_reason.values())
+
+    @property
+    def rates(self) -> dict[str, float | None]:
+        """Every rate, by its name in the contract (None: no denominator)."""
+        return {
+            "return_rate": percent(self.units_returned, self.units_sold),
+            "picking_accuracy": percent(self.orders - self.orders_wrong_item, self.orders),
+            "purchase_frequency": ratio(self.orders, self.customers),
+            "order_cancellation_rate": percent(self.orders_cancelled, self.orders_placed),
+            "unit_cancellation_rate": percent(self.units_cancelled, self.units_ordered),
+            "fill_rate": percent(self.units_shipped, self.units_ordered),
+            "order_fill_rate": percent(self.orders_shipped_complete, self.orders_placed),
+            "split_rate": percent(self.orders_split, self.orders_shipped),
+            "on_time_in_full": percent(self.orders_on_time_in_full, self.orders_due),
+            "order_return_rate": percent(self.orders_returned, self.orders),
+            "scanned_picking_accuracy": percent(
+                self.units_pack_verified, self.units_pack_verified + self.units_pack_refused),
+        }
+
+    @property
+    def durations(self) -> dict[str, timedelta | None]:
+        return {
+            "lead_time_mean": self.lead_time_mean, "lead_time_p90": self.lead_time_p90,
+            "order_to_ship_mean": self.order_to_ship_mean,
+            "order_to_ship_p90": self.order_to_ship_p90,
+            "ship_to_delivery_mean": self.ship_to_delivery_mean,
+            "ship_to_delivery_p90": self.ship_to_delivery_p90,
+        }
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Every count, by its name in the contract, in the contract's order."""
+        return {
+            "orders": self.orders, "units_sold": self.units_sold,
+            "units_returned": self.units_returned,
+            "orders_returned_wrong_item": self.orders_wrong_item,
+            "orders_delivered": self.orders_delivered, "customers": self.customers,
+            "orders_placed": self.orders_placed, "units_ordered": self.units_ordered,
+            "units_cancelled": self.units_cancelled, "orders_cancelled": self.orders_cancelled,
+            "units_shipped": self.units_shipped,
+            "orders_shipped_complete": self.orders_shipped_complete,
+            "orders_shipped": self.orders_shipped, "orders_split": self.orders_split,
+            "orders_due": self.orders_due, "orders_on_time_in_full": self.orders_on_time_in_full,
+            "orders_fully_shipped": self.orders_fully_shipped,
+            "orders_returned": self.orders_returned,
+            "units_pack_verified": self.units_pack_verified,
+            "units_pack_refused": self.units_pack_refused,
+        }
 
 
 @dataclass(frozen=True)
@@ -214,9 +359,20 @@ class ShippedPackage:
     """A package as the read model keeps it: its units per order."""
 
     package: str
+    node_id: str
     carrier: str
     carrier_service: str
     tracking_number: str
     tracking_url: str
     units: Mapping[str, int]
     ship_time: datetime
+
+
+@dataclass(frozen=True)
+class PackCheck:
+    """The packing station's scans of one order line in one parcel."""
+
+    order: str
+    line_id: str
+    units_verified: int
+    units_refused: int

@@ -232,7 +232,24 @@ def order_created(order: domain.Order) -> events_pb2.OrderCreated:
         payment_due_time=_maybe_time(order.payment_due_time),
         total=money_to_proto(order.total),
         order_time=_maybe_time(order.order_time),
+        promise_time=_maybe_time(order.promise_time),
     )
+
+
+def promise_changed(
+    order: domain.Order, change: domain.PromiseChanged
+) -> events_pb2.OrderPromiseChanged:
+    return events_pb2.OrderPromiseChanged(
+        order=order.name, promise_time=_maybe_time(change.promise_time),
+        change_time=timestamp(change.at))
+
+
+def order_refunded(
+    order: domain.Order, refund: domain.PaymentRefunded
+) -> events_pb2.OrderRefunded:
+    return events_pb2.OrderRefunded(
+        order=order.name, refund=refund.transaction_id, amount=money_to_proto(refund.amount),
+        refund_time=timestamp(refund.at))
 
 
 def status_changed(

@@ -358,7 +358,25 @@ class LinesCancelled:
     actor: str
 
 
-DomainEvent = OrderPlaced | StatusChanged | Noted | PaymentSettled | LinesCancelled
+@dataclass(frozen=True)
+class PromiseChanged:
+    """The delivery promised changed (None: cleared); the KPIs measure on time in full by it."""
+
+    promise_time: datetime | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PaymentRefunded:
+    """Money was given back, as recorded on the order: the KPIs' refunds and net sales."""
+
+    transaction_id: str
+    amount: Money
+    at: datetime
+
+
+DomainEvent = (OrderPlaced | StatusChanged | Noted | PaymentSettled | LinesCancelled
+               | PromiseChanged | PaymentRefunded)
 
 
 @dataclass(frozen=True)
@@ -782,6 +800,9 @@ class Order:
         if (after is not before and after in (PaymentStatus.AUTHORIZED, PaymentStatus.PAID)
                 and self.status is not S.CANCELLED):
             self.events.append(PaymentSettled(after, at))
+        if payment.kind is PaymentKind.REFUND:
+            self.events.append(PaymentRefunded(payment.transaction_id, payment.amount,
+                                               payment.at or at))
         self._settle(at, actor=actor)
         return True
 
@@ -1046,6 +1067,7 @@ class Order:
             assert not isinstance(promise_time, type)
             self.promise_time = promise_time
             changed["promise_time"] = promise_time.isoformat() if promise_time else None
+            self.events.append(PromiseChanged(promise_time, at))
         if not changed:
             return False
         self.update_time = at

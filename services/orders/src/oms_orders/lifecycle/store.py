@@ -261,6 +261,10 @@ async def record_events(
                                   for x in event.lines],
                     }))
                     messages.append((convert.order_cancelled(order, event), order.name, None))
+                case domain.PromiseChanged():
+                    messages.append((convert.promise_changed(order, event), order.name, None))
+                case domain.PaymentRefunded():
+                    messages.append((convert.order_refunded(order, event), order.name, None))
         order.events.clear()
     for release in releases:
         messages.append((convert.order_released(release), release.order.name, release.node_id))

@@ -109,3 +109,92 @@ class PackageShipped(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PackageShipped: _TypeAlias = PackageShipped  # noqa: Y015
+
+@_typing.final
+class VerifiedLine(_message.Message):
+    """Units of one order line scanned into a parcel at the packing station."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    UNITS_VERIFIED_FIELD_NUMBER: _builtins.int
+    UNITS_REFUSED_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit the line asks for."""
+    units_verified: _builtins.int
+    """Scans accepted: units of this line packed into the parcel."""
+    units_refused: _builtins.int
+    """Scans refused: units brought for this line that were not what it asks for (another
+    SKU, or more than its quantity), sent back to be picked again. A picking error caught
+    before it left the node.
+    """
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        units_verified: _builtins.int = ...,
+        units_refused: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "order", b"order", "sku", b"sku", "units_refused", b"units_refused", "units_verified", b"units_verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifiedLine: _TypeAlias = VerifiedLine  # noqa: Y015
+
+@_typing.final
+class PackingVerified(_message.Message):
+    """The packing station verified a parcel by scanning every unit into it, and the parcel was
+    sealed. One event per parcel, with the final tally of its scans (a second one for the
+    same parcel changes nothing). Orders measures picking accuracy from it.
+    Published on `oms.fulfilment.packing_verified.{node_id}`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGE_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    VERIFY_TIME_FIELD_NUMBER: _builtins.int
+    STATION_FIELD_NUMBER: _builtins.int
+    package: _builtins.str
+    """The parcel, as `PackageShipped.package` will name it."""
+    node_id: _builtins.str
+    """The node that packed it."""
+    station: _builtins.str
+    """The packing station, e.g. "pack-03"."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___VerifiedLine]:
+        """What was scanned, per order line (a merged shipment holds lines of several orders);
+        at most 500 lines.
+        """
+
+    @_builtins.property
+    def verify_time(self) -> _timestamp_pb2.Timestamp:
+        """When the parcel was sealed."""
+
+    def __init__(
+        self,
+        *,
+        package: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___VerifiedLine] | None = ...,
+        verify_time: _timestamp_pb2.Timestamp | None = ...,
+        station: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verify_time", b"verify_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "node_id", b"node_id", "package", b"package", "station", b"station", "verify_time", b"verify_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PackingVerified: _TypeAlias = PackingVerified  # noqa: Y015

@@ -27,7 +27,7 @@ from oms.common.v1 import common_pb2 as oms_dot_common_dot_v1_dot_common__pb2
 from oms.orders.v1 import orders_pb2 as oms_dot_orders_dot_v1_dot_orders__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aoms/orders/v1/events.proto\x12\roms.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\x1a\x1aoms/orders/v1/orders.proto\"\x87\x04\n\x0cOrderCreated\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x19\n\x11\x65xternal_order_id\x18\x03 \x01(\t\x12\x30\n\x10shipping_address\x18\x04 \x01(\x0b\x32\x16.oms.common.v1.Address\x12\'\n\x05lines\x18\x05 \x03(\x0b\x32\x18.oms.orders.v1.OrderLine\x12\x32\n\rservice_level\x18\x06 \x01(\x0e\x32\x1b.oms.orders.v1.ServiceLevel\x12\x34\n\x0epayment_status\x18\x07 \x01(\x0e\x32\x1c.oms.orders.v1.PaymentStatus\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08\x63ustomer\x18\t \x01(\x0b\x32\x17.oms.orders.v1.Customer\x12\x10\n\x08priority\x18\n \x01(\x08\x12\x34\n\x10payment_due_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05total\x18\x0c \x01(\x0b\x32\x14.oms.common.v1.Money\x12.\n\norder_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x12OrderStatusChanged\x12\r\n\x05order\x18\x01 \x01(\t\x12\x33\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x1a.oms.orders.v1.OrderStatus\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.oms.orders.v1.OrderStatus\x12/\n\x0b\x63hange_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\"~\n\tOrderPaid\x12\r\n\x05order\x18\x01 \x01(\t\x12\x34\n\x0epayment_status\x18\x02 \x01(\x0e\x32\x1c.oms.orders.v1.PaymentStatus\x12,\n\x08pay_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\rCancelledLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"\xa2\x01\n\x0eOrderCancelled\x12\r\n\x05order\x18\x01 \x01(\t\x12+\n\x05lines\x18\x02 \x03(\x0b\x32\x1c.oms.orders.v1.CancelledLine\x12\x13\n\x0bwhole_order\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0b\x63\x61ncel_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x0cReleasedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x18\n\x10\x65xternal_line_id\x18\x05 \x01(\t\"\xd3\x03\n\rOrderReleased\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x03(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12*\n\x05lines\x18\x04 \x03(\x0b\x32\x1b.oms.orders.v1.ReleasedLine\x12\x30\n\x10shipping_address\x18\x05 \x01(\x0b\x32\x16.oms.common.v1.Address\x12)\n\x08\x63ustomer\x18\x06 \x01(\x0b\x32\x17.oms.orders.v1.Customer\x12\x32\n\rservice_level\x18\x07 \x01(\x0e\x32\x1b.oms.orders.v1.ServiceLevel\x12\x10\n\x08priority\x18\x08 \x01(\x08\x12\x30\n\x0cpromise_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04tags\x18\n \x03(\t\x12\x11\n\tgift_note\x18\x0b \x01(\t\x12\x12\n\nhigh_value\x18\x0c \x01(\x08\x12\x0f\n\x07\x63hannel\x18\r \x01(\t\x12\x19\n\x11\x65xternal_order_id\x18\x0e \x01(\t\x12\x30\n\x0crelease_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aoms/orders/v1/events.proto\x12\roms.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\x1a\x1aoms/orders/v1/orders.proto\"\xb9\x04\n\x0cOrderCreated\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x19\n\x11\x65xternal_order_id\x18\x03 \x01(\t\x12\x30\n\x10shipping_address\x18\x04 \x01(\x0b\x32\x16.oms.common.v1.Address\x12\'\n\x05lines\x18\x05 \x03(\x0b\x32\x18.oms.orders.v1.OrderLine\x12\x32\n\rservice_level\x18\x06 \x01(\x0e\x32\x1b.oms.orders.v1.ServiceLevel\x12\x34\n\x0epayment_status\x18\x07 \x01(\x0e\x32\x1c.oms.orders.v1.PaymentStatus\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08\x63ustomer\x18\t \x01(\x0b\x32\x17.oms.orders.v1.Customer\x12\x10\n\x08priority\x18\n \x01(\x08\x12\x34\n\x10payment_due_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05total\x18\x0c \x01(\x0b\x32\x14.oms.common.v1.Money\x12.\n\norder_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpromise_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x12OrderStatusChanged\x12\r\n\x05order\x18\x01 \x01(\t\x12\x33\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x1a.oms.orders.v1.OrderStatus\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.oms.orders.v1.OrderStatus\x12/\n\x0b\x63hange_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\"~\n\tOrderPaid\x12\r\n\x05order\x18\x01 \x01(\t\x12\x34\n\x0epayment_status\x18\x02 \x01(\x0e\x32\x1c.oms.orders.v1.PaymentStatus\x12,\n\x08pay_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\rCancelledLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"\xa2\x01\n\x0eOrderCancelled\x12\r\n\x05order\x18\x01 \x01(\t\x12+\n\x05lines\x18\x02 \x03(\x0b\x32\x1c.oms.orders.v1.CancelledLine\x12\x13\n\x0bwhole_order\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0b\x63\x61ncel_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x87\x01\n\x13OrderPromiseChanged\x12\r\n\x05order\x18\x01 \x01(\t\x12\x30\n\x0cpromise_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63hange_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\rOrderRefunded\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0e\n\x06refund\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.oms.common.v1.Money\x12/\n\x0brefund_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x0cReleasedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x18\n\x10\x65xternal_line_id\x18\x05 \x01(\t\"\xd3\x03\n\rOrderReleased\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x03(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12*\n\x05lines\x18\x04 \x03(\x0b\x32\x1b.oms.orders.v1.ReleasedLine\x12\x30\n\x10shipping_address\x18\x05 \x01(\x0b\x32\x16.oms.common.v1.Address\x12)\n\x08\x63ustomer\x18\x06 \x01(\x0b\x32\x17.oms.orders.v1.Customer\x12\x32\n\rservice_level\x18\x07 \x01(\x0e\x32\x1b.oms.orders.v1.ServiceLevel\x12\x10\n\x08priority\x18\x08 \x01(\x08\x12\x30\n\x0cpromise_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04tags\x18\n \x03(\t\x12\x11\n\tgift_note\x18\x0b \x01(\t\x12\x12\n\nhigh_value\x18\x0c \x01(\x08\x12\x0f\n\x07\x63hannel\x18\r \x01(\t\x12\x19\n\x11\x65xternal_order_id\x18\x0e \x01(\t\x12\x30\n\x0crelease_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'oms.orders.v1.events_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ORDERCREATED']._serialized_start=135
-  _globals['_ORDERCREATED']._serialized_end=654
-  _globals['_ORDERSTATUSCHANGED']._serialized_start=657
-  _globals['_ORDERSTATUSCHANGED']._serialized_end=854
-  _globals['_ORDERPAID']._serialized_start=856
-  _globals['_ORDERPAID']._serialized_end=982
-  _globals['_CANCELLEDLINE']._serialized_start=984
-  _globals['_CANCELLEDLINE']._serialized_end=1047
-  _globals['_ORDERCANCELLED']._serialized_start=1050
-  _globals['_ORDERCANCELLED']._serialized_end=1212
-  _globals['_RELEASEDLINE']._serialized_start=1214
-  _globals['_RELEASEDLINE']._serialized_end=1317
-  _globals['_ORDERRELEASED']._serialized_start=1320
-  _globals['_ORDERRELEASED']._serialized_end=1787
+  _globals['_ORDERCREATED']._serialized_end=704
+  _globals['_ORDERSTATUSCHANGED']._serialized_start=707
+  _globals['_ORDERSTATUSCHANGED']._serialized_end=904
+  _globals['_ORDERPAID']._serialized_start=906
+  _globals['_ORDERPAID']._serialized_end=1032
+  _globals['_CANCELLEDLINE']._serialized_start=1034
+  _globals['_CANCELLEDLINE']._serialized_end=1097
+  _globals['_ORDERCANCELLED']._serialized_start=1100
+  _globals['_ORDERCANCELLED']._serialized_end=1262
+  _globals['_ORDERPROMISECHANGED']._serialized_start=1265
+  _globals['_ORDERPROMISECHANGED']._serialized_end=1400
+  _globals['_ORDERREFUNDED']._serialized_start=1403
+  _globals['_ORDERREFUNDED']._serialized_end=1536
+  _globals['_RELEASEDLINE']._serialized_start=1538
+  _globals['_RELEASEDLINE']._serialized_end=1641
+  _globals['_ORDERRELEASED']._serialized_start=1644
+  _globals['_ORDERRELEASED']._serialized_end=2111
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,7 @@ class OrderCreated(_message.Message):
     PAYMENT_DUE_TIME_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     ORDER_TIME_FIELD_NUMBER: _builtins.int
+    PROMISE_TIME_FIELD_NUMBER: _builtins.int
     order: _builtins.str
     """Resource name, "orders/{order}"."""
     channel: _builtins.str
@@ -82,6 +83,12 @@ class OrderCreated(_message.Message):
     def order_time(self) -> _timestamp_pb2.Timestamp:
         """When the customer placed the order on the channel (may precede `create_time`)."""
 
+    @_builtins.property
+    def promise_time(self) -> _timestamp_pb2.Timestamp:
+        """When delivery was promised to the customer (the due date); unset when none was.
+        A later change before release is an `OrderPromiseChanged`.
+        """
+
     def __init__(
         self,
         *,
@@ -98,10 +105,11 @@ class OrderCreated(_message.Message):
         payment_due_time: _timestamp_pb2.Timestamp | None = ...,
         total: _common_pb2.Money | None = ...,
         order_time: _timestamp_pb2.Timestamp | None = ...,
+        promise_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "customer", b"customer", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "shipping_address", b"shipping_address", "total", b"total"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "customer", b"customer", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "promise_time", b"promise_time", "shipping_address", b"shipping_address", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "create_time", b"create_time", "customer", b"customer", "external_order_id", b"external_order_id", "lines", b"lines", "order", b"order", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "payment_status", b"payment_status", "priority", b"priority", "service_level", b"service_level", "shipping_address", b"shipping_address", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "create_time", b"create_time", "customer", b"customer", "external_order_id", b"external_order_id", "lines", b"lines", "order", b"order", "order_time", b"order_time", "payment_due_time", b"payment_due_time", "payment_status", b"payment_status", "priority", b"priority", "promise_time", b"promise_time", "service_level", b"service_level", "shipping_address", b"shipping_address", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,6 +262,84 @@ class OrderCancelled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
+
+@_typing.final
+class OrderPromiseChanged(_message.Message):
+    """The delivery promised for an order changed (UpdateOrder, before release). Published on
+    `oms.orders.order_promise_changed`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    PROMISE_TIME_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """Resource name, "orders/{order}"."""
+    @_builtins.property
+    def promise_time(self) -> _timestamp_pb2.Timestamp:
+        """The promise now; unset when it was cleared."""
+
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp:
+        """When it changed: of two changes, the later one holds, whichever arrives last."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        promise_time: _timestamp_pb2.Timestamp | None = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "promise_time", b"promise_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "order", b"order", "promise_time", b"promise_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderPromiseChanged: _TypeAlias = OrderPromiseChanged  # noqa: Y015
+
+@_typing.final
+class OrderRefunded(_message.Message):
+    """Money was given back to the customer for an order: a refund the payment provider
+    reported (RecordPayment) or one that returns issued (RefundIssued), once each, and only
+    when the order accepted it (never more than was captured). Published on
+    `oms.orders.order_refunded`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REFUND_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """Resource name, "orders/{order}"."""
+    refund: _builtins.str
+    """The refund's transaction id (the provider's, or returns' refund name)."""
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money:
+        """The amount given back, in the order's currency."""
+
+    @_builtins.property
+    def refund_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was given back."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        refund: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+        refund_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "refund_time", b"refund_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "order", b"order", "refund", b"refund", "refund_time", b"refund_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderRefunded: _TypeAlias = OrderRefunded  # noqa: Y015
 
 @_typing.final
 class ReleasedLine(_message.Message):

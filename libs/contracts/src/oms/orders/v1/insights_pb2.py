@@ -29,7 +29,7 @@ from oms.common.v1 import common_pb2 as oms_dot_common_dot_v1_dot_common__pb2
 from oms.returns.v1 import events_pb2 as oms_dot_returns_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coms/orders/v1/insights.proto\x12\roms.orders.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\x1a\x1boms/returns/v1/events.proto\"\xcd\x01\n\x13GetOrderKpisRequest\x12\x34\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x35\n\x0bgranularity\x18\x03 \x01(\x0e\x32\x1a.oms.orders.v1.GranularityB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63hannel\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\">\n\x14GetOrderKpisResponse\x12&\n\x04kpis\x18\x01 \x03(\x0b\x32\x18.oms.orders.v1.OrderKpis\"a\n\rReturnedUnits\x12,\n\x06reason\x18\x01 \x01(\x0e\x32\x1c.oms.returns.v1.ReturnReason\x12\r\n\x05units\x18\x02 \x01(\x03\x12\x13\n\x0breturn_rate\x18\x03 \x01(\x01\"\x82\x05\n\tOrderKpis\x12\x35\n\x11period_start_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fperiod_end_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06orders\x18\x04 \x01(\x03\x12\x12\n\nunits_sold\x18\x05 \x01(\x03\x12\x16\n\x0eunits_returned\x18\x06 \x01(\x03\x12>\n\x18units_returned_by_reason\x18\x07 \x03(\x0b\x32\x1c.oms.orders.v1.ReturnedUnits\x12\x18\n\x0breturn_rate\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x1aorders_returned_wrong_item\x18\n \x01(\x03\x12\x1d\n\x10picking_accuracy\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x10orders_delivered\x18\x0c \x01(\x03\x12\x31\n\x0elead_time_mean\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rlead_time_p90\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tcustomers\x18\x0f \x01(\x03\x12\x1f\n\x12purchase_frequency\x18\x10 \x01(\x01H\x02\x88\x01\x01\x12*\n\x0csales_amount\x18\x11 \x03(\x0b\x32\x14.oms.common.v1.MoneyB\x0e\n\x0c_return_rateB\x13\n\x11_picking_accuracyB\x15\n\x13_purchase_frequencyJ\x04\x08\t\x10\n\"h\n\x1dListOrderNotificationsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"m\n\x1eListOrderNotificationsResponse\x12\x32\n\rnotifications\x18\x01 \x03(\x0b\x32\x1b.oms.orders.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb6\x03\n\x0cNotification\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.oms.orders.v1.NotificationKindB\x04\xe2\x41\x01\x03\x12\x15\n\x07package\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\trecipient\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x05state\x18\x05 \x01(\x0e\x32 .oms.orders.v1.NotificationStateB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rschedule_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tsend_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x66\x61iled_attempts\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nlast_error\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nmessage_id\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03*l\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x14\n\x10GRANULARITY_WEEK\x10\x02\x12\x15\n\x11GRANULARITY_MONTH\x10\x03*\xbd\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12(\n$NOTIFICATION_KIND_ORDER_CONFIRMATION\x10\x01\x12\x1e\n\x1aNOTIFICATION_KIND_DISPATCH\x10\x02\x12\x1e\n\x1aNOTIFICATION_KIND_DELIVERY\x10\x03\x12\x1c\n\x18NOTIFICATION_KIND_SURVEY\x10\x04*\x93\x01\n\x11NotificationState\x12\"\n\x1eNOTIFICATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_STATE_PENDING\x10\x01\x12\x1b\n\x17NOTIFICATION_STATE_SENT\x10\x02\x12\x1d\n\x19NOTIFICATION_STATE_FAILED\x10\x03\x32\xe6\x01\n\x14OrderInsightsService\x12W\n\x0cGetOrderKpis\x12\".oms.orders.v1.GetOrderKpisRequest\x1a#.oms.orders.v1.GetOrderKpisResponse\x12u\n\x16ListOrderNotifications\x12,.oms.orders.v1.ListOrderNotificationsRequest\x1a-.oms.orders.v1.ListOrderNotificationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coms/orders/v1/insights.proto\x12\roms.orders.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\x1a\x1boms/returns/v1/events.proto\"\x9b\x02\n\x13GetOrderKpisRequest\x12\x34\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x35\n\x0bgranularity\x18\x03 \x01(\x0e\x32\x1a.oms.orders.v1.GranularityB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63hannel\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x63hannels\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\x12\x34\n\tbreakdown\x18\x06 \x01(\x0e\x32\x1b.oms.orders.v1.KpiBreakdownB\x04\xe2\x41\x01\x01\"\x9e\x02\n\x16\x45xportOrderKpisRequest\x12\x34\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x35\n\x0bgranularity\x18\x03 \x01(\x0e\x32\x1a.oms.orders.v1.GranularityB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63hannel\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x63hannels\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\x12\x34\n\tbreakdown\x18\x06 \x01(\x0e\x32\x1b.oms.orders.v1.KpiBreakdownB\x04\xe2\x41\x01\x01\"4\n\x17\x45xportOrderKpisResponse\x12\x0b\n\x03\x63sv\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\x05\">\n\x14GetOrderKpisResponse\x12&\n\x04kpis\x18\x01 \x03(\x0b\x32\x18.oms.orders.v1.OrderKpis\"?\n\x0e\x43\x61ncelledUnits\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x01(\x03\x12\r\n\x05units\x18\x03 \x01(\x03\"a\n\rReturnedUnits\x12,\n\x06reason\x18\x01 \x01(\x0e\x32\x1c.oms.returns.v1.ReturnReason\x12\r\n\x05units\x18\x02 \x01(\x03\x12\x13\n\x0breturn_rate\x18\x03 \x01(\x01\"\xc6\x0e\n\tOrderKpis\x12\x35\n\x11period_start_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fperiod_end_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06orders\x18\x04 \x01(\x03\x12\x12\n\nunits_sold\x18\x05 \x01(\x03\x12\x16\n\x0eunits_returned\x18\x06 \x01(\x03\x12>\n\x18units_returned_by_reason\x18\x07 \x03(\x0b\x32\x1c.oms.orders.v1.ReturnedUnits\x12\x18\n\x0breturn_rate\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x1aorders_returned_wrong_item\x18\n \x01(\x03\x12\x1d\n\x10picking_accuracy\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x10orders_delivered\x18\x0c \x01(\x03\x12\x31\n\x0elead_time_mean\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rlead_time_p90\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tcustomers\x18\x0f \x01(\x03\x12\x1f\n\x12purchase_frequency\x18\x10 \x01(\x01H\x02\x88\x01\x01\x12*\n\x0csales_amount\x18\x11 \x03(\x0b\x32\x14.oms.common.v1.Money\x12\x15\n\rorders_placed\x18\x12 \x01(\x03\x12\x15\n\runits_ordered\x18\x13 \x01(\x03\x12\x17\n\x0funits_cancelled\x18\x14 \x01(\x03\x12\x18\n\x10orders_cancelled\x18\x15 \x01(\x03\x12$\n\x17order_cancellation_rate\x18\x16 \x01(\x01H\x03\x88\x01\x01\x12#\n\x16unit_cancellation_rate\x18\x17 \x01(\x01H\x04\x88\x01\x01\x12>\n\x17\x63\x61ncellations_by_reason\x18\x18 \x03(\x0b\x32\x1d.oms.orders.v1.CancelledUnits\x12\x15\n\runits_shipped\x18\x19 \x01(\x03\x12\x16\n\tfill_rate\x18\x1a \x01(\x01H\x05\x88\x01\x01\x12\x1f\n\x17orders_shipped_complete\x18\x1b \x01(\x03\x12\x1c\n\x0forder_fill_rate\x18\x1c \x01(\x01H\x06\x88\x01\x01\x12\x16\n\x0eorders_shipped\x18\x1d \x01(\x03\x12\x14\n\x0corders_split\x18\x1e \x01(\x03\x12\x17\n\nsplit_rate\x18\x1f \x01(\x01H\x07\x88\x01\x01\x12\x12\n\norders_due\x18  \x01(\x03\x12\x1e\n\x16orders_on_time_in_full\x18! \x01(\x03\x12\x1c\n\x0fon_time_in_full\x18\" \x01(\x01H\x08\x88\x01\x01\x12\x1c\n\x14orders_fully_shipped\x18# \x01(\x03\x12\x35\n\x12order_to_ship_mean\x18$ \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11order_to_ship_p90\x18% \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x15ship_to_delivery_mean\x18& \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x14ship_to_delivery_p90\x18\' \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0forders_returned\x18( \x01(\x03\x12\x1e\n\x11order_return_rate\x18) \x01(\x01H\t\x88\x01\x01\x12-\n\x0frefunded_amount\x18* \x03(\x0b\x32\x14.oms.common.v1.Money\x12\'\n\tnet_sales\x18+ \x03(\x0b\x32\x14.oms.common.v1.Money\x12\x31\n\x13\x61verage_order_value\x18, \x03(\x0b\x32\x14.oms.common.v1.Money\x12\x1b\n\x13units_pack_verified\x18- \x01(\x03\x12\x1a\n\x12units_pack_refused\x18. \x01(\x03\x12%\n\x18scanned_picking_accuracy\x18/ \x01(\x01H\n\x88\x01\x01\x42\x0e\n\x0c_return_rateB\x13\n\x11_picking_accuracyB\x15\n\x13_purchase_frequencyB\x1a\n\x18_order_cancellation_rateB\x19\n\x17_unit_cancellation_rateB\x0c\n\n_fill_rateB\x12\n\x10_order_fill_rateB\r\n\x0b_split_rateB\x12\n\x10_on_time_in_fullB\x14\n\x12_order_return_rateB\x1b\n\x19_scanned_picking_accuracyJ\x04\x08\t\x10\n\"h\n\x1dListOrderNotificationsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"m\n\x1eListOrderNotificationsResponse\x12\x32\n\rnotifications\x18\x01 \x03(\x0b\x32\x1b.oms.orders.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb6\x03\n\x0cNotification\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.oms.orders.v1.NotificationKindB\x04\xe2\x41\x01\x03\x12\x15\n\x07package\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\trecipient\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x05state\x18\x05 \x01(\x0e\x32 .oms.orders.v1.NotificationStateB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rschedule_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tsend_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x66\x61iled_attempts\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nlast_error\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nmessage_id\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03*l\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x14\n\x10GRANULARITY_WEEK\x10\x02\x12\x15\n\x11GRANULARITY_MONTH\x10\x03*a\n\x0cKpiBreakdown\x12\x1d\n\x19KPI_BREAKDOWN_UNSPECIFIED\x10\x00\x12\x17\n\x13KPI_BREAKDOWN_TOTAL\x10\x01\x12\x19\n\x15KPI_BREAKDOWN_CHANNEL\x10\x02*\xbd\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12(\n$NOTIFICATION_KIND_ORDER_CONFIRMATION\x10\x01\x12\x1e\n\x1aNOTIFICATION_KIND_DISPATCH\x10\x02\x12\x1e\n\x1aNOTIFICATION_KIND_DELIVERY\x10\x03\x12\x1c\n\x18NOTIFICATION_KIND_SURVEY\x10\x04*\x93\x01\n\x11NotificationState\x12\"\n\x1eNOTIFICATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_STATE_PENDING\x10\x01\x12\x1b\n\x17NOTIFICATION_STATE_SENT\x10\x02\x12\x1d\n\x19NOTIFICATION_STATE_FAILED\x10\x03\x32\xc8\x02\n\x14OrderInsightsService\x12W\n\x0cGetOrderKpis\x12\".oms.orders.v1.GetOrderKpisRequest\x1a#.oms.orders.v1.GetOrderKpisResponse\x12`\n\x0f\x45xportOrderKpis\x12%.oms.orders.v1.ExportOrderKpisRequest\x1a&.oms.orders.v1.ExportOrderKpisResponse\x12u\n\x16ListOrderNotifications\x12,.oms.orders.v1.ListOrderNotificationsRequest\x1a-.oms.orders.v1.ListOrderNotificationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORDERKPISREQUEST'].fields_by_name['granularity']._serialized_options = b'\342A\001\002'
   _globals['_GETORDERKPISREQUEST'].fields_by_name['channel']._loaded_options = None
   _globals['_GETORDERKPISREQUEST'].fields_by_name['channel']._serialized_options = b'\342A\001\001'
+  _globals['_GETORDERKPISREQUEST'].fields_by_name['channels']._loaded_options = None
+  _globals['_GETORDERKPISREQUEST'].fields_by_name['channels']._serialized_options = b'\342A\001\001'
+  _globals['_GETORDERKPISREQUEST'].fields_by_name['breakdown']._loaded_options = None
+  _globals['_GETORDERKPISREQUEST'].fields_by_name['breakdown']._serialized_options = b'\342A\001\001'
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['granularity']._loaded_options = None
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['granularity']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['channel']._loaded_options = None
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['channel']._serialized_options = b'\342A\001\001'
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['channels']._loaded_options = None
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['channels']._serialized_options = b'\342A\001\001'
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['breakdown']._loaded_options = None
+  _globals['_EXPORTORDERKPISREQUEST'].fields_by_name['breakdown']._serialized_options = b'\342A\001\001'
   _globals['_LISTORDERNOTIFICATIONSREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_LISTORDERNOTIFICATIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_LISTORDERNOTIFICATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
@@ -72,26 +88,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NOTIFICATION'].fields_by_name['last_error']._serialized_options = b'\342A\001\003'
   _globals['_NOTIFICATION'].fields_by_name['message_id']._loaded_options = None
   _globals['_NOTIFICATION'].fields_by_name['message_id']._serialized_options = b'\342A\001\003'
-  _globals['_GRANULARITY']._serialized_start=1876
-  _globals['_GRANULARITY']._serialized_end=1984
-  _globals['_NOTIFICATIONKIND']._serialized_start=1987
-  _globals['_NOTIFICATIONKIND']._serialized_end=2176
-  _globals['_NOTIFICATIONSTATE']._serialized_start=2179
-  _globals['_NOTIFICATIONSTATE']._serialized_end=2326
+  _globals['_GRANULARITY']._serialized_start=3582
+  _globals['_GRANULARITY']._serialized_end=3690
+  _globals['_KPIBREAKDOWN']._serialized_start=3692
+  _globals['_KPIBREAKDOWN']._serialized_end=3789
+  _globals['_NOTIFICATIONKIND']._serialized_start=3792
+  _globals['_NOTIFICATIONKIND']._serialized_end=3981
+  _globals['_NOTIFICATIONSTATE']._serialized_start=3984
+  _globals['_NOTIFICATIONSTATE']._serialized_end=4131
   _globals['_GETORDERKPISREQUEST']._serialized_start=203
-  _globals['_GETORDERKPISREQUEST']._serialized_end=408
-  _globals['_GETORDERKPISRESPONSE']._serialized_start=410
-  _globals['_GETORDERKPISRESPONSE']._serialized_end=472
-  _globals['_RETURNEDUNITS']._serialized_start=474
-  _globals['_RETURNEDUNITS']._serialized_end=571
-  _globals['_ORDERKPIS']._serialized_start=574
-  _globals['_ORDERKPIS']._serialized_end=1216
-  _globals['_LISTORDERNOTIFICATIONSREQUEST']._serialized_start=1218
-  _globals['_LISTORDERNOTIFICATIONSREQUEST']._serialized_end=1322
-  _globals['_LISTORDERNOTIFICATIONSRESPONSE']._serialized_start=1324
-  _globals['_LISTORDERNOTIFICATIONSRESPONSE']._serialized_end=1433
-  _globals['_NOTIFICATION']._serialized_start=1436
-  _globals['_NOTIFICATION']._serialized_end=1874
-  _globals['_ORDERINSIGHTSSERVICE']._serialized_start=2329
-  _globals['_ORDERINSIGHTSSERVICE']._serialized_end=2559
+  _globals['_GETORDERKPISREQUEST']._serialized_end=486
+  _globals['_EXPORTORDERKPISREQUEST']._serialized_start=489
+  _globals['_EXPORTORDERKPISREQUEST']._serialized_end=775
+  _globals['_EXPORTORDERKPISRESPONSE']._serialized_start=777
+  _globals['_EXPORTORDERKPISRESPONSE']._serialized_end=829
+  _globals['_GETORDERKPISRESPONSE']._serialized_start=831
+  _globals['_GETORDERKPISRESPONSE']._serialized_end=893
+  _globals['_CANCELLEDUNITS']._serialized_start=895
+  _globals['_CANCELLEDUNITS']._serialized_end=958
+  _globals['_RETURNEDUNITS']._serialized_start=960
+  _globals['_RETURNEDUNITS']._serialized_end=1057
+  _globals['_ORDERKPIS']._serialized_start=1060
+  _globals['_ORDERKPIS']._serialized_end=2922
+  _globals['_LISTORDERNOTIFICATIONSREQUEST']._serialized_start=2924
+  _globals['_LISTORDERNOTIFICATIONSREQUEST']._serialized_end=3028
+  _globals['_LISTORDERNOTIFICATIONSRESPONSE']._serialized_start=3030
+  _globals['_LISTORDERNOTIFICATIONSRESPONSE']._serialized_end=3139
+  _globals['_NOTIFICATION']._serialized_start=3142
+  _globals['_NOTIFICATION']._serialized_end=3580
+  _globals['_ORDERINSIGHTSSERVICE']._serialized_start=4134
+  _globals['_ORDERINSIGHTSSERVICE']._serialized_end=4462
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,30 @@ GRANULARITY_MONTH: Granularity.ValueType  # 3
 """A calendar month, from the 1st 00:00 UTC."""
 Global___Granularity: _TypeAlias = Granularity  # noqa: Y015
 
+class _KpiBreakdown:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KpiBreakdownEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KpiBreakdown.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KPI_BREAKDOWN_UNSPECIFIED: _KpiBreakdown.ValueType  # 0
+    """Both: the total entry first, then one per channel."""
+    KPI_BREAKDOWN_TOTAL: _KpiBreakdown.ValueType  # 1
+    """Only the entry of every channel asked for together (`channel` empty)."""
+    KPI_BREAKDOWN_CHANNEL: _KpiBreakdown.ValueType  # 2
+    """Only one entry per channel."""
+
+class KpiBreakdown(_KpiBreakdown, metaclass=_KpiBreakdownEnumTypeWrapper):
+    """Which entries a KPI request returns per period."""
+
+KPI_BREAKDOWN_UNSPECIFIED: KpiBreakdown.ValueType  # 0
+"""Both: the total entry first, then one per channel."""
+KPI_BREAKDOWN_TOTAL: KpiBreakdown.ValueType  # 1
+"""Only the entry of every channel asked for together (`channel` empty)."""
+KPI_BREAKDOWN_CHANNEL: KpiBreakdown.ValueType  # 2
+"""Only one entry per channel."""
+Global___KpiBreakdown: _TypeAlias = KpiBreakdown  # noqa: Y015
+
 class _NotificationKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -121,10 +145,14 @@ class GetOrderKpisRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     GRANULARITY_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_FIELD_NUMBER: _builtins.int
     granularity: Global___Granularity.ValueType
     """Length of each period."""
     channel: _builtins.str
-    """Only this sales channel account; all channels when empty."""
+    """Only this sales channel account; all channels when empty (and `channels` empty)."""
+    breakdown: Global___KpiBreakdown.ValueType
+    """Which entries: the total of the channels asked for, one per channel, or both."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Orders placed at or after this instant count."""
@@ -133,6 +161,10 @@ class GetOrderKpisRequest(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """Orders placed before this instant count; after `start_time`, at most about ten years on."""
 
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these sales channel accounts (at most 100, not with `channel`); all when empty."""
+
     def __init__(
         self,
         *,
@@ -140,14 +172,98 @@ class GetOrderKpisRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         granularity: Global___Granularity.ValueType = ...,
         channel: _builtins.str = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
+        breakdown: Global___KpiBreakdown.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "end_time", b"end_time", "granularity", b"granularity", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakdown", b"breakdown", "channel", b"channel", "channels", b"channels", "end_time", b"end_time", "granularity", b"granularity", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOrderKpisRequest: _TypeAlias = GetOrderKpisRequest  # noqa: Y015
+
+@_typing.final
+class ExportOrderKpisRequest(_message.Message):
+    """Request for ExportOrderKpis: the same as GetOrderKpisRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    GRANULARITY_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_FIELD_NUMBER: _builtins.int
+    granularity: Global___Granularity.ValueType
+    """Length of each period."""
+    channel: _builtins.str
+    """Only this sales channel account; all channels when empty (and `channels` empty)."""
+    breakdown: Global___KpiBreakdown.ValueType
+    """Which entries: the total of the channels asked for, one per channel, or both."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Orders placed at or after this instant count."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Orders placed before this instant count; after `start_time`, at most about ten years on."""
+
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these sales channel accounts (at most 100, not with `channel`); all when empty."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        granularity: Global___Granularity.ValueType = ...,
+        channel: _builtins.str = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
+        breakdown: Global___KpiBreakdown.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakdown", b"breakdown", "channel", b"channel", "channels", b"channels", "end_time", b"end_time", "granularity", b"granularity", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOrderKpisRequest: _TypeAlias = ExportOrderKpisRequest  # noqa: Y015
+
+@_typing.final
+class ExportOrderKpisResponse(_message.Message):
+    """Response of ExportOrderKpis."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CSV_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    csv: _builtins.bytes
+    """RFC 4180 CSV in UTF-8 (`text/csv`), CRLF line ends: a header row, then one row per
+    entry of GetOrderKpis with the same request, in its order. Columns are the fields of
+    OrderKpis by name (`channel` empty on the total rows; times in RFC 3339 UTC; durations
+    in seconds; rates in percent, empty when unset; returns and cancellations by reason as
+    `returned_units_<REASON>` columns and a `cancellation_reasons` column of
+    `reason=units` pairs), and the money figures as one column per currency in the data,
+    e.g. `sales_amount_EUR` (empty where an entry has none). Bounded like GetOrderKpis
+    (at most 5,000 entries), and at most 3 MiB, else INVALID_ARGUMENT on `end_time`.
+    """
+    rows: _builtins.int
+    """Data rows in `csv` (the header not counted)."""
+    def __init__(
+        self,
+        *,
+        csv: _builtins.bytes = ...,
+        rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csv", b"csv", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOrderKpisResponse: _TypeAlias = ExportOrderKpisResponse  # noqa: Y015
 
 @_typing.final
 class GetOrderKpisResponse(_message.Message):
@@ -158,7 +274,9 @@ class GetOrderKpisResponse(_message.Message):
     KPIS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def kpis(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderKpis]:
-        """One entry per period and channel that has at least one order, by period then channel."""
+        """Per period with at least one order placed, by period: the total entry (`channel`
+        empty) of the channels asked for, then one per channel by channel. At most 5,000.
+        """
 
     def __init__(
         self,
@@ -172,6 +290,38 @@ class GetOrderKpisResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOrderKpisResponse: _TypeAlias = GetOrderKpisResponse  # noqa: Y015
+
+@_typing.final
+class CancelledUnits(_message.Message):
+    """Units cancelled for one reason."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """The reason given, e.g. "customer request" or "payment not received in time"; empty
+    for the reasons beyond the 20 with the most units, summed into one entry.
+    """
+    orders: _builtins.int
+    """Orders with at least one unit cancelled for it."""
+    units: _builtins.int
+    """Units cancelled for it."""
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        orders: _builtins.int = ...,
+        units: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders", "reason", b"reason", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelledUnits: _TypeAlias = CancelledUnits  # noqa: Y015
 
 @_typing.final
 class ReturnedUnits(_message.Message):
@@ -205,13 +355,23 @@ Global___ReturnedUnits: _TypeAlias = ReturnedUnits  # noqa: Y015
 
 @_typing.final
 class OrderKpis(_message.Message):
-    """The key figures of the orders placed in one period on one channel.
+    """The key figures of the orders placed in one period on one channel, or on every channel
+    asked for together.
 
     Attribution: an order belongs to the period and channel in which it was placed (its
     `order_time`, else its `create_time`); everything that happens to it later (cancellation,
-    delivery, returns) counts in that same period, so a period's figures keep changing while
-    its orders are still being delivered and returned. Orders cancelled in full are left out
-    of every figure; cancelled units of the others are not sold.
+    shipment, delivery, returns, refunds, packing checks) counts in that same period, so a
+    period's figures keep changing while its orders are still being shipped, delivered and
+    returned.
+
+    Populations: *orders placed* are every order; *orders* (the default) are those with at
+    least one unit not cancelled. Orders cancelled in full count only in `orders_placed`,
+    `units_ordered`, the cancellation figures and the fill rates; every other figure is over
+    *orders*, and their cancelled units are not sold.
+
+    The total entry (`channel` empty) is computed from the orders themselves, not summed
+    from the channel entries: a customer who buys on several channels counts once, and its
+    percentiles are exact for the orders of the channels asked for.
 
     Rates are doubles (percentages, not money); money is `oms.common.v1.Money` with exact
     decimal strings. A rate whose denominator is zero is unset.
@@ -235,8 +395,38 @@ class OrderKpis(_message.Message):
     CUSTOMERS_FIELD_NUMBER: _builtins.int
     PURCHASE_FREQUENCY_FIELD_NUMBER: _builtins.int
     SALES_AMOUNT_FIELD_NUMBER: _builtins.int
+    ORDERS_PLACED_FIELD_NUMBER: _builtins.int
+    UNITS_ORDERED_FIELD_NUMBER: _builtins.int
+    UNITS_CANCELLED_FIELD_NUMBER: _builtins.int
+    ORDERS_CANCELLED_FIELD_NUMBER: _builtins.int
+    ORDER_CANCELLATION_RATE_FIELD_NUMBER: _builtins.int
+    UNIT_CANCELLATION_RATE_FIELD_NUMBER: _builtins.int
+    CANCELLATIONS_BY_REASON_FIELD_NUMBER: _builtins.int
+    UNITS_SHIPPED_FIELD_NUMBER: _builtins.int
+    FILL_RATE_FIELD_NUMBER: _builtins.int
+    ORDERS_SHIPPED_COMPLETE_FIELD_NUMBER: _builtins.int
+    ORDER_FILL_RATE_FIELD_NUMBER: _builtins.int
+    ORDERS_SHIPPED_FIELD_NUMBER: _builtins.int
+    ORDERS_SPLIT_FIELD_NUMBER: _builtins.int
+    SPLIT_RATE_FIELD_NUMBER: _builtins.int
+    ORDERS_DUE_FIELD_NUMBER: _builtins.int
+    ORDERS_ON_TIME_IN_FULL_FIELD_NUMBER: _builtins.int
+    ON_TIME_IN_FULL_FIELD_NUMBER: _builtins.int
+    ORDERS_FULLY_SHIPPED_FIELD_NUMBER: _builtins.int
+    ORDER_TO_SHIP_MEAN_FIELD_NUMBER: _builtins.int
+    ORDER_TO_SHIP_P90_FIELD_NUMBER: _builtins.int
+    SHIP_TO_DELIVERY_MEAN_FIELD_NUMBER: _builtins.int
+    SHIP_TO_DELIVERY_P90_FIELD_NUMBER: _builtins.int
+    ORDERS_RETURNED_FIELD_NUMBER: _builtins.int
+    ORDER_RETURN_RATE_FIELD_NUMBER: _builtins.int
+    REFUNDED_AMOUNT_FIELD_NUMBER: _builtins.int
+    NET_SALES_FIELD_NUMBER: _builtins.int
+    AVERAGE_ORDER_VALUE_FIELD_NUMBER: _builtins.int
+    UNITS_PACK_VERIFIED_FIELD_NUMBER: _builtins.int
+    UNITS_PACK_REFUSED_FIELD_NUMBER: _builtins.int
+    SCANNED_PICKING_ACCURACY_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
-    """The sales channel account."""
+    """The sales channel account; empty for the entry of every channel asked for together."""
     orders: _builtins.int
     """Orders placed with at least one unit not cancelled."""
     units_sold: _builtins.int
@@ -248,13 +438,72 @@ class OrderKpis(_message.Message):
     orders_returned_wrong_item: _builtins.int
     """Orders with at least one unit returned as RETURN_REASON_WRONG_ITEM (a picking error)."""
     picking_accuracy: _builtins.float
-    """Picking accuracy, percent: `(orders - orders_returned_wrong_item) / orders * 100`."""
+    """Picking accuracy by the customers' account, percent: `(orders -
+    orders_returned_wrong_item) / orders * 100` (a proxy: it sees only the errors that
+    came back; see `scanned_picking_accuracy` for the packing station's).
+    """
     orders_delivered: _builtins.int
     """Orders whose every sold unit was delivered: the population of the lead times."""
     customers: _builtins.int
     """Distinct customers who placed the orders (by email, else the channel's customer id)."""
     purchase_frequency: _builtins.float
     """Purchase frequency: `orders / customers` in this period and channel."""
+    orders_placed: _builtins.int
+    """Orders placed, including those cancelled in full."""
+    units_ordered: _builtins.int
+    """Units ordered on the orders placed (cancelled ones too)."""
+    units_cancelled: _builtins.int
+    """Units cancelled on the orders placed."""
+    orders_cancelled: _builtins.int
+    """Orders placed that were cancelled in full."""
+    order_cancellation_rate: _builtins.float
+    """Cancellation rate by orders, percent: `orders_cancelled / orders_placed * 100`."""
+    unit_cancellation_rate: _builtins.float
+    """Cancellation rate by units, percent: `units_cancelled / units_ordered * 100`."""
+    units_shipped: _builtins.int
+    """Units shipped (in a PackageShipped) of the orders placed, at most their units ordered."""
+    fill_rate: _builtins.float
+    """Fill rate by units, percent: `units_shipped / units_ordered * 100`, over the orders
+    placed: a unit cancelled is a unit not filled.
+    """
+    orders_shipped_complete: _builtins.int
+    """Orders placed of which every unit ordered shipped (none cancelled)."""
+    order_fill_rate: _builtins.float
+    """Fill rate by orders, percent: `orders_shipped_complete / orders_placed * 100`."""
+    orders_shipped: _builtins.int
+    """Orders with at least one package shipped."""
+    orders_split: _builtins.int
+    """Orders shipped in more than one package or from more than one node."""
+    split_rate: _builtins.float
+    """Split rate, percent: `orders_split / orders_shipped * 100`."""
+    orders_due: _builtins.int
+    """Orders that carry a promise time (the one the order holds: set at capture or by
+    UpdateOrder before release) and are due: the promise has passed at the time of the
+    request, or the order was delivered in full already. The population of OTIF.
+    """
+    orders_on_time_in_full: _builtins.int
+    """Of those, orders delivered in full (every unit ordered, none cancelled) at or before
+    their promise time.
+    """
+    on_time_in_full: _builtins.float
+    """On time in full, percent: `orders_on_time_in_full / orders_due * 100`."""
+    orders_fully_shipped: _builtins.int
+    """Orders whose every sold unit has shipped: the population of the order-to-ship times."""
+    orders_returned: _builtins.int
+    """Orders with at least one unit received back."""
+    order_return_rate: _builtins.float
+    """Rate of return by orders, percent: `orders_returned / orders * 100` (beside
+    `return_rate`, by units).
+    """
+    units_pack_verified: _builtins.int
+    """Units scanned and accepted at the packing station (PackingVerified)."""
+    units_pack_refused: _builtins.int
+    """Scans refused at the packing station: units brought that were not the line's."""
+    scanned_picking_accuracy: _builtins.float
+    """Picking accuracy at the packing station, percent: `units_pack_verified /
+    (units_pack_verified + units_pack_refused) * 100`; unset until fulfilment reports
+    packing checks for these orders.
+    """
     @_builtins.property
     def period_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the period (inclusive), clipped to the request's `start_time`."""
@@ -277,7 +526,52 @@ class OrderKpis(_message.Message):
 
     @_builtins.property
     def sales_amount(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Money]:
-        """Sales volume: net amount of the sold units, one entry per currency, by currency code."""
+        """Sales volume: amount of the sold units (units ordered less units cancelled, at their
+        line prices), one entry per currency, by currency code.
+        """
+
+    @_builtins.property
+    def cancellations_by_reason(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelledUnits]:
+        """Cancelled units by the reason given, most units first (then by reason); at most 21
+        entries: the 20 reasons with the most units, and the rest summed under an empty reason.
+        """
+
+    @_builtins.property
+    def order_to_ship_mean(self) -> _duration_pb2.Duration:
+        """Mean order-to-ship time: placement to the shipment of the order's last sold unit,
+        over `orders_fully_shipped`; unset with none.
+        """
+
+    @_builtins.property
+    def order_to_ship_p90(self) -> _duration_pb2.Duration:
+        """90th percentile of the order-to-ship time (continuous, interpolated); unset with none."""
+
+    @_builtins.property
+    def ship_to_delivery_mean(self) -> _duration_pb2.Duration:
+        """Mean ship-to-delivery time: the shipment of the last sold unit to the last delivery,
+        over `orders_delivered` (so each such order's lead time is its order-to-ship time plus
+        its ship-to-delivery time); unset with none.
+        """
+
+    @_builtins.property
+    def ship_to_delivery_p90(self) -> _duration_pb2.Duration:
+        """90th percentile of the ship-to-delivery time (continuous, interpolated)."""
+
+    @_builtins.property
+    def refunded_amount(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Money]:
+        """Money given back on the orders (every OrderRefunded: refunds reported by the payment
+        provider and refunds issued by returns), per currency, by currency code.
+        """
+
+    @_builtins.property
+    def net_sales(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Money]:
+        """Net sales: `sales_amount - refunded_amount`, per currency (a currency with either)."""
+
+    @_builtins.property
+    def average_order_value(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Money]:
+        """Average order value: `sales_amount / orders` of that currency (orders in it with a
+        unit sold), per currency, rounded half-even to the currency's minor units.
+        """
 
     def __init__(
         self,
@@ -298,23 +592,85 @@ class OrderKpis(_message.Message):
         customers: _builtins.int = ...,
         purchase_frequency: _builtins.float | None = ...,
         sales_amount: _abc.Iterable[_common_pb2.Money] | None = ...,
+        orders_placed: _builtins.int = ...,
+        units_ordered: _builtins.int = ...,
+        units_cancelled: _builtins.int = ...,
+        orders_cancelled: _builtins.int = ...,
+        order_cancellation_rate: _builtins.float | None = ...,
+        unit_cancellation_rate: _builtins.float | None = ...,
+        cancellations_by_reason: _abc.Iterable[Global___CancelledUnits] | None = ...,
+        units_shipped: _builtins.int = ...,
+        fill_rate: _builtins.float | None = ...,
+        orders_shipped_complete: _builtins.int = ...,
+        order_fill_rate: _builtins.float | None = ...,
+        orders_shipped: _builtins.int = ...,
+        orders_split: _builtins.int = ...,
+        split_rate: _builtins.float | None = ...,
+        orders_due: _builtins.int = ...,
+        orders_on_time_in_full: _builtins.int = ...,
+        on_time_in_full: _builtins.float | None = ...,
+        orders_fully_shipped: _builtins.int = ...,
+        order_to_ship_mean: _duration_pb2.Duration | None = ...,
+        order_to_ship_p90: _duration_pb2.Duration | None = ...,
+        ship_to_delivery_mean: _duration_pb2.Duration | None = ...,
+        ship_to_delivery_p90: _duration_pb2.Duration | None = ...,
+        orders_returned: _builtins.int = ...,
+        order_return_rate: _builtins.float | None = ...,
+        refunded_amount: _abc.Iterable[_common_pb2.Money] | None = ...,
+        net_sales: _abc.Iterable[_common_pb2.Money] | None = ...,
+        average_order_value: _abc.Iterable[_common_pb2.Money] | None = ...,
+        units_pack_verified: _builtins.int = ...,
+        units_pack_refused: _builtins.int = ...,
+        scanned_picking_accuracy: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_picking_accuracy", b"_picking_accuracy", "_purchase_frequency", b"_purchase_frequency", "_return_rate", b"_return_rate", "lead_time_mean", b"lead_time_mean", "lead_time_p90", b"lead_time_p90", "period_end_time", b"period_end_time", "period_start_time", b"period_start_time", "picking_accuracy", b"picking_accuracy", "purchase_frequency", b"purchase_frequency", "return_rate", b"return_rate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fill_rate", b"_fill_rate", "_on_time_in_full", b"_on_time_in_full", "_order_cancellation_rate", b"_order_cancellation_rate", "_order_fill_rate", b"_order_fill_rate", "_order_return_rate", b"_order_return_rate", "_picking_accuracy", b"_picking_accuracy", "_purchase_frequency", b"_purchase_frequency", "_return_rate", b"_return_rate", "_scanned_picking_accuracy", b"_scanned_picking_accuracy", "_split_rate", b"_split_rate", "_unit_cancellation_rate", b"_unit_cancellation_rate", "fill_rate", b"fill_rate", "lead_time_mean", b"lead_time_mean", "lead_time_p90", b"lead_time_p90", "on_time_in_full", b"on_time_in_full", "order_cancellation_rate", b"order_cancellation_rate", "order_fill_rate", b"order_fill_rate", "order_return_rate", b"order_return_rate", "order_to_ship_mean", b"order_to_ship_mean", "order_to_ship_p90", b"order_to_ship_p90", "period_end_time", b"period_end_time", "period_start_time", b"period_start_time", "picking_accuracy", b"picking_accuracy", "purchase_frequency", b"purchase_frequency", "return_rate", b"return_rate", "scanned_picking_accuracy", b"scanned_picking_accuracy", "ship_to_delivery_mean", b"ship_to_delivery_mean", "ship_to_delivery_p90", b"ship_to_delivery_p90", "split_rate", b"split_rate", "unit_cancellation_rate", b"unit_cancellation_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_picking_accuracy", b"_picking_accuracy", "_purchase_frequency", b"_purchase_frequency", "_return_rate", b"_return_rate", "channel", b"channel", "customers", b"customers", "lead_time_mean", b"lead_time_mean", "lead_time_p90", b"lead_time_p90", "orders", b"orders", "orders_delivered", b"orders_delivered", "orders_returned_wrong_item", b"orders_returned_wrong_item", "period_end_time", b"period_end_time", "period_start_time", b"period_start_time", "picking_accuracy", b"picking_accuracy", "purchase_frequency", b"purchase_frequency", "return_rate", b"return_rate", "sales_amount", b"sales_amount", "units_returned", b"units_returned", "units_returned_by_reason", b"units_returned_by_reason", "units_sold", b"units_sold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fill_rate", b"_fill_rate", "_on_time_in_full", b"_on_time_in_full", "_order_cancellation_rate", b"_order_cancellation_rate", "_order_fill_rate", b"_order_fill_rate", "_order_return_rate", b"_order_return_rate", "_picking_accuracy", b"_picking_accuracy", "_purchase_frequency", b"_purchase_frequency", "_return_rate", b"_return_rate", "_scanned_picking_accuracy", b"_scanned_picking_accuracy", "_split_rate", b"_split_rate", "_unit_cancellation_rate", b"_unit_cancellation_rate", "average_order_value", b"average_order_value", "cancellations_by_reason", b"cancellations_by_reason", "channel", b"channel", "customers", b"customers", "fill_rate", b"fill_rate", "lead_time_mean", b"lead_time_mean", "lead_time_p90", b"lead_time_p90", "net_sales", b"net_sales", "on_time_in_full", b"on_time_in_full", "order_cancellation_rate", b"order_cancellation_rate", "order_fill_rate", b"order_fill_rate", "order_return_rate", b"order_return_rate", "order_to_ship_mean", b"order_to_ship_mean", "order_to_ship_p90", b"order_to_ship_p90", "orders", b"orders", "orders_cancelled", b"orders_cancelled", "orders_delivered", b"orders_delivered", "orders_due", b"orders_due", "orders_fully_shipped", b"orders_fully_shipped", "orders_on_time_in_full", b"orders_on_time_in_full", "orders_placed", b"orders_placed", "orders_returned", b"orders_returned", "orders_returned_wrong_item", b"orders_returned_wrong_item", "orders_shipped", b"orders_shipped", "orders_shipped_complete", b"orders_shipped_complete", "orders_split", b"orders_split", "period_end_time", b"period_end_time", "period_start_time", b"period_start_time", "picking_accuracy", b"picking_accuracy", "purchase_frequency", b"purchase_frequency", "refunded_amount", b"refunded_amount", "return_rate", b"return_rate", "sales_amount", b"sales_amount", "scanned_picking_accuracy", b"scanned_picking_accuracy", "ship_to_delivery_mean", b"ship_to_delivery_mean", "ship_to_delivery_p90", b"ship_to_delivery_p90", "split_rate", b"split_rate", "unit_cancellation_rate", b"unit_cancellation_rate", "units_cancelled", b"units_cancelled", "units_ordered", b"units_ordered", "units_pack_refused", b"units_pack_refused", "units_pack_verified", b"units_pack_verified", "units_returned", b"units_returned", "units_returned_by_reason", b"units_returned_by_reason", "units_shipped", b"units_shipped", "units_sold", b"units_sold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__fill_rate: _TypeAlias = _typing.Literal["fill_rate"]  # noqa: Y015
+    _WhichOneofArgType__fill_rate: _TypeAlias = _typing.Literal["_fill_rate", b"_fill_rate"]  # noqa: Y015
+    _WhichOneofReturnType__on_time_in_full: _TypeAlias = _typing.Literal["on_time_in_full"]  # noqa: Y015
+    _WhichOneofArgType__on_time_in_full: _TypeAlias = _typing.Literal["_on_time_in_full", b"_on_time_in_full"]  # noqa: Y015
+    _WhichOneofReturnType__order_cancellation_rate: _TypeAlias = _typing.Literal["order_cancellation_rate"]  # noqa: Y015
+    _WhichOneofArgType__order_cancellation_rate: _TypeAlias = _typing.Literal["_order_cancellation_rate", b"_order_cancellation_rate"]  # noqa: Y015
+    _WhichOneofReturnType__order_fill_rate: _TypeAlias = _typing.Literal["order_fill_rate"]  # noqa: Y015
+    _WhichOneofArgType__order_fill_rate: _TypeAlias = _typing.Literal["_order_fill_rate", b"_order_fill_rate"]  # noqa: Y015
+    _WhichOneofReturnType__order_return_rate: _TypeAlias = _typing.Literal["order_return_rate"]  # noqa: Y015
+    _WhichOneofArgType__order_return_rate: _TypeAlias = _typing.Literal["_order_return_rate", b"_order_return_rate"]  # noqa: Y015
     _WhichOneofReturnType__picking_accuracy: _TypeAlias = _typing.Literal["picking_accuracy"]  # noqa: Y015
     _WhichOneofArgType__picking_accuracy: _TypeAlias = _typing.Literal["_picking_accuracy", b"_picking_accuracy"]  # noqa: Y015
     _WhichOneofReturnType__purchase_frequency: _TypeAlias = _typing.Literal["purchase_frequency"]  # noqa: Y015
     _WhichOneofArgType__purchase_frequency: _TypeAlias = _typing.Literal["_purchase_frequency", b"_purchase_frequency"]  # noqa: Y015
     _WhichOneofReturnType__return_rate: _TypeAlias = _typing.Literal["return_rate"]  # noqa: Y015
     _WhichOneofArgType__return_rate: _TypeAlias = _typing.Literal["_return_rate", b"_return_rate"]  # noqa: Y015
+    _WhichOneofReturnType__scanned_picking_accuracy: _TypeAlias = _typing.Literal["scanned_picking_accuracy"]  # noqa: Y015
+    _WhichOneofArgType__scanned_picking_accuracy: _TypeAlias = _typing.Literal["_scanned_picking_accuracy", b"_scanned_picking_accuracy"]  # noqa: Y015
+    _WhichOneofReturnType__split_rate: _TypeAlias = _typing.Literal["split_rate"]  # noqa: Y015
+    _WhichOneofArgType__split_rate: _TypeAlias = _typing.Literal["_split_rate", b"_split_rate"]  # noqa: Y015
+    _WhichOneofReturnType__unit_cancellation_rate: _TypeAlias = _typing.Literal["unit_cancellation_rate"]  # noqa: Y015
+    _WhichOneofArgType__unit_cancellation_rate: _TypeAlias = _typing.Literal["_unit_cancellation_rate", b"_unit_cancellation_rate"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fill_rate) -> _WhichOneofReturnType__fill_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__on_time_in_full) -> _WhichOneofReturnType__on_time_in_full | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__order_cancellation_rate) -> _WhichOneofReturnType__order_cancellation_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__order_fill_rate) -> _WhichOneofReturnType__order_fill_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__order_return_rate) -> _WhichOneofReturnType__order_return_rate | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__picking_accuracy) -> _WhichOneofReturnType__picking_accuracy | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__purchase_frequency) -> _WhichOneofReturnType__purchase_frequency | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__return_rate) -> _WhichOneofReturnType__return_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__scanned_picking_accuracy) -> _WhichOneofReturnType__scanned_picking_accuracy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__split_rate) -> _WhichOneofReturnType__split_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_cancellation_rate) -> _WhichOneofReturnType__unit_cancellation_rate | None: ...
 
 Global___OrderKpis: _TypeAlias = OrderKpis  # noqa: Y015
 

@@ -30,8 +30,9 @@ class OrderInsightsServiceStub:
     and the customer notifications sent for one order.
 
     Both are answered from a read model the orders service builds from events (its own
-    OrderCreated and OrderCancelled, fulfilment's PackageShipped, shipping's
-    ShipmentDelivered, returns' ReturnReceived), so they trail the events by moments.
+    OrderCreated, OrderPromiseChanged, OrderCancelled and OrderRefunded, fulfilment's
+    PackingVerified and PackageShipped, shipping's ShipmentDelivered, returns'
+    ReturnReceived), so they trail the events by moments.
     """
 
     def __init__(self, channel):
@@ -45,6 +46,11 @@ class OrderInsightsServiceStub:
                 request_serializer=oms_dot_orders_dot_v1_dot_insights__pb2.GetOrderKpisRequest.SerializeToString,
                 response_deserializer=oms_dot_orders_dot_v1_dot_insights__pb2.GetOrderKpisResponse.FromString,
                 _registered_method=True)
+        self.ExportOrderKpis = channel.unary_unary(
+                '/oms.orders.v1.OrderInsightsService/ExportOrderKpis',
+                request_serializer=oms_dot_orders_dot_v1_dot_insights__pb2.ExportOrderKpisRequest.SerializeToString,
+                response_deserializer=oms_dot_orders_dot_v1_dot_insights__pb2.ExportOrderKpisResponse.FromString,
+                _registered_method=True)
         self.ListOrderNotifications = channel.unary_unary(
                 '/oms.orders.v1.OrderInsightsService/ListOrderNotifications',
                 request_serializer=oms_dot_orders_dot_v1_dot_insights__pb2.ListOrderNotificationsRequest.SerializeToString,
@@ -57,12 +63,21 @@ class OrderInsightsServiceServicer:
     and the customer notifications sent for one order.
 
     Both are answered from a read model the orders service builds from events (its own
-    OrderCreated and OrderCancelled, fulfilment's PackageShipped, shipping's
-    ShipmentDelivered, returns' ReturnReceived), so they trail the events by moments.
+    OrderCreated, OrderPromiseChanged, OrderCancelled and OrderRefunded, fulfilment's
+    PackingVerified and PackageShipped, shipping's ShipmentDelivered, returns'
+    ReturnReceived), so they trail the events by moments.
     """
 
     def GetOrderKpis(self, request, context):
-        """Order KPIs for every period and channel in `[start_time, end_time)` that has orders.
+        """Order KPIs for every period in `[start_time, end_time)` that has orders: one entry for
+        the channels asked for together, and one per channel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportOrderKpis(self, request, context):
+        """The same figures as one CSV document (a spreadsheet's import), one row per entry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,6 +98,11 @@ def add_OrderInsightsServiceServicer_to_server(servicer, server):
                     request_deserializer=oms_dot_orders_dot_v1_dot_insights__pb2.GetOrderKpisRequest.FromString,
                     response_serializer=oms_dot_orders_dot_v1_dot_insights__pb2.GetOrderKpisResponse.SerializeToString,
             ),
+            'ExportOrderKpis': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportOrderKpis,
+                    request_deserializer=oms_dot_orders_dot_v1_dot_insights__pb2.ExportOrderKpisRequest.FromString,
+                    response_serializer=oms_dot_orders_dot_v1_dot_insights__pb2.ExportOrderKpisResponse.SerializeToString,
+            ),
             'ListOrderNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOrderNotifications,
                     request_deserializer=oms_dot_orders_dot_v1_dot_insights__pb2.ListOrderNotificationsRequest.FromString,
@@ -101,8 +121,9 @@ class OrderInsightsService:
     and the customer notifications sent for one order.
 
     Both are answered from a read model the orders service builds from events (its own
-    OrderCreated and OrderCancelled, fulfilment's PackageShipped, shipping's
-    ShipmentDelivered, returns' ReturnReceived), so they trail the events by moments.
+    OrderCreated, OrderPromiseChanged, OrderCancelled and OrderRefunded, fulfilment's
+    PackingVerified and PackageShipped, shipping's ShipmentDelivered, returns'
+    ReturnReceived), so they trail the events by moments.
     """
 
     @staticmethod
@@ -122,6 +143,33 @@ class OrderInsightsService:
             '/oms.orders.v1.OrderInsightsService/GetOrderKpis',
             oms_dot_orders_dot_v1_dot_insights__pb2.GetOrderKpisRequest.SerializeToString,
             oms_dot_orders_dot_v1_dot_insights__pb2.GetOrderKpisResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportOrderKpis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.orders.v1.OrderInsightsService/ExportOrderKpis',
+            oms_dot_orders_dot_v1_dot_insights__pb2.ExportOrderKpisRequest.SerializeToString,
+            oms_dot_orders_dot_v1_dot_insights__pb2.ExportOrderKpisResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,8 +31,9 @@ class OrderInsightsServiceStub:
     and the customer notifications sent for one order.
 
     Both are answered from a read model the orders service builds from events (its own
-    OrderCreated and OrderCancelled, fulfilment's PackageShipped, shipping's
-    ShipmentDelivered, returns' ReturnReceived), so they trail the events by moments.
+    OrderCreated, OrderPromiseChanged, OrderCancelled and OrderRefunded, fulfilment's
+    PackingVerified and PackageShipped, shipping's ShipmentDelivered, returns'
+    ReturnReceived), so they trail the events by moments.
     """
 
     @_typing.overload
@@ -40,7 +41,11 @@ class OrderInsightsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OrderInsightsServiceAsyncStub: ...
     GetOrderKpis: _grpc.UnaryUnaryMultiCallable[_insights_pb2.GetOrderKpisRequest, _insights_pb2.GetOrderKpisResponse]
-    """Order KPIs for every period and channel in `[start_time, end_time)` that has orders."""
+    """Order KPIs for every period in `[start_time, end_time)` that has orders: one entry for
+    the channels asked for together, and one per channel.
+    """
+    ExportOrderKpis: _grpc.UnaryUnaryMultiCallable[_insights_pb2.ExportOrderKpisRequest, _insights_pb2.ExportOrderKpisResponse]
+    """The same figures as one CSV document (a spreadsheet's import), one row per entry."""
     ListOrderNotifications: _grpc.UnaryUnaryMultiCallable[_insights_pb2.ListOrderNotificationsRequest, _insights_pb2.ListOrderNotificationsResponse]
     """The emails sent, scheduled or given up on for one order, oldest first."""
 
@@ -50,13 +55,18 @@ class OrderInsightsServiceAsyncStub(OrderInsightsServiceStub):
     and the customer notifications sent for one order.
 
     Both are answered from a read model the orders service builds from events (its own
-    OrderCreated and OrderCancelled, fulfilment's PackageShipped, shipping's
-    ShipmentDelivered, returns' ReturnReceived), so they trail the events by moments.
+    OrderCreated, OrderPromiseChanged, OrderCancelled and OrderRefunded, fulfilment's
+    PackingVerified and PackageShipped, shipping's ShipmentDelivered, returns'
+    ReturnReceived), so they trail the events by moments.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetOrderKpis: _aio.UnaryUnaryMultiCallable[_insights_pb2.GetOrderKpisRequest, _insights_pb2.GetOrderKpisResponse]  # type: ignore[assignment]
-    """Order KPIs for every period and channel in `[start_time, end_time)` that has orders."""
+    """Order KPIs for every period in `[start_time, end_time)` that has orders: one entry for
+    the channels asked for together, and one per channel.
+    """
+    ExportOrderKpis: _aio.UnaryUnaryMultiCallable[_insights_pb2.ExportOrderKpisRequest, _insights_pb2.ExportOrderKpisResponse]  # type: ignore[assignment]
+    """The same figures as one CSV document (a spreadsheet's import), one row per entry."""
     ListOrderNotifications: _aio.UnaryUnaryMultiCallable[_insights_pb2.ListOrderNotificationsRequest, _insights_pb2.ListOrderNotificationsResponse]  # type: ignore[assignment]
     """The emails sent, scheduled or given up on for one order, oldest first."""
 
@@ -65,8 +75,9 @@ class OrderInsightsServiceServicer(metaclass=_abc_1.ABCMeta):
     and the customer notifications sent for one order.
 
     Both are answered from a read model the orders service builds from events (its own
-    OrderCreated and OrderCancelled, fulfilment's PackageShipped, shipping's
-    ShipmentDelivered, returns' ReturnReceived), so they trail the events by moments.
+    OrderCreated, OrderPromiseChanged, OrderCancelled and OrderRefunded, fulfilment's
+    PackingVerified and PackageShipped, shipping's ShipmentDelivered, returns'
+    ReturnReceived), so they trail the events by moments.
     """
 
     @_abc_1.abstractmethod
@@ -75,7 +86,17 @@ class OrderInsightsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _insights_pb2.GetOrderKpisRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_insights_pb2.GetOrderKpisResponse, _abc.Awaitable[_insights_pb2.GetOrderKpisResponse]]:
-        """Order KPIs for every period and channel in `[start_time, end_time)` that has orders."""
+        """Order KPIs for every period in `[start_time, end_time)` that has orders: one entry for
+        the channels asked for together, and one per channel.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportOrderKpis(
+        self,
+        request: _insights_pb2.ExportOrderKpisRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insights_pb2.ExportOrderKpisResponse, _abc.Awaitable[_insights_pb2.ExportOrderKpisResponse]]:
+        """The same figures as one CSV document (a spreadsheet's import), one row per entry."""
 
     @_abc_1.abstractmethod
     def ListOrderNotifications(
