@@ -12,7 +12,8 @@ from oms_platform.service import Runtime, ServiceDefinition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_shipping.carriers.api import CarriersApi
-from oms_shipping.rating.api import RatingApi, RatingCache
+from oms_shipping.rating.api import RatingApi
+from oms_shipping.rating.store import RatingCache
 from oms_shipping.settings import ShippingSettings
 from oms_shipping.tables import SOURCE, metadata
 
@@ -29,7 +30,7 @@ class ShippingServicer(CarriersApi, RatingApi, shipping_pb2_grpc.ShippingService
         self._sessions = sessions
         self._settings = settings
         # The rate shop's in-memory carriers, origins, cards and rules (see RatingCache).
-        self._rating = RatingCache()
+        self._rating = RatingCache(settings.rating_refresh_seconds)
 
 
 def definition(settings: ShippingSettings) -> ServiceDefinition:

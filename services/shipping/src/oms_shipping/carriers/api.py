@@ -1,5 +1,5 @@
 """The carriers' and origins' RPCs. A mixin of the service's servicer, which provides
-``self._sessions``."""
+``self._sessions`` and the rate shop's cache ``self._rating``, told of every change."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ from oms_shipping.carriers.domain import (
     ORIGIN_NAME,
     ORIGIN_PATHS,
 )
+from oms_shipping.rating.store import RatingCache
 
 
 class CarriersApi:
     _sessions: async_sessionmaker[AsyncSession]
+    _rating: RatingCache
 
     # --- Carriers ---
 
@@ -64,6 +66,8 @@ class CarriersApi:
             if created:
                 await store.replace_services(session, row.carrier_id,
                                              [s.code for s in services])
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         return convert.carrier_message(row)
 
     async def GetCarrier(self, request: shipping_pb2.GetCarrierRequest,
@@ -113,6 +117,8 @@ class CarriersApi:
                                metadata={"name": f"carriers/{carrier_id}"})
             if "services" in paths:
                 await store.replace_services(session, carrier_id, [s.code for s in services])
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         return convert.carrier_message(row)
 
     # --- Origins ---
@@ -132,6 +138,8 @@ class CarriersApi:
         # a retry without a request id is as harmless as one with.
         async with self._sessions.begin() as session:
             row = await store.upsert_origin(session, request.origin.node_id, values)
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         return convert.origin_message(row)
 
     async def GetOrigin(self, request: shipping_pb2.GetOriginRequest,
@@ -171,6 +179,8 @@ class CarriersApi:
         changes = convert.changes(values, paths, convert.ORIGIN_COLUMNS)
         async with self._sessions.begin() as session:
             row = await store.update_origin(session, node_id, changes)
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         if row is None:
             raise NotFound(f"origin {node_id} not found", metadata={"name": f"origins/{node_id}"})
         return convert.origin_message(row)

@@ -4,10 +4,7 @@ which provides ``self._sessions``, ``self._settings`` and ``self._rating`` (a
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,64 +15,15 @@ from oms_platform.errors import AlreadyExists, FieldViolation, InvalidArgument, 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_shipping.carriers import convert as carriers_convert
 from oms_shipping.carriers import domain as carriers_domain
 from oms_shipping.carriers import store as carriers_store
-from oms_shipping.carriers.domain import Carrier, Origin
 from oms_shipping.rating import convert, domain, store
-from oms_shipping.rating.domain import RATE_CARD_ID, RateCard, ShippingRule
+from oms_shipping.rating.domain import RATE_CARD_ID
+from oms_shipping.rating.store import RatingCache
 from oms_shipping.settings import ShippingSettings
 
 RATE_CARD_NAME = re.compile(r"^rateCards/([^/]+)$")
 RULE_NAME = re.compile(r"^shippingRules/([^/]+)$")
-
-
-@dataclass(frozen=True)
-class RatingData:
-    """What the rate shop reads, as domain objects, at one rating version."""
-
-    version: int
-    carriers: tuple[Carrier, ...]
-    origins: Mapping[str, Origin]
-    cards: Mapping[str, Sequence[RateCard]]  # by service code
-    rules: tuple[ShippingRule, ...]
-
-
-class RatingCache:
-    """Carriers, origins, rate cards and rules held in memory, read again only when the
-    rating version (bumped by a trigger on every change to them, from any replica) moved: a
-    rate shop then costs one indexed one-row read instead of loading and parsing its cards,
-    and is never staler than the last committed change."""
-
-    def __init__(self) -> None:
-        self._data: RatingData | None = None
-        self._lock = asyncio.Lock()
-
-    async def current(self, sessions: async_sessionmaker[AsyncSession]) -> RatingData:
-        async with sessions() as session:
-            version = await store.current_version(session)
-            data = self._data
-            if data is not None and data.version == version:
-                return data
-            async with self._lock:
-                data = self._data
-                if data is not None and data.version >= version:
-                    return data
-                rows = await store.rating_rows(session)
-                data = _rating_data(rows)
-                self._data = data
-                return data
-
-
-def _rating_data(rows: store.RatingRows) -> RatingData:
-    cards = [convert.card_from_row(row) for row in rows.cards]
-    return RatingData(
-        version=rows.version,
-        carriers=tuple(carriers_convert.carrier_of(row) for row in rows.carriers),
-        origins={row.node_id: carriers_convert.origin_of(row) for row in rows.origins},
-        cards=convert.cards_by_service(cards),
-        rules=tuple(convert.rule_from_row(row) for row in rows.rules),
-    )
 
 
 class RatingApi:
@@ -108,6 +56,8 @@ class RatingApi:
             if row is None:
                 raise AlreadyExists(f"rate card {request.rate_card_id} already exists",
                                     metadata={"name": f"rateCards/{request.rate_card_id}"})
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         return _card_message(row)
 
     async def GetRateCard(self, request: shipping_pb2.GetRateCardRequest,
@@ -139,6 +89,8 @@ class RatingApi:
                                                   "rateCards/{rate_card_id}")
         async with self._sessions.begin() as session:
             row = await store.delete_card(session, rate_card_id)
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         if row is None:
             raise NotFound(f"rate card {rate_card_id} not found", metadata={"name": request.name})
         return _card_message(row)
@@ -155,6 +107,8 @@ class RatingApi:
         async with self._sessions.begin() as session:
             carrier_id = await _carrier_of(session, card.service_code, "csv")
             row = await store.replace_card(session, convert.card_values(card, carrier_id))
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         return _card_message(row)
 
     async def ExportRateCard(self, request: shipping_pb2.ExportRateCardRequest,
@@ -185,6 +139,8 @@ class RatingApi:
             row = await carriers_store.create_once(
                 request.request_id, lambda: store.insert_rule(session, values),
                 lambda: store.rule_by_request(session, request.request_id))
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         assert row is not None  # a fresh id never conflicts
         return convert.rule_message(row)
 
@@ -205,6 +161,8 @@ class RatingApi:
         rule_id = carriers_domain.parse_name(RULE_NAME, request.name, "shippingRules/{rule_id}")
         async with self._sessions.begin() as session:
             row = await store.delete_rule(session, rule_id)
+        # Committed: the next rate shop here reads it (see RatingCache).
+        self._rating.invalidate()
         if row is None:
             raise NotFound(f"shipping rule {rule_id} not found", metadata={"name": request.name})
         return convert.rule_message(row)

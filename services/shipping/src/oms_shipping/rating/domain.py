@@ -11,8 +11,8 @@ import enum
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -90,7 +90,13 @@ class RateCard:
     duty_percent: Decimal = Decimal(0)
 
     def money(self, amount: Decimal) -> Money:
-        return Money.of(self.currency_code, amount)
+        """An amount in the card's currency, rounded to its minor units (as ``Money.of``,
+        with the exponent worked out once per card: the rate shop makes dozens a call)."""
+        return Money(self.currency_code, amount.quantize(self._exponent))
+
+    @functools.cached_property
+    def _exponent(self) -> Decimal:
+        return Money.of(self.currency_code, 0).amount
 
     @functools.cached_property
     def _breaks_by_zone(self) -> dict[str, list[WeightBreak]]:
@@ -99,23 +105,40 @@ class RateCard:
             by_zone.setdefault(break_.zone, []).append(break_)
         return by_zone
 
+    @functools.cached_property
+    def _zones_by_route(self) -> dict[tuple[str, str], list[tuple[tuple[str, ...], Zone]]]:
+        """Zones by (origin, destination country), each with its normalised prefixes: the
+        rate shop asks every card for a zone on every call."""
+        by_route: dict[tuple[str, str], list[tuple[tuple[str, ...], Zone]]] = {}
+        for zone in self.zones:
+            prefixes = tuple(sorted(map(normalise_postcode, zone.postcode_prefixes), key=len,
+                                    reverse=True))
+            by_route.setdefault((zone.origin_country, zone.destination_country), []).append(
+                (prefixes, zone))
+        return by_route
+
+    @functools.cached_property
+    def _remote_by_country(self) -> dict[str, tuple[str, ...]]:
+        by_country: dict[str, list[str]] = {}
+        for entry in self.remote_postcode_prefixes:
+            country, _, prefix = entry.partition(":")
+            by_country.setdefault(country, []).append(normalise_postcode(prefix))
+        return {country: tuple(prefixes) for country, prefixes in by_country.items()}
+
     def zone_for(self, origin_country: str, country: str, postcode: str) -> Zone | None:
         """The zone of a destination: of those from the origin country to the destination
         country, the one with the longest postcode prefix the postcode starts with; a zone
         without prefixes covers the whole country and loses to any prefix."""
         code = normalise_postcode(postcode)
         best: tuple[int, Zone] | None = None
-        for zone in self.zones:
-            if zone.origin_country != origin_country or zone.destination_country != country:
-                continue
-            if not zone.postcode_prefixes:
+        for prefixes, zone in self._zones_by_route.get((origin_country, country), ()):
+            if not prefixes:
                 length = 0
             else:
-                matching = [len(p) for p in map(normalise_postcode, zone.postcode_prefixes)
-                            if code.startswith(p)]
-                if not matching:
+                # Longest first: the first that matches is the zone's longest match.
+                length = next((len(p) for p in prefixes if code.startswith(p)), -1)
+                if length < 0:
                     continue
-                length = max(matching)
             if best is None or length > best[0]:
                 best = (length, zone)
         return best[1] if best else None
@@ -128,12 +151,8 @@ class RateCard:
         return None
 
     def is_remote(self, country: str, postcode: str) -> bool:
-        code = normalise_postcode(postcode)
-        for entry in self.remote_postcode_prefixes:
-            prefix_country, _, prefix = entry.partition(":")
-            if prefix_country == country and code.startswith(normalise_postcode(prefix)):
-                return True
-        return False
+        prefixes = self._remote_by_country.get(country)
+        return bool(prefixes) and normalise_postcode(postcode).startswith(prefixes)
 
 
 def normalise_postcode(postcode: str) -> str:
@@ -328,6 +347,7 @@ def ship_date(ready_time: datetime, origin: Origin, service: CarrierService) -> 
     raise NotRated(f"service {service.code} has no pickup day at {origin.node_id}")
 
 
+@functools.lru_cache(maxsize=4096)
 def delivery_date(shipped: date, transit_days: int, country: str) -> date:
     """``transit_days`` business days after ``shipped``: weekends and the destination
     country's public holidays do not count."""
@@ -402,6 +422,13 @@ class Quote:
     def total(self) -> Money:
         return self.price.total
 
+    def lost_to(self, reason: str) -> Quote:
+        # Spelt out rather than dataclasses.replace, which inspects the fields on every call:
+        # the rate shop does this for every losing quote.
+        return Quote(self.carrier_id, self.service_code, self.service_level, self.price,
+                     self.transit_days, self.ship_date, self.delivery_date, self.meets_promise,
+                     reason)
+
 
 @dataclass(frozen=True)
 class RateResult:
@@ -434,10 +461,12 @@ def rate_shipment(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier
     customer pays by the first shipping rule that applies (else the chosen quote's total)."""
     ineligible = _Ineligible()
     quotes: list[Quote] = []
+    # Services with the same cut-off and pickup days ship the same day: computed once a call.
+    ship_dates: dict[tuple[time | None, frozenset[int]], date] = {}
     for carrier in carriers:
         for service in carrier.services:
             quote = _quote(shipment, origin, carrier, service, cards.get(service.code, ()),
-                           ineligible)
+                           ineligible, ship_dates)
             if quote is not None:
                 quotes.append(quote)
     quotes = _one_currency(quotes, shipment, ineligible)
@@ -453,7 +482,8 @@ def rate_shipment(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier
 
 
 def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: CarrierService,
-           cards: Sequence[RateCard], ineligible: _Ineligible) -> Quote | None:
+           cards: Sequence[RateCard], ineligible: _Ineligible,
+           ship_dates: dict[tuple[time | None, frozenset[int]], date]) -> Quote | None:
     destination = shipment.destination
     cross_border = destination.country != origin.country
     reason = _ineligible_reason(shipment, origin, carrier, service, cross_border)
@@ -476,7 +506,9 @@ def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: Carrie
         ineligible.add(service, failure)
         return None
     try:
-        shipped = ship_date(shipment.ready_time, origin, service)
+        key = (service.cutoff_time, service.pickup_weekdays)
+        shipped = ship_dates.get(key) or ship_dates.setdefault(
+            key, ship_date(shipment.ready_time, origin, service))
     except NotRated as error:
         ineligible.add(service, str(error))
         return None
@@ -578,7 +610,7 @@ def choose(quotes: Sequence[Quote], goal: Goal, *,
             chosen = _best_value(chosen, on_time, day_value_percent)
         rest = sorted((q for q in quotes if q is not chosen),
                       key=lambda q: (not q.meets_promise, *cheapest_key(q)))
-    return [chosen, *(replace(q, lost_reason=lost_reason(q, chosen, goal)) for q in rest)]
+    return [chosen, *(q.lost_to(lost_reason(q, chosen, goal)) for q in rest)]
 
 
 def _best_value(cheapest: Quote, on_time: Sequence[Quote], day_value_percent: Decimal) -> Quote:

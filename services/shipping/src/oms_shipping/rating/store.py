@@ -4,13 +4,21 @@ transaction begins and ends."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_shipping.carriers import convert as carriers_convert
+from oms_shipping.carriers.domain import Carrier, Origin
+from oms_shipping.rating import convert
+from oms_shipping.rating.domain import RateCard, ShippingRule
 from oms_shipping.tables import carriers, origins, rate_cards, rating_version, shipping_rules
 
 
@@ -113,4 +121,68 @@ async def rating_rows(session: AsyncSession) -> RatingRows:
         (await session.execute(select(origins))).all(),
         (await session.execute(select(rate_cards))).all(),
         (await session.execute(select(shipping_rules))).all(),
+    )
+
+
+@dataclass(frozen=True)
+class RatingData:
+    """What the rate shop reads, as domain objects, at one rating version."""
+
+    version: int
+    carriers: tuple[Carrier, ...]
+    origins: Mapping[str, Origin]
+    cards: Mapping[str, Sequence[RateCard]]  # by service code
+    rules: tuple[ShippingRule, ...]
+
+
+class RatingCache:
+    """Carriers, origins, rate cards and rules held in memory as domain objects, read again
+    only when the rating version moved. The version is bumped by a trigger on every change to
+    those tables, from any replica; it is read at most once per ``refresh_seconds`` (0: on
+    every call), and at once after a change made through this replica (``invalidate``). So a
+    rate shop costs no query at all in the steady state, sees this replica's own changes on
+    the next call and another replica's within ``refresh_seconds``."""
+
+    def __init__(self, refresh_seconds: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: RatingData | None = None
+        self._checked_at = -math.inf
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        # Moved by `invalidate`: a check that began before it must not mark the cache fresh.
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        self._checked_at = -math.inf
+        self._generation += 1
+
+    async def current(self, sessions: async_sessionmaker[AsyncSession]) -> RatingData:
+        data = self._data
+        now = self._clock()
+        generation = self._generation
+        if data is not None and now - self._checked_at < self._refresh_seconds:
+            return data
+        async with sessions() as session:
+            version = await current_version(session)
+            if data is None or data.version != version:
+                # One reload at a time; callers that waited find it done.
+                async with self._lock:
+                    data = self._data
+                    if data is None or data.version < version:
+                        data = _rating_data(await rating_rows(session))
+                        self._data = data
+        if generation == self._generation:
+            self._checked_at = max(self._checked_at, now)
+        return data
+
+
+def _rating_data(rows: RatingRows) -> RatingData:
+    cards = [convert.card_from_row(row) for row in rows.cards]
+    return RatingData(
+        version=rows.version,
+        carriers=tuple(carriers_convert.carrier_of(row) for row in rows.carriers),
+        origins={row.node_id: carriers_convert.origin_of(row) for row in rows.origins},
+        cards=convert.cards_by_service(cards),
+        rules=tuple(convert.rule_from_row(row) for row in rows.rules),
     )
