@@ -382,3 +382,57 @@ def test_an_international_service_quotes_with_its_duties() -> None:
     assert quote.total == gbp("39.00")  # 18.00 + 5.00 + 16.00
     assert quote.delivery_date == date(2026, 3, 11)
     assert READY.date() + timedelta(days=2) == quote.delivery_date
+
+
+# --- The rate-card CSV format (the README's example) ---
+
+README_CSV = (b"record,name,value,zone,origin_country,destination_country,postcode_prefixes,"
+              b"max_weight_grams,price\n") + b"""setting,service_code,royal_mail_tracked_48,,,,,,
+setting,currency_code,GBP,,,,,,
+setting,dim_divisor,5000,,,,,,
+setting,fuel_percent,4.5,,,,,,
+setting,remote_area_surcharge,3.50,,,,,,
+setting,remote_postcode_prefixes,GB:HS GB:ZE,,,,,,
+zone,,,mainland,GB,GB,,,
+zone,,,islands,GB,GB,HS ZE KW15,,
+break,,,mainland,,,,2000,3.35
+break,,,mainland,,,,10000,6.10
+break,,,islands,,,,10000,12.00
+"""
+
+
+def test_the_readme_csv_reads_and_writes_back_the_same_card() -> None:
+    from oms_platform.errors import Violations
+    from oms_shipping.rating.convert import card_csv, card_from_csv
+
+    violations = Violations()
+    read = card_from_csv(violations, "rm-48", README_CSV)
+    assert violations.items == []
+    assert (read.service_code, read.currency_code, read.dim_divisor, read.fuel_percent) == (
+        "royal_mail_tracked_48", "GBP", 5000, Decimal("4.5"))
+    assert read.zone_for("GB", "GB", "ZE1 0AA").zone == "islands"  # type: ignore[union-attr]
+    # 2.5 kg to Lerwick: 12.00, fuel 4.5 % = 0.54, remote area 3.50: 16.04.
+    assert price_shipment(read, "GB", Destination("GB", "ZE1 0AA"),
+                          [Parcel(2500)]).total == gbp("16.04")
+    again = card_from_csv(violations, "rm-48", card_csv(read))
+    assert violations.items == [] and again == read
+
+
+def test_a_bad_csv_names_every_bad_cell_by_line_and_column() -> None:
+    from oms_platform.errors import Violations
+    from oms_shipping.rating.convert import card_from_csv
+
+    bad = (README_CSV.replace(b"setting,currency_code,GBP", b"setting,currency_code,GBX")
+           .replace(b",2000,3.35", b",2kg,3.355")
+           + b"break,,,nowhere,GB,,,500,1.00\n")
+    violations = Violations()
+    card_from_csv(violations, "rm-48", bad)
+    assert [(v.field, v.description) for v in violations.items] == [
+        ("csv[13].origin_country", "line 13, column origin_country: must be empty in a break "
+                                   "row"),
+        ("csv[10].max_weight_grams", "line 10, column max_weight_grams: must be a whole number "
+                                     "of grams"),
+        ("csv[3].value", "line 3, column value: must be an ISO 4217 currency code such as "
+                         "GBP"),
+        ("csv[13].zone", "line 13, column zone: no zone 'nowhere'"),
+    ]

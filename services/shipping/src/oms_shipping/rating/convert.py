@@ -227,9 +227,12 @@ class _CsvPaths:
 
 class _CsvViolations(Violations):
     """Field violations named `csv[line].column`, the description saying the same in words
-    for whoever reads it in a log."""
+    for whoever reads it in a log; one per cell (a value that cannot be read is not checked
+    again as the card's rules would see its stand-in)."""
 
     def add(self, path: str, description: str) -> None:
+        if path != "csv" and any(item.field == path for item in self.items):
+            return
         match = re.fullmatch(r"csv\[(\d+)\]\.(\w+)", path)
         if match:
             description = f"line {match[1]}, column {match[2]}: {description}"
