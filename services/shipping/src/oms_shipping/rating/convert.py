@@ -550,18 +550,19 @@ def date_message(value: date) -> date_pb2.Date:
     return date_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
-def quote_message(quote: Quote) -> shipping_pb2.Quote:
-    message = shipping_pb2.Quote(
-        carrier=quote.carrier_id,
-        service_code=quote.service_code,
-        service_level=int(quote.service_level),  # type: ignore[arg-type]
-        billed_weight_grams=quote.price.billed_weight_grams,
-        transit_days=quote.transit_days,
-        meets_promise=quote.meets_promise,
-        lost_reason=quote.lost_reason,
-    )
-    # Filled in place: cheaper than building each nested message and copying it in, and the
-    # rate shop answers twenty quotes a call.
+def quote_message(quote: Quote, message: shipping_pb2.Quote | None = None
+                  ) -> shipping_pb2.Quote:
+    """The quote's message, filled in place (in ``message`` when given): cheaper than
+    building each nested message and copying it in, and the rate shop answers twenty quotes a
+    call."""
+    message = shipping_pb2.Quote() if message is None else message
+    message.carrier = quote.carrier_id
+    message.service_code = quote.service_code
+    message.service_level = int(quote.service_level)  # type: ignore[assignment]
+    message.billed_weight_grams = quote.price.billed_weight_grams
+    message.transit_days = quote.transit_days
+    message.meets_promise = quote.meets_promise
+    message.lost_reason = quote.lost_reason
     currency = quote.total.currency_code
     message.total.currency_code = currency
     message.total.amount = f"{quote.total.amount:f}"
@@ -580,14 +581,16 @@ def quote_message(quote: Quote) -> shipping_pb2.Quote:
 
 
 def rate_response(result: RateResult) -> shipping_pb2.RateShipmentResponse:
-    return shipping_pb2.RateShipmentResponse(
-        quotes=[quote_message(q) for q in result.quotes],
+    response = shipping_pb2.RateShipmentResponse(
         customer_price=money_message(result.customer_price),
         merchant_cost=money_message(result.merchant_cost),
         applied_rule=f"shippingRules/{result.applied_rule.rule_id}" if result.applied_rule
         else "",
         ineligible=result.ineligible,
     )
+    for quote in result.quotes:
+        quote_message(quote, response.quotes.add())
+    return response
 
 
 def cards_by_service(cards: Sequence[RateCard]) -> Mapping[str, list[RateCard]]:
