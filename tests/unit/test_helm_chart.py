@@ -15,11 +15,14 @@ CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "oms"
 KUBERNETES_VERSION = "1.30.0"
 RELEASE = "shop"
 NAMESPACE = "oms-test"
-COMPONENTS = {"orders", "inventory", "gateway"}
-WITH_DATABASE = {"orders", "inventory"}
+COMPONENTS = {"orders", "inventory", "shipping", "gateway"}
+WITH_DATABASE = {"orders", "inventory", "shipping"}
+# Components that consume a stream, and so are scaled by KEDA on its lag.
+WITH_CONSUMER = {"orders", "inventory"}
 GRPC_HEALTH = {
     "orders": "oms.orders.v1.OrdersService",
     "inventory": "oms.inventory.v1.InventoryService",
+    "shipping": "oms.shipping.v1.ShippingService",
 }
 ALL_FEATURES = {
     "networkPolicy": {"enabled": True},
@@ -258,8 +261,9 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
     policies = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"}
 
     assert set(policies) == {
-        "shop-oms-default-deny", "shop-oms-orders", "shop-oms-inventory", "shop-oms-gateway",
-        "shop-oms-orders-migrations", "shop-oms-inventory-migrations",
+        "shop-oms-default-deny", "shop-oms-orders", "shop-oms-inventory", "shop-oms-shipping",
+        "shop-oms-gateway", "shop-oms-orders-migrations", "shop-oms-inventory-migrations",
+        "shop-oms-shipping-migrations",
     }
     deny = policies["shop-oms-default-deny"]
     assert deny["policyTypes"] == ["Ingress", "Egress"]
@@ -283,8 +287,9 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
         "app.kubernetes.io/component"] == "orders"
     ports = {name: {p["port"] for rule in policies[f"shop-oms-{name}"]["egress"]
                     for p in rule["ports"]} for name in WITH_DATABASE}
-    assert ports == {"orders": {53, 4222, 5432, 587}, "inventory": {53, 4222, 5432}}, (
-        "orders also reaches its mail server"
+    assert ports == {"orders": {53, 4222, 5432, 587}, "inventory": {53, 4222, 5432},
+                     "shipping": {53, 4222, 5432, 443}}, (
+        "orders also reaches its mail server, shipping the carriers' APIs"
     )
 
 
@@ -293,9 +298,9 @@ def test_keda_scales_consumers_on_jetstream_lag(chart: helm_python.Chart) -> Non
     scaled = by_kind(manifests, "ScaledObject")
     deployments = by_kind(manifests, "Deployment")
 
-    assert set(scaled) == WITH_DATABASE
+    assert set(scaled) == WITH_CONSUMER
     # KEDA owns the HPA of a scaled Deployment; a second one would fight it.
-    assert set(by_kind(manifests, "HorizontalPodAutoscaler")) == {"gateway"}
+    assert set(by_kind(manifests, "HorizontalPodAutoscaler")) == {"gateway", "shipping"}
     expected = {"orders": ("OMS_INVENTORY", "orders"), "inventory": ("OMS_ORDERS", "inventory")}
     for name, (stream, consumer) in expected.items():
         spec = scaled[name]["spec"]
@@ -359,4 +364,4 @@ def test_a_target_component_must_be_enabled(chart: helm_python.Chart) -> None:
 
     alone = render(chart, {"components": {"orders": {"enabled": False},
                                           "gateway": {"enabled": False}}})
-    assert set(by_kind(alone, "Deployment")) == {"inventory"}
+    assert set(by_kind(alone, "Deployment")) == {"inventory", "shipping"}

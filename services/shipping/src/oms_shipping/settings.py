@@ -4,8 +4,19 @@ a test that needs other values builds the service with its own ``ShippingSetting
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ShippingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_SHIPPING_", extra="ignore")
+
+    # Rating: with the BEST_VALUE goal a faster quote wins over the cheapest on-time one when
+    # each day it saves costs at most this percentage of the cheapest price.
+    best_value_day_percent: Decimal = Field(default=Decimal(10), ge=0, le=1000)
+    # How long a replica's rate shop trusts its in-memory carriers, origins, cards and rules
+    # before checking the rating version again (a change made through the replica itself is
+    # seen at once; another replica's within this). 0 checks on every call.
+    rating_refresh_seconds: float = Field(default=1.0, ge=0, le=300)
