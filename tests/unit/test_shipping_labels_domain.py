@@ -3,23 +3,25 @@ examples, the label's state machine and the day-close rule."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from oms_platform.errors import InvalidArgument, Violations
+from oms_platform.money import Money
+from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
 from oms_shipping.labels import domain
 from oms_shipping.labels.domain import (
     Address,
     LabelRequest,
     LabelState,
-    ParcelSpec,
     TrackingFormat,
     TrackingScheme,
     is_valid,
     tracking_number,
 )
+from oms_shipping.rating.domain import Goal, Incoterm, Parcel
 
 
 @pytest.mark.parametrize("number", [
@@ -151,8 +153,8 @@ def _request(**changes: object) -> LabelRequest:
     fields: dict[str, object] = dict(
         request_id="r1", package="fulfilmentOrders/f1/packages/p1", orders=("orders/o1",),
         node_id="uk-1", destination=Address("GB", "SW1A 1AA"), residential=False,
-        parcel=ParcelSpec(1200), service_code="", service_level="STANDARD", promise_time=None,
-        goal="", incoterm="")
+        parcel=Parcel(1200), service_code="", service_level=Level.STANDARD, promise_time=None,
+        goal=Goal.CHEAPEST_ON_TIME, incoterm=Incoterm.DDU)
     fields.update(changes)
     return LabelRequest(**fields)  # type: ignore[arg-type]
 
@@ -161,7 +163,7 @@ def test_a_label_request_reports_every_fault_at_once() -> None:
     violations = Violations()
     domain.check_label_request(violations, "requests[2].", _request(
         request_id="", package="p1", orders=("o1",), node_id="",
-        destination=Address("gb", ""), parcel=ParcelSpec(0, length_mm=-1)))
+        destination=Address("gb", ""), parcel=Parcel(0, length_mm=-1)))
     assert sorted(v.field for v in violations.items) == [
         "requests[2].destination.postal_code", "requests[2].destination.region_code",
         "requests[2].node_id", "requests[2].orders[0]", "requests[2].package",
@@ -182,3 +184,21 @@ def test_a_batch_is_bounded_and_its_request_ids_distinct() -> None:
     with pytest.raises(InvalidArgument):
         domain.check_batch([_request(request_id=str(i)) for i in range(101)])
     domain.check_batch([_request(request_id=str(i)) for i in range(100)])
+
+
+LONDON = Origin("uk-1", "GB", "SN2 8AA", "Europe/London", time(17, 0))
+TRACKED_24 = CarrierService("rm_tracked_24", Level.NEXT_DAY, 1)
+
+
+def test_a_label_for_a_closed_christmas_eve_ships_after_the_bank_holidays() -> None:
+    # Thu 24 Dec 2026 is closed; Fri 25 is Christmas, Sat and Sun are no pickup days, Mon 28
+    # is Boxing Day's substitute (the 26th is a Saturday): the label ships Tue 29, one
+    # business day in transit, arrives Wed 30.
+    choice = domain.Choice(Carrier("royal_mail", (TRACKED_24,)), TRACKED_24,
+                           Money.of("GBP", "3.50"), date(2026, 12, 24))
+    bought = domain.purchase(choice, LONDON, "GB", {date(2026, 12, 24)})
+    assert (bought.ship_date, bought.delivery_date) == (date(2026, 12, 29), date(2026, 12, 30))
+    assert bought.cost == Money.of("GBP", "3.50")
+    open_day = domain.purchase(choice, LONDON, "GB", {date(2026, 12, 23)})
+    assert (open_day.ship_date, open_day.delivery_date) == (date(2026, 12, 24),
+                                                            date(2026, 12, 29))

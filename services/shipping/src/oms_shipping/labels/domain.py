@@ -4,14 +4,23 @@ the label's state machine, the day-close rule, and what a label request must hol
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
-from oms_platform.errors import FailedPrecondition, Violations
+from oms_platform.errors import (
+    FailedPrecondition,
+    NotFound,
+    Violations,
+)
 from oms_platform.money import Money
+
+from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Mode, Origin
+from oms_shipping.rating import domain as rating
+from oms_shipping.rating.domain import Goal, Incoterm, Parcel
 
 LABEL_NAME = re.compile(r"labels/(?P<id>[0-9a-f]{32}|[0-9a-f-]{36})")
 MAX_REQUEST_ID_LENGTH = 128
@@ -228,6 +237,107 @@ def goes_on_manifest(state: LabelState, ship_date: date, today: date) -> bool:
     return state is LabelState.PURCHASED and ship_date <= today
 
 
+# --- Buying: which carrier service, at what cost, shipping which day ---
+
+class NoEligibleService(FailedPrecondition):
+    reason = "NO_ELIGIBLE_SERVICE"
+
+
+class NotTableRate(FailedPrecondition):
+    reason = "CARRIER_NOT_TABLE_RATE"
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """What a label request buys: the service, its cost on the rate card, the day it ships
+    (past any closed day) and the day it should arrive."""
+
+    carrier: Carrier
+    service: CarrierService
+    cost: Money
+    ship_date: date
+    delivery_date: date
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The rate shop's pick for a label, before the closed days are known."""
+
+    carrier: Carrier
+    service: CarrierService
+    cost: Money
+    ship_date: date
+
+
+def choose_service(request: LabelRequest, origin: Origin, carriers: Sequence[Carrier],
+                   cards: Mapping[str, Sequence[rating.RateCard]], now: datetime) -> Choice:
+    """The named service priced on its rate card, or with no ``service_code`` the rate
+    shop's choice by the request's level, promise and goal. Only table-rate carriers are
+    bought here: their labels and numbers are made by this service."""
+    table_rate = [c for c in carriers if c.mode is Mode.TABLE_RATE]
+    level = request.service_level
+    if request.service_code:
+        owner = next((c for c in carriers if c.service(request.service_code)), None)
+        if owner is None:
+            raise NotFound(f"no carrier sells the service {request.service_code}",
+                           metadata={"service_code": request.service_code})
+        if owner.mode is not Mode.TABLE_RATE:
+            raise NotTableRate(f"{owner.carrier_id} labels are bought from the carrier, not "
+                               "made here", metadata={"carrier": owner.carrier_id})
+        service = owner.service(request.service_code)
+        assert service is not None
+        table_rate = [replace(owner, services=(service,))]
+        level = None
+    shipment = rating.Shipment(
+        rating.Destination(request.destination.region_code, request.destination.postal_code,
+                           request.residential),
+        (request.parcel,), ready_time=now, service_level=level,
+        promise_time=request.promise_time, incoterm=request.incoterm)
+    result = rating.rate_shipment(shipment, origin, table_rate, cards, goal=request.goal)
+    chosen = result.chosen
+    if chosen is None:
+        reasons = "; ".join(result.ineligible[:5]) or "no carrier collects there"
+        raise NoEligibleService(f"no carrier service can take this parcel: {reasons}",
+                                metadata={"node_id": origin.node_id})
+    carrier = next(c for c in table_rate if c.carrier_id == chosen.carrier_id)
+    service = carrier.service(chosen.service_code)
+    assert service is not None
+    return Choice(carrier, service, chosen.total, chosen.ship_date)
+
+
+def next_collection_day(origin: Origin, service: CarrierService) -> Callable[[date], date]:
+    """The service's collection day after a day at the origin: its next pickup day that is
+    not a public holiday there."""
+    zone = ZoneInfo(origin.time_zone)
+
+    def after(day: date) -> date:
+        return rating.ship_date(datetime.combine(day + timedelta(days=1), time.min, zone),
+                                origin, service)
+
+    return after
+
+
+def purchase(choice: Choice, origin: Origin, destination_country: str,
+             closed: Collection[date]) -> Purchase:
+    """The choice shipping on its first day not yet closed, and its delivery date from
+    that day."""
+    shipped = ship_date_after_closes(choice.ship_date, closed,
+                                     next_collection_day(origin, choice.service))
+    arrives = rating.delivery_date(shipped, choice.service.transit_days, destination_country)
+    return Purchase(choice.carrier, choice.service, choice.cost, shipped, arrives)
+
+
+SCHEMES = {0: TrackingScheme.UNSPECIFIED, 1: TrackingScheme.UPS_1Z, 2: TrackingScheme.S10,
+           3: TrackingScheme.MOD10, 4: TrackingScheme.MOD7}
+
+
+def tracking_format(carrier: Carrier, origin: Origin, account: str) -> TrackingFormat:
+    """A carrier's numbers: its scheme, our shipper account (UPS), the origin's country
+    (S10)."""
+    return TrackingFormat(SCHEMES.get(carrier.tracking_scheme, TrackingScheme.UNSPECIFIED),
+                          account=account, country=origin.country)
+
+
 # --- Requests ---
 
 @dataclass(frozen=True)
@@ -244,15 +354,6 @@ class Address:
 
 
 @dataclass(frozen=True)
-class ParcelSpec:
-    weight_grams: int
-    length_mm: int = 0
-    width_mm: int = 0
-    height_mm: int = 0
-    declared_value: Money | None = None
-
-
-@dataclass(frozen=True)
 class LabelRequest:
     request_id: str
     package: str
@@ -260,12 +361,12 @@ class LabelRequest:
     node_id: str
     destination: Address
     residential: bool
-    parcel: ParcelSpec
+    parcel: Parcel
     service_code: str
-    service_level: str
+    service_level: Level | None
     promise_time: datetime | None
-    goal: str
-    incoterm: str
+    goal: Goal
+    incoterm: Incoterm
 
 
 def check_label_request(violations: Violations, path: str, request: LabelRequest) -> None:
