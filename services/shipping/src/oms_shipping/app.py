@@ -11,6 +11,8 @@ from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_shipping.labels.api import LabelsApi
+from oms_shipping.manifests.api import ManifestsApi
 from oms_shipping.settings import ShippingSettings
 from oms_shipping.tables import SOURCE, metadata
 
@@ -19,7 +21,7 @@ __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "ShippingServicer", "definition
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
+class ShippingServicer(LabelsApi, ManifestsApi, shipping_pb2_grpc.ShippingServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],

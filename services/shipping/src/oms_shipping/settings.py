@@ -4,8 +4,14 @@ a test that needs other values builds the service with its own ``ShippingSetting
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ShippingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_SHIPPING_", extra="ignore")
+
+    # --- Labels ---
+    # Our shipper number in the UPS 1Z tracking numbers of table-rate labels (6 letters or
+    # digits); a karrio carrier's numbers come from the carrier.
+    ups_shipper_number: str = Field(default="OMS001", pattern=r"^[0-9A-Z]{6}$")
