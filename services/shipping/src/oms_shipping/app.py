@@ -11,8 +11,10 @@ from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_shipping.carriers.api import CarriersApi
 from oms_shipping.labels.api import LabelsApi
 from oms_shipping.manifests.api import ManifestsApi
+from oms_shipping.rating.api import RatingApi, RatingCache
 from oms_shipping.settings import ShippingSettings
 from oms_shipping.tables import SOURCE, metadata
 
@@ -21,13 +23,16 @@ __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "ShippingServicer", "definition
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class ShippingServicer(LabelsApi, ManifestsApi, shipping_pb2_grpc.ShippingServiceServicer):
+class ShippingServicer(CarriersApi, RatingApi, LabelsApi, ManifestsApi,
+                       shipping_pb2_grpc.ShippingServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
                  settings: ShippingSettings) -> None:
         self._sessions = sessions
         self._settings = settings
+        # The rate shop's in-memory carriers, origins, cards and rules (see RatingCache).
+        self._rating = RatingCache()
 
 
 def definition(settings: ShippingSettings) -> ServiceDefinition:

@@ -16,9 +16,11 @@ from oms_platform.grpc_errors import classify, to_status
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_shipping.carriers import store as carriers_store
 from oms_shipping.documents import domain as documents
 from oms_shipping.labels import convert, domain, store
 from oms_shipping.labels.domain import LabelRequest, LabelState
+from oms_shipping.rating.api import RatingCache
 from oms_shipping.settings import ShippingSettings
 
 log = structlog.get_logger(__name__)
@@ -29,6 +31,7 @@ LIST_KEY = (datetime, uuid.UUID)
 class LabelsApi:
     _sessions: async_sessionmaker[AsyncSession]
     _settings: ShippingSettings
+    _rating: RatingCache
 
     async def CreateLabel(self, request: shipping_pb2.CreateLabelRequest,
                           context: grpc.aio.ServicerContext) -> shipping_pb2.Label:
@@ -79,24 +82,25 @@ class LabelsApi:
         one. The row is the purchase (a table-rate label is made here), inserted with its
         request_id unique: a concurrent twin waits on the insert and then returns the first
         label, so two labels are never bought."""
+        rating = await self._rating.current(self._sessions)
         async with self._sessions.begin() as session:
             earlier = await store.label_by_request(session, wanted.request_id)
             if earlier is not None:
                 return _replayed(earlier, wanted)
-            inputs = await store.rating_inputs(session, wanted.node_id)
-            if inputs is None:
+            origin = rating.origins.get(wanted.node_id)
+            origin_row = await carriers_store.origin_by_id(session, wanted.node_id)
+            if origin is None or origin_row is None:
                 raise NotFound(f"no origin for node {wanted.node_id}",
                                metadata={"name": f"origins/{wanted.node_id}"})
             now = datetime.now(UTC)
-            choice = domain.choose_service(wanted, inputs.origin, inputs.carriers, inputs.cards,
-                                           now)
+            choice = domain.choose_service(wanted, origin, rating.carriers, rating.cards, now)
             carrier_id = choice.carrier.carrier_id
             await store.lock_day(session, carrier_id, wanted.node_id, closing=False)
             closed = await store.closed_days(session, carrier_id, wanted.node_id,
                                              choice.ship_date)
-            bought = domain.purchase(choice, inputs.origin, wanted.destination.region_code,
+            bought = domain.purchase(choice, origin, wanted.destination.region_code,
                                      closed)
-            fmt = domain.tracking_format(bought.carrier, inputs.origin,
+            fmt = domain.tracking_format(bought.carrier, origin,
                                          self._settings.ups_shipper_number)
             number = domain.tracking_number(fmt, await store.next_serial(session),
                                             bought.service.service_level.name)
@@ -119,7 +123,7 @@ class LabelsApi:
                 "state": LabelState.PURCHASED,
                 "ship_date": bought.ship_date,
                 "estimated_delivery_date": bought.delivery_date,
-                "ship_from": inputs.ship_from,
+                "ship_from": origin_row.address,
                 "destination": convert.address_json(message.destination),
                 "residential": wanted.residential,
                 "weight_grams": parcel.weight_grams,

@@ -1,5 +1,5 @@
 """The manifest RPCs: close a carrier's day at a node (idempotent by request_id), read,
-list, print. A mixin of the service's servicer, which provides ``self._sessions``."""
+list, print. A mixin of the service's servicer, which provides ``self._sessions`` and ``self._rating``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from oms_shipping.documents import domain as documents
 from oms_shipping.labels import store as label_store
 from oms_shipping.manifests import convert, domain, store
+from oms_shipping.rating.api import RatingCache
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +25,7 @@ LIST_KEY = (datetime, uuid.UUID)
 
 class ManifestsApi:
     _sessions: async_sessionmaker[AsyncSession]
+    _rating: RatingCache
 
     async def CloseManifest(self, request: shipping_pb2.CloseManifestRequest,
                             context: grpc.aio.ServicerContext) -> shipping_pb2.Manifest:
@@ -33,18 +35,19 @@ class ManifestsApi:
         async with self._sessions.begin() as session:
             earlier = await store.manifest_by_request(session, request.request_id)
             if earlier is None:
-                inputs = await label_store.rating_inputs(session, request.node_id)
-                if inputs is None:
+                rating = await self._rating.current(self._sessions)
+                origin = rating.origins.get(request.node_id)
+                if origin is None:
                     raise NotFound(f"no origin for node {request.node_id}",
                                    metadata={"name": f"origins/{request.node_id}"})
-                if not any(c.carrier_id == request.carrier for c in inputs.carriers):
+                if not any(c.carrier_id == request.carrier for c in rating.carriers):
                     raise NotFound(f"carrier {request.carrier} not found",
                                    metadata={"name": f"carriers/{request.carrier}"})
                 # Alone on the carrier's day at the node: no label is bought for the day
                 # while it closes, and two closes do not interleave.
                 await label_store.lock_day(session, request.carrier, request.node_id,
                                            closing=True)
-                day = domain.closing_day(inputs.origin, datetime.now(UTC))
+                day = domain.closing_day(origin, datetime.now(UTC))
                 already = await store.day_closed(session, request.carrier, request.node_id, day)
                 created = await store.insert_manifest(session, {
                     "id": uuid.uuid4(), "request_id": request.request_id,
