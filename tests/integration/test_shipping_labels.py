@@ -81,8 +81,8 @@ def _money(amount: str) -> common_pb2.Money:
 
 
 async def _carrier_at_new_node(stub: Stub) -> tuple[str, str, str]:
-    """A table-rate carrier with one S10-numbered service and its rate card, collecting at a
-    new origin: (carrier, service code, node)."""
+    """A table-rate carrier with one S10-numbered service and its rate card, the only one
+    collecting at a new origin: (carrier, service code, node)."""
     carrier_id = new_id("post").replace("-", "_")
     code = f"{carrier_id}_parcel"
     node = new_id("aq")
@@ -99,7 +99,7 @@ async def _carrier_at_new_node(stub: Stub) -> tuple[str, str, str]:
                 pickup_days=EVERY_DAY,
                 cutoff_time=timeofday_pb2.TimeOfDay(hours=23, minutes=59, seconds=59))])))
     await stub.CreateOrigin(shipping_pb2.CreateOriginRequest(origin=shipping_pb2.Origin(
-        node_id=node, time_zone="UTC",
+        node_id=node, time_zone="UTC", carriers=[carrier_id],
         cutoff_time=timeofday_pb2.TimeOfDay(hours=23, minutes=59, seconds=59),
         address=common_pb2.Address(organization="McMurdo Depot", address_lines=["Hut Point"],
                                    locality="McMurdo", postal_code="9999",

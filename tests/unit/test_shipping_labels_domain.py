@@ -202,3 +202,9 @@ def test_a_label_for_a_closed_christmas_eve_ships_after_the_bank_holidays() -> N
     open_day = domain.purchase(choice, LONDON, "GB", {date(2026, 12, 23)})
     assert (open_day.ship_date, open_day.delivery_date) == (date(2026, 12, 24),
                                                             date(2026, 12, 29))
+
+
+def test_repeated_request_ids_are_reported_within_a_bound() -> None:
+    with pytest.raises(InvalidArgument) as repeated:
+        domain.check_batch([_request()] * 100)
+    assert len(repeated.value.violations) == domain.MAX_REPEATS_REPORTED

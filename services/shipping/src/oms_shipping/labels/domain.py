@@ -31,6 +31,7 @@ MAX_ORDER_LENGTH = 200
 MAX_NODE_ID_LENGTH = 63
 MAX_SERVICE_CODE_LENGTH = 100
 MAX_BATCH = 100
+MAX_REPEATS_REPORTED = 20
 MAX_PAGE_SIZE = 500
 LABEL_FILTER_FIELDS = {
     "carrier": filters.text("=", "!="),
@@ -418,13 +419,16 @@ def check_batch(requests: Sequence[LabelRequest], total: int | None = None) -> N
     batch's."""
     violations = Violations()
     count = len(requests) if total is None else total
-    violations.require(0 < count <= MAX_BATCH, "requests",
-                       f"between 1 and {MAX_BATCH} requests")
+    if not violations.require(0 < count <= MAX_BATCH, "requests",
+                              f"between 1 and {MAX_BATCH} requests"):
+        violations.raise_if_any()
     seen: dict[str, int] = {}
-    for index, request in enumerate(requests[:MAX_BATCH]):
+    for index, request in enumerate(requests):
         if request.request_id and request.request_id in seen:
-            violations.add(f"requests[{index}].request_id",
-                           f"repeats requests[{seen[request.request_id]}].request_id")
+            # Bounded, so that the error's details fit in the response's trailers.
+            if len(violations.items) < MAX_REPEATS_REPORTED:
+                violations.add(f"requests[{index}].request_id",
+                               f"repeats requests[{seen[request.request_id]}].request_id")
         seen.setdefault(request.request_id, index)
     violations.raise_if_any()
 

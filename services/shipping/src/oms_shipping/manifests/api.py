@@ -1,5 +1,6 @@
 """The manifest RPCs: close a carrier's day at a node (idempotent by request_id), read,
-list, print. A mixin of the service's servicer, which provides ``self._sessions`` and ``self._rating``."""
+list, print. A mixin of the service's servicer, which provides ``self._sessions`` and
+``self._rating``."""
 
 from __future__ import annotations
 
