@@ -1,58 +1,28 @@
 """Carriers, origins, rate cards, shipping rules and the rate shop over real gRPC and
 PostgreSQL (and NATS, which the service runtime connects to)."""
 
+# The fixtures come from shipping_support; tests take them as arguments of the same name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import grpc
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
 from google.type import date_pb2, timeofday_pb2
-from grpc_status import rpc_status
 from oms.common.v1 import common_pb2
-from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
-from oms_devtools.inprocess import running_service
+from oms.shipping.v1 import shipping_pb2
 from oms_devtools.testkit import new_id
-from oms_platform.service import Service
-from oms_shipping.app import MIGRATIONS, definition
-from oms_shipping.settings import ShippingSettings
+from shipping_support import (  # noqa: F401 (fixtures)
+    Stub,
+    database_url,
+    refused,
+    service,
+    stub,
+)
 
-Stub = shipping_pb2_grpc.ShippingServiceStub
 pb = shipping_pb2
-
-
-@pytest.fixture(scope="module")
-def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
-    return str(database_factory("shipping"))
-
-
-@pytest.fixture(scope="module")
-async def service(database_url: str, nats_url: str) -> AsyncIterator[Service]:
-    async with running_service(definition(ShippingSettings()), MIGRATIONS,
-                               database_url=database_url, nats_url=nats_url) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-async def stub(service: Service) -> AsyncIterator[Stub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
-        yield Stub(channel)
-
-
-async def refused(call: object) -> tuple[grpc.StatusCode, list[tuple[str, str]]]:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call  # type: ignore[misc]
-    status = rpc_status.from_call(raised.value)
-    violations: list[tuple[str, str]] = []
-    for detail in status.details if status else []:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            violations += [(v.field, v.description) for v in bad_request.field_violations]
-    return raised.value.code(), violations
 
 
 def gbp(amount: str) -> common_pb2.Money:

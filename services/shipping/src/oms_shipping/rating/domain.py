@@ -445,8 +445,9 @@ def rate_shipment(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier
     if not ordered:
         return RateResult((), tuple(ineligible.items))
     chosen = ordered[0]
-    rule = first_rule(rules, chosen.service_level, shipment.destination.country,
-                      shipment.basket_value)
+    # A rule prices the level the customer paid for, whatever faster service carries it.
+    rule = first_rule(rules, shipment.service_level or chosen.service_level,
+                      shipment.destination.country, shipment.basket_value)
     customer = rule.customer_price(chosen.total.currency_code) if rule else chosen.total
     return RateResult(tuple(ordered), tuple(ineligible.items), customer, chosen.total, rule)
 
@@ -499,15 +500,25 @@ def _ineligible_reason(shipment: Shipment, origin: Origin, carrier: Carrier,
     if cross_border and not service.international:
         return f"does not cross borders ({origin.country} to {country})"
     wanted = shipment.service_level
-    if wanted is not None and service.service_level != wanted and not (
-            cross_border and service.service_level is Level.INTERNATIONAL):
-        return f"is {service.service_level.name.lower()}, not {wanted.name.lower()}"
+    if wanted is not None and not meets_level(service.service_level, wanted, cross_border):
+        return f"is {service.service_level.name.lower()}, slower than {wanted.name.lower()}"
     if service.max_weight_grams:
         for index, parcel in enumerate(shipment.parcels):
             if parcel.weight_grams > service.max_weight_grams:
                 return (f"parcel {index + 1} weighs {parcel.weight_grams} g, over the limit "
                         f"of {service.max_weight_grams} g")
     return ""
+
+
+def meets_level(offered: Level, wanted: Level, cross_border: bool) -> bool:
+    """Whether a service keeps the level the customer paid for: the same or a faster one
+    (a next-day service keeps a standard promise; the goal and the price then decide), and
+    across a border an international service whatever level was paid for."""
+    if cross_border and offered is Level.INTERNATIONAL:
+        return True
+    if Level.INTERNATIONAL in (offered, wanted):
+        return offered is wanted
+    return offered >= wanted
 
 
 def _promise_date(shipment: Shipment, origin: Origin) -> date:
