@@ -11,6 +11,7 @@
 5. The outbox relay draining a backlog, and the services' resident memory.
 6. The rate shop (``bench_shipping``): RateShipment calls/s for one parcel across 5 carriers
    x 4 services, as a ratio of an empty unary gRPC call's rate in the same run.
+7. Labels (``bench_labels``): labels bought and label PDFs printed per second over gRPC.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from oms_platform.events import encode
 from oms_platform.outbox import OutboxRelay
 from sqlalchemy import insert
 
-from oms_devtools import bench_hot_sku, bench_shipping
+from oms_devtools import bench_hot_sku, bench_labels, bench_shipping
 from oms_devtools.servers import EmbeddedNats, EmbeddedPostgres, ensure_database
 from oms_devtools.stack import Stack
 
@@ -373,6 +374,8 @@ def main() -> None:
                 buyers=args.hot_sku_buyers, state_dir=root))
             rate_shop = asyncio.run(bench_shipping.run(postgres.url(), nats_server.url,
                                                        state_dir=root))
+            labels = asyncio.run(bench_labels.run(postgres.url(), nats_server.url,
+                                                  state_dir=root))
             relay_rate = asyncio.run(measure_relay(
                 ensure_database(postgres.url(), "bench_relay"), nats_server.url,
                 args.relay_events))
@@ -389,6 +392,7 @@ def main() -> None:
     print(f"  ratio released / pgbench         {suite['released_per_s'] / pgbench_tps:8.2f}")
     print(bench_hot_sku.report(hot_sku))
     print(bench_shipping.report(rate_shop))
+    print(bench_labels.report(labels))
     print(f"  outbox relay, {args.relay_events} backlog  {relay_rate:8.1f} events/s published to "
           "JetStream and marked")
     print("  resident memory after the run    " +

@@ -12,6 +12,8 @@ from oms_platform.service import Runtime, ServiceDefinition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_shipping.carriers.api import CarriersApi
+from oms_shipping.labels.api import LabelsApi
+from oms_shipping.manifests.api import ManifestsApi
 from oms_shipping.rating.api import RatingApi
 from oms_shipping.rating.store import RatingCache
 from oms_shipping.settings import ShippingSettings
@@ -22,7 +24,8 @@ __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "ShippingServicer", "definition
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class ShippingServicer(CarriersApi, RatingApi, shipping_pb2_grpc.ShippingServiceServicer):
+class ShippingServicer(CarriersApi, RatingApi, LabelsApi, ManifestsApi,
+                       shipping_pb2_grpc.ShippingServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],

@@ -20,3 +20,8 @@ class ShippingSettings(BaseSettings):
     # before checking the rating version again (a change made through the replica itself is
     # seen at once; another replica's within this). 0 checks on every call.
     rating_refresh_seconds: float = Field(default=1.0, ge=0, le=300)
+
+    # --- Labels ---
+    # Our shipper number in the UPS 1Z tracking numbers of table-rate labels (6 letters or
+    # digits); a karrio carrier's numbers come from the carrier.
+    ups_shipper_number: str = Field(default="OMS001", pattern=r"^[0-9A-Z]{6}$")
