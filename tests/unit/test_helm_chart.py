@@ -17,6 +17,8 @@ RELEASE = "shop"
 NAMESPACE = "oms-test"
 COMPONENTS = {"orders", "inventory", "shipping", "gateway"}
 WITH_DATABASE = {"orders", "inventory", "shipping"}
+# Every component with a database of its own: the gRPC services and the gateway.
+MIGRATED = WITH_DATABASE | {"gateway"}
 # Components that consume a stream, and so are scaled by KEDA on its lag.
 WITH_CONSUMER = {"orders", "inventory"}
 GRPC_HEALTH = {
@@ -188,7 +190,8 @@ def test_configuration_comes_from_the_environment(chart: helm_python.Chart) -> N
     )
     assert gateway["OMS_GATEWAY_HTTP_HOST"] == "0.0.0.0"
     assert gateway["OMS_GATEWAY_HTTP_PORT"] == "8080"
-    assert "OMS_DATABASE_URL" not in gateway
+    assert gateway["OMS_DATABASE_URL"] == {
+        "secretKeyRef": {"name": "oms-gateway-database", "key": "url"}}
     for deployment in deployments.values():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["enableServiceLinks"] is False
@@ -235,8 +238,8 @@ def test_migrations_run_as_a_hook_for_services_with_a_database(chart: helm_pytho
     jobs = by_kind(manifests, "Job")
     deployments = by_kind(manifests, "Deployment")
 
-    assert set(jobs) == {f"{name}-migrations" for name in WITH_DATABASE}
-    for name in WITH_DATABASE:
+    assert set(jobs) == {f"{name}-migrations" for name in MIGRATED}
+    for name in MIGRATED:
         job = jobs[f"{name}-migrations"]
         annotations = job["metadata"]["annotations"]
         assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
@@ -263,7 +266,7 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
     assert set(policies) == {
         "shop-oms-default-deny", "shop-oms-orders", "shop-oms-inventory", "shop-oms-shipping",
         "shop-oms-gateway", "shop-oms-orders-migrations", "shop-oms-inventory-migrations",
-        "shop-oms-shipping-migrations",
+        "shop-oms-shipping-migrations", "shop-oms-gateway-migrations",
     }
     deny = policies["shop-oms-default-deny"]
     assert deny["policyTypes"] == ["Ingress", "Egress"]

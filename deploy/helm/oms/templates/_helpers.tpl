@@ -76,7 +76,8 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 
 {{- define "oms.databaseUrl" -}}
-- name: {{ .c.envPrefix }}DATABASE_URL
+{{- /* One name in every component: the platform's settings (and the gateway's) read it. */}}
+- name: OMS_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ .c.databaseSecret.name }}
