@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,19 @@ class AlreadyExists(DomainError):
 
 class FailedPrecondition(DomainError):
     reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(DomainError):
+    """A system outside the service (a carrier's API) cannot answer now; the same request
+    later may pass. Answered ``UNAVAILABLE`` with a ``RetryInfo`` of ``retry_after``."""
+
+    reason = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 metadata: dict[str, str] | None = None,
+                 retry_after: timedelta = timedelta(seconds=5)) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after
 
 
 @dataclass

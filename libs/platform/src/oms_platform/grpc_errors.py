@@ -45,6 +45,7 @@ from oms_platform.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ _CODES: list[tuple[type[DomainError], int]] = [
     (NotFound, code_pb2.NOT_FOUND),
     (AlreadyExists, code_pb2.ALREADY_EXISTS),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (Unavailable, code_pb2.UNAVAILABLE),
 ]
 
 # A lock lost to another transaction clears within milliseconds; a database that is gone
@@ -107,6 +109,10 @@ def to_status(error: DomainError) -> status_pb2.Status:
                 ]
             )
         )
+    if isinstance(error, Unavailable):
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(error.retry_after)
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     return _pack(code, error.message, details)
 
 

@@ -4,9 +4,11 @@ a test that needs other values builds the service with its own ``ShippingSetting
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,3 +27,62 @@ class ShippingSettings(BaseSettings):
     # Our shipper number in the UPS 1Z tracking numbers of table-rate labels (6 letters or
     # digits); a karrio carrier's numbers come from the carrier.
     ups_shipper_number: str = Field(default="OMS001", pattern=r"^[0-9A-Z]{6}$")
+
+
+# -- carrier_api: real carriers through karrio ---------------------------------------------
+
+
+class UpsAccount(BaseModel):
+    client_id: SecretStr
+    client_secret: SecretStr
+    account_number: str = ""
+    account_country_code: str = ""
+    # A sandbox, a recording proxy or an egress gateway instead of the plugin's own host.
+    server_url: str = ""
+
+
+class DhlExpressAccount(BaseModel):
+    site_id: SecretStr
+    password: SecretStr
+    account_number: str = ""
+    account_country_code: str = ""
+    server_url: str = ""
+
+
+class RoyalMailAccount(BaseModel):
+    client_id: SecretStr
+    client_secret: SecretStr
+    server_url: str = ""
+
+
+class KarrioSettings(BaseSettings):
+    """Carrier accounts for ``carrier_api``, from ``OMS_SHIPPING_KARRIO_*``: e.g.
+    ``OMS_SHIPPING_KARRIO_UPS__CLIENT_ID``, ``OMS_SHIPPING_KARRIO_DHL_EXPRESS__SITE_ID``, or all
+    of them as one JSON file (``OMS_SHIPPING_KARRIO_CREDENTIALS_FILE``, a mounted Secret, shaped
+    ``{"ups": {"client_id": …}, "dhl_express": {…}, "royalmail": {…}}``); an account in the
+    environment wins over the file's. A carrier without an account is not configured. Test mode
+    (the carriers' sandboxes) is the default, so nothing real is bought until it is turned off."""
+
+    model_config = SettingsConfigDict(env_prefix="OMS_SHIPPING_KARRIO_",
+                                      env_nested_delimiter="__", extra="ignore")
+
+    test_mode: bool = True
+    # Per carrier call, from the request leaving to the answer parsed.
+    timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    # Calls in flight per carrier; more wait their turn (within their timeout).
+    concurrency: int = Field(default=4, ge=1, le=64)
+    credentials_file: Path | None = None
+    ups: UpsAccount | None = None
+    dhl_express: DhlExpressAccount | None = None
+    royalmail: RoyalMailAccount | None = None
+
+    @model_validator(mode="after")
+    def _accounts_from_file(self) -> KarrioSettings:
+        if self.credentials_file is None:
+            return self
+        stored = json.loads(self.credentials_file.read_text())
+        for name, model in (("ups", UpsAccount), ("dhl_express", DhlExpressAccount),
+                            ("royalmail", RoyalMailAccount)):
+            if getattr(self, name) is None and name in stored:
+                setattr(self, name, model.model_validate(stored[name]))
+        return self
