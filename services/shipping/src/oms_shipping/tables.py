@@ -8,6 +8,26 @@ from collections.abc import Sequence
 from google.protobuf.message import Message
 from oms_platform import outbox
 from oms_platform.db import create_metadata
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy import Sequence as DbSequence
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 SOURCE = "/oms/shipping"
@@ -21,3 +41,93 @@ async def add_events(session: AsyncSession, messages: Sequence[tuple[Message, st
     await outbox.add_events(session, metadata.tables["outbox"],
                             [(message, aggregate_id, None) for message, aggregate_id in messages],
                             source=SOURCE)
+
+
+# --- Labels and manifests (labels helper) ---
+
+# Tracking numbers are drawn from one sequence shared by every carrier, so two labels never
+# get the same serial; each carrier's scheme turns the serial into its own format.
+tracking_serials = DbSequence("tracking_serials", metadata=metadata, start=1)
+
+# One row per bought label. The row is inserted with its request_id in the same transaction
+# as the purchase: a retry (even a concurrent one) meets the unique request_id and returns
+# the first label, so a label is never bought twice.
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("request_id", String(128), nullable=False, unique=True),
+    # "fulfilmentOrders/{id}/packages/{id}", as fulfilment names it.
+    Column("package", String(300), nullable=False),
+    # The orders ("orders/{id}") with lines in the package.
+    Column("orders", ARRAY(String(200)), nullable=False, server_default="{}"),
+    Column("node_id", String(63), nullable=False),
+    Column("carrier", String(63), nullable=False),
+    Column("service_code", String(100), nullable=False),
+    # The service's name and level at purchase, printed on the label.
+    Column("service_name", Text, nullable=False, server_default=""),
+    Column("service_level", String(32), nullable=False, server_default="UNSPECIFIED"),
+    Column("tracking_number", String(64), nullable=False),
+    Column("tracking_url", Text, nullable=False, server_default=""),
+    Column("cost", Numeric(18, 6), nullable=False),
+    Column("currency_code", String(3), nullable=False),
+    # PURCHASED, VOIDED or MANIFESTED (the proto enum's names without their prefix).
+    Column("state", String(16), nullable=False),
+    # The day it is handed over (the origin's local date) and the day it should arrive.
+    Column("ship_date", Date, nullable=False),
+    Column("estimated_delivery_date", Date),
+    Column("manifest_id", ForeignKey("manifests.id")),
+    # Snapshots at purchase of where it goes from and to (oms.common.v1.Address as JSON), so
+    # a reprinted label is the one bought even after the origin moves.
+    Column("ship_from", JSONB, nullable=False),
+    Column("destination", JSONB, nullable=False),
+    Column("residential", Boolean, nullable=False, server_default=false()),
+    Column("weight_grams", BigInteger, nullable=False),
+    Column("length_mm", Integer),
+    Column("width_mm", Integer),
+    Column("height_mm", Integer),
+    Column("declared_value", Numeric(18, 6)),
+    Column("declared_value_currency", String(3)),
+    # Kept by tracking: the parcel's normalised status (TrackingStatus without its prefix;
+    # a label made and not yet scanned is PRE_TRANSIT) and when its last scan happened.
+    Column("tracking_status", String(32), nullable=False, server_default="PRE_TRANSIT"),
+    Column("last_event_time", DateTime(timezone=True)),
+    Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("void_time", DateTime(timezone=True)),
+    UniqueConstraint("carrier", "tracking_number"),
+    CheckConstraint("state IN ('PURCHASED', 'VOIDED', 'MANIFESTED')", name="state_known"),
+    CheckConstraint("(state = 'MANIFESTED') = (manifest_id IS NOT NULL)",
+                    name="manifested_has_manifest"),
+    CheckConstraint("weight_grams > 0", name="weight_positive"),
+    CheckConstraint("(declared_value IS NULL) = (declared_value_currency IS NULL)",
+                    name="declared_value_has_currency"),
+)
+# Newest first, for ListLabels and its page tokens.
+Index("ix_labels_create_time_id", labels.c.create_time.desc(), labels.c.id.desc())
+# The open labels of a carrier at a node, for closing its day.
+Index("ix_labels_open", labels.c.carrier, labels.c.node_id, labels.c.ship_date,
+      postgresql_where=labels.c.state == "PURCHASED")
+Index("ix_labels_package", labels.c.package)
+Index("ix_labels_manifest_id", labels.c.manifest_id)
+# The tracking sweep looks for parcels in flight whose last scan is old.
+Index("ix_labels_last_event_time", labels.c.last_event_time)
+
+# A closed day of one carrier at one node: its labels point at it (labels.manifest_id).
+manifests = Table(
+    "manifests",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("request_id", String(128), nullable=False, unique=True),
+    Column("carrier", String(63), nullable=False),
+    Column("node_id", String(63), nullable=False),
+    # The origin's local date it closes; labels bought afterwards for that day ship the next
+    # collection day.
+    Column("ship_date", Date, nullable=False),
+    Column("parcel_count", Integer, nullable=False),
+    Column("total_weight_grams", BigInteger, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("parcel_count >= 0", name="parcel_count_not_negative"),
+)
+Index("ix_manifests_closed_day", manifests.c.carrier, manifests.c.node_id, manifests.c.ship_date)
+Index("ix_manifests_create_time_id", manifests.c.create_time.desc(), manifests.c.id.desc())

@@ -1,0 +1,1 @@
+"""Labels: tracking numbers with check digits, purchase idempotent by request_id, bulk, void."""

@@ -1,0 +1,1 @@
+"""Manifests: closing a carrier's day at a node, the manifest of its parcels."""

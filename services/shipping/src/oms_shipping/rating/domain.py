@@ -1,0 +1,607 @@
+"""Rating, pure: a parcel priced on a rate card (zone, billed weight, surcharges, duties),
+the ship and delivery dates of a carrier service from an origin, shipping rules, and the rate
+shop's choice by goal with the reason each other quote lost.
+
+Every price is a :class:`~oms_platform.money.Money` in its card's currency, rounded to the
+currency's minor units once per charge (so the charges always add up to the total)."""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import holidays
+from oms_platform.money import Money
+
+from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
+
+HUNDRED = Decimal(100)
+MAX_PARCELS = 50
+MAX_INELIGIBLE = 100
+# A faster quote is worth its extra cost under BEST_VALUE when each day it saves costs at most
+# this share of the cheapest on-time price (see `choose`).
+DEFAULT_DAY_VALUE_PERCENT = Decimal(10)
+
+# Subdivision whose holidays stand for the country when an address names none: the
+# `holidays` package gives only the holidays common to all nations of GB without one, which
+# would ship on England's bank holidays.
+DEFAULT_SUBDIVISIONS: Mapping[str, str] = {"GB": "ENG"}
+
+
+class Goal(enum.IntEnum):
+    """What the rate shop optimises for (the numbers of ``oms.shipping.v1.RatingGoal``)."""
+
+    CHEAPEST_ON_TIME = 1
+    FASTEST = 2
+    BEST_VALUE = 3
+
+
+class Incoterm(enum.IntEnum):
+    """Who pays duties (the numbers of ``oms.shipping.v1.Incoterm``)."""
+
+    DDU = 1
+    DDP = 2
+
+
+# --- Rate cards ---
+
+
+@dataclass(frozen=True)
+class Zone:
+    zone: str
+    origin_country: str
+    destination_country: str
+    postcode_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WeightBreak:
+    zone: str
+    max_weight_grams: int
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class RateCard:
+    """A carrier service's price list; every amount is in ``currency_code``."""
+
+    rate_card_id: str
+    service_code: str
+    currency_code: str
+    zones: tuple[Zone, ...]
+    breaks: tuple[WeightBreak, ...]
+    dim_divisor: int = 0
+    fuel_percent: Decimal = Decimal(0)
+    residential_surcharge: Decimal = Decimal(0)
+    remote_area_surcharge: Decimal = Decimal(0)
+    remote_postcode_prefixes: tuple[str, ...] = ()  # "{country}:{prefix}"
+    oversize_length_mm: int = 0
+    oversize_girth_mm: int = 0
+    oversize_surcharge: Decimal = Decimal(0)
+    duties_paid_fee: Decimal = Decimal(0)
+    duty_percent: Decimal = Decimal(0)
+
+    def money(self, amount: Decimal) -> Money:
+        return Money.of(self.currency_code, amount)
+
+    @functools.cached_property
+    def _breaks_by_zone(self) -> dict[str, list[WeightBreak]]:
+        by_zone: dict[str, list[WeightBreak]] = {}
+        for break_ in sorted(self.breaks, key=lambda b: b.max_weight_grams):
+            by_zone.setdefault(break_.zone, []).append(break_)
+        return by_zone
+
+    def zone_for(self, origin_country: str, country: str, postcode: str) -> Zone | None:
+        """The zone of a destination: of those from the origin country to the destination
+        country, the one with the longest postcode prefix the postcode starts with; a zone
+        without prefixes covers the whole country and loses to any prefix."""
+        code = normalise_postcode(postcode)
+        best: tuple[int, Zone] | None = None
+        for zone in self.zones:
+            if zone.origin_country != origin_country or zone.destination_country != country:
+                continue
+            if not zone.postcode_prefixes:
+                length = 0
+            else:
+                matching = [len(p) for p in map(normalise_postcode, zone.postcode_prefixes)
+                            if code.startswith(p)]
+                if not matching:
+                    continue
+                length = max(matching)
+            if best is None or length > best[0]:
+                best = (length, zone)
+        return best[1] if best else None
+
+    def break_for(self, zone: str, grams: int) -> WeightBreak | None:
+        """The lightest break that takes the billed weight, or None when it is too heavy."""
+        for break_ in self._breaks_by_zone.get(zone, ()):
+            if grams <= break_.max_weight_grams:
+                return break_
+        return None
+
+    def is_remote(self, country: str, postcode: str) -> bool:
+        code = normalise_postcode(postcode)
+        for entry in self.remote_postcode_prefixes:
+            prefix_country, _, prefix = entry.partition(":")
+            if prefix_country == country and code.startswith(normalise_postcode(prefix)):
+                return True
+        return False
+
+
+def normalise_postcode(postcode: str) -> str:
+    """Postcodes compare without spaces or case: "sw1a 1aa" starts with "SW1A"."""
+    return "".join(postcode.split()).upper()
+
+
+# --- Parcels and shipments ---
+
+
+@dataclass(frozen=True)
+class Parcel:
+    weight_grams: int
+    length_mm: int = 0
+    width_mm: int = 0
+    height_mm: int = 0
+    declared_value: Money | None = None
+
+    @property
+    def has_dimensions(self) -> bool:
+        return self.length_mm > 0 and self.width_mm > 0 and self.height_mm > 0
+
+    @property
+    def sides_mm(self) -> tuple[int, int, int]:
+        """Longest first: length is the longest side whatever the caller called it."""
+        a, b, c = sorted((self.length_mm, self.width_mm, self.height_mm), reverse=True)
+        return a, b, c
+
+
+def dimensional_weight_grams(parcel: Parcel, divisor: int) -> int:
+    """LxWxH in cm³ ÷ divisor (cm³ per kg), in grams rounded up. With millimetres that is
+    LxWxH (mm³) ÷ divisor exactly: mm³/1000 = cm³, and kg x 1000 = g."""
+    if divisor <= 0 or not parcel.has_dimensions:
+        return 0
+    volume = parcel.length_mm * parcel.width_mm * parcel.height_mm
+    return -(-volume // divisor)
+
+
+def billed_weight_grams(parcel: Parcel, divisor: int) -> int:
+    """The greater of the actual and the dimensional weight."""
+    return max(parcel.weight_grams, dimensional_weight_grams(parcel, divisor))
+
+
+def is_oversize(parcel: Parcel, card: RateCard) -> bool:
+    """Longer than the card's length limit, or length + girth (2 x (width + height)) over its
+    girth limit."""
+    if not parcel.has_dimensions:
+        return False
+    length, width, height = parcel.sides_mm
+    if card.oversize_length_mm and length > card.oversize_length_mm:
+        return True
+    return bool(card.oversize_girth_mm) and length + 2 * (width + height) > card.oversize_girth_mm
+
+
+@dataclass(frozen=True)
+class Destination:
+    country: str
+    postal_code: str
+    residential: bool = False
+
+
+@dataclass(frozen=True)
+class Shipment:
+    destination: Destination
+    parcels: tuple[Parcel, ...]
+    ready_time: datetime  # aware
+    service_level: Level | None = None
+    promise_time: datetime | None = None  # aware
+    basket_value: Money | None = None
+    incoterm: Incoterm = Incoterm.DDU
+
+
+# --- Pricing ---
+
+
+@dataclass(frozen=True)
+class Charge:
+    kind: str  # base, fuel, residential, remote_area, oversize, duties_fee, duties
+    amount: Money
+
+
+@dataclass(frozen=True)
+class Price:
+    """A shipment priced on one card."""
+
+    rate_card_id: str
+    total: Money
+    charges: tuple[Charge, ...]
+    billed_weight_grams: int
+    receiver_duties: Money | None = None
+
+
+class NotRated(Exception):
+    """Why a card cannot price a shipment, in words for the `ineligible` list."""
+
+
+def price_shipment(card: RateCard, origin_country: str, destination: Destination,
+                   parcels: Sequence[Parcel], *, international: bool = False,
+                   incoterm: Incoterm = Incoterm.DDU) -> Price:
+    """Prices the parcels on the card: per parcel a base price from its zone and billed
+    weight plus its residential, remote-area and oversize surcharges; fuel as a percentage
+    of the base; across a border (``international``) duties on the declared value, paid by
+    the sender (with the card's DDP fee) under DDP and quoted as the receiver's under DDU.
+    Raises :class:`NotRated` when the card has no zone or break for it."""
+    zone = card.zone_for(origin_country, destination.country, destination.postal_code)
+    if zone is None:
+        raise NotRated(f"no zone on rate card {card.rate_card_id} for "
+                       f"{origin_country} to {destination.country} {destination.postal_code}")
+    base = residential = remote = oversize = Decimal(0)
+    billed_total = 0
+    remote_area = card.is_remote(destination.country, destination.postal_code)
+    for index, parcel in enumerate(parcels):
+        billed = billed_weight_grams(parcel, card.dim_divisor)
+        break_ = card.break_for(zone.zone, billed)
+        if break_ is None:
+            raise NotRated(f"parcel {index + 1} bills {billed} g, over the heaviest break of "
+                           f"zone {zone.zone} on rate card {card.rate_card_id}")
+        billed_total += billed
+        base += break_.price
+        if destination.residential:
+            residential += card.residential_surcharge
+        if remote_area:
+            remote += card.remote_area_surcharge
+        if is_oversize(parcel, card):
+            oversize += card.oversize_surcharge
+    charges = [Charge("base", card.money(base))]
+    if card.fuel_percent:
+        charges.append(Charge("fuel", card.money(base * card.fuel_percent / HUNDRED)))
+    for kind, amount in (("residential", residential), ("remote_area", remote),
+                         ("oversize", oversize)):
+        if amount:
+            charges.append(Charge(kind, card.money(amount)))
+    receiver_duties = None
+    if international:
+        duties = _duties(card, parcels)
+        if incoterm is Incoterm.DDP:
+            if card.duties_paid_fee:
+                charges.append(Charge("duties_fee", card.money(card.duties_paid_fee)))
+            if duties.amount:
+                charges.append(Charge("duties", duties))
+        elif duties.amount:
+            receiver_duties = duties
+    total = card.money(sum((c.amount.amount for c in charges), Decimal(0)))
+    return Price(card.rate_card_id, total, tuple(charges), billed_total, receiver_duties)
+
+
+def _duties(card: RateCard, parcels: Sequence[Parcel]) -> Money:
+    declared = Decimal(0)
+    for index, parcel in enumerate(parcels):
+        if parcel.declared_value is None:
+            continue
+        if parcel.declared_value.currency_code != card.currency_code:
+            raise NotRated(f"parcel {index + 1} is declared in "
+                           f"{parcel.declared_value.currency_code}, rate card "
+                           f"{card.rate_card_id} prices duties in {card.currency_code}")
+        declared += parcel.declared_value.amount
+    return card.money(declared * card.duty_percent / HUNDRED)
+
+
+# --- Dates ---
+
+
+@functools.lru_cache(maxsize=256)
+def public_holidays(country: str, subdivision: str = "") -> holidays.HolidayBase | frozenset[date]:
+    """A country's public holidays (years filled in as they are asked for); none for a
+    country the `holidays` package does not know."""
+    subdiv = subdivision or DEFAULT_SUBDIVISIONS.get(country)
+    try:
+        return holidays.country_holidays(country, subdiv=subdiv)
+    except NotImplementedError:
+        if subdivision:
+            return public_holidays(country)
+        return frozenset()
+
+
+def ship_date(ready_time: datetime, origin: Origin, service: CarrierService) -> date:
+    """The day a parcel ready at ``ready_time`` is collected: that day at the origin (in its
+    time zone) when ready by the cut-off (the service's, else the origin's), else the next;
+    then the first of the service's pickup days that is not a public holiday of the origin's
+    country."""
+    local = ready_time.astimezone(ZoneInfo(origin.time_zone))
+    cutoff = service.cutoff_time or origin.cutoff_time
+    day = local.date()
+    if cutoff is not None and local.time() > cutoff:
+        day += timedelta(days=1)
+    days_off = public_holidays(origin.country, origin.subdivision)
+    pickup = service.pickup_weekdays
+    for _ in range(366):
+        if day.weekday() in pickup and day not in days_off:
+            return day
+        day += timedelta(days=1)
+    raise NotRated(f"service {service.code} has no pickup day at {origin.node_id}")
+
+
+def delivery_date(shipped: date, transit_days: int, country: str) -> date:
+    """``transit_days`` business days after ``shipped``: weekends and the destination
+    country's public holidays do not count."""
+    days_off = public_holidays(country)
+    day = shipped
+    left = transit_days
+    while left > 0:
+        day += timedelta(days=1)
+        if day.weekday() < 5 and day not in days_off:
+            left -= 1
+    return day
+
+
+# --- Shipping rules ---
+
+
+@dataclass(frozen=True)
+class ShippingRule:
+    rule_id: str
+    priority: int
+    display_name: str = ""
+    service_levels: frozenset[Level] = frozenset()
+    destination_countries: frozenset[str] = frozenset()
+    min_basket_value: Money | None = None
+    free: bool = False
+    flat_price: Money | None = None
+
+    def applies(self, level: Level, country: str, basket_value: Money | None) -> bool:
+        if self.service_levels and level not in self.service_levels:
+            return False
+        if self.destination_countries and country not in self.destination_countries:
+            return False
+        if self.min_basket_value is not None:
+            if basket_value is None \
+                    or basket_value.currency_code != self.min_basket_value.currency_code:
+                return False
+            if basket_value.amount < self.min_basket_value.amount:
+                return False
+        return True
+
+    def customer_price(self, currency_code: str) -> Money:
+        if self.free or self.flat_price is None:
+            return Money.of(currency_code, 0)
+        return self.flat_price
+
+
+def first_rule(rules: Iterable[ShippingRule], level: Level, country: str,
+               basket_value: Money | None) -> ShippingRule | None:
+    """The first rule by priority (then id) whose conditions hold."""
+    for rule in sorted(rules, key=lambda r: (r.priority, r.rule_id)):
+        if rule.applies(level, country, basket_value):
+            return rule
+    return None
+
+
+# --- Rate shopping ---
+
+
+@dataclass(frozen=True)
+class Quote:
+    carrier_id: str
+    service_code: str
+    service_level: Level
+    price: Price
+    transit_days: int
+    ship_date: date
+    delivery_date: date
+    meets_promise: bool
+    lost_reason: str = ""
+
+    @property
+    def total(self) -> Money:
+        return self.price.total
+
+
+@dataclass(frozen=True)
+class RateResult:
+    quotes: tuple[Quote, ...]  # the chosen first, then in the goal's order
+    ineligible: tuple[str, ...]
+    customer_price: Money | None = None
+    merchant_cost: Money | None = None
+    applied_rule: ShippingRule | None = None
+
+    @property
+    def chosen(self) -> Quote | None:
+        return self.quotes[0] if self.quotes else None
+
+
+@dataclass
+class _Ineligible:
+    items: list[str] = field(default_factory=list)
+
+    def add(self, service: CarrierService, reason: str) -> None:
+        if len(self.items) < MAX_INELIGIBLE:
+            self.items.append(f"{service.code}: {reason}")
+
+
+def rate_shipment(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier],
+                  cards: Mapping[str, Sequence[RateCard]],
+                  rules: Sequence[ShippingRule] = (), *, goal: Goal = Goal.CHEAPEST_ON_TIME,
+                  day_value_percent: Decimal = DEFAULT_DAY_VALUE_PERCENT) -> RateResult:
+    """Every eligible quote for the shipment from the origin, on the carriers' services and
+    their rate cards (``cards`` by service code), the choice by ``goal`` and what the
+    customer pays by the first shipping rule that applies (else the chosen quote's total)."""
+    ineligible = _Ineligible()
+    quotes: list[Quote] = []
+    for carrier in carriers:
+        for service in carrier.services:
+            quote = _quote(shipment, origin, carrier, service, cards.get(service.code, ()),
+                           ineligible)
+            if quote is not None:
+                quotes.append(quote)
+    quotes = _one_currency(quotes, shipment, ineligible)
+    ordered = choose(quotes, goal, day_value_percent=day_value_percent)
+    if not ordered:
+        return RateResult((), tuple(ineligible.items))
+    chosen = ordered[0]
+    rule = first_rule(rules, chosen.service_level, shipment.destination.country,
+                      shipment.basket_value)
+    customer = rule.customer_price(chosen.total.currency_code) if rule else chosen.total
+    return RateResult(tuple(ordered), tuple(ineligible.items), customer, chosen.total, rule)
+
+
+def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: CarrierService,
+           cards: Sequence[RateCard], ineligible: _Ineligible) -> Quote | None:
+    destination = shipment.destination
+    cross_border = destination.country != origin.country
+    reason = _ineligible_reason(shipment, origin, carrier, service, cross_border)
+    if reason:
+        ineligible.add(service, reason)
+        return None
+    if not cards:
+        ineligible.add(service, "no rate card")
+        return None
+    price: Price | None = None
+    failure = ""
+    for card in sorted(cards, key=lambda c: c.rate_card_id):
+        try:
+            price = price_shipment(card, origin.country, destination, shipment.parcels,
+                                   international=cross_border, incoterm=shipment.incoterm)
+            break
+        except NotRated as error:
+            failure = failure or str(error)
+    if price is None:
+        ineligible.add(service, failure)
+        return None
+    try:
+        shipped = ship_date(shipment.ready_time, origin, service)
+    except NotRated as error:
+        ineligible.add(service, str(error))
+        return None
+    arrives = delivery_date(shipped, service.transit_days, destination.country)
+    meets = shipment.promise_time is None or arrives <= _promise_date(shipment, origin)
+    return Quote(carrier.carrier_id, service.code, service.service_level, price,
+                 service.transit_days, shipped, arrives, meets)
+
+
+def _ineligible_reason(shipment: Shipment, origin: Origin, carrier: Carrier,
+                       service: CarrierService, cross_border: bool) -> str:
+    country = shipment.destination.country
+    if carrier.disabled:
+        return f"carrier {carrier.carrier_id} is disabled"
+    if origin.carriers and carrier.carrier_id not in origin.carriers:
+        return f"carrier {carrier.carrier_id} does not collect at {origin.node_id}"
+    if service.origin_countries and origin.country not in service.origin_countries:
+        return f"does not ship from {origin.country}"
+    if service.destination_countries and country not in service.destination_countries:
+        return f"does not deliver to {country}"
+    if cross_border and not service.international:
+        return f"does not cross borders ({origin.country} to {country})"
+    wanted = shipment.service_level
+    if wanted is not None and service.service_level != wanted and not (
+            cross_border and service.service_level is Level.INTERNATIONAL):
+        return f"is {service.service_level.name.lower()}, not {wanted.name.lower()}"
+    if service.max_weight_grams:
+        for index, parcel in enumerate(shipment.parcels):
+            if parcel.weight_grams > service.max_weight_grams:
+                return (f"parcel {index + 1} weighs {parcel.weight_grams} g, over the limit "
+                        f"of {service.max_weight_grams} g")
+    return ""
+
+
+def _promise_date(shipment: Shipment, origin: Origin) -> date:
+    # The promise is a moment; the carrier's day is the origin's calendar day (the
+    # destination's time zone is not known here, and our markets share one with their origin).
+    assert shipment.promise_time is not None
+    return shipment.promise_time.astimezone(ZoneInfo(origin.time_zone)).date()
+
+
+def _one_currency(quotes: list[Quote], shipment: Shipment,
+                  ineligible: _Ineligible) -> list[Quote]:
+    """Quotes compare in one currency: the basket's when given, else the one most quotes
+    are priced in (there are no exchange rates here). The others are set aside."""
+    if not quotes:
+        return quotes
+    counts: dict[str, int] = {}
+    for quote in quotes:
+        counts[quote.total.currency_code] = counts.get(quote.total.currency_code, 0) + 1
+    if shipment.basket_value is not None and shipment.basket_value.currency_code in counts:
+        currency = shipment.basket_value.currency_code
+    else:
+        currency = max(sorted(counts), key=lambda code: counts[code])
+    kept = []
+    for quote in quotes:
+        if quote.total.currency_code == currency:
+            kept.append(quote)
+        elif len(ineligible.items) < MAX_INELIGIBLE:
+            ineligible.items.append(f"{quote.service_code}: priced in "
+                                    f"{quote.total.currency_code}, quotes compare in {currency}")
+    return kept
+
+
+def choose(quotes: Sequence[Quote], goal: Goal, *,
+           day_value_percent: Decimal = DEFAULT_DAY_VALUE_PERCENT) -> list[Quote]:
+    """The quotes in the goal's order, the chosen first, each other one with its
+    ``lost_reason`` against the chosen.
+
+    - CHEAPEST_ON_TIME: the cheapest that meets the promise (of all when none does); the
+      earlier of equal prices.
+    - FASTEST: the earliest delivery; the cheaper of equal dates.
+    - BEST_VALUE: from the cheapest on-time quote, a faster on-time one when each calendar
+      day it saves costs at most ``day_value_percent`` % of the cheapest price; of those the
+      lowest cost per day saved (then the earliest)."""
+    if not quotes:
+        return []
+    on_time = [q for q in quotes if q.meets_promise] or list(quotes)
+    cheapest_key = lambda q: (q.total.amount, q.delivery_date, q.carrier_id,  # noqa: E731
+                              q.service_code)
+    fastest_key = lambda q: (q.delivery_date, q.total.amount, q.carrier_id,  # noqa: E731
+                             q.service_code)
+    if goal is Goal.FASTEST:
+        chosen = min(quotes, key=fastest_key)
+        rest = sorted((q for q in quotes if q is not chosen), key=fastest_key)
+    else:
+        chosen = min(on_time, key=cheapest_key)
+        if goal is Goal.BEST_VALUE:
+            chosen = _best_value(chosen, on_time, day_value_percent)
+        rest = sorted((q for q in quotes if q is not chosen),
+                      key=lambda q: (not q.meets_promise, *cheapest_key(q)))
+    return [chosen, *(replace(q, lost_reason=lost_reason(q, chosen, goal)) for q in rest)]
+
+
+def _best_value(cheapest: Quote, on_time: Sequence[Quote], day_value_percent: Decimal) -> Quote:
+    limit = cheapest.total.amount * day_value_percent / HUNDRED
+    best: tuple[Decimal, date, Quote] | None = None
+    for quote in on_time:
+        saved = (cheapest.delivery_date - quote.delivery_date).days
+        if saved <= 0:
+            continue
+        per_day = (quote.total.amount - cheapest.total.amount) / saved
+        if per_day <= limit and (best is None or (per_day, quote.delivery_date) < best[:2]):
+            best = (per_day, quote.delivery_date, quote)
+    return best[2] if best else cheapest
+
+
+def lost_reason(quote: Quote, chosen: Quote, goal: Goal) -> str:
+    """Why ``quote`` lost to ``chosen``, in words."""
+    late = (quote.delivery_date - chosen.delivery_date).days
+    extra = quote.total - chosen.total
+    if chosen.meets_promise and not quote.meets_promise and goal is not Goal.FASTEST:
+        return f"misses the promise (arrives {quote.delivery_date.isoformat()})"
+    if goal is Goal.FASTEST:
+        if late > 0:
+            return f"arrives {_days(late)} later"
+        return f"arrives the same day and costs {extra} more" if extra.amount > 0 \
+            else "arrives the same day at the same price; chosen by carrier and service order"
+    if goal is Goal.BEST_VALUE and late > 0 and extra.amount <= 0:
+        return (f"saves {extra * -1} but arrives {_days(late)} later; a day sooner is worth "
+                f"more than that")
+    if goal is Goal.BEST_VALUE and late < 0:
+        return f"arrives {_days(-late)} sooner but costs {extra} more, too much per day saved"
+    if extra.amount > 0:
+        return f"costs {extra} more"
+    if late > 0:
+        return f"costs the same and arrives {_days(late)} later"
+    return "costs the same and arrives the same day; chosen by carrier and service order"
+
+
+def _days(count: int) -> str:
+    return "1 day" if count == 1 else f"{count} days"
