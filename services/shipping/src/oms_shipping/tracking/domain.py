@@ -48,9 +48,10 @@ from __future__ import annotations
 
 import enum
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from oms_platform.errors import Violations
 
@@ -478,6 +479,30 @@ def track(parcel: Parcel, stored: Sequence[Scan], new: Sequence[Scan]) -> Progre
         exceptions=exceptions,
         progressed=journey.by if moved and journey.status in GOING_ON else None,
     )
+
+
+@dataclass(frozen=True)
+class LabelRef:
+    """A label as tracking sees it."""
+
+    id: uuid.UUID
+    carrier: str
+    tracking_number: str
+    package: str
+    orders: tuple[str, ...]
+    node_id: str
+    estimated_delivery_date: date | None
+    parcel: Parcel
+
+
+@dataclass
+class Recorded:
+    recorded: int = 0
+    duplicates: int = 0
+    unknown: list[str] = field(default_factory=list)
+    """Tracking numbers with no label here, in request order."""
+    progress: list[tuple[LabelRef, Progress]] = field(default_factory=list)
+    """The parcels that got new events, and what the events did to them."""
 
 
 # --- no scan for too long ------------------------------------------------------------------
