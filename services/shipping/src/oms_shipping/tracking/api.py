@@ -30,6 +30,8 @@ class TrackingApi:
         async with self._sessions.begin() as session:
             result = await store.record(session, scans)
             await add_events(session, convert.events(result.progress))
+        # A copy of an event within the request is a duplicate as much as one sent before.
+        result.duplicates += len(request.events) - len(scans)
         return convert.recorded(result)
 
     async def GetTracking(self, request: shipping_pb2.GetTrackingRequest,
