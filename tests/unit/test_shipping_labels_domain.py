@@ -3,14 +3,15 @@ examples, the label's state machine and the day-close rule."""
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from oms_platform.errors import InvalidArgument, Violations
+from oms_platform.errors import InvalidArgument, NotFound, Violations
 from oms_platform.money import Money
-from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
+from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Mode, Origin
 from oms_shipping.labels import domain
 from oms_shipping.labels.domain import (
     Address,
@@ -21,7 +22,7 @@ from oms_shipping.labels.domain import (
     is_valid,
     tracking_number,
 )
-from oms_shipping.rating.domain import Goal, Incoterm, Parcel
+from oms_shipping.rating.domain import Goal, Incoterm, Parcel, RateCard, WeightBreak, Zone
 
 
 @pytest.mark.parametrize("number", [
@@ -202,3 +203,58 @@ def test_a_label_for_a_closed_christmas_eve_ships_after_the_bank_holidays() -> N
     open_day = domain.purchase(choice, LONDON, "GB", {date(2026, 12, 23)})
     assert (open_day.ship_date, open_day.delivery_date) == (date(2026, 12, 24),
                                                             date(2026, 12, 29))
+
+
+def test_repeated_request_ids_are_reported_within_a_bound() -> None:
+    with pytest.raises(InvalidArgument) as repeated:
+        domain.check_batch([_request()] * 100)
+    assert len(repeated.value.violations) == domain.MAX_REPEATS_REPORTED
+
+
+TRACKED_48 = CarrierService("rm_tracked_48", Level.STANDARD, 2)
+UPS_STANDARD = CarrierService("ups_standard", Level.STANDARD, 1)
+ROYAL_MAIL = Carrier("royal_mail", (TRACKED_24, TRACKED_48))
+UPS_API = Carrier("ups", (UPS_STANDARD,), mode=Mode.KARRIO)
+
+
+def _card(code: str, price: str) -> RateCard:
+    return RateCard(f"card-{code}", code, "GBP", (Zone("1", "GB", "GB"),),
+                    (WeightBreak("1", 2000, Decimal(price)),))
+
+
+CARDS = {"rm_tracked_24": [_card("rm_tracked_24", "4.10")],
+         "rm_tracked_48": [_card("rm_tracked_48", "3.20")],
+         "ups_standard": [_card("ups_standard", "1.00")]}
+# Monday 7 December 2026, 10:00 in London: before the cut-off, so it ships today.
+MONDAY_MORNING = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+
+
+def _uk_request(**changes: object) -> LabelRequest:
+    return _request(destination=Address("GB", "SW1A 2AA"), **changes)
+
+
+def test_a_named_service_is_priced_on_its_card() -> None:
+    choice = domain.choose_service(_uk_request(service_code="rm_tracked_24"), LONDON,
+                                   [ROYAL_MAIL, UPS_API], CARDS, MONDAY_MORNING)
+    assert (choice.service.code, choice.cost, choice.ship_date) == (
+        "rm_tracked_24", Money.of("GBP", "4.10"), date(2026, 12, 7))
+
+
+def test_without_a_service_the_rate_shop_picks_among_table_rate_carriers() -> None:
+    # UPS is cheaper on paper but bought through its API: not a label made here.
+    choice = domain.choose_service(_uk_request(), LONDON, [ROYAL_MAIL, UPS_API], CARDS,
+                                   MONDAY_MORNING)
+    assert (choice.carrier.carrier_id, choice.service.code) == ("royal_mail", "rm_tracked_48")
+
+
+def test_services_that_cannot_be_bought_here() -> None:
+    with pytest.raises(domain.NotTableRate):
+        domain.choose_service(_uk_request(service_code="ups_standard"), LONDON,
+                              [ROYAL_MAIL, UPS_API], CARDS, MONDAY_MORNING)
+    with pytest.raises(NotFound):
+        domain.choose_service(_uk_request(service_code="nope"), LONDON, [ROYAL_MAIL], CARDS,
+                              MONDAY_MORNING)
+    with pytest.raises(domain.NoEligibleService) as heavy:
+        domain.choose_service(_uk_request(parcel=Parcel(5000)), LONDON, [ROYAL_MAIL], CARDS,
+                              MONDAY_MORNING)
+    assert "rm_tracked_48" in heavy.value.message

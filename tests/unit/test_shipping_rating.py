@@ -336,8 +336,13 @@ def test_fastest_and_best_value() -> None:
 def test_service_level_and_rules_set_the_customer_price_and_the_merchant_cost() -> None:
     rated = rate_shipment(shipment(service_level=Level.STANDARD, basket_value=gbp("20.00")),
                           UK_ORIGIN, shop_carriers(), CARDS, RULES)
-    assert {q.service_code for q in rated.quotes} == {"rm_48", "evri_standard"}
-    assert "rm_24: is next_day, not standard" in rated.ineligible
+    # Next-day services keep a standard promise too; Evri (3.00) is the cheapest.
+    assert {q.service_code for q in rated.quotes} == {"rm_48", "evri_standard", "rm_24",
+                                                      "dpd_next_day"}
+    next_day = rate_shipment(shipment(service_level=Level.NEXT_DAY), UK_ORIGIN,
+                             shop_carriers(), CARDS)
+    assert {q.service_code for q in next_day.quotes} == {"rm_24", "dpd_next_day"}
+    assert "rm_48: is standard, slower than next_day" in next_day.ineligible
     assert rated.applied_rule is RULES[1]
     assert (rated.customer_price, rated.merchant_cost) == (gbp("3.95"), gbp("3.00"))
     free = rate_shipment(shipment(service_level=Level.STANDARD, basket_value=gbp("50.00")),

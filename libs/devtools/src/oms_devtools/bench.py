@@ -8,7 +8,8 @@
    ``PGBENCH_SCRIPT``), and prints our rate as a ratio of that.
 4. The hot-SKU figure (``bench_hot_sku``): many buyers for one SKU, next to pgbench's plain
    conditional UPDATE on one row.
-5. The outbox relay draining a backlog, and the services' resident memory.
+5. Labels (``bench_labels``): labels bought and label PDFs printed per second over gRPC.
+6. The outbox relay draining a backlog, and the services' resident memory.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from oms_platform.events import encode
 from oms_platform.outbox import OutboxRelay
 from sqlalchemy import insert
 
-from oms_devtools import bench_hot_sku
+from oms_devtools import bench_hot_sku, bench_labels
 from oms_devtools.servers import EmbeddedNats, EmbeddedPostgres, ensure_database
 from oms_devtools.stack import Stack
 
@@ -369,6 +370,8 @@ def main() -> None:
             hot_sku = asyncio.run(bench_hot_sku.run(
                 postgres.url(), nats_server.url, orders=args.hot_sku_orders,
                 buyers=args.hot_sku_buyers, state_dir=root))
+            labels = asyncio.run(bench_labels.run(postgres.url(), nats_server.url,
+                                                  state_dir=root))
             relay_rate = asyncio.run(measure_relay(
                 ensure_database(postgres.url(), "bench_relay"), nats_server.url,
                 args.relay_events))
@@ -384,6 +387,7 @@ def main() -> None:
           f"({args.pgbench_clients} clients, {args.pgbench_seconds} s)")
     print(f"  ratio released / pgbench         {suite['released_per_s'] / pgbench_tps:8.2f}")
     print(bench_hot_sku.report(hot_sku))
+    print(bench_labels.report(labels))
     print(f"  outbox relay, {args.relay_events} backlog  {relay_rate:8.1f} events/s published to "
           "JetStream and marked")
     print("  resident memory after the run    " +

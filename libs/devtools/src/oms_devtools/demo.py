@@ -1,16 +1,22 @@
 """Demo data for ``make run``: warehouses in four regions with their bins, a small catalogue
-with backorder policies and lead times, received stock, and a channel buffer.
+with backorder policies and lead times, received stock, and a channel buffer; and for
+shipping the carriers of our market with their services, table rates and the nodes'
+origins.
 
-Loaded through the inventory service's public API; every call is idempotent (fixed request
-ids, an upsert for the catalogue), so loading it again on every start changes nothing.
+Loaded through the inventory and shipping services' public APIs; every call is idempotent
+(fixed request ids, an upsert for the catalogue, origins replaced), so loading it again on
+every start changes nothing.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import grpc
 from google.type import latlng_pb2, timeofday_pb2
 from oms.common.v1 import common_pb2
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 
 ALLOW = inventory_pb2.BACKORDER_POLICY_ALLOW
 DENY = inventory_pb2.BACKORDER_POLICY_DENY
@@ -141,3 +147,194 @@ def load(inventory_target: str) -> None:
                 ),
                 timeout=10,
             )
+
+
+# --- Shipping: the carriers our sellers use, origins for the demo nodes, table rates ---
+
+MON_FRI = [1, 2, 3, 4, 5]  # google.type.DayOfWeek
+MON_SAT = [*MON_FRI, 6]
+EU = ["DE", "AT", "CH", "FR", "NL", "BE", "IT", "ES"]
+# carrier id, name, tracking scheme, tracking URL
+CARRIERS = [
+    ("royal_mail", "Royal Mail", "S10", "https://www.royalmail.com/track-your-item#/tracking-results/{tracking_number}"),
+    ("evri", "Evri", "MOD10", "https://www.evri.com/track/parcel/{tracking_number}"),
+    ("dpd", "DPD", "MOD10", "https://track.dpd.co.uk/parcels/{tracking_number}"),
+    ("parcelforce", "Parcelforce Worldwide", "S10", "https://www.parcelforce.com/track-trace?trackNumber={tracking_number}"),
+    ("yodel", "Yodel", "MOD10", "https://www.yodel.co.uk/tracking/{tracking_number}"),
+    ("ups", "UPS", "UPS_1Z", "https://www.ups.com/track?tracknum={tracking_number}"),
+    ("fedex", "FedEx", "MOD10", "https://www.fedex.com/fedextrack/?trknbr={tracking_number}"),
+    ("dhl_express", "DHL Express", "MOD7", "https://www.dhl.com/en/express/tracking.html?AWB={tracking_number}"),
+    ("usps", "USPS", "MOD10", "https://tools.usps.com/go/TrackConfirmAction?tLabels={tracking_number}"),
+]
+LEVEL = {name: getattr(shipping_pb2, f"SERVICE_LEVEL_{name}") for name in (
+    "ECONOMY", "STANDARD", "EXPEDITED", "EXPRESS", "NEXT_DAY", "SAME_DAY", "INTERNATIONAL")}
+# carrier, service code, name, level, transit days, from, to, cut-off hour (None: the
+# origin's), pickup days, currency, price of the first break, added per break
+SERVICES = [
+    ("royal_mail", "royal_mail_tracked_48", "Tracked 48", "STANDARD", 2, ["GB"], ["GB"], None,
+     MON_SAT, "3.35", "0.90"),
+    ("royal_mail", "royal_mail_tracked_24", "Tracked 24", "NEXT_DAY", 1, ["GB"], ["GB"], None,
+     MON_SAT, "4.25", "1.10"),
+    ("royal_mail", "royal_mail_international_tracked", "International Tracked",
+     "INTERNATIONAL", 4, ["GB"], ["IE", *EU], None, MON_FRI, "9.50", "2.40"),
+    ("evri", "evri_standard", "Standard", "STANDARD", 3, ["GB"], ["GB"], 14, MON_FRI,
+     "2.89", "0.70"),
+    ("evri", "evri_next_day", "Next Day", "NEXT_DAY", 1, ["GB"], ["GB"], 14, MON_FRI,
+     "4.49", "0.95"),
+    ("dpd", "dpd_next_day", "DPD Next Day", "NEXT_DAY", 1, ["GB"], ["GB"], 17, MON_FRI,
+     "5.20", "0.80"),
+    ("dpd", "dpd_classic_de", "DPD Classic", "STANDARD", 2, ["DE"], ["DE"], 16, MON_FRI,
+     "4.10", "0.85"),
+    ("dpd", "dpd_classic_europe", "DPD Classic Europe", "INTERNATIONAL", 3, ["DE", "GB"],
+     ["IE", *EU], 16, MON_FRI, "9.80", "1.90"),
+    ("parcelforce", "parcelforce_express_48", "express48", "STANDARD", 2, ["GB"], ["GB"], 16,
+     MON_FRI, "6.40", "0.75"),
+    ("parcelforce", "parcelforce_express_24", "express24", "NEXT_DAY", 1, ["GB"], ["GB"], 16,
+     MON_FRI, "8.90", "0.90"),
+    ("parcelforce", "parcelforce_express_am", "expressAM", "EXPRESS", 1, ["GB"], ["GB"], 16,
+     MON_FRI, "12.50", "1.10"),
+    ("yodel", "yodel_xpect_48", "Xpect 48", "STANDARD", 2, ["GB"], ["GB"], 15, MON_FRI,
+     "3.05", "0.80"),
+    ("yodel", "yodel_xpect_24", "Xpect 24", "NEXT_DAY", 1, ["GB"], ["GB"], 15, MON_FRI,
+     "4.10", "0.95"),
+    ("ups", "ups_ground", "UPS Ground", "STANDARD", 3, ["US"], ["US"], 17, MON_FRI,
+     "9.20", "1.60"),
+    ("ups", "ups_2nd_day_air", "UPS 2nd Day Air", "EXPEDITED", 2, ["US"], ["US"], 17, MON_FRI,
+     "17.40", "2.90"),
+    ("ups", "ups_next_day_air", "UPS Next Day Air", "NEXT_DAY", 1, ["US"], ["US"], 17, MON_FRI,
+     "29.80", "4.10"),
+    ("ups", "ups_standard_canada", "UPS Standard to Canada", "INTERNATIONAL", 4, ["US"],
+     ["CA"], 17, MON_FRI, "21.00", "3.20"),
+    ("fedex", "fedex_ground", "FedEx Ground", "STANDARD", 3, ["US"], ["US"], 18, MON_FRI,
+     "9.05", "1.55"),
+    ("fedex", "fedex_express_saver", "FedEx Express Saver", "EXPRESS", 3, ["US"], ["US"], 18,
+     MON_FRI, "15.90", "2.40"),
+    ("fedex", "fedex_2day", "FedEx 2Day", "EXPEDITED", 2, ["US"], ["US"], 18, MON_FRI,
+     "17.10", "2.80"),
+    ("fedex", "fedex_priority_overnight", "FedEx Priority Overnight", "NEXT_DAY", 1, ["US"],
+     ["US"], 18, MON_FRI, "31.50", "4.30"),
+    ("dhl_express", "dhl_express_domestic", "DHL Express Domestic", "NEXT_DAY", 1, ["DE"],
+     ["DE"], 18, MON_FRI, "11.90", "1.40"),
+    ("dhl_express", "dhl_express_worldwide_eu", "DHL Express Worldwide", "INTERNATIONAL", 2,
+     ["DE", "GB"], ["IE", *EU], 18, MON_FRI, "24.00", "3.10"),
+    ("dhl_express", "dhl_express_worldwide_us", "DHL Express Worldwide", "INTERNATIONAL", 2,
+     ["US"], ["CA"], 18, MON_FRI, "38.00", "4.50"),
+    ("usps", "usps_ground_advantage", "USPS Ground Advantage", "STANDARD", 4, ["US"], ["US"],
+     None, MON_SAT, "5.40", "1.20"),
+    ("usps", "usps_priority_mail", "USPS Priority Mail", "EXPEDITED", 2, ["US"], ["US"],
+     None, MON_SAT, "9.35", "1.70"),
+    ("usps", "usps_priority_mail_express", "USPS Priority Mail Express", "NEXT_DAY", 1,
+     ["US"], ["US"], None, MON_SAT, "30.45", "3.60"),
+    ("usps", "usps_priority_mail_international", "USPS Priority Mail International",
+     "INTERNATIONAL", 6, ["US"], ["CA"], None, MON_FRI, "32.00", "3.90"),
+]
+CURRENCIES = {"GB": "GBP", "DE": "EUR", "US": "USD"}
+BREAK_GRAMS = [500, 1000, 2000, 5000, 10000, 20000, 30000]
+# Remote areas (by postcode prefix) that cost more per parcel, in the card's own currency.
+REMOTE = {"GB": ["HS", "ZE", "KW15", "KW16", "KW17", "IV41", "PA20", "BT"],
+          "US": ["995", "996", "997", "998", "999", "967", "968"]}
+# The demo nodes as shipping origins: node id, the carriers collecting there.
+ORIGIN_CARRIERS = {
+    "us-west-reno": ["ups", "fedex", "usps", "dhl_express"],
+    "us-east-edison": ["ups", "fedex", "usps", "dhl_express"],
+    "eu-central-frankfurt": ["dpd", "dhl_express"],
+    "uk-coventry": ["royal_mail", "evri", "dpd", "parcelforce", "yodel", "dhl_express"],
+}
+
+
+def _money(currency: str, amount: str) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=currency, amount=amount)
+
+
+def _rate_card(service: tuple, origin: str) -> shipping_pb2.RateCard:  # type: ignore[type-arg]
+    """The card of a service from one origin country, in that country's currency (a
+    service shipping from several countries has a card for each)."""
+    (_, code, _, level, _, _, destinations, _, _, first, step) = service
+    currency = CURRENCIES[origin]
+    zones = []
+    breaks = []
+    remote_prefixes = []
+    for destination in destinations:
+        # Abroad, one zone per destination country, named after it.
+        zone = "domestic" if origin == destination else destination.lower()
+        zones.append(shipping_pb2.Zone(zone=zone, origin_country=origin,
+                                       destination_country=destination))
+        if origin == destination:
+            remote_prefixes += [f"{destination}:{p}" for p in REMOTE.get(destination, [])]
+    for index_zone, zone in enumerate(sorted({z.zone for z in zones})):
+        uplift = Decimal(0) if zone == "domestic" else Decimal(step) * (index_zone % 3)
+        for index, grams in enumerate(BREAK_GRAMS):
+            price = Decimal(first) + Decimal(step) * index + uplift
+            breaks.append(shipping_pb2.WeightBreak(zone=zone, max_weight_grams=grams,
+                                                   price=_money(currency, f"{price:.2f}")))
+    international = level == "INTERNATIONAL"
+    us = origin == "US"
+    return shipping_pb2.RateCard(
+        service_code=code, currency_code=currency,
+        dim_divisor=5000 if international or us else 0,
+        zones=zones, breaks=breaks, fuel_percent="8.5" if us else "4",
+        residential_surcharge=_money(currency, "5.15") if us else None,
+        remote_area_surcharge=_money(currency, "3.50") if remote_prefixes else None,
+        remote_postcode_prefixes=sorted(set(remote_prefixes)),
+        oversize_length_mm=2438 if us else 1200,
+        oversize_girth_mm=3302 if us else 2500,
+        oversize_surcharge=_money(currency, "15.00"),
+        duties_paid_fee=_money(currency, "11.00") if international else None,
+        # From Germany the demo ships within the EU's customs union (Switzerland simplified
+        # into it); from the UK and the US across a customs border.
+        duty_percent="5" if international and origin != "DE" else "",
+    )
+
+
+def shipping_carriers() -> list[shipping_pb2.Carrier]:
+    """The demo carriers with their services (table-rated, working offline)."""
+    carriers = []
+    for carrier_id, name, scheme, url in CARRIERS:
+        services = []
+        for (owner, code, title, level, transit, origins, destinations, cutoff, days,
+             *_rest) in SERVICES:
+            if owner != carrier_id:
+                continue
+            services.append(shipping_pb2.CarrierService(
+                code=code, display_name=title, service_level=LEVEL[level],
+                transit_days=transit, pickup_days=days,  # type: ignore[arg-type]
+                cutoff_time=timeofday_pb2.TimeOfDay(hours=cutoff) if cutoff else None,
+                origin_countries=origins, destination_countries=destinations,
+                international=level == "INTERNATIONAL", max_weight_grams=30000))
+        carriers.append(shipping_pb2.Carrier(
+            carrier_id=carrier_id, display_name=name, mode=shipping_pb2.CARRIER_MODE_TABLE_RATE,
+            tracking_scheme=getattr(shipping_pb2, f"TRACKING_SCHEME_{scheme}"),
+            tracking_url_template=url, services=services))
+    return carriers
+
+
+def load_shipping(shipping_target: str) -> None:
+    """Carriers, rate cards, the demo nodes' origins and a free-shipping rule, through the
+    shipping service's API; idempotent like the rest (fixed request ids, origins replaced)."""
+    with grpc.insecure_channel(shipping_target) as channel:
+        stub = shipping_pb2_grpc.ShippingServiceStub(channel)
+        for carrier in shipping_carriers():
+            stub.CreateCarrier(shipping_pb2.CreateCarrierRequest(
+                request_id=f"demo-carrier-{carrier.carrier_id}", carrier=carrier), timeout=10)
+        for service in SERVICES:
+            code = service[1]
+            for origin in service[5]:
+                card_id = f"{code}-{origin}".lower().replace("_", "-")
+                stub.CreateRateCard(shipping_pb2.CreateRateCardRequest(
+                    request_id=f"demo-card-{card_id}", rate_card_id=card_id,
+                    rate_card=_rate_card(service, origin)), timeout=10)
+        for (node_id, title, city, area, postcode, country, _lat, _lng, _priority, _serves,
+             zone, _cost) in NODES:
+            stub.CreateOrigin(shipping_pb2.CreateOriginRequest(origin=shipping_pb2.Origin(
+                node_id=node_id,
+                address=common_pb2.Address(recipient=title, address_lines=["1 Logistics Way"],
+                                           locality=city, administrative_area=area,
+                                           postal_code=postcode, region_code=country),
+                time_zone=zone, cutoff_time=timeofday_pb2.TimeOfDay(hours=15),
+                carriers=ORIGIN_CARRIERS[node_id])), timeout=10)
+        stub.CreateShippingRule(shipping_pb2.CreateShippingRuleRequest(
+            request_id="demo-rule-free-uk-standard", rule=shipping_pb2.ShippingRule(
+                display_name="Free UK standard shipping over £50", priority=10,
+                service_levels=[shipping_pb2.SERVICE_LEVEL_STANDARD],
+                destination_countries=["GB"], min_basket_value=_money("GBP", "50.00"),
+                free=True)), timeout=10)

@@ -47,11 +47,12 @@ def main() -> None:
         stack.start()
         if not args.no_demo:
             demo.load(stack.services["inventory"].endpoint)
+            demo.load_shipping(stack.services["shipping"].endpoint)
         endpoints = stack.endpoints()
         stack.write_endpoints(state / "endpoints.json", postgres=database_url, nats=nats_url)
         print("\nOMS is running:")
         print(f"  gateway (HTTP/JSON)  {endpoints['gateway']}   docs: {endpoints['gateway']}/docs")
-        for name in ("orders", "inventory"):
+        for name in ("orders", "inventory", "shipping"):
             print(f"  {name:<20} {endpoints[name]} (gRPC, reflection on)")
         print(f"  postgres             {database_url}")
         print(f"  nats                 {nats_url}")

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oms_devtools.servers import ensure_database, free_port
 
-GRPC_SERVICES = ("orders", "inventory")
+GRPC_SERVICES = ("orders", "inventory", "shipping")
 
 
 @dataclass

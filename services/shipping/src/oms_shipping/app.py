@@ -14,6 +14,10 @@ from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_shipping.carriers.api import CarriersApi
+from oms_shipping.labels.api import LabelsApi
+from oms_shipping.manifests.api import ManifestsApi
+from oms_shipping.rating.api import RatingApi, RatingCache
 from oms_shipping.settings import ShippingSettings
 from oms_shipping.tables import SOURCE, metadata
 from oms_shipping.tracking.api import TrackingApi
@@ -26,13 +30,16 @@ log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class ShippingServicer(TrackingApi, shipping_pb2_grpc.ShippingServiceServicer):
+class ShippingServicer(CarriersApi, RatingApi, LabelsApi, ManifestsApi, TrackingApi,
+                       shipping_pb2_grpc.ShippingServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
                  settings: ShippingSettings) -> None:
         self._sessions = sessions
         self._settings = settings
+        # The rate shop's in-memory carriers, origins, cards and rules (see RatingCache).
+        self._rating = RatingCache()
 
 
 def definition(settings: ShippingSettings) -> ServiceDefinition:

@@ -4,12 +4,23 @@ a test that needs other values builds the service with its own ``ShippingSetting
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ShippingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_SHIPPING_", extra="ignore")
+
+    # Rating: with the BEST_VALUE goal a faster quote wins over the cheapest on-time one when
+    # each day it saves costs at most this percentage of the cheapest price.
+    best_value_day_percent: Decimal = Field(default=Decimal(10), ge=0, le=1000)
+
+    # --- Labels ---
+    # Our shipper number in the UPS 1Z tracking numbers of table-rate labels (6 letters or
+    # digits); a karrio carrier's numbers come from the carrier.
+    ups_shipper_number: str = Field(default="OMS001", pattern=r"^[0-9A-Z]{6}$")
 
     # --- tracking ---
     # A parcel on its way with no carrier scan for this many days becomes an exception.

@@ -72,6 +72,12 @@ class Carrier:
     display_name: str = ""
     mode: Mode = Mode.TABLE_RATE
     disabled: bool = False
+    karrio_carrier: str = ""
+    tracking_scheme: int = 0  # oms.shipping.v1.TrackingScheme
+    tracking_url_template: str = ""
+
+    def service(self, code: str) -> CarrierService | None:
+        return next((s for s in self.services if s.code == code), None)
 
 
 @dataclass(frozen=True)
@@ -210,3 +216,47 @@ def check_mask(violations: Violations, paths: Sequence[str],
             violations.add("update_mask", f"{path!r} cannot be updated; updatable: "
                            + ", ".join(updatable))
     return [path for path in paths if path in updatable]
+
+
+MODES = (0, 1, 2)  # unset (table rate), table rate, karrio
+TRACKING_SCHEMES = (0, 1, 2, 3, 4)
+MAX_URL = 500
+
+
+def check_carrier(violations: Violations, path: str, *, mode: int, karrio_carrier: str,
+                  tracking_scheme: int, tracking_url_template: str, display_name: str,
+                  services: Sequence[CarrierService], paths: set[str]) -> None:
+    """The fields of a carrier an update names in ``paths`` (all of them on a create)."""
+    if "display_name" in paths:
+        check_text(violations, f"{path}.display_name", display_name)
+    if "mode" in paths and mode not in MODES:
+        violations.add(f"{path}.mode", "must be a CarrierMode")
+    if "karrio_carrier" in paths or "mode" in paths:
+        check_text(violations, f"{path}.karrio_carrier", karrio_carrier, 63)
+        if mode == Mode.KARRIO and not karrio_carrier:
+            violations.add(f"{path}.karrio_carrier", "required with CARRIER_MODE_KARRIO")
+    if "tracking_scheme" in paths and tracking_scheme not in TRACKING_SCHEMES:
+        violations.add(f"{path}.tracking_scheme", "must be a TrackingScheme")
+    if "tracking_url_template" in paths:
+        check_text(violations, f"{path}.tracking_url_template", tracking_url_template, MAX_URL)
+        if tracking_url_template and "{tracking_number}" not in tracking_url_template:
+            violations.add(f"{path}.tracking_url_template", "must contain {tracking_number}")
+    if "services" in paths:
+        check_services(violations, f"{path}.services", services)
+
+
+def check_origin(violations: Violations, path: str, *, country: str, postal_code: str,
+                 time_zone: str, carriers: Sequence[str], paths: set[str]) -> None:
+    if "address" in paths:
+        check_country(violations, f"{path}.address.region_code", country)
+        if not postal_code:
+            violations.add(f"{path}.address.postal_code", "required")
+        check_text(violations, f"{path}.address.postal_code", postal_code, 20)
+    if "time_zone" in paths:
+        check_time_zone(violations, f"{path}.time_zone", time_zone)
+    if "carriers" in paths:
+        if len(carriers) > MAX_ORIGIN_CARRIERS:
+            violations.add(f"{path}.carriers", f"at most {MAX_ORIGIN_CARRIERS} carriers")
+        else:
+            for index, carrier in enumerate(carriers):
+                check_pattern(violations, f"{path}.carriers[{index}]", carrier, CARRIER_ID)

@@ -11,6 +11,7 @@ from enum import StrEnum
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from oms_platform import filtering as filters
 from oms_platform.errors import (
     FailedPrecondition,
     NotFound,
@@ -30,6 +31,16 @@ MAX_ORDER_LENGTH = 200
 MAX_NODE_ID_LENGTH = 63
 MAX_SERVICE_CODE_LENGTH = 100
 MAX_BATCH = 100
+MAX_REPEATS_REPORTED = 20
+MAX_PAGE_SIZE = 500
+LABEL_FILTER_FIELDS = {
+    "carrier": filters.text("=", "!="),
+    "node_id": filters.text("=", "!="),
+    "state": filters.enum({s: s for s in ("PURCHASED", "VOIDED", "MANIFESTED")}, "=", "!=",
+                          prefix="LABEL_STATE_"),
+    "package": filters.text("=", "!="),
+    "tracking_number": filters.text("=", "!="),
+}
 # A parcel's bounds: what the heaviest freight service takes, and 3 m a side.
 MAX_WEIGHT_GRAMS = 1_000_000
 MAX_SIDE_MM = 3_000
@@ -402,17 +413,22 @@ def check_label_request(violations: Violations, path: str, request: LabelRequest
                        f"at most {MAX_SERVICE_CODE_LENGTH} characters")
 
 
-def check_batch(requests: Sequence[LabelRequest]) -> None:
-    """A batch holds 1 to 100 requests with distinct request ids; each request's own faults
-    are its own result, not the batch's."""
+def check_batch(requests: Sequence[LabelRequest], total: int | None = None) -> None:
+    """A batch holds 1 to 100 requests (``total``, of which ``requests`` may be the first
+    100) with distinct request ids; each request's own faults are its own result, not the
+    batch's."""
     violations = Violations()
-    violations.require(0 < len(requests) <= MAX_BATCH, "requests",
-                       f"between 1 and {MAX_BATCH} requests")
+    count = len(requests) if total is None else total
+    if not violations.require(0 < count <= MAX_BATCH, "requests",
+                              f"between 1 and {MAX_BATCH} requests"):
+        violations.raise_if_any()
     seen: dict[str, int] = {}
-    for index, request in enumerate(requests[:MAX_BATCH]):
+    for index, request in enumerate(requests):
         if request.request_id and request.request_id in seen:
-            violations.add(f"requests[{index}].request_id",
-                           f"repeats requests[{seen[request.request_id]}].request_id")
+            # Bounded, so that the error's details fit in the response's trailers.
+            if len(violations.items) < MAX_REPEATS_REPORTED:
+                violations.add(f"requests[{index}].request_id",
+                               f"repeats requests[{seen[request.request_id]}].request_id")
         seen.setdefault(request.request_id, index)
     violations.raise_if_any()
 

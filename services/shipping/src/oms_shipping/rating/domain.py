@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import holidays
-from oms_platform.money import Money
+from oms_platform.errors import Violations
+from oms_platform.money import Money, is_currency
 
-from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
+from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin, is_country
 
 HUNDRED = Decimal(100)
 MAX_PARCELS = 50
@@ -442,8 +445,9 @@ def rate_shipment(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier
     if not ordered:
         return RateResult((), tuple(ineligible.items))
     chosen = ordered[0]
-    rule = first_rule(rules, chosen.service_level, shipment.destination.country,
-                      shipment.basket_value)
+    # A rule prices the level the customer paid for, whatever faster service carries it.
+    rule = first_rule(rules, shipment.service_level or chosen.service_level,
+                      shipment.destination.country, shipment.basket_value)
     customer = rule.customer_price(chosen.total.currency_code) if rule else chosen.total
     return RateResult(tuple(ordered), tuple(ineligible.items), customer, chosen.total, rule)
 
@@ -496,15 +500,25 @@ def _ineligible_reason(shipment: Shipment, origin: Origin, carrier: Carrier,
     if cross_border and not service.international:
         return f"does not cross borders ({origin.country} to {country})"
     wanted = shipment.service_level
-    if wanted is not None and service.service_level != wanted and not (
-            cross_border and service.service_level is Level.INTERNATIONAL):
-        return f"is {service.service_level.name.lower()}, not {wanted.name.lower()}"
+    if wanted is not None and not meets_level(service.service_level, wanted, cross_border):
+        return f"is {service.service_level.name.lower()}, slower than {wanted.name.lower()}"
     if service.max_weight_grams:
         for index, parcel in enumerate(shipment.parcels):
             if parcel.weight_grams > service.max_weight_grams:
                 return (f"parcel {index + 1} weighs {parcel.weight_grams} g, over the limit "
                         f"of {service.max_weight_grams} g")
     return ""
+
+
+def meets_level(offered: Level, wanted: Level, cross_border: bool) -> bool:
+    """Whether a service keeps the level the customer paid for: the same or a faster one
+    (a next-day service keeps a standard promise; the goal and the price then decide), and
+    across a border an international service whatever level was paid for."""
+    if cross_border and offered is Level.INTERNATIONAL:
+        return True
+    if Level.INTERNATIONAL in (offered, wanted):
+        return offered is wanted
+    return offered >= wanted
 
 
 def _promise_date(shipment: Shipment, origin: Origin) -> date:
@@ -605,3 +619,93 @@ def lost_reason(quote: Quote, chosen: Quote, goal: Goal) -> str:
 
 def _days(count: int) -> str:
     return "1 day" if count == 1 else f"{count} days"
+
+
+# --- Checks of a rate card ---
+
+MAX_ZONES = 500
+MAX_BREAKS = 2000
+MAX_PREFIXES = 1000  # postcode prefixes of one zone, and remote-area prefixes of a card
+MAX_PREFIX_LENGTH = 10
+MAX_DIMENSION_MM = 100_000
+MAX_PERCENT = Decimal(1000)
+ZONE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+RATE_CARD_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+
+class CardPaths(Protocol):
+    """Where each part of a card came from, for its field violations: a request's fields, or
+    a CSV file's lines and columns."""
+
+    def field(self, name: str) -> str: ...
+
+    def zone(self, index: int, name: str) -> str: ...
+
+    def weight_break(self, index: int, name: str) -> str: ...
+
+
+def check_card(violations: Violations, card: RateCard, paths: CardPaths) -> None:
+    """The rules of a card beyond the form of each value (the conversion checks those):
+    bounds, zones and breaks that fit together, limits not negative."""
+    if card.currency_code and not is_currency(card.currency_code):
+        violations.add(paths.field("currency_code"),
+                       "must be an ISO 4217 currency code such as GBP")
+    if len(card.zones) > MAX_ZONES:
+        violations.add(paths.field("zones"), f"at most {MAX_ZONES} zones")
+    if len(card.breaks) > MAX_BREAKS:
+        violations.add(paths.field("breaks"), f"at most {MAX_BREAKS} weight breaks")
+    if not card.zones:
+        violations.add(paths.field("zones"), "at least one zone")
+    if not card.breaks:
+        violations.add(paths.field("breaks"), "at least one weight break")
+    for name in ("dim_divisor", "oversize_length_mm", "oversize_girth_mm"):
+        value = getattr(card, name)
+        if not 0 <= value <= (MAX_DIMENSION_MM if name != "dim_divisor" else 1_000_000):
+            violations.add(paths.field(name), "must not be negative, nor absurdly large")
+    for name in ("fuel_percent", "duty_percent"):
+        if not 0 <= getattr(card, name) <= MAX_PERCENT:
+            violations.add(paths.field(name), f"must be between 0 and {MAX_PERCENT}")
+    _check_prefixes(violations, paths.field("remote_postcode_prefixes"),
+                    card.remote_postcode_prefixes, qualified=True)
+    zones: dict[tuple[str, str, str, tuple[str, ...]], int] = {}
+    zone_ids = set()
+    for index, zone in enumerate(card.zones[:MAX_ZONES]):
+        if not ZONE_ID.fullmatch(zone.zone):
+            violations.add(paths.zone(index, "zone"), f"must match {ZONE_ID.pattern}")
+        for name, country in (("origin_country", zone.origin_country),
+                              ("destination_country", zone.destination_country)):
+            if not is_country(country):
+                violations.add(paths.zone(index, name),
+                               "must be an ISO 3166-1 alpha-2 country code such as GB")
+        _check_prefixes(violations, paths.zone(index, "postcode_prefixes"),
+                        zone.postcode_prefixes, qualified=False)
+        key = (zone.zone, zone.origin_country, zone.destination_country,
+               tuple(sorted(map(normalise_postcode, zone.postcode_prefixes))))
+        if key in zones:
+            violations.add(paths.zone(index, "zone"), "repeats an earlier zone")
+        zones.setdefault(key, index)
+        zone_ids.add(zone.zone)
+    seen_breaks: set[tuple[str, int]] = set()
+    for index, break_ in enumerate(card.breaks[:MAX_BREAKS]):
+        if break_.zone not in zone_ids:
+            violations.add(paths.weight_break(index, "zone"), f"no zone {break_.zone!r}")
+        if break_.max_weight_grams <= 0:
+            violations.add(paths.weight_break(index, "max_weight_grams"), "must be more than 0")
+        if (break_.zone, break_.max_weight_grams) in seen_breaks:
+            violations.add(paths.weight_break(index, "max_weight_grams"),
+                           f"repeats a break of zone {break_.zone!r}")
+        seen_breaks.add((break_.zone, break_.max_weight_grams))
+
+
+def _check_prefixes(violations: Violations, path: str, prefixes: Sequence[str], *,
+                    qualified: bool) -> None:
+    if len(prefixes) > MAX_PREFIXES:
+        violations.add(path, f"at most {MAX_PREFIXES} prefixes")
+        return
+    for prefix in prefixes:
+        country, colon, code = prefix.partition(":") if qualified else ("GB", ":", prefix)
+        if not colon or not is_country(country):
+            violations.add(path, f"{prefix!r} must be written country:prefix, e.g. GB:HS")
+        elif not code or len(code) > MAX_PREFIX_LENGTH or not normalise_postcode(code).isalnum():
+            violations.add(path, f"{prefix!r}: a prefix is 1 to {MAX_PREFIX_LENGTH} letters "
+                           "and digits")
