@@ -59,6 +59,8 @@ MAX_EVENTS = 500
 """Events per RecordTrackingEvents call."""
 MAX_HISTORY = 200
 """Events GetTracking returns (the latest ones, oldest first)."""
+MAX_JOURNEY = 1000
+"""Events of one parcel replayed when new ones arrive (its latest): a real parcel has tens."""
 MAX_CARRIER_LENGTH = 63
 MAX_TRACKING_NUMBER_LENGTH = 64
 MAX_CODE_LENGTH = 64

@@ -37,6 +37,7 @@ from oms_shipping.tables import labels, tracking_events
 from oms_shipping.tracking.domain import (
     FINAL,
     MAX_HISTORY,
+    MAX_JOURNEY,
     ON_THE_WAY,
     LabelRef,
     Parcel,
@@ -120,14 +121,20 @@ async def insert_events(session: AsyncSession, rows: Sequence[tuple[uuid.UUID, S
 
 async def journeys(session: AsyncSession,
                    label_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Scan]]:
-    """Every stored event of these labels."""
+    """The stored events of these labels: the latest ``MAX_JOURNEY`` of each, which is every
+    event of any real parcel, and bounds what a sender posting event after event for one
+    parcel makes every later call read."""
     found: dict[uuid.UUID, list[Scan]] = {label_id: [] for label_id in label_ids}
     if not label_ids:
         return found
-    statement = (select(tracking_events)
-                 .where(tracking_events.c.label_id == func.any(
-                     literal(list(label_ids), ARRAY(UUID(as_uuid=True)))))
-                 .order_by(tracking_events.c.label_id, tracking_events.c.event_time))
+    rank = func.row_number().over(partition_by=tracking_events.c.label_id,
+                                  order_by=tracking_events.c.event_time.desc()).label("rank")
+    latest = (select(tracking_events, rank)
+              .where(tracking_events.c.label_id == func.any(
+                  literal(list(label_ids), ARRAY(UUID(as_uuid=True)))))
+              .subquery())
+    statement = (select(latest).where(latest.c.rank <= MAX_JOURNEY)
+                 .order_by(latest.c.label_id, latest.c.event_time))
     for row in (await session.execute(statement)).all():
         found[row.label_id].append(_scan(row))
     return found
