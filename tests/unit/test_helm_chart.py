@@ -15,11 +15,12 @@ CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "oms"
 KUBERNETES_VERSION = "1.30.0"
 RELEASE = "shop"
 NAMESPACE = "oms-test"
-COMPONENTS = {"orders", "inventory", "gateway"}
-WITH_DATABASE = {"orders", "inventory"}
+COMPONENTS = {"orders", "inventory", "fulfilment", "gateway"}
+WITH_DATABASE = {"orders", "inventory", "fulfilment"}
 GRPC_HEALTH = {
     "orders": "oms.orders.v1.OrdersService",
     "inventory": "oms.inventory.v1.InventoryService",
+    "fulfilment": "oms.fulfilment.v1.FulfilmentService",
 }
 ALL_FEATURES = {
     "networkPolicy": {"enabled": True},
@@ -259,7 +260,8 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
 
     assert set(policies) == {
         "shop-oms-default-deny", "shop-oms-orders", "shop-oms-inventory", "shop-oms-gateway",
-        "shop-oms-orders-migrations", "shop-oms-inventory-migrations",
+        "shop-oms-fulfilment", "shop-oms-orders-migrations", "shop-oms-inventory-migrations",
+        "shop-oms-fulfilment-migrations",
     }
     deny = policies["shop-oms-default-deny"]
     assert deny["policyTypes"] == ["Ingress", "Egress"]
@@ -275,7 +277,13 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
     (orders_ingress,) = policies["shop-oms-orders"]["ingress"]
     assert orders_ingress["from"] == [gateway_pods]
     assert orders_ingress["ports"] == [{"port": "grpc", "protocol": "TCP"}]
-    assert "ingress" not in policies["shop-oms-inventory"]
+    fulfilment_pods = {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "fulfilment",
+    }}}
+    (inventory_ingress,) = policies["shop-oms-inventory"]["ingress"]
+    assert inventory_ingress["from"] == [fulfilment_pods], "fulfilment reads nodes and bins"
+    assert "ingress" not in policies["shop-oms-fulfilment"]
 
     gateway_egress = policies["shop-oms-gateway"]["egress"]
     assert {"port": 50051, "protocol": "TCP"} in gateway_egress[-1]["ports"]
@@ -283,7 +291,8 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
         "app.kubernetes.io/component"] == "orders"
     ports = {name: {p["port"] for rule in policies[f"shop-oms-{name}"]["egress"]
                     for p in rule["ports"]} for name in WITH_DATABASE}
-    assert ports == {"orders": {53, 4222, 5432, 587}, "inventory": {53, 4222, 5432}}, (
+    assert ports == {"orders": {53, 4222, 5432, 587}, "inventory": {53, 4222, 5432},
+                     "fulfilment": {53, 4222, 5432, 50051}}, (
         "orders also reaches its mail server"
     )
 
@@ -296,7 +305,8 @@ def test_keda_scales_consumers_on_jetstream_lag(chart: helm_python.Chart) -> Non
     assert set(scaled) == WITH_DATABASE
     # KEDA owns the HPA of a scaled Deployment; a second one would fight it.
     assert set(by_kind(manifests, "HorizontalPodAutoscaler")) == {"gateway"}
-    expected = {"orders": ("OMS_INVENTORY", "orders"), "inventory": ("OMS_ORDERS", "inventory")}
+    expected = {"orders": ("OMS_INVENTORY", "orders"), "inventory": ("OMS_ORDERS", "inventory"),
+                "fulfilment": ("OMS_ORDERS", "fulfilment")}
     for name, (stream, consumer) in expected.items():
         spec = scaled[name]["spec"]
         assert scaled[name]["apiVersion"] == "keda.sh/v1alpha1"
@@ -357,6 +367,10 @@ def test_a_target_component_must_be_enabled(chart: helm_python.Chart) -> None:
     with pytest.raises(helm_python.HelmRenderError, match='"orders" is not enabled'):
         render(chart, {"components": {"orders": {"enabled": False}}})
 
+    with pytest.raises(helm_python.HelmRenderError, match='"inventory" is not enabled'):
+        render(chart, {"components": {"inventory": {"enabled": False}}})
+
     alone = render(chart, {"components": {"orders": {"enabled": False},
-                                          "gateway": {"enabled": False}}})
+                                          "gateway": {"enabled": False},
+                                          "fulfilment": {"enabled": False}}})
     assert set(by_kind(alone, "Deployment")) == {"inventory"}
