@@ -3,9 +3,12 @@ Every expected figure is worked out by hand in the comments beside it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oms.fulfilment.v1 import events_pb2
 from oms_fulfilment.packing.domain import (
     MAX_CARTON_UNITS,
@@ -292,3 +295,35 @@ def test_ten_mixed_units_are_all_packed_and_none_overlaps() -> None:
     assert packed == 10
     assert all(inside(p.box, p.placements) and p.weight_g <= p.box.max_weight_g
                for p in parcels)
+
+
+
+sides = st.integers(min_value=10, max_value=260)
+pack_lines = st.lists(
+    st.tuples(sides, sides, sides, st.integers(0, 6_000), st.integers(1, 4), st.booleans()),
+    min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pack_lines)
+def test_every_unit_is_packed_once_inside_a_box_within_its_weight(drawn) -> None:
+    # No unit here is heavier than L takes, so only size can make one unfit.
+    lines = [line(str(i), (a, b, c), weight, quantity, fragile=fragile)
+             for i, (a, b, c, weight, quantity, fragile) in enumerate(drawn)]
+    try:
+        parcels = cartonise(lines, BOXES)
+    except NoBoxFits as unfit:
+        assert unfit.unfit
+        for u in unfit.unfit:
+            assert u.reason == "larger than every box"
+            assert not any(all(x <= y for x, y in zip(sorted(u.dims), sorted(b.dims),
+                                                      strict=True)) for b in BOXES)
+        return
+    packed: Counter = Counter()
+    for p in parcels:
+        assert inside(p.box, p.placements)
+        assert p.weight_g <= p.box.max_weight_g
+        assert sum(pl.quantity for pl in p.lines) == len(p.placements)
+        packed.update((placement.unit.line, placement.unit.index)
+                      for placement in p.placements)
+    assert packed == Counter({(l_.key, i): 1 for l_ in lines for i in range(l_.quantity)})
