@@ -421,3 +421,83 @@ def test_the_migrated_schema_matches_the_metadata(gateway_database: str) -> None
             assert list(compare_metadata(context, metadata)) == []
     finally:
         sync.dispose()
+
+
+# --- errors name the partner's JSON fields -------------------------------------------------
+
+def _fields(problem: dict[str, Any]) -> set[str]:
+    return {error["field"] for error in problem["errors"]}
+
+
+@pytest.mark.parametrize(("change", "fields"), [
+    (lambda b: b["lines"][0]["unitPrice"].update(currencyCode="usd"),
+     {"lines[0].unitPrice.currencyCode"}),
+    (lambda b: (b["lines"][0].update(quantity=0), b["shippingAddress"].update(regionCode="XX"),
+                b.update(externalOrderId="")),
+     {"lines[0].quantity", "shippingAddress.regionCode", "externalOrderId"}),
+    (lambda b: (b["lines"].append({**b["lines"][0], "unitPrice": {"currencyCode": "EUR",
+                                                                  "amount": "1"}}),
+                b["shippingAddress"].update(addressLines=[""], postalCode="")),
+     {"lines[1].unitPrice.currencyCode", "shippingAddress.addressLines[0]",
+      "shippingAddress.postalCode"}),
+    (lambda b: b["lines"][0]["unitPrice"].update(amount="-1.00"),
+     {"lines[0].unitPrice.amount"}),
+], ids=["currency", "several", "second-line-and-address", "negative-price"])
+async def test_the_services_violations_name_the_fields_of_the_partners_body(
+    app: FastAPI, engine: AsyncEngine, change: Callable[[dict[str, Any]], Any],
+    fields: set[str],
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    change(body)
+    async with client_of(app, secret) as client:
+        reply = await client.post("/v1/orders", json=body, headers=key())
+    problem = assert_problem(reply, 400, "invalid-argument")
+    assert _fields(problem) == fields, problem
+    assert all(e["detail"] for e in problem["errors"])
+
+
+@pytest.mark.parametrize(("change", "fields"), [
+    (lambda b: b["lines"][0].update(quantity="two"), {"lines[0].quantity"}),
+    (lambda b: (b.update(serviceLevel="SERVICE_LEVEL_WARP", giftWrap=True),
+                b["lines"][0]["unitPrice"].update(amount=19.99)),
+     {"serviceLevel", "giftWrap", "lines[0].unitPrice.amount"}),
+    (lambda b: b.update(orderTime="yesterday", shippingAddress="1 Market St"),
+     {"orderTime", "shippingAddress"}),
+], ids=["quantity", "enum-unknown-float-money", "time-and-object"])
+async def test_a_body_that_does_not_parse_names_every_bad_field_and_stores_nothing(
+    app: FastAPI, engine: AsyncEngine, orders_service: Service,
+    change: Callable[[dict[str, Any]], Any], fields: set[str],
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    change(body)
+    async with client_of(app, secret) as client:
+        reply = await client.post("/v1/orders", json=body, headers=key())
+    problem = assert_problem(reply, 400, "invalid-argument")
+    assert _fields(problem) == fields, problem
+    assert not any(internal in problem["detail"] for internal in (
+        "oms.orders", "oms.common", "Order.", "Failed to parse")), "no internal names"
+    assert await stored_keys(engine, partner) == 0
+    assert await orders_count(orders_service, body["externalOrderId"]) == 0
+
+
+async def test_payment_and_cancel_violations_name_their_bodies_fields(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    async with client_of(app, secret) as client:
+        created = await client.post("/v1/orders", json=order_body(next(iter(
+            partner.channels))), headers=key())
+        order_id = created.json()["name"].removeprefix("orders/")
+        payment = await client.post(f"/v1/orders/{order_id}/payments", headers=key(), json={
+            "transactionId": "", "kind": "PAYMENT_KIND_CAPTURE",
+            "amount": {"currencyCode": "usd", "amount": "1"}})
+        cancel = await client.post(f"/v1/orders/{order_id}:cancel", headers=key(), json={
+            "reason": "test", "lines": [{"lineId": "no-such-line", "quantity": 1}]})
+        unparsed = await client.post(f"/v1/orders/{order_id}:cancel", headers=key(), json={
+            "lines": [{"lineId": "1", "quantity": "all"}]})
+    assert _fields(assert_problem(payment, 400, "invalid-argument")) == {
+        "transactionId", "amount.currencyCode"}
+    assert _fields(assert_problem(cancel, 400, "invalid-argument")) == {"lines[0].lineId"}
+    assert _fields(assert_problem(unparsed, 400, "invalid-argument")) == {"lines[0].quantity"}

@@ -19,7 +19,7 @@ import structlog
 from fastapi import Body, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms.orders.v1 import orders_pb2, orders_pb2_grpc
 from oms_platform.db import create_engine
@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from oms_gateway.access import AccessLog
 from oms_gateway.audit import Audit
 from oms_gateway.auth import Authenticate, require
+from oms_gateway.fields import Shape, violations
 from oms_gateway.idempotency import store as idempotency_store
 from oms_gateway.idempotency.middleware import HEADER, Idempotency, reached
 from oms_gateway.partners.domain import Partner
@@ -79,11 +80,27 @@ def _to_json(message: Any) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=False)
 
 
-def _parse(body: dict[str, Any], message: Any) -> Any:
+# Where each route's body and path sit in the gRPC request it becomes, so that the service's
+# field violations name what the partner sent.
+_ELSEWHERE = {"name": "order_id", "request_id": HEADER}
+CREATE_BODY = Shape(orders_pb2.CreateOrderRequest.DESCRIPTOR, "order", _ELSEWHERE)
+GET_BODY = Shape(orders_pb2.GetOrderRequest.DESCRIPTOR, None, _ELSEWHERE)
+PAYMENT_BODY = Shape(orders_pb2.RecordPaymentRequest.DESCRIPTOR, "payment", _ELSEWHERE)
+CANCEL_BODY = Shape(orders_pb2.CancelOrderRequest.DESCRIPTOR, None, _ELSEWHERE)
+
+
+def _parse(request: Request, body: dict[str, Any], shape: Shape) -> Any:
+    """The body as the route's message, or a 400 naming every field that does not parse.
+    The route's ``shape`` is kept on the request for the service's own violations."""
+    request.state.body = shape
+    message = message_factory.GetMessageClass(shape.message)()
     try:
         json_format.ParseDict(body, message)
     except json_format.ParseError as error:
-        raise Problem(400, "Invalid argument", str(error), kind="invalid-argument") from error
+        errors = violations(body, shape.message) or [{"field": "", "detail": str(error)}]
+        raise Problem(400, "Invalid argument",
+                      "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
+                      kind="invalid-argument", extra={"errors": errors}) from error
     return message
 
 
@@ -170,7 +187,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if not is_expected(error.code()):
             log.error("unexpected status from orders", path=request.url.path,
                       code=error.code().name, detail=error.details())
-        return problem_response(request, from_rpc_error(error))
+        return problem_response(request, from_rpc_error(
+            error, getattr(request.state, "body", None)))
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -211,7 +229,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         partner: Annotated[Partner, Depends(require("orders:write"))],
         idempotency_key: Annotated[str, Header(alias=HEADER)],
     ) -> dict[str, Any]:
-        message = _parse(order, orders_pb2.Order())
+        message = _parse(request, order, CREATE_BODY)
         if not partner.may_see_channel(message.channel):
             raise Problem(403, "Permission denied",
                           f"the partner may not create orders for channel {message.channel!r}",
@@ -231,6 +249,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         order_id: str,
         partner: Annotated[Partner, Depends(require("orders:read"))],
     ) -> dict[str, Any]:
+        request.state.body = GET_BODY
         return _to_json(await _visible_order(request, partner, order_id, timeout))
 
     @app.post("/v1/orders/{order_id}/payments", tags=["payments"],
@@ -244,7 +263,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """An authorisation, capture, failure or refund. The provider's `transactionId` makes
         a redelivered webhook change nothing. Returns the order as it is now."""
-        transaction = _parse(payment, orders_pb2.PaymentTransaction())
+        transaction = _parse(request, payment, PAYMENT_BODY)
         await _visible_order(request, partner, order_id, timeout)
         reached(request)
         order = await request.app.state.orders.RecordPayment(
@@ -266,7 +285,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         idempotency_key: Annotated[str, Header(alias=HEADER)],
     ) -> dict[str, Any]:
         """No `lines` cancels the whole order. Refused with 409 once the units shipped."""
-        message = _parse(cancellation, orders_pb2.CancelOrderRequest())
+        message = _parse(request, cancellation, CANCEL_BODY)
         await _visible_order(request, partner, order_id, timeout)
         message.name = _order_name(order_id)
         message.request_id = reached(request)
