@@ -14,8 +14,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from gateway_contract import Contract
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import free_port
+from oms_devtools.testkit import eventually
 from oms_gateway.app import MIGRATIONS, create_app
 from oms_gateway.idempotency import store as idempotency_store
 from oms_gateway.idempotency.domain import fingerprint
@@ -68,8 +70,10 @@ def engine(app: FastAPI) -> AsyncEngine:
 
 def client_of(app: FastAPI, key: str | None = None) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    # Every answer the tests receive is held to the OpenAPI document.
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                             base_url="http://gateway", headers=headers)
+                             base_url="http://gateway", headers=headers,
+                             event_hooks={"response": [Contract(app.openapi()).hook]})
 
 
 async def new_partner(engine: AsyncEngine, kind: Kind = Kind.SALES_CHANNEL, *,
@@ -501,3 +505,108 @@ async def test_payment_and_cancel_violations_name_their_bodies_fields(
         "transactionId", "amount.currencyCode"}
     assert _fields(assert_problem(cancel, 400, "invalid-argument")) == {"lines[0].lineId"}
     assert _fields(assert_problem(unparsed, 400, "invalid-argument")) == {"lines[0].quantity"}
+
+
+# --- the OpenAPI document ------------------------------------------------------------------
+
+async def test_the_documents_examples_work_in_turn_on_the_demo_channel(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    document = app.openapi()
+
+    def example(path: str) -> Any:
+        media = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        return media["examples"]["demo"]["value"]
+
+    order = example("/v1/orders")
+    _, secret = await new_partner(engine, channels=(order["channel"],))
+    async with client_of(app, secret) as client:
+        created = await client.post("/v1/orders", json=order, headers=key())
+        assert created.status_code == 201, created.text
+        order_id = created.json()["name"].removeprefix("orders/")
+        paid = await client.post(f"/v1/orders/{order_id}/payments",
+                                 json=example("/v1/orders/{order_id}/payments"), headers=key())
+        cancelled = await client.post(f"/v1/orders/{order_id}:cancel",
+                                      json=example("/v1/orders/{order_id}:cancel"),
+                                      headers=key())
+    assert paid.status_code == 200, paid.text
+    assert cancelled.status_code == 200, cancelled.text
+    line = cancelled.json()["lines"][0]
+    assert line["cancelledQuantity"] == 1
+
+
+@pytest.fixture
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app over real HTTP on a port of its own (its lifespan is the module's)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
+                                           lifespan="off", log_config=None))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+# Per operation: requests that fit the document, and requests that break it on purpose (a
+# wrong type, a missing field, a header off its pattern), which must be refused as documented.
+EXAMPLES = {"positive": 70, "negative": 30}
+
+
+@pytest.mark.timeout(280)
+async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
+    app: FastAPI, engine: AsyncEngine, served: str,
+) -> None:
+    """Schemathesis generates requests from the document (100 per operation, fitting it and
+    not); every answer must be documented, of the documented content type, headers and
+    schema, and none a 5xx. Seeded (derandomized), so a failure repeats."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    document = app.openapi()
+    _, secret = await new_partner(engine, channels=("shopify-demo",))
+    async with client_of(app, secret) as client:
+        created = await client.post("/v1/orders", json=order_body("shopify-demo"),
+                                    headers=key())
+    order_id = created.json()["name"].removeprefix("orders/")
+    schema = schemathesis.openapi.from_dict(document)
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_headers_conformance, response_schema_conformance]
+    answered: dict[str, set[int]] = {}
+
+    def run(operation: Any, mode: str) -> None:
+        # A real order, so that payments and cancellations reach the service.
+        fixed = {"order_id": order_id} if "{order_id}" in operation.path else None
+
+        @given(case=operation.as_strategy(GenerationMode(mode), path_parameters=fixed))
+        @settings(max_examples=EXAMPLES[mode], deadline=None, database=None,
+                  derandomize=True, suppress_health_check=list(HealthCheck))
+        def exercise(case: Any) -> None:
+            response = case.call(base_url=served, headers={"Authorization": f"Bearer {secret}"},
+                                 timeout=15)
+            answered.setdefault(operation.label, set()).add(response.status_code)
+            case.validate_response(response, checks=checks)
+
+        exercise()
+
+    def run_all() -> None:
+        for result in schema.get_all_operations():
+            for mode in EXAMPLES:
+                run(result.ok(), mode)
+
+    await asyncio.to_thread(run_all)
+    assert len(answered) == 4, answered
+    for label, statuses in answered.items():
+        assert any(s < 300 for s in statuses) and any(s >= 400 for s in statuses), (
+            label, statuses)

@@ -33,6 +33,7 @@ from oms_gateway.auth import Authenticate, require
 from oms_gateway.fields import Shape, violations
 from oms_gateway.idempotency import store as idempotency_store
 from oms_gateway.idempotency.middleware import HEADER, Idempotency, reached
+from oms_gateway.openapi import Operation, document
 from oms_gateway.partners.domain import Partner
 from oms_gateway.problems import (
     Problem,
@@ -102,6 +103,20 @@ def _parse(request: Request, body: dict[str, Any], shape: Shape) -> Any:
                       "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
                       kind="invalid-argument", extra={"errors": errors}) from error
     return message
+
+
+OPERATIONS = {
+    ("POST", "/v1/orders"): Operation(
+        orders_pb2.Order.DESCRIPTOR, 201, CREATE_BODY, example=ORDER_EXAMPLE,
+        example_summary="A paid order of two demo T-shirts on the demo channel"),
+    ("GET", "/v1/orders/{order_id}"): Operation(orders_pb2.Order.DESCRIPTOR),
+    ("POST", "/v1/orders/{order_id}/payments"): Operation(
+        orders_pb2.Order.DESCRIPTOR, 200, PAYMENT_BODY, example=PAYMENT_EXAMPLE,
+        example_summary="The capture of the example order's total"),
+    ("POST", "/v1/orders/{order_id}:cancel"): Operation(
+        orders_pb2.Order.DESCRIPTOR, 200, CANCEL_BODY, body_name="Cancellation",
+        example=CANCEL_EXAMPLE, example_summary="One unit of the example order's first line"),
+}
 
 
 def _order_name(order_id: str) -> str:
@@ -311,4 +326,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ready = False
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(app, OPERATIONS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -84,6 +84,11 @@ class Shape:
             return self.request
         return self.request.fields_by_name[self.wrapped].message_type
 
+    @property
+    def not_in_body(self) -> frozenset[str]:
+        """The fields of the body's message the partner gives elsewhere, if any."""
+        return frozenset(self.elsewhere) if self.wrapped is None else frozenset()
+
     def path(self, grpc_path: str) -> str:
         """A field violation's path in the request, as a path in the partner's body (or the
         path parameter or header it came from)."""

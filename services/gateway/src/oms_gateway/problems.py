@@ -57,6 +57,8 @@ _ANSWERS = {
         503, "Deadline exceeded", f"the request did not complete in time; {_RETRY}"),
 }
 _UNEXPECTED = _Answer(503, "Service unavailable", f"the request could not be completed; {_RETRY}")
+# Every status an answer of the orders service can become.
+SERVICE_STATUSES = frozenset({a.status for a in _ANSWERS.values()} | {_UNEXPECTED.status})
 
 
 class Problem(Exception):
