@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -316,7 +316,8 @@ CREATE = ("POST", "/v1/orders", "orders:write")
 
 def test_the_matrix_covers_every_operation(app: FastAPI) -> None:
     documented = {(method.upper(), path.replace("{order_id}", "{id}"))
-                  for path, item in app.openapi()["paths"].items() for method in item}
+                  for path, item in app.openapi()["paths"].items() for method in item
+                  if path != "/oauth/token"}  # open: it takes the credentials
     assert documented == {(m, p) for m, p, _, _ in OPERATIONS} | {CREATE[:2]}
 
 
@@ -606,7 +607,109 @@ async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
                 run(result.ok(), mode)
 
     await asyncio.to_thread(run_all)
-    assert len(answered) == 4, answered
+    assert len(answered) == 5, answered
     for label, statuses in answered.items():
-        assert any(s < 300 for s in statuses) and any(s >= 400 for s in statuses), (
-            label, statuses)
+        if label != "POST /oauth/token":  # generated client ids are nobody's
+            assert any(s < 300 for s in statuses), (label, statuses)
+        if label.startswith("POST"):  # a body to break: the refusals were met too
+            assert any(s >= 400 for s in statuses), (label, statuses)
+
+
+# --- OAuth2 client credentials -------------------------------------------------------------
+
+async def _token(client: httpx.AsyncClient, partner_id: str, secret: str,
+                 **extra: str) -> httpx.Response:
+    return await client.post("/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": partner_id, "client_secret": secret,
+        **extra})
+
+
+async def test_a_partner_trades_its_key_for_a_token_that_works_like_the_key(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    async with client_of(app) as anonymous:
+        issued = await _token(anonymous, partner.partner_id, secret)
+    assert issued.status_code == 200, issued.text
+    assert issued.headers["cache-control"] == "no-store"
+    grant = issued.json()
+    assert (grant["token_type"], grant["expires_in"]) == ("Bearer", 900)
+    assert set(grant["scope"].split()) == partner.scopes
+    async with client_of(app, grant["access_token"]) as client:
+        created = await client.post("/v1/orders", json=order_body(next(iter(
+            partner.channels))), headers=key())
+        assert created.status_code == 201, created.text
+        fetched = await client.get(f"/v1/{created.json()['name']}")
+    assert fetched.status_code == 200
+    async with engine.connect() as conn:
+        audited = (await conn.execute(select(audit_log.c.status).where(
+            audit_log.c.partner_id == partner.partner_id))).scalars().all()
+    assert sorted(audited) == [200, 201], "a token's requests are the partner's"
+
+
+async def test_a_token_carries_only_the_scopes_asked_for_and_held(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine, scopes=frozenset({"orders:read",
+                                                                  "orders:write"}))
+    async with client_of(app) as anonymous:
+        narrow = await _token(anonymous, partner.partner_id, secret, scope="orders:read")
+        beyond = await _token(anonymous, partner.partner_id, secret,
+                              scope="orders:read payments:write")
+    assert narrow.json()["scope"] == "orders:read"
+    assert beyond.status_code == 400 and beyond.json()["error"] == "invalid_scope"
+    async with client_of(app, narrow.json()["access_token"]) as client:
+        refused = await client.post("/v1/orders", json=order_body(next(iter(
+            partner.channels))), headers=key())
+        allowed = await client.get(f"/v1/orders/{uuid.uuid4()}")
+    assert assert_problem(refused, 403, "permission-denied")["scope"] == "orders:write"
+    assert allowed.status_code == 404, "read is the token's scope: the order is just missing"
+
+
+async def test_a_wrong_secret_or_another_partners_key_gets_no_token(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    other, other_secret = await new_partner(engine)
+    await partners.revoke(engine, other.partner_id)
+    async with client_of(app) as anonymous:
+        replies = [
+            await _token(anonymous, partner.partner_id, secret[:-1] + "x"),
+            await _token(anonymous, partner.partner_id, "not-a-key"),
+            await _token(anonymous, partner.partner_id, other_secret),
+            await _token(anonymous, other.partner_id, other_secret),
+            await anonymous.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                 auth=(partner.partner_id, "wrong")),
+        ]
+        by_basic = await anonymous.post("/oauth/token", data={
+            "grant_type": "client_credentials"}, auth=(partner.partner_id, secret))
+    for reply in replies:
+        assert reply.status_code == 401, reply.text
+        assert reply.json()["error"] == "invalid_client"
+    assert replies[-1].headers["www-authenticate"].startswith("Basic")
+    assert by_basic.status_code == 200, "HTTP Basic client authentication (RFC 6749 2.3.1)"
+
+
+async def test_an_expired_forged_or_revoked_partners_token_is_401(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    from oms_gateway.oauth.domain import issue
+
+    partner, secret = await new_partner(engine)
+    now = datetime.now(UTC)
+    expired = issue(partner.partner_id, partner.scopes, secret=app.state.token_secret,
+                    ttl=timedelta(seconds=900), now=now - timedelta(seconds=960))
+    forged = issue(partner.partner_id, partner.scopes, secret="f" * 43,
+                   ttl=timedelta(seconds=900), now=now)
+    async with client_of(app) as anonymous:
+        live = (await _token(anonymous, partner.partner_id, secret)).json()["access_token"]
+    probe = f"/v1/orders/{uuid.uuid4()}"
+    for token in (expired, forged, live[:-2] + "xx"):
+        async with client_of(app, token) as client:
+            reply = await client.get(probe)
+        assert_problem(reply, 401, "unauthenticated")
+        assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+    async with client_of(app, live) as client:
+        assert (await client.get(probe)).status_code == 404
+        await partners.revoke(engine, partner.partner_id)
+        assert_problem(await client.get(probe), 401, "unauthenticated")

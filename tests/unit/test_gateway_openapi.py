@@ -16,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from oms.orders.v1 import orders_pb2
 from oms_devtools import demo
 from oms_gateway.app import OPERATIONS, create_app
+from oms_gateway.auth import TOKEN_PATH
 from oms_gateway.problems import from_rpc_error
 from oms_gateway.settings import GatewaySettings
 from test_gateway_rules import rpc_error
@@ -32,15 +33,17 @@ def document(app: FastAPI) -> dict[str, Any]:
     return app.openapi()
 
 
-def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def operations(document: dict[str, Any], *,
+               token: bool = False) -> list[tuple[str, str, dict[str, Any]]]:
+    """The document's operations; the token endpoint's only with ``token``."""
     return [(method.upper(), path, spec) for path, item in document["paths"].items()
-            for method, spec in item.items()]
+            for method, spec in item.items() if token or path != TOKEN_PATH]
 
 
 def test_it_is_openapi_3_1_and_every_body_and_answer_is_typed(document: dict[str, Any]) -> None:
     assert document["openapi"].startswith("3.1")
     assert "additionalProperties\": true" not in json.dumps(document["paths"])
-    for method, path, spec in operations(document):
+    for method, path, spec in operations(document, token=True):
         for media in spec.get("requestBody", {}).get("content", {}).values():
             assert set(media["schema"]) == {"$ref"}, (method, path)
         for status, response in spec["responses"].items():
@@ -70,7 +73,28 @@ def test_every_status_a_route_can_answer_is_documented_as_a_problem(
                 "schema": {"$ref": "#/components/schemas/Problem"}}}
         for status in problems & {429, 503}:
             assert "Retry-After" in spec["responses"][str(status)]["headers"]
-        assert spec["security"] == [{"apiKey": []}], (method, path)
+        scope = next(s for (m, p), s in SCOPES_OF.items() if (m, p) == (method, path))
+        assert spec["security"] == [{"apiKey": []}, {"oauth2": [scope]}], (method, path)
+
+
+SCOPES_OF = {
+    ("POST", "/v1/orders"): "orders:write",
+    ("GET", "/v1/orders/{order_id}"): "orders:read",
+    ("POST", "/v1/orders/{order_id}/payments"): "payments:write",
+    ("POST", "/v1/orders/{order_id}:cancel"): "orders:write",
+}
+
+
+def test_the_token_endpoint_is_documented_as_oauth2_client_credentials(
+    document: dict[str, Any],
+) -> None:
+    spec = document["paths"][TOKEN_PATH]["post"]
+    assert spec["security"] == []
+    assert set(spec["requestBody"]["content"]) == {"application/x-www-form-urlencoded"}
+    assert set(spec["responses"]) == {"200", "400", "401", "503"}
+    flows = document["components"]["securitySchemes"]["oauth2"]["flows"]
+    assert flows["clientCredentials"]["tokenUrl"] == TOKEN_PATH
+    assert set(SCOPES_OF.values()) <= set(flows["clientCredentials"]["scopes"])
 
 
 def _demo_order(document: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from oms_gateway.auth import Authenticate, require
 from oms_gateway.fields import Shape, violations
 from oms_gateway.idempotency import store as idempotency_store
 from oms_gateway.idempotency.middleware import HEADER, Idempotency, reached
+from oms_gateway.oauth import api as oauth_api
+from oms_gateway.oauth.keys import signing_secret
 from oms_gateway.openapi import Operation, document
 from oms_gateway.partners.domain import Partner
 from oms_gateway.problems import (
@@ -192,6 +194,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="Orders in from every sales channel.",
         lifespan=lifespan,
     )
+
+    # At creation, not start: a key file that cannot be read stops the gateway at once.
+    app.state.token_secret = signing_secret(settings)
+    app.state.token_ttl_seconds = settings.access_token_ttl_seconds
+    app.include_router(oauth_api.router)
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:

@@ -19,6 +19,7 @@ from google.protobuf.descriptor import Descriptor
 
 from oms_gateway.fields import Shape
 from oms_gateway.idempotency.domain import REPLAY_HEADER
+from oms_gateway.oauth.api import FORM_SCHEMA, OAUTH_ERROR_SCHEMA, TOKEN_SCHEMA
 from oms_gateway.problems import PROBLEM_JSON, SERVICE_STATUSES
 from oms_gateway.schemas import PROBLEM, Components
 
@@ -36,6 +37,8 @@ class Operation:
     example_summary: str = ""
 
 
+_OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
+          "OAuthError": OAUTH_ERROR_SCHEMA}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
                                 "schema": {"type": "integer", "minimum": 1}}}
 PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
@@ -80,9 +83,11 @@ def document(app: FastAPI, operations: Mapping[tuple[str, str], Operation]) -> d
     components = Components()
     for path, item in doc["paths"].items():
         for method, spec in item.items():
-            operation = operations[(method.upper(), path)]
+            operation = operations.get((method.upper(), path))
+            if operation is None:  # the token endpoint, which documents itself
+                continue
             _type(spec, method, path, operation, components)
-    doc["components"]["schemas"] = {**components.schemas, "Problem": PROBLEM}
+    doc["components"]["schemas"] = {**components.schemas, "Problem": PROBLEM, **_OAUTH}
     return doc
 
 
