@@ -713,3 +713,23 @@ async def test_an_expired_forged_or_revoked_partners_token_is_401(
         assert (await client.get(probe)).status_code == 404
         await partners.revoke(engine, partner.partner_id)
         assert_problem(await client.get(probe), 401, "unauthenticated")
+
+
+async def test_replicas_share_the_stored_signing_key_and_a_set_one_wins(
+    app: FastAPI, engine: AsyncEngine, gateway_database: str, orders_service: Service,
+) -> None:
+    partner, secret = await new_partner(engine)
+    async with client_of(app) as anonymous:
+        token = (await _token(anonymous, partner.partner_id, secret)).json()["access_token"]
+    probe = f"/v1/orders/{uuid.uuid4()}"
+    target = f"127.0.0.1:{orders_service.bound_port}"
+    async for replica in _serving(GatewaySettings(database_url=gateway_database,
+                                                  orders_target=target)):
+        assert replica.state.token_secret == app.state.token_secret
+        async with client_of(replica, token) as client:
+            assert (await client.get(probe)).status_code == 404, "the other replica's token"
+    async for configured in _serving(GatewaySettings(
+            database_url=gateway_database, orders_target=target, jwt_secret="k" * 32)):
+        assert configured.state.token_secret == b"k" * 32
+        async with client_of(configured, token) as client:
+            assert_problem(await client.get(probe), 401, "unauthenticated")

@@ -1,11 +1,10 @@
 """OAuth2 client credentials without servers: the token request's rules (RFC 6749 §4.4,
-§2.3.1, §5.2), the tokens' signature, audience and expiry, and the signing key's source."""
+§2.3.1, §5.2), the tokens' signature, audience and expiry."""
 
 from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import jwt
 import pytest
@@ -18,8 +17,6 @@ from oms_gateway.oauth.domain import (
     parse_form,
     verify,
 )
-from oms_gateway.oauth.keys import signing_secret
-from oms_gateway.settings import GatewaySettings
 
 SECRET = "s" * 40
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -99,18 +96,3 @@ def test_a_token_carries_what_was_asked_never_more_than_the_partner_holds() -> N
     with pytest.raises(OAuthError) as refused:
         granted(frozenset({"orders:read", "payments:write"}), held)
     assert refused.value.error == "invalid_scope" and "payments:write" in str(refused.value)
-
-
-def test_the_signing_key_comes_from_settings_or_a_key_file_made_once(tmp_path: Path) -> None:
-    url = "postgresql+psycopg://unused/unused"
-    assert signing_secret(GatewaySettings(database_url=url, jwt_secret=SECRET)) == SECRET
-    path = tmp_path / "jwt.key"
-    first = signing_secret(GatewaySettings(database_url=url, jwt_secret_file=path))
-    assert len(first) >= 32 and path.stat().st_mode & 0o777 == 0o600
-    assert signing_secret(GatewaySettings(database_url=url, jwt_secret_file=path)) == first
-    assert list(tmp_path.iterdir()) == [path], "no draft left behind"
-    one = signing_secret(GatewaySettings(database_url=url))
-    assert one != signing_secret(GatewaySettings(database_url=url)), "a process key each"
-    path.write_text("short\n")
-    with pytest.raises(ValueError, match="at least 32"):
-        signing_secret(GatewaySettings(database_url=url, jwt_secret_file=path))

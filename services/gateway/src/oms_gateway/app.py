@@ -177,6 +177,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.orders_health = health_pb2_grpc.HealthStub(channel)
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
                                          max_overflow=settings.db_max_overflow)
+        app.state.token_secret = await signing_secret(settings, app.state.engine)
         sweep = asyncio.create_task(_sweep_idempotency_keys(
             app.state.engine, settings.idempotency_sweep_interval_seconds))
         try:
@@ -195,8 +196,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    # At creation, not start: a key file that cannot be read stops the gateway at once.
-    app.state.token_secret = signing_secret(settings)
     app.state.token_ttl_seconds = settings.access_token_ttl_seconds
     app.include_router(oauth_api.router)
 

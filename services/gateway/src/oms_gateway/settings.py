@@ -3,8 +3,6 @@ service's, from ``OMS_DATABASE_URL``), read once at start."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -43,14 +41,8 @@ class GatewaySettings(BaseSettings):
         default=1024 * 1024, gt=0, description="The largest request body accepted (else 413)")
     jwt_secret: SecretStr | None = Field(
         default=None, min_length=32,
-        description="The HS256 key that signs and checks OAuth2 access tokens, the same on "
-        "every replica (at least 32 characters)",
-    )
-    jwt_secret_file: Path | None = Field(
-        default=None,
-        description="A file holding that key, created with a random one if missing; used "
-        "when OMS_GATEWAY_JWT_SECRET is not set. With neither, each process makes its own "
-        "and its tokens hold only there (one process: `make run`)",
+        description="The HS256 key that signs and checks OAuth2 access tokens (at least 32 "
+        "characters); unset, a random key kept in the gateway's database, shared by replicas",
     )
     access_token_ttl_seconds: int = Field(
         default=900, gt=0, le=3600, description="How long an OAuth2 access token is valid")
