@@ -312,13 +312,14 @@ OPERATIONS = [  # method, path (with {id}), scope, body
     ("POST", "/v1/orders/{id}:cancel", "orders:write", {"reason": "test"}),
 ]
 CREATE = ("POST", "/v1/orders", "orders:write")
+LIST = ("GET", "/v1/orders", "orders:read")
 
 
 def test_the_matrix_covers_every_operation(app: FastAPI) -> None:
     documented = {(method.upper(), path.replace("{order_id}", "{id}"))
                   for path, item in app.openapi()["paths"].items() for method in item
                   if path != "/oauth/token"}  # open: it takes the credentials
-    assert documented == {(m, p) for m, p, _, _ in OPERATIONS} | {CREATE[:2]}
+    assert documented == {(m, p) for m, p, _, _ in OPERATIONS} | {CREATE[:2], LIST[:2]}
 
 
 async def _call(client: httpx.AsyncClient, method: str, path: str, body: Any) -> httpx.Response:
@@ -342,9 +343,14 @@ async def test_another_partners_order_is_404_on_every_operation(
                 reply = await _call(client, method, path.format(id=order_id), body)
                 problem = assert_problem(reply, 404, "not-found")
                 assert problem["detail"] == f"no order {order_id}", "as if it did not exist"
+        async with client_of(app, secret) as client:
+            listed = await client.get("/v1/orders")
+        assert order_id not in listed.text, "not in another partner's list either"
     async with client_of(app, owner_key) as client:
         mine = await client.get(f"/v1/orders/{order_id}")
+        listed = await client.get("/v1/orders")
     assert mine.status_code == 200 and mine.json()["status"] != "ORDER_STATUS_CANCELLED"
+    assert [o["name"] for o in listed.json()["orders"]] == [f"orders/{order_id}"]
 
 
 async def test_without_a_valid_key_every_operation_is_401(
@@ -355,7 +361,8 @@ async def test_without_a_valid_key_every_operation_is_401(
     order_id = uuid.uuid4()
     for credentials in (None, "oms_000000000000_" + "x" * 43, "not-a-key", secret):
         async with client_of(app, credentials) as client:
-            for method, path, _, body in [*OPERATIONS, (*CREATE, order_body("x"))]:
+            for method, path, _, body in [*OPERATIONS, (*CREATE, order_body("x")),
+                                          (*LIST, None)]:
                 reply = await _call(client, method, path.format(id=order_id), body)
                 assert_problem(reply, 401, "unauthenticated")
                 assert reply.headers["www-authenticate"].startswith("Bearer")
@@ -368,9 +375,10 @@ async def test_without_a_valid_key_every_operation_is_401(
 async def test_a_key_lacking_the_scope_is_403_on_every_operation(
     app: FastAPI, engine: AsyncEngine,
 ) -> None:
-    for method, path, scope, body in [*OPERATIONS, (*CREATE, None)]:
+    for method, path, scope, body in [*OPERATIONS, (*CREATE, None), (*LIST, None)]:
         partner, secret = await new_partner(engine, scopes=SCOPES - {scope})
-        body = body if body is not None else order_body(next(iter(partner.channels)))
+        if (method, path) == CREATE[:2]:
+            body = order_body(next(iter(partner.channels)))
         async with client_of(app, secret) as client:
             reply = await _call(client, method, path.format(id=uuid.uuid4()), body)
         assert assert_problem(reply, 403, "permission-denied")["scope"] == scope
@@ -607,7 +615,7 @@ async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
                 run(result.ok(), mode)
 
     await asyncio.to_thread(run_all)
-    assert len(answered) == 5, answered
+    assert len(answered) == 6, answered
     for label, statuses in answered.items():
         if label != "POST /oauth/token":  # generated client ids are nobody's
             assert any(s < 300 for s in statuses), (label, statuses)
@@ -733,3 +741,44 @@ async def test_replicas_share_the_stored_signing_key_and_a_set_one_wins(
         assert configured.state.token_secret == b"k" * 32
         async with client_of(configured, token) as client:
             assert_problem(await client.get(probe), 401, "unauthenticated")
+
+
+
+# --- listing -------------------------------------------------------------------------------
+
+async def test_a_channels_orders_are_listed_page_by_page_newest_first(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine, channels=(f"a-{uuid.uuid4().hex[:6]}",
+                                                          f"b-{uuid.uuid4().hex[:6]}"))
+    first, second = sorted(partner.channels)
+    async with client_of(app, secret) as client:
+        names = []
+        for _ in range(3):
+            created = await client.post("/v1/orders", json=order_body(first), headers=key())
+            names.append(created.json()["name"])
+        await client.post("/v1/orders", json=order_body(second), headers=key())
+        pages, token = [], ""
+        while True:
+            reply = await client.get("/v1/orders", params={
+                "channel": first, "pageSize": 2, **({"pageToken": token} if token else {})})
+            assert reply.status_code == 200, reply.text
+            pages.append([o["name"] for o in reply.json().get("orders", [])])
+            token = reply.json().get("nextPageToken", "")
+            if not token:
+                break
+        filtered = await client.get("/v1/orders", params={
+            "channel": first, "filter": "status != ORDER_STATUS_CANCELLED", "pageSize": 2})
+        stale = await client.get("/v1/orders", params={
+            "channel": second, "pageSize": 2, "pageToken": filtered.json()["nextPageToken"]})
+        unnamed = await client.get("/v1/orders")
+        elsewhere = await client.get("/v1/orders", params={"channel": "not-mine"})
+        bad_filter = await client.get("/v1/orders", params={"channel": first,
+                                                            "filter": "status = A OR x = 1"})
+        too_large = await client.get("/v1/orders", params={"channel": first, "pageSize": 501})
+    assert pages == [names[::-1][:2], names[::-1][2:]]
+    assert _fields(assert_problem(stale, 400, "invalid-argument")) == {"pageToken"}
+    assert _fields(assert_problem(unnamed, 400, "invalid-argument")) == {"channel"}
+    assert _fields(assert_problem(elsewhere, 403, "permission-denied")) == {"channel"}
+    assert _fields(assert_problem(bad_filter, 400, "invalid-argument")) == {"filter"}
+    assert _fields(assert_problem(too_large, 400, "invalid-argument")) == {"pageSize"}

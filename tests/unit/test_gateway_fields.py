@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from oms.orders.v1 import orders_pb2
-from oms_gateway.app import CANCEL_BODY, CREATE_BODY, GET_BODY, PAYMENT_BODY
+from oms_gateway.app import CANCEL_BODY, CREATE_BODY, GET_BODY, LIST_QUERY, PAYMENT_BODY
 from oms_gateway.fields import Shape, json_path, violations
 
 
@@ -26,6 +26,9 @@ from oms_gateway.fields import Shape, json_path, violations
     (CANCEL_BODY, "reason", "reason"),
     (CANCEL_BODY, "request_id", "Idempotency-Key"),
     (GET_BODY, "name", "order_id"),
+    (LIST_QUERY, "page_token", "pageToken"),
+    (LIST_QUERY, "page_size", "pageSize"),
+    (LIST_QUERY, "filter", "filter"),
 ])
 def test_a_service_violation_names_the_partners_json_field(
     shape: Shape, grpc_path: str, expected: str,

@@ -79,6 +79,7 @@ def test_every_status_a_route_can_answer_is_documented_as_a_problem(
 
 SCOPES_OF = {
     ("POST", "/v1/orders"): "orders:write",
+    ("GET", "/v1/orders"): "orders:read",
     ("GET", "/v1/orders/{order_id}"): "orders:read",
     ("POST", "/v1/orders/{order_id}/payments"): "payments:write",
     ("POST", "/v1/orders/{order_id}:cancel"): "orders:write",

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import grpc
 import structlog
-from fastapi import Body, Depends, FastAPI, Header, Request, Response
+from fastapi import Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format, message_factory
@@ -90,6 +90,10 @@ CREATE_BODY = Shape(orders_pb2.CreateOrderRequest.DESCRIPTOR, "order", _ELSEWHER
 GET_BODY = Shape(orders_pb2.GetOrderRequest.DESCRIPTOR, None, _ELSEWHERE)
 PAYMENT_BODY = Shape(orders_pb2.RecordPaymentRequest.DESCRIPTOR, "payment", _ELSEWHERE)
 CANCEL_BODY = Shape(orders_pb2.CancelOrderRequest.DESCRIPTOR, None, _ELSEWHERE)
+# The list's parameters are query parameters of the same JSON names (pageSize, pageToken).
+LIST_QUERY = Shape(orders_pb2.ListOrdersRequest.DESCRIPTOR)
+# The orders service's bound (ListOrdersRequest): refused here already, as a query parameter.
+MAX_PAGE_SIZE = 500
 
 
 def _parse(request: Request, body: dict[str, Any], shape: Shape) -> Any:
@@ -111,6 +115,8 @@ OPERATIONS = {
     ("POST", "/v1/orders"): Operation(
         orders_pb2.Order.DESCRIPTOR, 201, CREATE_BODY, example=ORDER_EXAMPLE,
         example_summary="A paid order of two demo T-shirts on the demo channel"),
+    ("GET", "/v1/orders"): Operation(orders_pb2.ListOrdersResponse.DESCRIPTOR,
+                                     description="A page of the channel's orders, newest first"),
     ("GET", "/v1/orders/{order_id}"): Operation(orders_pb2.Order.DESCRIPTOR),
     ("POST", "/v1/orders/{order_id}/payments"): Operation(
         orders_pb2.Order.DESCRIPTOR, 200, PAYMENT_BODY, example=PAYMENT_EXAMPLE,
@@ -263,6 +269,49 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         response.headers["Location"] = f"/v1/{created.name}"
         return _to_json(created)
+
+    @app.get("/v1/orders", tags=["orders"], summary="List a channel's orders, page by page")
+    async def list_orders(
+        request: Request,
+        partner: Annotated[Partner, Depends(require("orders:read"))],
+        channel: Annotated[str | None, Query(
+            description="One of the partner's channels; may be left out by a partner bound "
+            "to one")] = None,
+        filter_: Annotated[str, Query(
+            alias="filter", max_length=2000,
+            description='AIP-160 terms joined by AND, e.g. `status = RELEASED AND '
+            'create_time >= "2026-11-01T00:00:00Z"` (the fields of the orders service\'s '
+            'ListOrders)')] = "",
+        page_size: Annotated[int, Query(
+            alias="pageSize", ge=0, le=MAX_PAGE_SIZE,
+            description="At most this many orders (0: the default, 50)")] = 0,
+        page_token: Annotated[str, Query(
+            alias="pageToken", max_length=2000,
+            description="A previous page's nextPageToken, with the same channel and filter")]
+            = "",
+    ) -> dict[str, Any]:
+        """Keyset pagination (AIP-158): `nextPageToken` is empty on the last page. The
+        channel's term is added to the filter, which takes no OR: no filter reaches beyond
+        the partner's channels."""
+        request.state.body = LIST_QUERY
+        if channel is None:
+            if len(partner.channels) != 1:
+                raise Problem(400, "Invalid argument", "name the channel to list",
+                              kind="invalid-argument", extra={"errors": [{
+                                  "field": "channel",
+                                  "detail": "required: the partner has several channels"}]})
+            channel = next(iter(partner.channels))
+        if not partner.may_see_channel(channel):
+            raise Problem(403, "Permission denied",
+                          f"the partner may not list the orders of channel {channel!r}",
+                          kind="permission-denied",
+                          extra={"errors": [{"field": "channel",
+                                             "detail": "not a channel of this partner"}]})
+        scoped = f'channel = "{channel}"' + (f" AND {filter_}" if filter_.strip() else "")
+        page = await request.app.state.orders.ListOrders(
+            orders_pb2.ListOrdersRequest(filter=scoped, page_size=page_size,
+                                         page_token=page_token), timeout=timeout)
+        return _to_json(page)
 
     @app.get("/v1/orders/{order_id}", tags=["orders"], summary="Get an order")
     async def get_order(

@@ -35,6 +35,7 @@ class Operation:
     body_name: str | None = None
     example: Mapping[str, Any] | None = None
     example_summary: str = ""
+    description: str = "The order as it is now"
 
 
 _OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
@@ -107,7 +108,7 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
                                           "value": dict(operation.example)}}
         spec["requestBody"] = {"required": True, "content": {"application/json": media}}
     success: dict[str, Any] = {
-        "description": "The order as it is now",
+        "description": operation.description,
         "content": {"application/json": {"schema": components.ref(operation.answer)}},
     }
     headers: dict[str, Any] = {}
