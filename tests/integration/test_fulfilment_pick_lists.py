@@ -4,6 +4,7 @@ strategy, confirmation, a short pick published once, redelivery and cancellation
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from oms.fulfilment.v1 import events_pb2, fulfilment_pb2, fulfilment_pb2_grpc
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
+from oms_devtools import demo
 from oms_devtools.inprocess import running_service
 from oms_devtools.testkit import add_node, caught_up, eventually, new_id, publish
 from oms_fulfilment.app import MIGRATIONS, definition
@@ -222,3 +224,24 @@ async def test_a_cancel_before_picking_cancels_and_a_3pl_release_is_not_picked_h
     await publish(js, release(third_party, [(sku, 1)]), partition=third_party)
     (found,) = (await fulfilment_orders(stub, third_party, 1)).values()
     assert found.status == fulfilment_pb2.FULFILMENT_ORDER_STATUS_AWAITING_THIRD_PARTY
+
+
+
+async def test_the_demo_slots_every_demo_sku_so_a_demo_order_can_be_picked(  # type: ignore[no-untyped-def]
+        inventory, stub, js):
+    await asyncio.to_thread(demo.load, f"127.0.0.1:{inventory[0].bound_port}")
+    for _ in range(2):  # what make run sends on every start; again changes nothing
+        await stub.BatchSetSlots(demo.slots_request())
+    for node_id, levels in demo.STOCK.items():
+        listed = await stub.ListSlots(fulfilment_pb2.ListSlotsRequest(node_id=node_id,
+                                                                      page_size=100))
+        assert sorted(slot.sku for slot in listed.slots) == sorted(levels)
+    event = release("us-west-reno", [(sku, 1) for sku in sorted(demo.STOCK["us-west-reno"])])
+    await publish(js, event, partition="us-west-reno")
+    found = (await fulfilment_orders(stub, "us-west-reno", 1))
+    lines = found[event.order].lines
+    assert all(line.bin_code and not line.needs_slot for line in lines)
+    made = await stub.CreatePickList(fulfilment_pb2.CreatePickListRequest(
+        node_id="us-west-reno", strategy=fulfilment_pb2.PICK_STRATEGY_SINGLE_ORDER))
+    assert made.pick_lists and {s.sku for s in made.pick_lists[0].stops} == set(
+        demo.STOCK["us-west-reno"])

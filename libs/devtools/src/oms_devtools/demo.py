@@ -5,7 +5,7 @@ origins.
 
 Loaded through the inventory and shipping services' public APIs; every call is idempotent
 (fixed request ids, an upsert for the catalogue, origins replaced), so loading it again on
-every start changes nothing.
+every start changes nothing. Fulfilment gets where each SKU is stored at each node.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 from google.type import latlng_pb2, timeofday_pb2
 from oms.common.v1 import common_pb2
+from oms.fulfilment.v1 import fulfilment_pb2, fulfilment_pb2_grpc
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 
@@ -71,6 +72,28 @@ STOCK = {
 
 # Units of every SKU held back from the marketplace, so that it cannot sell the last ones.
 CHANNEL_BUFFERS = [("amazon-us", "*", 5)]
+
+
+def slots() -> list[tuple[str, str, str]]:
+    """(node, SKU, bin): each node's SKUs slotted into its bins in walking order, one bin
+    each, so that every demo order can be picked."""
+    return [(node_id, sku, BINS[index][0])
+            for node_id, levels in STOCK.items()
+            for index, sku in enumerate(sorted(levels))]
+
+
+def slots_request() -> fulfilment_pb2.BatchSetSlotsRequest:
+    return fulfilment_pb2.BatchSetSlotsRequest(slots=[
+        fulfilment_pb2.Slot(node_id=node_id, sku=sku, bin_code=bin_code)
+        for node_id, sku, bin_code in slots()])
+
+
+def load_fulfilment(fulfilment_target: str) -> None:
+    """Where each demo SKU is stored at each node (setting the same slots again changes
+    nothing)."""
+    with grpc.insecure_channel(fulfilment_target) as channel:
+        fulfilment_pb2_grpc.FulfilmentServiceStub(channel).BatchSetSlots(slots_request(),
+                                                                         timeout=10)
 
 
 def load(inventory_target: str) -> None:

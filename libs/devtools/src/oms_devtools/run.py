@@ -49,6 +49,7 @@ def main() -> None:
             demo.load(stack.services["inventory"].endpoint)
             demo.partners(stack.services["gateway"].env, state / "partners.json")
             demo.load_shipping(stack.services["shipping"].endpoint)
+            demo.load_fulfilment(stack.services["fulfilment"].endpoint)
         endpoints = stack.endpoints()
         stack.write_endpoints(state / "endpoints.json", postgres=database_url, nats=nats_url)
         print("\nOMS is running:")
