@@ -4,6 +4,7 @@ mixin of the service's servicer, which provides ``self._sessions`` and ``self._s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -227,12 +228,12 @@ class LabelsApi:
             reference=wanted.request_id, ship_date=ship_date,
             duties_paid=wanted.incoterm is Incoterm.DDP)
         label = await self._call_carrier(wanted.request_id, carrier_id, purchase)
-        cost = label.price or await self._quoted_cost(purchase)
-        document = label.label
-        if label.label_format is LabelFormat.PDF:
-            document = await asyncio.to_thread(compact_pdf, document)
         number = label.tracking_number
         try:
+            cost = label.price or await self._quoted_cost(purchase)
+            document = label.label
+            if label.label_format is LabelFormat.PDF:
+                document = await asyncio.to_thread(compact_pdf, document)
             async with self._sessions.begin() as session:
                 row = await store.insert_label(session, {
                     "id": uuid.uuid4(),
@@ -266,15 +267,26 @@ class LabelsApi:
                     "carrier_label_format": label.label_format.value,
                     "carrier_shipment_id": label.shipment_identifier,
                 })
+                if row is None:
+                    # A table-rate label took the request_id meanwhile (a request_id reused
+                    # for another service): this one was bought all the same.
+                    raise domain.PurchaseUncertain(
+                        f"request {wanted.request_id} got another label while {carrier_id} "
+                        f"sold {number}; void {number} with the carrier",
+                        metadata={"request_id": wanted.request_id, "carrier": carrier_id})
                 await store.release_claim(session, wanted.request_id)
-        except BaseException:
-            # Bought and not recorded: the claim stays BUYING and turns UNCERTAIN once stale.
-            # The carrier's numbers are logged so an operator can void or record the label.
+        except BaseException as error:
+            # Bought and not recorded: the claim is held UNCERTAIN with the carrier's numbers
+            # (or, with the database gone, stays BUYING and is read as uncertain once stale),
+            # and they are logged, so an operator can void or record the label.
             log.error("karrio label bought but not recorded", request_id=wanted.request_id,
                       carrier=carrier_id, tracking_number=number,
-                      shipment_identifier=label.shipment_identifier)
+                      shipment_identifier=label.shipment_identifier, exc_info=error)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._uncertain(
+                    wanted.request_id, f"bought {number} (shipment "
+                                       f"{label.shipment_identifier}), not recorded: {error}"))
             raise
-        assert row is not None  # the claim kept every twin away from the request_id
         log.info("label bought from the carrier", label=str(row.id),
                  request_id=wanted.request_id, carrier=carrier_id, tracking_number=number)
         return row
