@@ -154,8 +154,8 @@ async def test_invalid_orders_are_problem_details_and_store_nothing(
     problem = reply.json()
     assert problem["status"] == 400 and problem["type"].endswith("/invalid-argument")
     fields = {e["field"] for e in problem["errors"]}
-    assert {"order.lines[0].quantity", "order.lines[0].unit_price.currency_code",
-            "order.shipping_address.recipient", "order.shipping_address.locality"} <= fields
+    assert {"lines[0].quantity", "lines[0].unitPrice.currencyCode",
+            "shippingAddress.recipient", "shippingAddress.locality"} <= fields
 
     retry_with_fix = await post_order(gateway, order_json("SKU-1") | {
         "externalOrderId": body["externalOrderId"], "channel": body["channel"]})
@@ -163,6 +163,7 @@ async def test_invalid_orders_are_problem_details_and_store_nothing(
 
     malformed = await gateway.post("/v1/orders", json={"lines": "nope"})
     assert malformed.status_code == 400
+    assert malformed.json()["errors"] == [{"field": "lines", "detail": "must be an array"}]
     assert (await gateway.get(f"/v1/orders/{uuid.uuid4()}")).status_code == 404
 
     for reply, status in [

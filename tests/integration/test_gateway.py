@@ -8,14 +8,16 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from gateway_contract import Contract
 from oms_devtools.inprocess import running_service
 from oms_devtools.servers import free_port
+from oms_devtools.testkit import eventually
 from oms_gateway.app import MIGRATIONS, create_app
 from oms_gateway.idempotency import store as idempotency_store
 from oms_gateway.idempotency.domain import fingerprint
@@ -68,8 +70,10 @@ def engine(app: FastAPI) -> AsyncEngine:
 
 def client_of(app: FastAPI, key: str | None = None) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    # Every answer the tests receive is held to the OpenAPI document.
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                             base_url="http://gateway", headers=headers)
+                             base_url="http://gateway", headers=headers,
+                             event_hooks={"response": [Contract(app.openapi()).hook]})
 
 
 async def new_partner(engine: AsyncEngine, kind: Kind = Kind.SALES_CHANNEL, *,
@@ -308,12 +312,14 @@ OPERATIONS = [  # method, path (with {id}), scope, body
     ("POST", "/v1/orders/{id}:cancel", "orders:write", {"reason": "test"}),
 ]
 CREATE = ("POST", "/v1/orders", "orders:write")
+LIST = ("GET", "/v1/orders", "orders:read")
 
 
 def test_the_matrix_covers_every_operation(app: FastAPI) -> None:
     documented = {(method.upper(), path.replace("{order_id}", "{id}"))
-                  for path, item in app.openapi()["paths"].items() for method in item}
-    assert documented == {(m, p) for m, p, _, _ in OPERATIONS} | {CREATE[:2]}
+                  for path, item in app.openapi()["paths"].items() for method in item
+                  if path != "/oauth/token"}  # open: it takes the credentials
+    assert documented == {(m, p) for m, p, _, _ in OPERATIONS} | {CREATE[:2], LIST[:2]}
 
 
 async def _call(client: httpx.AsyncClient, method: str, path: str, body: Any) -> httpx.Response:
@@ -337,9 +343,14 @@ async def test_another_partners_order_is_404_on_every_operation(
                 reply = await _call(client, method, path.format(id=order_id), body)
                 problem = assert_problem(reply, 404, "not-found")
                 assert problem["detail"] == f"no order {order_id}", "as if it did not exist"
+        async with client_of(app, secret) as client:
+            listed = await client.get("/v1/orders")
+        assert order_id not in listed.text, "not in another partner's list either"
     async with client_of(app, owner_key) as client:
         mine = await client.get(f"/v1/orders/{order_id}")
+        listed = await client.get("/v1/orders")
     assert mine.status_code == 200 and mine.json()["status"] != "ORDER_STATUS_CANCELLED"
+    assert [o["name"] for o in listed.json()["orders"]] == [f"orders/{order_id}"]
 
 
 async def test_without_a_valid_key_every_operation_is_401(
@@ -350,7 +361,8 @@ async def test_without_a_valid_key_every_operation_is_401(
     order_id = uuid.uuid4()
     for credentials in (None, "oms_000000000000_" + "x" * 43, "not-a-key", secret):
         async with client_of(app, credentials) as client:
-            for method, path, _, body in [*OPERATIONS, (*CREATE, order_body("x"))]:
+            for method, path, _, body in [*OPERATIONS, (*CREATE, order_body("x")),
+                                          (*LIST, None)]:
                 reply = await _call(client, method, path.format(id=order_id), body)
                 assert_problem(reply, 401, "unauthenticated")
                 assert reply.headers["www-authenticate"].startswith("Bearer")
@@ -363,9 +375,10 @@ async def test_without_a_valid_key_every_operation_is_401(
 async def test_a_key_lacking_the_scope_is_403_on_every_operation(
     app: FastAPI, engine: AsyncEngine,
 ) -> None:
-    for method, path, scope, body in [*OPERATIONS, (*CREATE, None)]:
+    for method, path, scope, body in [*OPERATIONS, (*CREATE, None), (*LIST, None)]:
         partner, secret = await new_partner(engine, scopes=SCOPES - {scope})
-        body = body if body is not None else order_body(next(iter(partner.channels)))
+        if (method, path) == CREATE[:2]:
+            body = order_body(next(iter(partner.channels)))
         async with client_of(app, secret) as client:
             reply = await _call(client, method, path.format(id=uuid.uuid4()), body)
         assert assert_problem(reply, 403, "permission-denied")["scope"] == scope
@@ -421,3 +434,351 @@ def test_the_migrated_schema_matches_the_metadata(gateway_database: str) -> None
             assert list(compare_metadata(context, metadata)) == []
     finally:
         sync.dispose()
+
+
+# --- errors name the partner's JSON fields -------------------------------------------------
+
+def _fields(problem: dict[str, Any]) -> set[str]:
+    return {error["field"] for error in problem["errors"]}
+
+
+@pytest.mark.parametrize(("change", "fields"), [
+    (lambda b: b["lines"][0]["unitPrice"].update(currencyCode="usd"),
+     {"lines[0].unitPrice.currencyCode"}),
+    (lambda b: (b["lines"][0].update(quantity=0), b["shippingAddress"].update(regionCode="XX"),
+                b.update(externalOrderId="")),
+     {"lines[0].quantity", "shippingAddress.regionCode", "externalOrderId"}),
+    (lambda b: (b["lines"].append({**b["lines"][0], "unitPrice": {"currencyCode": "EUR",
+                                                                  "amount": "1"}}),
+                b["shippingAddress"].update(addressLines=[""], postalCode="")),
+     {"lines[1].unitPrice.currencyCode", "shippingAddress.addressLines[0]",
+      "shippingAddress.postalCode"}),
+    (lambda b: b["lines"][0]["unitPrice"].update(amount="-1.00"),
+     {"lines[0].unitPrice.amount"}),
+], ids=["currency", "several", "second-line-and-address", "negative-price"])
+async def test_the_services_violations_name_the_fields_of_the_partners_body(
+    app: FastAPI, engine: AsyncEngine, change: Callable[[dict[str, Any]], Any],
+    fields: set[str],
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    change(body)
+    async with client_of(app, secret) as client:
+        reply = await client.post("/v1/orders", json=body, headers=key())
+    problem = assert_problem(reply, 400, "invalid-argument")
+    assert _fields(problem) == fields, problem
+    assert all(e["detail"] for e in problem["errors"])
+
+
+@pytest.mark.parametrize(("change", "fields"), [
+    (lambda b: b["lines"][0].update(quantity="two"), {"lines[0].quantity"}),
+    (lambda b: (b.update(serviceLevel="SERVICE_LEVEL_WARP", giftWrap=True),
+                b["lines"][0]["unitPrice"].update(amount=19.99)),
+     {"serviceLevel", "giftWrap", "lines[0].unitPrice.amount"}),
+    (lambda b: b.update(orderTime="yesterday", shippingAddress="1 Market St"),
+     {"orderTime", "shippingAddress"}),
+], ids=["quantity", "enum-unknown-float-money", "time-and-object"])
+async def test_a_body_that_does_not_parse_names_every_bad_field_and_stores_nothing(
+    app: FastAPI, engine: AsyncEngine, orders_service: Service,
+    change: Callable[[dict[str, Any]], Any], fields: set[str],
+) -> None:
+    partner, secret = await new_partner(engine)
+    body = order_body(next(iter(partner.channels)))
+    change(body)
+    async with client_of(app, secret) as client:
+        reply = await client.post("/v1/orders", json=body, headers=key())
+    problem = assert_problem(reply, 400, "invalid-argument")
+    assert _fields(problem) == fields, problem
+    assert not any(internal in problem["detail"] for internal in (
+        "oms.orders", "oms.common", "Order.", "Failed to parse")), "no internal names"
+    assert await stored_keys(engine, partner) == 0
+    assert await orders_count(orders_service, body["externalOrderId"]) == 0
+
+
+async def test_payment_and_cancel_violations_name_their_bodies_fields(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    async with client_of(app, secret) as client:
+        created = await client.post("/v1/orders", json=order_body(next(iter(
+            partner.channels))), headers=key())
+        order_id = created.json()["name"].removeprefix("orders/")
+        payment = await client.post(f"/v1/orders/{order_id}/payments", headers=key(), json={
+            "transactionId": "", "kind": "PAYMENT_KIND_CAPTURE",
+            "amount": {"currencyCode": "usd", "amount": "1"}})
+        cancel = await client.post(f"/v1/orders/{order_id}:cancel", headers=key(), json={
+            "reason": "test", "lines": [{"lineId": "no-such-line", "quantity": 1}]})
+        unparsed = await client.post(f"/v1/orders/{order_id}:cancel", headers=key(), json={
+            "lines": [{"lineId": "1", "quantity": "all"}]})
+    assert _fields(assert_problem(payment, 400, "invalid-argument")) == {
+        "transactionId", "amount.currencyCode"}
+    assert _fields(assert_problem(cancel, 400, "invalid-argument")) == {"lines[0].lineId"}
+    assert _fields(assert_problem(unparsed, 400, "invalid-argument")) == {"lines[0].quantity"}
+
+
+# --- the OpenAPI document ------------------------------------------------------------------
+
+async def test_the_documents_examples_work_in_turn_on_the_demo_channel(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    document = app.openapi()
+
+    def example(path: str) -> Any:
+        media = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        return media["examples"]["demo"]["value"]
+
+    order = example("/v1/orders")
+    _, secret = await new_partner(engine, channels=(order["channel"],))
+    async with client_of(app, secret) as client:
+        created = await client.post("/v1/orders", json=order, headers=key())
+        assert created.status_code == 201, created.text
+        order_id = created.json()["name"].removeprefix("orders/")
+        paid = await client.post(f"/v1/orders/{order_id}/payments",
+                                 json=example("/v1/orders/{order_id}/payments"), headers=key())
+        cancelled = await client.post(f"/v1/orders/{order_id}:cancel",
+                                      json=example("/v1/orders/{order_id}:cancel"),
+                                      headers=key())
+    assert paid.status_code == 200, paid.text
+    assert cancelled.status_code == 200, cancelled.text
+    line = cancelled.json()["lines"][0]
+    assert line["cancelledQuantity"] == 1
+
+
+@pytest.fixture
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app over real HTTP on a port of its own (its lifespan is the module's)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
+                                           lifespan="off", log_config=None))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+# Per operation: requests that fit the document, and requests that break it on purpose (a
+# wrong type, a missing field, a header off its pattern), which must be refused as documented.
+EXAMPLES = {"positive": 70, "negative": 30}
+
+
+@pytest.mark.timeout(280)
+async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
+    app: FastAPI, engine: AsyncEngine, served: str,
+) -> None:
+    """Schemathesis generates requests from the document (100 per operation, fitting it and
+    not); every answer must be documented, of the documented content type, headers and
+    schema, and none a 5xx. Seeded (derandomized), so a failure repeats."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    document = app.openapi()
+    _, secret = await new_partner(engine, channels=("shopify-demo",))
+    async with client_of(app, secret) as client:
+        created = await client.post("/v1/orders", json=order_body("shopify-demo"),
+                                    headers=key())
+    order_id = created.json()["name"].removeprefix("orders/")
+    schema = schemathesis.openapi.from_dict(document)
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_headers_conformance, response_schema_conformance]
+    answered: dict[str, set[int]] = {}
+
+    def run(operation: Any, mode: str) -> None:
+        # A real order, so that payments and cancellations reach the service.
+        fixed = {"order_id": order_id} if "{order_id}" in operation.path else None
+
+        @given(case=operation.as_strategy(GenerationMode(mode), path_parameters=fixed))
+        @settings(max_examples=EXAMPLES[mode], deadline=None, database=None,
+                  derandomize=True, suppress_health_check=list(HealthCheck))
+        def exercise(case: Any) -> None:
+            response = case.call(base_url=served, headers={"Authorization": f"Bearer {secret}"},
+                                 timeout=15)
+            answered.setdefault(operation.label, set()).add(response.status_code)
+            case.validate_response(response, checks=checks)
+
+        exercise()
+
+    def run_all() -> None:
+        for result in schema.get_all_operations():
+            for mode in EXAMPLES:
+                run(result.ok(), mode)
+
+    await asyncio.to_thread(run_all)
+    assert len(answered) == 6, answered
+    for label, statuses in answered.items():
+        if label != "POST /oauth/token":  # generated client ids are nobody's
+            assert any(s < 300 for s in statuses), (label, statuses)
+        if label.startswith("POST"):  # a body to break: the refusals were met too
+            assert any(s >= 400 for s in statuses), (label, statuses)
+
+
+# --- OAuth2 client credentials -------------------------------------------------------------
+
+async def _token(client: httpx.AsyncClient, partner_id: str, secret: str,
+                 **extra: str) -> httpx.Response:
+    return await client.post("/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": partner_id, "client_secret": secret,
+        **extra})
+
+
+async def test_a_partner_trades_its_key_for_a_token_that_works_like_the_key(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    async with client_of(app) as anonymous:
+        issued = await _token(anonymous, partner.partner_id, secret)
+    assert issued.status_code == 200, issued.text
+    assert issued.headers["cache-control"] == "no-store"
+    grant = issued.json()
+    assert (grant["token_type"], grant["expires_in"]) == ("Bearer", 900)
+    assert set(grant["scope"].split()) == partner.scopes
+    async with client_of(app, grant["access_token"]) as client:
+        created = await client.post("/v1/orders", json=order_body(next(iter(
+            partner.channels))), headers=key())
+        assert created.status_code == 201, created.text
+        fetched = await client.get(f"/v1/{created.json()['name']}")
+    assert fetched.status_code == 200
+    async with engine.connect() as conn:
+        audited = (await conn.execute(select(audit_log.c.status).where(
+            audit_log.c.partner_id == partner.partner_id))).scalars().all()
+    assert sorted(audited) == [200, 201], "a token's requests are the partner's"
+
+
+async def test_a_token_carries_only_the_scopes_asked_for_and_held(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine, scopes=frozenset({"orders:read",
+                                                                  "orders:write"}))
+    async with client_of(app) as anonymous:
+        narrow = await _token(anonymous, partner.partner_id, secret, scope="orders:read")
+        beyond = await _token(anonymous, partner.partner_id, secret,
+                              scope="orders:read payments:write")
+    assert narrow.json()["scope"] == "orders:read"
+    assert beyond.status_code == 400 and beyond.json()["error"] == "invalid_scope"
+    async with client_of(app, narrow.json()["access_token"]) as client:
+        refused = await client.post("/v1/orders", json=order_body(next(iter(
+            partner.channels))), headers=key())
+        allowed = await client.get(f"/v1/orders/{uuid.uuid4()}")
+    assert assert_problem(refused, 403, "permission-denied")["scope"] == "orders:write"
+    assert allowed.status_code == 404, "read is the token's scope: the order is just missing"
+
+
+async def test_a_wrong_secret_or_another_partners_key_gets_no_token(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine)
+    other, other_secret = await new_partner(engine)
+    await partners.revoke(engine, other.partner_id)
+    async with client_of(app) as anonymous:
+        replies = [
+            await _token(anonymous, partner.partner_id, secret[:-1] + "x"),
+            await _token(anonymous, partner.partner_id, "not-a-key"),
+            await _token(anonymous, partner.partner_id, other_secret),
+            await _token(anonymous, other.partner_id, other_secret),
+            await anonymous.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                 auth=(partner.partner_id, "wrong")),
+        ]
+        by_basic = await anonymous.post("/oauth/token", data={
+            "grant_type": "client_credentials"}, auth=(partner.partner_id, secret))
+    for reply in replies:
+        assert reply.status_code == 401, reply.text
+        assert reply.json()["error"] == "invalid_client"
+    assert replies[-1].headers["www-authenticate"].startswith("Basic")
+    assert by_basic.status_code == 200, "HTTP Basic client authentication (RFC 6749 2.3.1)"
+
+
+async def test_an_expired_forged_or_revoked_partners_token_is_401(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    from oms_gateway.oauth.domain import issue
+
+    partner, secret = await new_partner(engine)
+    now = datetime.now(UTC)
+    expired = issue(partner.partner_id, partner.scopes, secret=app.state.token_secret,
+                    ttl=timedelta(seconds=900), now=now - timedelta(seconds=960))
+    forged = issue(partner.partner_id, partner.scopes, secret="f" * 43,
+                   ttl=timedelta(seconds=900), now=now)
+    async with client_of(app) as anonymous:
+        live = (await _token(anonymous, partner.partner_id, secret)).json()["access_token"]
+    probe = f"/v1/orders/{uuid.uuid4()}"
+    for token in (expired, forged, live[:-2] + "xx"):
+        async with client_of(app, token) as client:
+            reply = await client.get(probe)
+        assert_problem(reply, 401, "unauthenticated")
+        assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+    async with client_of(app, live) as client:
+        assert (await client.get(probe)).status_code == 404
+        await partners.revoke(engine, partner.partner_id)
+        assert_problem(await client.get(probe), 401, "unauthenticated")
+
+
+async def test_replicas_share_the_stored_signing_key_and_a_set_one_wins(
+    app: FastAPI, engine: AsyncEngine, gateway_database: str, orders_service: Service,
+) -> None:
+    partner, secret = await new_partner(engine)
+    async with client_of(app) as anonymous:
+        token = (await _token(anonymous, partner.partner_id, secret)).json()["access_token"]
+    probe = f"/v1/orders/{uuid.uuid4()}"
+    target = f"127.0.0.1:{orders_service.bound_port}"
+    async for replica in _serving(GatewaySettings(database_url=gateway_database,
+                                                  orders_target=target)):
+        assert replica.state.token_secret == app.state.token_secret
+        async with client_of(replica, token) as client:
+            assert (await client.get(probe)).status_code == 404, "the other replica's token"
+    async for configured in _serving(GatewaySettings(
+            database_url=gateway_database, orders_target=target, jwt_secret="k" * 32)):
+        assert configured.state.token_secret == b"k" * 32
+        async with client_of(configured, token) as client:
+            assert_problem(await client.get(probe), 401, "unauthenticated")
+
+
+
+# --- listing -------------------------------------------------------------------------------
+
+async def test_a_channels_orders_are_listed_page_by_page_newest_first(
+    app: FastAPI, engine: AsyncEngine,
+) -> None:
+    partner, secret = await new_partner(engine, channels=(f"a-{uuid.uuid4().hex[:6]}",
+                                                          f"b-{uuid.uuid4().hex[:6]}"))
+    first, second = sorted(partner.channels)
+    async with client_of(app, secret) as client:
+        names = []
+        for _ in range(3):
+            created = await client.post("/v1/orders", json=order_body(first), headers=key())
+            names.append(created.json()["name"])
+        await client.post("/v1/orders", json=order_body(second), headers=key())
+        pages, token = [], ""
+        while True:
+            reply = await client.get("/v1/orders", params={
+                "channel": first, "pageSize": 2, **({"pageToken": token} if token else {})})
+            assert reply.status_code == 200, reply.text
+            pages.append([o["name"] for o in reply.json().get("orders", [])])
+            token = reply.json().get("nextPageToken", "")
+            if not token:
+                break
+        filtered = await client.get("/v1/orders", params={
+            "channel": first, "filter": "status != ORDER_STATUS_CANCELLED", "pageSize": 2})
+        stale = await client.get("/v1/orders", params={
+            "channel": second, "pageSize": 2, "pageToken": filtered.json()["nextPageToken"]})
+        unnamed = await client.get("/v1/orders")
+        elsewhere = await client.get("/v1/orders", params={"channel": "not-mine"})
+        bad_filter = await client.get("/v1/orders", params={"channel": first,
+                                                            "filter": "status = A OR x = 1"})
+        too_large = await client.get("/v1/orders", params={"channel": first, "pageSize": 501})
+    assert pages == [names[::-1][:2], names[::-1][2:]]
+    assert _fields(assert_problem(stale, 400, "invalid-argument")) == {"pageToken"}
+    assert _fields(assert_problem(unnamed, 400, "invalid-argument")) == {"channel"}
+    assert _fields(assert_problem(elsewhere, 403, "permission-denied")) == {"channel"}
+    assert _fields(assert_problem(bad_filter, 400, "invalid-argument")) == {"filter"}
+    assert _fields(assert_problem(too_large, 400, "invalid-argument")) == {"pageSize"}

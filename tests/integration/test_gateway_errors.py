@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from gateway_contract import Contract
 from oms_devtools.servers import free_port
 from oms_gateway.app import MIGRATIONS, create_app
 from oms_gateway.partners import store as partners
@@ -57,7 +58,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers={
             "Authorization": f"Bearer {key.secret}", "Idempotency-Key": uuid.uuid4().hex,
-    }) as client:
+    }, event_hooks={"response": [Contract(app.openapi()).hook]}) as client:
         client.partner_id = partner_id  # type: ignore[attr-defined]
         yield client
 

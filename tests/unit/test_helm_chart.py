@@ -15,16 +15,17 @@ CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "oms"
 KUBERNETES_VERSION = "1.30.0"
 RELEASE = "shop"
 NAMESPACE = "oms-test"
-COMPONENTS = {"orders", "inventory", "shipping", "gateway"}
-WITH_DATABASE = {"orders", "inventory", "shipping"}
+COMPONENTS = {"orders", "inventory", "shipping", "fulfilment", "gateway"}
+WITH_DATABASE = {"orders", "inventory", "shipping", "fulfilment"}
 # Every component with a database of its own: the gRPC services and the gateway.
 MIGRATED = WITH_DATABASE | {"gateway"}
 # Components that consume a stream, and so are scaled by KEDA on its lag.
-WITH_CONSUMER = {"orders", "inventory"}
+WITH_CONSUMER = {"orders", "inventory", "fulfilment"}
 GRPC_HEALTH = {
     "orders": "oms.orders.v1.OrdersService",
     "inventory": "oms.inventory.v1.InventoryService",
     "shipping": "oms.shipping.v1.ShippingService",
+    "fulfilment": "oms.fulfilment.v1.FulfilmentService",
 }
 ALL_FEATURES = {
     "networkPolicy": {"enabled": True},
@@ -265,8 +266,9 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
 
     assert set(policies) == {
         "shop-oms-default-deny", "shop-oms-orders", "shop-oms-inventory", "shop-oms-shipping",
-        "shop-oms-gateway", "shop-oms-orders-migrations", "shop-oms-inventory-migrations",
-        "shop-oms-shipping-migrations", "shop-oms-gateway-migrations",
+        "shop-oms-fulfilment", "shop-oms-gateway", "shop-oms-orders-migrations",
+        "shop-oms-inventory-migrations", "shop-oms-shipping-migrations",
+        "shop-oms-fulfilment-migrations", "shop-oms-gateway-migrations",
     }
     deny = policies["shop-oms-default-deny"]
     assert deny["policyTypes"] == ["Ingress", "Egress"]
@@ -282,7 +284,13 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
     (orders_ingress,) = policies["shop-oms-orders"]["ingress"]
     assert orders_ingress["from"] == [gateway_pods]
     assert orders_ingress["ports"] == [{"port": "grpc", "protocol": "TCP"}]
-    assert "ingress" not in policies["shop-oms-inventory"]
+    fulfilment_pods = {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "fulfilment",
+    }}}
+    (inventory_ingress,) = policies["shop-oms-inventory"]["ingress"]
+    assert inventory_ingress["from"] == [fulfilment_pods], "fulfilment reads nodes and bins"
+    assert "ingress" not in policies["shop-oms-fulfilment"]
 
     gateway_egress = policies["shop-oms-gateway"]["egress"]
     assert {"port": 50051, "protocol": "TCP"} in gateway_egress[-1]["ports"]
@@ -291,8 +299,10 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
     ports = {name: {p["port"] for rule in policies[f"shop-oms-{name}"]["egress"]
                     for p in rule["ports"]} for name in WITH_DATABASE}
     assert ports == {"orders": {53, 4222, 5432, 587}, "inventory": {53, 4222, 5432},
-                     "shipping": {53, 4222, 5432, 443}}, (
-        "orders also reaches its mail server, shipping the carriers' APIs"
+                     "shipping": {53, 4222, 5432, 443},
+                     "fulfilment": {53, 4222, 5432, 50051}}, (
+        "orders also reaches its mail server, shipping the carriers' APIs, fulfilment "
+        "inventory"
     )
 
 
@@ -304,7 +314,8 @@ def test_keda_scales_consumers_on_jetstream_lag(chart: helm_python.Chart) -> Non
     assert set(scaled) == WITH_CONSUMER
     # KEDA owns the HPA of a scaled Deployment; a second one would fight it.
     assert set(by_kind(manifests, "HorizontalPodAutoscaler")) == {"gateway", "shipping"}
-    expected = {"orders": ("OMS_INVENTORY", "orders"), "inventory": ("OMS_ORDERS", "inventory")}
+    expected = {"orders": ("OMS_INVENTORY", "orders"), "inventory": ("OMS_ORDERS", "inventory"),
+                "fulfilment": ("OMS_ORDERS", "fulfilment")}
     for name, (stream, consumer) in expected.items():
         spec = scaled[name]["spec"]
         assert scaled[name]["apiVersion"] == "keda.sh/v1alpha1"
@@ -365,6 +376,10 @@ def test_a_target_component_must_be_enabled(chart: helm_python.Chart) -> None:
     with pytest.raises(helm_python.HelmRenderError, match='"orders" is not enabled'):
         render(chart, {"components": {"orders": {"enabled": False}}})
 
+    with pytest.raises(helm_python.HelmRenderError, match='"inventory" is not enabled'):
+        render(chart, {"components": {"inventory": {"enabled": False}}})
+
     alone = render(chart, {"components": {"orders": {"enabled": False},
-                                          "gateway": {"enabled": False}}})
+                                          "gateway": {"enabled": False},
+                                          "fulfilment": {"enabled": False}}})
     assert set(by_kind(alone, "Deployment")) == {"inventory", "shipping"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from oms_devtools import demo
 from oms_devtools.servers import EmbeddedNats, EmbeddedPostgres
-from oms_devtools.stack import Stack, Supervisor
+from oms_devtools.stack import GRPC_SERVICES, Stack, Supervisor
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         stack.write_endpoints(state / "endpoints.json", postgres=database_url, nats=nats_url)
         print("\nOMS is running:")
         print(f"  gateway (HTTP/JSON)  {endpoints['gateway']}   docs: {endpoints['gateway']}/docs")
-        for name in ("orders", "inventory", "shipping"):
+        for name in GRPC_SERVICES:
             print(f"  {name:<20} {endpoints[name]} (gRPC, reflection on)")
         print(f"  postgres             {database_url}")
         print(f"  nats                 {nats_url}")

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oms_devtools.servers import ensure_database, free_port
 
-GRPC_SERVICES = ("orders", "inventory", "shipping")
+GRPC_SERVICES = ("orders", "inventory", "shipping", "fulfilment")
 
 
 @dataclass
@@ -108,6 +108,9 @@ class Stack:
                 log_path=self.state_dir / "logs" / f"{service}.log",
                 endpoint=f"127.0.0.1:{port}",
             )
+        # Fulfilment reads nodes and their bins from inventory.
+        self.services["fulfilment"].env["OMS_FULFILMENT_INVENTORY_TARGET"] = (
+            self.services["inventory"].endpoint)
         gateway_env = self._env(OMS_DATABASE_URL=self.database_url("gateway"))
         migrations["gateway"] = subprocess.Popen(
             [sys.executable, "-m", "oms_gateway", "migrate"], env=gateway_env)

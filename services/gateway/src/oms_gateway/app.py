@@ -16,10 +16,10 @@ from typing import Annotated, Any
 
 import grpc
 import structlog
-from fastapi import Body, Depends, FastAPI, Header, Request, Response
+from fastapi import Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms.orders.v1 import orders_pb2, orders_pb2_grpc
 from oms_platform.db import create_engine
@@ -30,8 +30,12 @@ from starlette.exceptions import HTTPException
 from oms_gateway.access import AccessLog
 from oms_gateway.audit import Audit
 from oms_gateway.auth import Authenticate, require
+from oms_gateway.fields import Shape, violations
 from oms_gateway.idempotency import store as idempotency_store
 from oms_gateway.idempotency.middleware import HEADER, Idempotency, reached
+from oms_gateway.oauth import api as oauth_api
+from oms_gateway.oauth.keys import signing_secret
+from oms_gateway.openapi import Operation, document
 from oms_gateway.partners.domain import Partner
 from oms_gateway.problems import (
     Problem,
@@ -79,12 +83,48 @@ def _to_json(message: Any) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=False)
 
 
-def _parse(body: dict[str, Any], message: Any) -> Any:
+# Where each route's body and path sit in the gRPC request it becomes, so that the service's
+# field violations name what the partner sent.
+_ELSEWHERE = {"name": "order_id", "request_id": HEADER}
+CREATE_BODY = Shape(orders_pb2.CreateOrderRequest.DESCRIPTOR, "order", _ELSEWHERE)
+GET_BODY = Shape(orders_pb2.GetOrderRequest.DESCRIPTOR, None, _ELSEWHERE)
+PAYMENT_BODY = Shape(orders_pb2.RecordPaymentRequest.DESCRIPTOR, "payment", _ELSEWHERE)
+CANCEL_BODY = Shape(orders_pb2.CancelOrderRequest.DESCRIPTOR, None, _ELSEWHERE)
+# The list's parameters are query parameters of the same JSON names (pageSize, pageToken).
+LIST_QUERY = Shape(orders_pb2.ListOrdersRequest.DESCRIPTOR)
+# The orders service's bound (ListOrdersRequest): refused here already, as a query parameter.
+MAX_PAGE_SIZE = 500
+
+
+def _parse(request: Request, body: dict[str, Any], shape: Shape) -> Any:
+    """The body as the route's message, or a 400 naming every field that does not parse.
+    The route's ``shape`` is kept on the request for the service's own violations."""
+    request.state.body = shape
+    message = message_factory.GetMessageClass(shape.message)()
     try:
         json_format.ParseDict(body, message)
     except json_format.ParseError as error:
-        raise Problem(400, "Invalid argument", str(error), kind="invalid-argument") from error
+        errors = violations(body, shape.message) or [{"field": "", "detail": str(error)}]
+        raise Problem(400, "Invalid argument",
+                      "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
+                      kind="invalid-argument", extra={"errors": errors}) from error
     return message
+
+
+OPERATIONS = {
+    ("POST", "/v1/orders"): Operation(
+        orders_pb2.Order.DESCRIPTOR, 201, CREATE_BODY, example=ORDER_EXAMPLE,
+        example_summary="A paid order of two demo T-shirts on the demo channel"),
+    ("GET", "/v1/orders"): Operation(orders_pb2.ListOrdersResponse.DESCRIPTOR,
+                                     description="A page of the channel's orders, newest first"),
+    ("GET", "/v1/orders/{order_id}"): Operation(orders_pb2.Order.DESCRIPTOR),
+    ("POST", "/v1/orders/{order_id}/payments"): Operation(
+        orders_pb2.Order.DESCRIPTOR, 200, PAYMENT_BODY, example=PAYMENT_EXAMPLE,
+        example_summary="The capture of the example order's total"),
+    ("POST", "/v1/orders/{order_id}:cancel"): Operation(
+        orders_pb2.Order.DESCRIPTOR, 200, CANCEL_BODY, body_name="Cancellation",
+        example=CANCEL_EXAMPLE, example_summary="One unit of the example order's first line"),
+}
 
 
 def _order_name(order_id: str) -> str:
@@ -143,6 +183,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.orders_health = health_pb2_grpc.HealthStub(channel)
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
                                          max_overflow=settings.db_max_overflow)
+        app.state.token_secret = await signing_secret(settings, app.state.engine)
         sweep = asyncio.create_task(_sweep_idempotency_keys(
             app.state.engine, settings.idempotency_sweep_interval_seconds))
         try:
@@ -161,6 +202,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.state.token_ttl_seconds = settings.access_token_ttl_seconds
+    app.include_router(oauth_api.router)
+
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
         return problem_response(request, problem)
@@ -170,7 +214,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if not is_expected(error.code()):
             log.error("unexpected status from orders", path=request.url.path,
                       code=error.code().name, detail=error.details())
-        return problem_response(request, from_rpc_error(error))
+        return problem_response(request, from_rpc_error(
+            error, getattr(request.state, "body", None)))
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -211,7 +256,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         partner: Annotated[Partner, Depends(require("orders:write"))],
         idempotency_key: Annotated[str, Header(alias=HEADER)],
     ) -> dict[str, Any]:
-        message = _parse(order, orders_pb2.Order())
+        message = _parse(request, order, CREATE_BODY)
         if not partner.may_see_channel(message.channel):
             raise Problem(403, "Permission denied",
                           f"the partner may not create orders for channel {message.channel!r}",
@@ -225,12 +270,56 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response.headers["Location"] = f"/v1/{created.name}"
         return _to_json(created)
 
+    @app.get("/v1/orders", tags=["orders"], summary="List a channel's orders, page by page")
+    async def list_orders(
+        request: Request,
+        partner: Annotated[Partner, Depends(require("orders:read"))],
+        channel: Annotated[str | None, Query(
+            description="One of the partner's channels; may be left out by a partner bound "
+            "to one")] = None,
+        filter_: Annotated[str, Query(
+            alias="filter", max_length=2000,
+            description='AIP-160 terms joined by AND, e.g. `status = RELEASED AND '
+            'create_time >= "2026-11-01T00:00:00Z"` (the fields of the orders service\'s '
+            'ListOrders)')] = "",
+        page_size: Annotated[int, Query(
+            alias="pageSize", ge=0, le=MAX_PAGE_SIZE,
+            description="At most this many orders (0: the default, 50)")] = 0,
+        page_token: Annotated[str, Query(
+            alias="pageToken", max_length=2000,
+            description="A previous page's nextPageToken, with the same channel and filter")]
+            = "",
+    ) -> dict[str, Any]:
+        """Keyset pagination (AIP-158): `nextPageToken` is empty on the last page. The
+        channel's term is added to the filter, which takes no OR: no filter reaches beyond
+        the partner's channels."""
+        request.state.body = LIST_QUERY
+        if channel is None:
+            if len(partner.channels) != 1:
+                raise Problem(400, "Invalid argument", "name the channel to list",
+                              kind="invalid-argument", extra={"errors": [{
+                                  "field": "channel",
+                                  "detail": "required: the partner has several channels"}]})
+            channel = next(iter(partner.channels))
+        if not partner.may_see_channel(channel):
+            raise Problem(403, "Permission denied",
+                          f"the partner may not list the orders of channel {channel!r}",
+                          kind="permission-denied",
+                          extra={"errors": [{"field": "channel",
+                                             "detail": "not a channel of this partner"}]})
+        scoped = f'channel = "{channel}"' + (f" AND {filter_}" if filter_.strip() else "")
+        page = await request.app.state.orders.ListOrders(
+            orders_pb2.ListOrdersRequest(filter=scoped, page_size=page_size,
+                                         page_token=page_token), timeout=timeout)
+        return _to_json(page)
+
     @app.get("/v1/orders/{order_id}", tags=["orders"], summary="Get an order")
     async def get_order(
         request: Request,
         order_id: str,
         partner: Annotated[Partner, Depends(require("orders:read"))],
     ) -> dict[str, Any]:
+        request.state.body = GET_BODY
         return _to_json(await _visible_order(request, partner, order_id, timeout))
 
     @app.post("/v1/orders/{order_id}/payments", tags=["payments"],
@@ -244,7 +333,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """An authorisation, capture, failure or refund. The provider's `transactionId` makes
         a redelivered webhook change nothing. Returns the order as it is now."""
-        transaction = _parse(payment, orders_pb2.PaymentTransaction())
+        transaction = _parse(request, payment, PAYMENT_BODY)
         await _visible_order(request, partner, order_id, timeout)
         reached(request)
         order = await request.app.state.orders.RecordPayment(
@@ -266,7 +355,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         idempotency_key: Annotated[str, Header(alias=HEADER)],
     ) -> dict[str, Any]:
         """No `lines` cancels the whole order. Refused with 409 once the units shipped."""
-        message = _parse(cancellation, orders_pb2.CancelOrderRequest())
+        message = _parse(request, cancellation, CANCEL_BODY)
         await _visible_order(request, partner, order_id, timeout)
         message.name = _order_name(order_id)
         message.request_id = reached(request)
@@ -292,4 +381,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ready = False
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(app, OPERATIONS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from oms_gateway.fields import Shape
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://oms.example.com/problems/"
 # Seconds a caller waits before retrying a 429 or 503 when the service named no delay.
@@ -55,6 +57,8 @@ _ANSWERS = {
         503, "Deadline exceeded", f"the request did not complete in time; {_RETRY}"),
 }
 _UNEXPECTED = _Answer(503, "Service unavailable", f"the request could not be completed; {_RETRY}")
+# Every status an answer of the orders service can become.
+SERVICE_STATUSES = frozenset({a.status for a in _ANSWERS.values()} | {_UNEXPECTED.status})
 
 
 class Problem(Exception):
@@ -109,7 +113,9 @@ def is_expected(code: grpc.StatusCode) -> bool:
     return code in _ANSWERS
 
 
-def from_rpc_error(error: grpc.aio.AioRpcError) -> Problem:
+def from_rpc_error(error: grpc.aio.AioRpcError, body: Shape | None = None) -> Problem:
+    """The problem answering ``error``; with the route's ``body``, field violations are named
+    by their path in the partner's JSON body rather than in the gRPC request."""
     code = error.code()
     answer = _ANSWERS.get(code)
     if answer is None:
@@ -122,7 +128,9 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> Problem:
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
             extra["errors"] = [
-                {"field": v.field, "detail": v.description} for v in bad_request.field_violations
+                {"field": body.path(v.field) if body is not None else v.field,
+                 "detail": v.description}
+                for v in bad_request.field_violations
             ]
         elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

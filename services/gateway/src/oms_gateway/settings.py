@@ -3,7 +3,7 @@ service's, from ``OMS_DATABASE_URL``), read once at start."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DAY = 24 * 3600.0
@@ -39,5 +39,12 @@ class GatewaySettings(BaseSettings):
         default=300.0, gt=0, description="How often expired keys are deleted")
     max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="The largest request body accepted (else 413)")
+    jwt_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="The HS256 key that signs and checks OAuth2 access tokens (at least 32 "
+        "characters); unset, a random key kept in the gateway's database, shared by replicas",
+    )
+    access_token_ttl_seconds: int = Field(
+        default=900, gt=0, le=3600, description="How long an OAuth2 access token is valid")
     log_level: str = "INFO"
     log_format: str = "json"

@@ -1,5 +1,6 @@
 """The gateway's database: partners and their API keys, the stored answers of idempotent
-requests, and the audit log. No messaging tables: the gateway publishes no events yet."""
+requests, the audit log, and the key of its access tokens. No messaging tables: the gateway
+publishes no events yet."""
 
 from __future__ import annotations
 
@@ -84,4 +85,13 @@ audit_log = Table(
     Column("trace_id", String(32)),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_audit_log_partner_id_at", "partner_id", "at"),
+)
+
+# The platform's table (oms_platform.db), for the key that signs access tokens.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import structlog
 from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 from oms_platform.consumer import Subscription
 from oms_platform.service import Runtime, ServiceDefinition
@@ -20,13 +22,17 @@ from oms_shipping.rating.api import RatingApi
 from oms_shipping.rating.store import RatingCache
 from oms_shipping.settings import KarrioSettings, ShippingSettings
 from oms_shipping.tables import SOURCE, metadata
+from oms_shipping.tracking.api import TrackingApi
+from oms_shipping.tracking.handlers import sweep_stale
 
 __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "ShippingServicer", "definition"]
+
+log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class ShippingServicer(CarriersApi, RatingApi, LabelsApi, ManifestsApi,
+class ShippingServicer(CarriersApi, RatingApi, LabelsApi, ManifestsApi, TrackingApi,
                        shipping_pb2_grpc.ShippingServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
@@ -59,6 +65,22 @@ def definition(settings: ShippingSettings,
     def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
         return []
 
+    async def sweep_unscanned_parcels(runtime: Runtime) -> None:
+        """Parcels on their way with no scan for too long become exceptions: pass after pass,
+        each bounded and its own transaction, while passes find a full batch."""
+        while True:
+            try:
+                while True:
+                    async with runtime.sessions.begin() as session:
+                        seen = await sweep_stale(session, settings, datetime.now(UTC))
+                    if seen < settings.stale_batch_size:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("no-scan sweep failed, retrying", error=repr(error))
+            await asyncio.sleep(settings.stale_sweep_interval_seconds)
+
     async def open_carriers(runtime: Runtime) -> None:
         # Karrio's plugins load in seconds: ahead of the first call, beside serving (a
         # carrier call arriving first waits for the same load), and only when an account is
@@ -69,7 +91,7 @@ def definition(settings: ShippingSettings,
         finally:
             carriers.close()
 
-    background: list[Callable[[Runtime], Awaitable[None]]] = []
+    background: list[Callable[[Runtime], Awaitable[None]]] = [sweep_unscanned_parcels]
     if karrio.any_configured:
         background.append(open_carriers)
 

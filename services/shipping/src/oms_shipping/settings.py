@@ -28,6 +28,14 @@ class ShippingSettings(BaseSettings):
     # digits); a karrio carrier's numbers come from the carrier.
     ups_shipper_number: str = Field(default="OMS001", pattern=r"^[0-9A-Z]{6}$")
 
+    # --- tracking ---
+    # A parcel on its way with no carrier scan for this many days becomes an exception.
+    stale_after_days: int = Field(default=5, ge=1, le=365)
+    # How often the no-scan sweep looks, and how many parcels one pass (one transaction)
+    # turns into exceptions; passes follow each other while they find a full batch.
+    stale_sweep_interval_seconds: float = Field(default=900.0, gt=0)
+    stale_batch_size: int = Field(default=200, ge=1, le=500)
+
 
 # -- carrier_api: real carriers through karrio ---------------------------------------------
 

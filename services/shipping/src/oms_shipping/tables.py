@@ -17,6 +17,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -216,6 +217,35 @@ manifests = Table(
 )
 Index("ix_manifests_closed_day", manifests.c.carrier, manifests.c.node_id, manifests.c.ship_date)
 Index("ix_manifests_create_time_id", manifests.c.create_time.desc(), manifests.c.id.desc())
+
+
+# --- Tracking (tracking helper) ---
+
+# Every carrier event recorded against a label, as the carrier sent it and normalised. The
+# unique key is what makes an event one: a second copy (a retry, a redelivered webhook, two
+# calls racing) meets it and is a no-op. `code` is the carrier's code, or the status name
+# when the sender gave only a status; `swept` marks the no-scan sweep's own exceptions, which
+# are no sign of life from the carrier.
+tracking_events = Table(
+    "tracking_events",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("label_id", UUID(as_uuid=True), ForeignKey("labels.id"), nullable=False),
+    Column("carrier", String(63), nullable=False),
+    Column("tracking_number", String(64), nullable=False),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("carrier_code", String(64), nullable=False, server_default=""),
+    # TrackingStatus without its prefix; UNSPECIFIED when nothing told what it means.
+    Column("status", String(32), nullable=False),
+    Column("location", String(200), nullable=False, server_default=""),
+    Column("description", String(500), nullable=False, server_default=""),
+    Column("swept", Boolean, nullable=False, server_default=false()),
+    Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("carrier", "tracking_number", "event_time", "code"),
+)
+# A parcel's journey, read whole when new events arrive and newest first for GetTracking.
+Index("ix_tracking_events_label_id", tracking_events.c.label_id, tracking_events.c.event_time)
 
 
 # --- Labels bought from karrio carriers ---

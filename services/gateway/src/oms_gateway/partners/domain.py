@@ -25,10 +25,17 @@ class Kind(Enum):
 
 # Per resource and action. Those of resources the gateway does not serve yet are named now,
 # so partners created today keep them when the routes arrive.
-SCOPES = frozenset({
-    "orders:read", "orders:write", "payments:write",
-    "stock:read", "fulfilment:read", "fulfilment:write", "shipments:write", "returns:write",
-})
+SCOPE_DESCRIPTIONS = {
+    "orders:read": "Read the partner's channels' orders",
+    "orders:write": "Create and cancel orders on the partner's channels",
+    "payments:write": "Report payments of the partner's channels' orders",
+    "stock:read": "Read stock levels (routes to come)",
+    "fulfilment:read": "Read fulfilment orders (routes to come)",
+    "fulfilment:write": "Report fulfilment progress (routes to come)",
+    "shipments:write": "Report shipment tracking (routes to come)",
+    "returns:write": "Report returns (routes to come)",
+}
+SCOPES = frozenset(SCOPE_DESCRIPTIONS)
 DEFAULT_SCOPES = {
     Kind.SALES_CHANNEL: frozenset({"orders:read", "orders:write", "stock:read",
                                    "returns:write"}),

@@ -50,6 +50,15 @@ async def authenticate(engine: AsyncEngine, secret: str) -> Partner | None:
     return _partner(row)
 
 
+async def active(engine: AsyncEngine, partner_id: str) -> Partner | None:
+    """The partner, unless it is unknown or revoked (an access token's partner, checked on
+    every request so that revocation ends its tokens at once)."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(partners).where(
+            partners.c.id == partner_id, partners.c.revoked_at.is_(None)))).one_or_none()
+    return _partner(row) if row is not None else None
+
+
 async def _add_key(conn: AsyncConnection, partner_id: str) -> NewKey:
     key = issue_key()
     await conn.execute(api_keys.insert().values(prefix=key.prefix, partner_id=partner_id,

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eoms/fulfilment/v1/events.proto\x12\x11oms.fulfilment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x0bShippedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xe9\x01\n\x0ePackageShipped\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12-\n\x05lines\x18\x03 \x03(\x0b\x32\x1e.oms.fulfilment.v1.ShippedLine\x12\x0f\n\x07\x63\x61rrier\x18\x04 \x01(\t\x12\x17\n\x0f\x63\x61rrier_service\x18\x05 \x01(\t\x12\x17\n\x0ftracking_number\x18\x06 \x01(\t\x12\x14\n\x0ctracking_url\x18\x07 \x01(\t\x12-\n\tship_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cVerifiedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x16\n\x0eunits_verified\x18\x04 \x01(\x05\x12\x15\n\runits_refused\x18\x05 \x01(\x05\"\xa5\x01\n\x0fPackingVerified\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12.\n\x05lines\x18\x03 \x03(\x0b\x32\x1f.oms.fulfilment.v1.VerifiedLine\x12/\n\x0bverify_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07station\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eoms/fulfilment/v1/events.proto\x12\x11oms.fulfilment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x0bShippedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xe9\x01\n\x0ePackageShipped\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12-\n\x05lines\x18\x03 \x03(\x0b\x32\x1e.oms.fulfilment.v1.ShippedLine\x12\x0f\n\x07\x63\x61rrier\x18\x04 \x01(\t\x12\x17\n\x0f\x63\x61rrier_service\x18\x05 \x01(\t\x12\x17\n\x0ftracking_number\x18\x06 \x01(\t\x12\x14\n\x0ctracking_url\x18\x07 \x01(\t\x12-\n\tship_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cVerifiedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x16\n\x0eunits_verified\x18\x04 \x01(\x05\x12\x15\n\runits_refused\x18\x05 \x01(\x05\"\xa5\x01\n\x0fPackingVerified\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12.\n\x05lines\x18\x03 \x03(\x0b\x32\x1f.oms.fulfilment.v1.VerifiedLine\x12/\n\x0bverify_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07station\x18\x05 \x01(\t\"\x80\x02\n\x0bPickShorted\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12\x10\n\x08\x62in_code\x18\x05 \x01(\t\x12\x10\n\x08quantity\x18\x06 \x01(\x05\x12\x32\n\x06reason\x18\x07 \x01(\x0e\x32\".oms.fulfilment.v1.PickShortReason\x12\x18\n\x10\x66ulfilment_order\x18\x08 \x01(\t\x12\x11\n\tpick_list\x18\t \x01(\t\x12.\n\nshort_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*t\n\x0fPickShortReason\x12!\n\x1dPICK_SHORT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPICK_SHORT_REASON_BIN_EMPTY\x10\x01\x12\x1d\n\x19PICK_SHORT_REASON_DAMAGED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'oms.fulfilment.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PICKSHORTREASON']._serialized_start=935
+  _globals['_PICKSHORTREASON']._serialized_end=1051
   _globals['_SHIPPEDLINE']._serialized_start=86
   _globals['_SHIPPEDLINE']._serialized_end=162
   _globals['_PACKAGESHIPPED']._serialized_start=165
@@ -40,4 +42,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERIFIEDLINE']._serialized_end=506
   _globals['_PACKINGVERIFIED']._serialized_start=509
   _globals['_PACKINGVERIFIED']._serialized_end=674
+  _globals['_PICKSHORTED']._serialized_start=677
+  _globals['_PICKSHORTED']._serialized_end=933
 # @@protoc_insertion_point(module_scope)

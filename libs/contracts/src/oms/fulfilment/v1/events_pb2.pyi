@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _PickShortReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PickShortReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PickShortReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PICK_SHORT_REASON_UNSPECIFIED: _PickShortReason.ValueType  # 0
+    """Not set."""
+    PICK_SHORT_REASON_BIN_EMPTY: _PickShortReason.ValueType  # 1
+    """The bin held fewer units than expected."""
+    PICK_SHORT_REASON_DAMAGED: _PickShortReason.ValueType  # 2
+    """Units were there but damaged."""
+
+class PickShortReason(_PickShortReason, metaclass=_PickShortReasonEnumTypeWrapper):
+    """Why a pick came up short: the same reasons as the service's `ShortReason`."""
+
+PICK_SHORT_REASON_UNSPECIFIED: PickShortReason.ValueType  # 0
+"""Not set."""
+PICK_SHORT_REASON_BIN_EMPTY: PickShortReason.ValueType  # 1
+"""The bin held fewer units than expected."""
+PICK_SHORT_REASON_DAMAGED: PickShortReason.ValueType  # 2
+"""Units were there but damaged."""
+Global___PickShortReason: _TypeAlias = PickShortReason  # noqa: Y015
 
 @_typing.final
 class ShippedLine(_message.Message):
@@ -198,3 +223,67 @@ class PackingVerified(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PackingVerified: _TypeAlias = PackingVerified  # noqa: Y015
+
+@_typing.final
+class PickShorted(_message.Message):
+    """A picker found fewer sellable units of an order line in its bin than the line needs.
+    Inventory re-allocates the quantity at another node or backorders it by the product's
+    policy, and counts the bin. One event per order line and pick stop.
+    Published on `oms.fulfilment.pick_shorted.{node_id}`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    BIN_CODE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FULFILMENT_ORDER_FIELD_NUMBER: _builtins.int
+    PICK_LIST_FIELD_NUMBER: _builtins.int
+    SHORT_TIME_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node where the bin is."""
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    bin_code: _builtins.str
+    """The bin that came up short."""
+    quantity: _builtins.int
+    """Units the line is short."""
+    reason: Global___PickShortReason.ValueType
+    """Why."""
+    fulfilment_order: _builtins.str
+    """The fulfilment order, "fulfilmentOrders/{id}"."""
+    pick_list: _builtins.str
+    """The pick list, "pickLists/{id}"."""
+    @_builtins.property
+    def short_time(self) -> _timestamp_pb2.Timestamp:
+        """When the stop was confirmed."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        bin_code: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        reason: Global___PickShortReason.ValueType = ...,
+        fulfilment_order: _builtins.str = ...,
+        pick_list: _builtins.str = ...,
+        short_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["short_time", b"short_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bin_code", b"bin_code", "fulfilment_order", b"fulfilment_order", "line_id", b"line_id", "node_id", b"node_id", "order", b"order", "pick_list", b"pick_list", "quantity", b"quantity", "reason", b"reason", "short_time", b"short_time", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickShorted: _TypeAlias = PickShorted  # noqa: Y015

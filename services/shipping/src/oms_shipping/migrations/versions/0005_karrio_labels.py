@@ -2,8 +2,7 @@
 label, and the claims of purchases at a carrier's API under way or uncertain.
 
 Revision ID: 0005
-Revises: 0003 (the tracking helper's 0004 was not on main when this was written; the lead
-re-chains)
+Revises: 0004
 Create Date: 2026-12-04
 """
 
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,46 @@
+"""Fulfilment orders as protos: the only place they are built."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from oms.fulfilment.v1 import fulfilment_pb2
+
+from oms_fulfilment.fulfilment_orders import domain
+from oms_fulfilment.fulfilment_orders.store import FulfilmentOrder
+
+SHORT_REASONS = {"bin_empty": fulfilment_pb2.SHORT_REASON_BIN_EMPTY,
+                 "damaged": fulfilment_pb2.SHORT_REASON_DAMAGED}
+
+
+def stamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    result = Timestamp()
+    result.FromDatetime(value)
+    return result
+
+
+def order_to_proto(order: FulfilmentOrder) -> fulfilment_pb2.FulfilmentOrder:
+    row = order.row
+    return fulfilment_pb2.FulfilmentOrder(
+        name=domain.name_of(row.id), order=row.order_name, node_id=row.node_id,
+        status=fulfilment_pb2.FulfilmentOrderStatus.Value(
+            f"FULFILMENT_ORDER_STATUS_{row.status}"),
+        priority=row.priority, service_level=row.service_level,  # type: ignore[arg-type]
+        promised_ship_time=stamp(row.promised_ship_time), release_time=stamp(row.release_time),
+        create_time=stamp(row.create_time), update_time=stamp(row.update_time),
+        channel=row.channel, external_order_id=row.external_order_id,
+        cancel_reason=row.cancel_reason,
+        lines=[fulfilment_pb2.FulfilmentOrderLine(
+            order=line.order_name, line_id=line.line_id, sku=line.sku, quantity=line.quantity,
+            bin_code=line.bin_code or "", needs_slot=line.bin_code is None,
+            picked_quantity=line.picked, short_quantity=line.short,
+            short_reason=SHORT_REASONS.get(line.short_reason or "", 0),  # type: ignore[arg-type]
+            cancelled_quantity=line.cancelled, external_line_id=line.external_line_id)
+            for line in order.lines],
+        put_backs=[fulfilment_pb2.PutBack(
+            line_id=p.line_id, sku=p.sku, bin_code=p.bin_code, quantity=p.quantity,
+            create_time=stamp(p.create_time)) for p in order.put_backs],
+    )

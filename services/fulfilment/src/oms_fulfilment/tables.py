@@ -1,0 +1,186 @@
+"""The fulfilment database: fulfilment orders and their lines, the product replica, slots,
+pick lists with their stops and tote allocations, put-backs, next to the outbox, inbox and
+dead letters; and the one way every capability's events reach the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
+from oms_platform import outbox
+from oms_platform.db import create_metadata
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+SOURCE = "/oms/fulfilment"
+
+metadata = create_metadata()
+
+# What one node ships of one release: one row per (order, node), whatever redelivers it.
+fulfilment_orders = Table(
+    "fulfilment_orders",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("order_name", String(200), nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("priority", Boolean, nullable=False),
+    Column("service_level", Integer, nullable=False),
+    Column("promised_ship_time", DateTime(timezone=True), nullable=False),
+    Column("release_time", DateTime(timezone=True), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("external_order_id", String(200), nullable=False),
+    Column("cancel_reason", String(500), nullable=False, server_default=""),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_name", "node_id", name="uq_fulfilment_orders_order_node"),
+    # The queue CreatePickList reads: open orders of a node, most urgent first.
+    Index("ix_fulfilment_orders_queue", "node_id", "status", "priority", "promised_ship_time"),
+)
+
+fulfilment_order_lines = Table(
+    "fulfilment_order_lines",
+    metadata,
+    Column("fulfilment_order_id", UUID(as_uuid=True),
+           ForeignKey("fulfilment_orders.id", ondelete="CASCADE"), primary_key=True),
+    Column("line_id", String(100), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("order_name", String(200), nullable=False),
+    Column("sku", String(100), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("external_line_id", String(200), nullable=False, server_default=""),
+    Column("bin_code", String(100)),  # NULL while the SKU has no slot at the node
+    # Units put on a pick list not yet confirmed, picked, short, cancelled: facts that only
+    # grow, from which the order's status is derived.
+    Column("allocated", Integer, nullable=False, server_default="0"),
+    Column("picked", Integer, nullable=False, server_default="0"),
+    Column("short", Integer, nullable=False, server_default="0"),
+    Column("short_reason", String(20)),
+    Column("cancelled", Integer, nullable=False, server_default="0"),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+)
+
+# Inventory's product master as far as fulfilment needs it, kept from ProductChanged.
+fulfilment_products = Table(
+    "fulfilment_products",
+    metadata,
+    Column("sku", String(100), primary_key=True),
+    Column("title", String(500), nullable=False),
+    Column("gtin", String(50), nullable=False),
+    Column("weight_grams", BigInteger, nullable=False),
+    Column("length_mm", Integer, nullable=False),
+    Column("width_mm", Integer, nullable=False),
+    Column("height_mm", Integer, nullable=False),
+    Column("fragile", Boolean, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    # An older ProductChanged arriving late changes nothing.
+    Column("change_time", DateTime(timezone=True), nullable=False),
+)
+
+# Where a SKU is stored at a node: fulfilment owns slotting; the bins are inventory's.
+slots = Table(
+    "slots",
+    metadata,
+    Column("node_id", String(100), primary_key=True),
+    Column("sku", String(100), primary_key=True),
+    Column("bin_code", String(100), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+)
+
+pick_lists = Table(
+    "pick_lists",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("node_id", String(100), nullable=False),
+    Column("strategy", String(20), nullable=False),
+    Column("zone", String(100), nullable=False),
+    Column("fulfilment_orders", ARRAY(UUID(as_uuid=True)), nullable=False),
+    Column("units", Integer, nullable=False),
+    Column("weight_grams", BigInteger, nullable=False),
+    Column("request_id", String(200)),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("complete_time", DateTime(timezone=True)),
+    Index("ix_pick_lists_node_time", "node_id", "create_time"),
+    Index("ix_pick_lists_request", "request_id"),
+)
+
+# A CreatePickList request id, taken in the transaction that builds its lists: a retry finds
+# it and returns those lists; a concurrent twin waits on the key and then finds it.
+pick_requests = Table(
+    "pick_requests",
+    metadata,
+    Column("request_id", String(200), primary_key=True),
+    Column("node_id", String(100), nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+)
+
+pick_stops = Table(
+    "pick_stops",
+    metadata,
+    Column("pick_list_id", UUID(as_uuid=True),
+           ForeignKey("pick_lists.id", ondelete="CASCADE"), primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("bin_code", String(100), nullable=False),
+    Column("zone", String(100), nullable=False),
+    Column("sku", String(100), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("confirmed", Boolean, nullable=False, server_default="false"),
+    Column("picked", Integer, nullable=False, server_default="0"),
+    Column("short_reason", String(20)),
+    Column("confirm_time", DateTime(timezone=True)),
+)
+
+# Which order line's units a stop takes, and the tote they go to.
+pick_allocations = Table(
+    "pick_allocations",
+    metadata,
+    Column("pick_list_id", UUID(as_uuid=True), primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("fulfilment_order_id", UUID(as_uuid=True), primary_key=True),
+    Column("line_id", String(100), primary_key=True),
+    Column("position", Integer, nullable=False),  # urgency order within the stop
+    Column("tote", Integer, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("picked", Integer, nullable=False, server_default="0"),
+    Column("short", Integer, nullable=False, server_default="0"),
+    ForeignKeyConstraint(["pick_list_id", "sequence"],
+                         ["pick_stops.pick_list_id", "pick_stops.sequence"], ondelete="CASCADE"),
+    Index("ix_pick_allocations_order", "fulfilment_order_id"),
+)
+
+# Units picked for an order then cancelled: a task to put them back in their bin.
+put_backs = Table(
+    "put_backs",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("fulfilment_order_id", UUID(as_uuid=True),
+           ForeignKey("fulfilment_orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("line_id", String(100), nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("sku", String(100), nullable=False),
+    Column("bin_code", String(100), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+)
+
+
+async def add_events(session: AsyncSession,
+                     messages: Sequence[tuple[Message, str, str | None]]) -> None:
+    """Adds events, each with its aggregate id and partition (the node, for events meant for
+    one), to the outbox in one statement, in the caller's transaction."""
+    await outbox.add_events(session, metadata.tables["outbox"], messages, source=SOURCE)

@@ -1,0 +1,131 @@
+"""The OpenAPI 3.1 document: FastAPI's, with every body and answer typed from the proto
+descriptors (:mod:`oms_gateway.schemas`) and every problem an operation can answer.
+
+Which problems an operation can answer is derived from the code that answers them, not listed
+by hand: every gRPC status the gateway maps (:data:`oms_gateway.problems.SERVICE_STATUSES`),
+authentication and scopes (401, 403), the idempotency layer and the size limit on a POST
+(400, 409, 413, 422), and 404 for an order id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from google.protobuf.descriptor import Descriptor
+
+from oms_gateway.fields import Shape
+from oms_gateway.idempotency.domain import REPLAY_HEADER
+from oms_gateway.oauth.api import FORM_SCHEMA, OAUTH_ERROR_SCHEMA, TOKEN_SCHEMA
+from oms_gateway.problems import PROBLEM_JSON, SERVICE_STATUSES
+from oms_gateway.schemas import PROBLEM, Components
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the document says of one route beyond FastAPI's own: its body (None: no body),
+    its answer's message and status, and an example that works against the demo data."""
+
+    answer: Descriptor
+    status: int = 200
+    body: Shape | None = None
+    body_name: str | None = None
+    example: Mapping[str, Any] | None = None
+    example_summary: str = ""
+    description: str = "The order as it is now"
+
+
+_OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
+          "OAuthError": OAUTH_ERROR_SCHEMA}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                "schema": {"type": "integer", "minimum": 1}}}
+PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
+    400: ("A bad body, header or parameter; `errors` names every bad field, by its JSON path",
+          {}),
+    401: ("No credentials, or unknown, expired or revoked ones",
+          {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+    403: ("The credentials lack the operation's scope (`scope`), or the order's channel is "
+          "not the partner's", {}),
+    404: ("No such order — or another channel's, answered the same", {}),
+    409: ("The order's state forbids it (`reason`), or a request with this Idempotency-Key "
+          "is still in flight (with Retry-After)", _RETRY_AFTER),
+    413: ("The body is larger than the limit", {}),
+    422: ("This Idempotency-Key was used for a different request", {}),
+    429: ("Too many requests", _RETRY_AFTER),
+    503: ("Retry later, with the same Idempotency-Key: the order service is unavailable or "
+          "the request met contention", _RETRY_AFTER),
+}
+_IDEMPOTENCY_KEY = {
+    "description": "A random UUID per logical request: a retry with the same key gets the "
+                   "first answer back, byte for byte",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$",
+               "examples": ["4f9c2b1e-8a3d-4c6e-9b7a-2d5e1f0a3c8b"]},
+}
+_ORDER_ID = {"type": "string", "format": "uuid"}
+
+
+def statuses(method: str, path: str) -> set[int]:
+    """Every status an authenticated route that calls the orders service can answer, besides
+    its success."""
+    found = set(SERVICE_STATUSES) | {401, 403, 503}
+    if method.upper() == "POST":
+        found |= {400, 409, 413, 422}
+    if "{order_id}" in path:
+        found.add(404)
+    return found
+
+
+def document(app: FastAPI, operations: Mapping[tuple[str, str], Operation]) -> dict[str, Any]:
+    doc = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                      description=app.description, routes=app.routes)
+    components = Components()
+    for path, item in doc["paths"].items():
+        for method, spec in item.items():
+            operation = operations.get((method.upper(), path))
+            if operation is None:  # the token endpoint, which documents itself
+                continue
+            _type(spec, method, path, operation, components)
+    doc["components"]["schemas"] = {**components.schemas, "Problem": PROBLEM, **_OAUTH}
+    return doc
+
+
+def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
+          components: Components) -> None:
+    for parameter in spec.get("parameters", []):
+        if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key":
+            parameter.update(_IDEMPOTENCY_KEY)
+        elif parameter["in"] == "path" and parameter["name"] == "order_id":
+            parameter["schema"] = dict(_ORDER_ID)
+    if operation.body is not None:
+        shape = operation.body
+        media: dict[str, Any] = {"schema": components.ref(
+            shape.message, name=operation.body_name, without=shape.not_in_body)}
+        if operation.example is not None:
+            media["examples"] = {"demo": {"summary": operation.example_summary,
+                                          "value": dict(operation.example)}}
+        spec["requestBody"] = {"required": True, "content": {"application/json": media}}
+    success: dict[str, Any] = {
+        "description": operation.description,
+        "content": {"application/json": {"schema": components.ref(operation.answer)}},
+    }
+    headers: dict[str, Any] = {}
+    if operation.status == 201:
+        headers["Location"] = {"description": "The new order's path",
+                               "schema": {"type": "string"}}
+    if method.upper() == "POST":
+        headers[REPLAY_HEADER] = {"description": "`true` on the stored answer to a retry",
+                                  "schema": {"type": "string", "enum": ["true"]}}
+    if headers:
+        success["headers"] = headers
+    responses: dict[str, Any] = {str(operation.status): success}
+    for status in sorted(statuses(method, path)):
+        description, problem_headers = PROBLEMS[status]
+        response: dict[str, Any] = {"description": description, "content": {
+            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        if problem_headers:
+            response["headers"] = problem_headers
+        responses[str(status)] = response
+    spec["responses"] = responses
