@@ -60,6 +60,20 @@ class Unavailable(DomainError):
         self.retry_after = retry_after
 
 
+class Aborted(DomainError):
+    """Another request is doing the same thing right now (a twin of a retried purchase that
+    is still at the carrier); the same request shortly after will find its result. Answered
+    ``ABORTED`` with a ``RetryInfo`` of ``retry_after``."""
+
+    reason = "ABORTED"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 metadata: dict[str, str] | None = None,
+                 retry_after: timedelta = timedelta(seconds=1)) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after
+
+
 @dataclass
 class Violations:
     """Collects every field violation of a request, so the caller sees them all at once."""

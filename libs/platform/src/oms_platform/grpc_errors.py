@@ -40,6 +40,7 @@ from sqlalchemy import exc as sa_exc
 
 from oms_platform import pagination
 from oms_platform.errors import (
+    Aborted,
     AlreadyExists,
     DomainError,
     FailedPrecondition,
@@ -58,6 +59,7 @@ _CODES: list[tuple[type[DomainError], int]] = [
     (AlreadyExists, code_pb2.ALREADY_EXISTS),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (Unavailable, code_pb2.UNAVAILABLE),
+    (Aborted, code_pb2.ABORTED),
 ]
 
 # A lock lost to another transaction clears within milliseconds; a database that is gone
@@ -109,7 +111,7 @@ def to_status(error: DomainError) -> status_pb2.Status:
                 ]
             )
         )
-    if isinstance(error, Unavailable):
+    if isinstance(error, Unavailable | Aborted):
         delay = duration_pb2.Duration()
         delay.FromTimedelta(error.retry_after)
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))

@@ -84,6 +84,16 @@ class KarrioSettings(BaseSettings):
     dhl_express: DhlExpressAccount | None = None
     royalmail: RoyalMailAccount | None = None
 
+    def configured(self, carrier: str) -> bool:
+        """Whether the karrio carrier (``ups``, ``dhl_express``, ``royalmail``) has an
+        account."""
+        return carrier in ("ups", "dhl_express", "royalmail") and \
+            getattr(self, carrier) is not None
+
+    @property
+    def any_configured(self) -> bool:
+        return any(self.configured(name) for name in ("ups", "dhl_express", "royalmail"))
+
     @model_validator(mode="after")
     def _accounts_from_file(self) -> KarrioSettings:
         if self.credentials_file is None:

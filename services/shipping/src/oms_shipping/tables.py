@@ -20,6 +20,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     SmallInteger,
     String,
@@ -173,6 +174,11 @@ labels = Table(
     Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("void_time", DateTime(timezone=True)),
+    # A label bought from a karrio carrier: its document as the carrier gave it (PDF or ZPL),
+    # and what the carrier voids it by. NULL for table-rate labels, printed here on demand.
+    Column("carrier_label", LargeBinary),
+    Column("carrier_label_format", String(8)),
+    Column("carrier_shipment_id", String(128)),
     UniqueConstraint("carrier", "tracking_number"),
     CheckConstraint("state IN ('PURCHASED', 'VOIDED', 'MANIFESTED')", name="state_known"),
     CheckConstraint("(state = 'MANIFESTED') = (manifest_id IS NOT NULL)",
@@ -180,6 +186,8 @@ labels = Table(
     CheckConstraint("weight_grams > 0", name="weight_positive"),
     CheckConstraint("(declared_value IS NULL) = (declared_value_currency IS NULL)",
                     name="declared_value_has_currency"),
+    CheckConstraint("(carrier_label IS NULL) = (carrier_label_format IS NULL)",
+                    name="carrier_label_has_format"),
 )
 # Newest first, for ListLabels and its page tokens.
 Index("ix_labels_create_time_id", labels.c.create_time.desc(), labels.c.id.desc())
@@ -238,3 +246,32 @@ tracking_events = Table(
 )
 # A parcel's journey, read whole when new events arrive and newest first for GetTracking.
 Index("ix_tracking_events_label_id", tracking_events.c.label_id, tracking_events.c.event_time)
+
+
+# --- Labels bought from karrio carriers ---
+
+# A purchase at a carrier's API under way, claimed by its request_id in a transaction of its
+# own before the carrier is called (a carrier's label is not idempotent: a second call buys a
+# second label). BUYING while the call is out; the claim goes when the label row is written
+# (one transaction) or when the carrier certainly bought nothing. UNCERTAIN when the call
+# ended in a way that may have bought a label (a timeout after the request left, an answer
+# that could not be read): the request is refused until an operator settles it, never bought
+# again blindly. A BUYING claim older than the carrier timeout plus a margin is read as
+# UNCERTAIN too (the process died mid-call).
+karrio_label_claims = Table(
+    "karrio_label_claims",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("package", String(300), nullable=False),
+    Column("node_id", String(63), nullable=False),
+    Column("carrier", String(63), nullable=False),
+    Column("service_code", String(100), nullable=False),
+    Column("state", String(16), nullable=False),
+    # What the carrier call ended in, for the operator.
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("update_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("state IN ('BUYING', 'UNCERTAIN')", name="state_known"),
+)
+Index("ix_karrio_label_claims_state", karrio_label_claims.c.state,
+      karrio_label_claims.c.create_time)

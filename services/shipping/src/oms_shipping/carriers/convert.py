@@ -210,6 +210,8 @@ def origin_of(row: Row[Any]) -> Origin:
         cutoff_time=row.cutoff_time,
         carriers=frozenset(row.carriers),
         subdivision=address.get("administrative_area", ""),
+        locality=address.get("locality", ""),
+        address_lines=tuple(address.get("address_lines", ())),
     )
 
 

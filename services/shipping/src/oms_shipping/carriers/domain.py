@@ -89,6 +89,9 @@ class Origin:
     cutoff_time: time | None = None
     carriers: frozenset[str] = frozenset()
     subdivision: str = ""  # the address's administrative area, for regional holidays
+    # The rest of the address, for a carrier rated through its own API.
+    locality: str = ""
+    address_lines: tuple[str, ...] = ()
 
 
 # --- Checks ---

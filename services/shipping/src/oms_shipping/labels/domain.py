@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from oms_platform import filtering as filters
 from oms_platform.errors import (
+    Aborted,
     FailedPrecondition,
     NotFound,
     Violations,
@@ -314,6 +315,65 @@ def choose_service(request: LabelRequest, origin: Origin, carriers: Sequence[Car
     service = carrier.service(chosen.service_code)
     assert service is not None
     return Choice(carrier, service, chosen.total, chosen.ship_date)
+
+
+# --- Buying from a karrio carrier ---
+
+class PurchaseInProgress(Aborted):
+    reason = "LABEL_PURCHASE_IN_PROGRESS"
+
+
+class PurchaseUncertain(FailedPrecondition):
+    reason = "LABEL_PURCHASE_UNCERTAIN"
+
+
+class LabelFormatUnavailable(FailedPrecondition):
+    reason = "LABEL_FORMAT_UNAVAILABLE"
+
+
+# How long past the carrier's timeout a BUYING claim may stand before the call that made it
+# is taken for dead (its process stopped mid-call): room for the commit after the answer.
+CLAIM_GRACE = timedelta(seconds=60)
+
+
+def karrio_service(request: LabelRequest,
+                   carriers: Sequence[Carrier]) -> tuple[Carrier, CarrierService] | None:
+    """The karrio carrier and service the request names, if it names one (a label of a
+    karrio carrier is bought from the carrier by its named service; the rate shop's choice
+    without a service code stays among table-rate carriers)."""
+    if not request.service_code:
+        return None
+    for carrier in carriers:
+        service = carrier.service(request.service_code)
+        if service is not None:
+            return (carrier, service) if carrier.mode is Mode.KARRIO else None
+    return None
+
+
+def check_claim(state: str, age: timedelta, stale_after: timedelta, *, request_id: str,
+                carrier: str, detail: str) -> None:
+    """Refuses a request whose purchase is claimed: ABORTED (retry shortly) while its call is
+    out, FAILED_PRECONDITION once it may have bought a label that was not recorded (an
+    operator reconciles with the carrier first; see the README)."""
+    metadata = {"request_id": request_id, "carrier": carrier}
+    if state == "BUYING" and age <= stale_after:
+        raise PurchaseInProgress(f"the label of request {request_id} is being bought from "
+                                 f"{carrier}; retry shortly", metadata=metadata)
+    said = f" ({detail})" if detail else ""
+    raise PurchaseUncertain(
+        f"the purchase of request {request_id} from {carrier} may have bought a label that "
+        f"was not recorded{said}; it is not bought again until an operator settles it with "
+        "the carrier", metadata=metadata)
+
+
+def stored_document(stored_format: str, wanted: str) -> str:
+    """The carrier's own document is served as it was given: the format asked must be its
+    format (or none asked)."""
+    if wanted and wanted != stored_format:
+        raise LabelFormatUnavailable(
+            f"the carrier gave this label as {stored_format} only; ask for {stored_format}",
+            metadata={"available_format": stored_format})
+    return stored_format
 
 
 def next_collection_day(origin: Origin, service: CarrierService) -> Callable[[date], date]:

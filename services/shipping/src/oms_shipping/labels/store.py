@@ -9,11 +9,11 @@ from typing import Any
 from uuid import UUID
 
 from oms_platform.filtering import Condition
-from sqlalchemy import Row, and_, func, or_, select, text, update
+from sqlalchemy import Row, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_shipping.tables import labels, manifests, tracking_serials
+from oms_shipping.tables import karrio_label_claims, labels, manifests, tracking_serials
 
 LABEL_COLUMNS = {"carrier": labels.c.carrier, "node_id": labels.c.node_id,
                  "state": labels.c.state, "package": labels.c.package,
@@ -94,3 +94,33 @@ async def list_labels(session: AsyncSession, conditions: Sequence[Condition], *,
         statement = statement.where(column != value if condition.operator == "!="
                                     else column == value)
     return (await session.execute(statement)).all()
+
+
+# --- Purchases at a karrio carrier ---
+
+
+async def claim_by_request(session: AsyncSession, request_id: str) -> Row[Any] | None:
+    return (await session.execute(
+        select(karrio_label_claims, func.now().label("now"))
+        .where(karrio_label_claims.c.request_id == request_id))).one_or_none()
+
+
+async def insert_claim(session: AsyncSession, values: Mapping[str, Any]) -> bool:
+    """Claims the request's purchase; False when it is claimed already (or a label with the
+    request_id exists: the caller looked that up in the same transaction)."""
+    statement = (insert(karrio_label_claims).values(**values, state="BUYING")
+                 .on_conflict_do_nothing(index_elements=[karrio_label_claims.c.request_id])
+                 .returning(karrio_label_claims.c.request_id))
+    return (await session.execute(statement)).one_or_none() is not None
+
+
+async def release_claim(session: AsyncSession, request_id: str) -> None:
+    await session.execute(delete(karrio_label_claims)
+                          .where(karrio_label_claims.c.request_id == request_id))
+
+
+async def mark_uncertain(session: AsyncSession, request_id: str, detail: str) -> None:
+    await session.execute(update(karrio_label_claims)
+                          .where(karrio_label_claims.c.request_id == request_id)
+                          .values(state="UNCERTAIN", detail=detail[:2000],
+                                  update_time=func.now()))

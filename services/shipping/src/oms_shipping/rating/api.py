@@ -4,23 +4,39 @@ which provides ``self._sessions``, ``self._settings`` and ``self._rating`` (a
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import structlog
 from oms.shipping.v1 import shipping_pb2
 from oms_platform import lists
-from oms_platform.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound, Violations
+from oms_platform.errors import (
+    AlreadyExists,
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Violations,
+)
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_shipping.carrier_api import convert as carrier_convert
+from oms_shipping.carrier_api.client import KarrioCarriers
+from oms_shipping.carrier_api.domain import CarrierRate, RateQuery
 from oms_shipping.carriers import domain as carriers_domain
 from oms_shipping.carriers import store as carriers_store
+from oms_shipping.carriers.domain import Carrier, CarrierService, Mode, Origin
 from oms_shipping.rating import convert, domain, store
 from oms_shipping.rating.domain import RATE_CARD_ID
 from oms_shipping.rating.store import RatingCache
-from oms_shipping.settings import ShippingSettings
+from oms_shipping.settings import KarrioSettings, ShippingSettings
+
+log = structlog.get_logger(__name__)
 
 RATE_CARD_NAME = re.compile(r"^rateCards/([^/]+)$")
 RULE_NAME = re.compile(r"^shippingRules/([^/]+)$")
@@ -30,6 +46,8 @@ class RatingApi:
     _sessions: async_sessionmaker[AsyncSession]
     _settings: ShippingSettings
     _rating: RatingCache
+    _carriers: KarrioCarriers
+    _karrio: KarrioSettings
 
     # --- Rate cards ---
 
@@ -174,14 +192,23 @@ class RatingApi:
                            ) -> shipping_pb2.RateShipmentResponse:
         return convert.rate_response(await rate(self._sessions, self._rating, self._settings,
                                                 request.shipment if request.HasField("shipment")
-                                                else None, request.goal))
+                                                else None, request.goal,
+                                                carriers=self._carriers, karrio=self._karrio))
 
 
 async def rate(sessions: async_sessionmaker[AsyncSession], cache: RatingCache,
                settings: ShippingSettings, shipment: shipping_pb2.Shipment | None,
-               goal: int, *, now: datetime | None = None) -> domain.RateResult:
+               goal: int, *, now: datetime | None = None,
+               carriers: KarrioCarriers | None = None,
+               karrio: KarrioSettings | None = None) -> domain.RateResult:
     """Rates a shipment message: what RateShipment answers, and what a label bought without
-    a service code is chosen by. Bad input raises InvalidArgument with every violation."""
+    a service code is chosen by. Bad input raises InvalidArgument with every violation.
+
+    Carriers in karrio mode are rated through their own APIs (``carriers``), all at once and
+    while the table-rate carriers are priced here, each call bounded by the adapter's
+    timeout; one that is down or refuses is listed ineligible with why, and the others'
+    quotes are chosen from all the same. With no karrio carrier the table-rate path awaits
+    nothing more than before."""
     violations = Violations()
     chosen_goal = convert.goal_of(violations, goal)
     if not violations.require(shipment is not None, "shipment", "required"):
@@ -195,9 +222,103 @@ async def rate(sessions: async_sessionmaker[AsyncSession], cache: RatingCache,
         raise InvalidArgument([FieldViolation("shipment.node_id",
                                               f"no origin for node {shipment.node_id!r}; "
                                               "create it with CreateOrigin")])
-    return domain.rate_shipment(parsed, origin, data.carriers, data.cards, data.rules,
-                                goal=chosen_goal,
-                                day_value_percent=settings.best_value_day_percent)
+    if not any(c.mode is Mode.KARRIO for c in data.carriers):
+        return domain.rate_shipment(parsed, origin, data.carriers, data.cards, data.rules,
+                                    goal=chosen_goal,
+                                    day_value_percent=settings.best_value_day_percent)
+    table = [c for c in data.carriers if c.mode is not Mode.KARRIO]
+    asked, ineligible = _karrio_targets(parsed, origin, data.carriers,
+                                        karrio if carriers is not None else None)
+    assert carriers is not None or not asked
+    calls = [asyncio.ensure_future(_carrier_rates(carriers, carrier, services, parsed, origin,
+                                                  shipment.destination))
+             for carrier, services in asked]
+    try:
+        # Priced while the carriers' calls run in the adapter's threads.
+        quotes, table_ineligible = domain.table_rate_quotes(parsed, origin, table, data.cards)
+        answers = await asyncio.gather(*calls) if calls else []
+    finally:
+        for call in calls:
+            call.cancel()  # the caller went away: nothing is left waiting on a carrier
+    for carrier_quotes, reasons in answers:
+        quotes += carrier_quotes
+        ineligible += reasons
+    return domain.decide(parsed, quotes, [*table_ineligible, *ineligible], data.rules,
+                         goal=chosen_goal, day_value_percent=settings.best_value_day_percent)
+
+
+def _karrio_targets(shipment: domain.Shipment, origin: Origin, carriers: Sequence[Carrier],
+                    karrio: KarrioSettings | None
+                    ) -> tuple[list[tuple[Carrier, list[CarrierService]]], list[str]]:
+    """The karrio carriers to ask and their services that can carry the shipment by our own
+    carrier data; the reasons of the others. A carrier with no account configured is not
+    asked (the plugins are never loaded for it)."""
+    asked: list[tuple[Carrier, list[CarrierService]]] = []
+    ineligible: list[str] = []
+    for carrier in carriers:
+        if carrier.mode is not Mode.KARRIO:
+            continue
+        services = []
+        for service in carrier.services:
+            reason = domain.service_ineligible(shipment, origin, carrier, service)
+            if reason:
+                ineligible.append(f"{service.code}: {reason}")
+            else:
+                services.append(service)
+        if not services:
+            continue
+        if karrio is None or not karrio.configured(carrier.karrio_carrier):
+            ineligible += [f"{s.code}: carrier {carrier.carrier_id} has no karrio account "
+                           f"configured for {carrier.karrio_carrier!r}" for s in services]
+            continue
+        asked.append((carrier, services))
+    return asked, ineligible
+
+
+async def _carrier_rates(carriers: KarrioCarriers, carrier: Carrier,
+                         services: Sequence[CarrierService], shipment: domain.Shipment,
+                         origin: Origin, destination: Any) -> tuple[list[domain.Quote],
+                                                                    list[str]]:
+    """One carrier's quotes for its eligible services (our service codes are karrio's), or
+    each service listed with why the carrier gave none. Never raises for the carrier's sake:
+    one carrier down must not fail the rate shop."""
+    query = RateQuery(
+        carrier=carrier.karrio_carrier,
+        origin=carrier_convert.origin_address(origin),
+        destination=carrier_convert.address_of(destination,
+                                               residential=shipment.destination.residential),
+        parcels=carrier_convert.parcels_of(shipment.parcels),
+        service_codes=tuple(s.code for s in services),
+        ship_date=shipment.ready_time.date())
+    try:
+        rates = await carriers.rate(query)
+    except DomainError as error:
+        return [], [f"{s.code}: {error.message}" for s in services]
+    except Exception as error:  # an adapter bug is this carrier's failure, not the call's
+        log.warning("carrier rating failed", carrier=carrier.carrier_id, exc_info=error)
+        return [], [f"{s.code}: {carrier.carrier_id} could not be rated" for s in services]
+    by_code: dict[str, CarrierRate] = {}
+    for rate in rates:
+        by_code.setdefault(rate.service_code, rate)
+    quotes, ineligible = [], []
+    for service in services:
+        found = by_code.get(service.code)
+        if found is None:
+            ineligible.append(f"{service.code}: {carrier.carrier_id} quoted no rate for it")
+            continue
+        try:
+            quotes.append(domain.carrier_quote(
+                shipment, origin, carrier, service, found.total,
+                [(_charge_kind(c.name), c.amount) for c in found.charges],
+                transit_days=found.transit_days, estimated_delivery=found.estimated_delivery))
+        except domain.NotRated as error:
+            ineligible.append(f"{service.code}: {error}")
+    return quotes, ineligible
+
+
+def _charge_kind(name: str) -> str:
+    # The carrier's own charge names ("FUEL SURCHARGE") as a kind like ours ("fuel_surcharge").
+    return "_".join(name.lower().split()) or "carrier"
 
 
 async def _carrier_of(session: AsyncSession, service_code: str, path: str) -> str:

@@ -459,6 +459,15 @@ def rate_shipment(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier
     """Every eligible quote for the shipment from the origin, on the carriers' services and
     their rate cards (``cards`` by service code), the choice by ``goal`` and what the
     customer pays by the first shipping rule that applies (else the chosen quote's total)."""
+    quotes, ineligible = table_rate_quotes(shipment, origin, carriers, cards)
+    return decide(shipment, quotes, ineligible, rules, goal=goal,
+                  day_value_percent=day_value_percent)
+
+
+def table_rate_quotes(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier],
+                      cards: Mapping[str, Sequence[RateCard]]) -> tuple[list[Quote], list[str]]:
+    """The quotes of the carriers' services on their rate cards, and why each other service
+    is ineligible (at most ``MAX_INELIGIBLE``)."""
     ineligible = _Ineligible()
     quotes: list[Quote] = []
     # Services with the same cut-off and pickup days ship the same day: computed once a call.
@@ -469,16 +478,25 @@ def rate_shipment(shipment: Shipment, origin: Origin, carriers: Sequence[Carrier
                            ineligible, ship_dates)
             if quote is not None:
                 quotes.append(quote)
-    quotes = _one_currency(quotes, shipment, ineligible)
+    return quotes, ineligible.items
+
+
+def decide(shipment: Shipment, quotes: list[Quote], ineligible: Sequence[str],
+           rules: Sequence[ShippingRule] = (), *, goal: Goal = Goal.CHEAPEST_ON_TIME,
+           day_value_percent: Decimal = DEFAULT_DAY_VALUE_PERCENT) -> RateResult:
+    """The choice among quotes, whether rated on our cards or by a carrier's own API
+    (``carrier_quote``): one currency, the goal's order, the shipping rule."""
+    reasons = _Ineligible(list(ineligible[:MAX_INELIGIBLE]))
+    quotes = _one_currency(quotes, shipment, reasons)
     ordered = choose(quotes, goal, day_value_percent=day_value_percent)
     if not ordered:
-        return RateResult((), tuple(ineligible.items))
+        return RateResult((), tuple(reasons.items))
     chosen = ordered[0]
     # A rule prices the level the customer paid for, whatever faster service carries it.
     rule = first_rule(rules, shipment.service_level or chosen.service_level,
                       shipment.destination.country, shipment.basket_value)
     customer = rule.customer_price(chosen.total.currency_code) if rule else chosen.total
-    return RateResult(tuple(ordered), tuple(ineligible.items), customer, chosen.total, rule)
+    return RateResult(tuple(ordered), tuple(reasons.items), customer, chosen.total, rule)
 
 
 def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: CarrierService,
@@ -516,6 +534,47 @@ def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: Carrie
     meets = shipment.promise_time is None or arrives <= _promise_date(shipment, origin)
     return Quote(carrier.carrier_id, service.code, service.service_level, price,
                  service.transit_days, shipped, arrives, meets)
+
+
+def service_ineligible(shipment: Shipment, origin: Origin, carrier: Carrier,
+                       service: CarrierService) -> str:
+    """Why the service cannot carry the shipment from the origin, from our carrier data
+    alone (no price); empty when it can."""
+    return _ineligible_reason(shipment, origin, carrier, service,
+                              shipment.destination.country != origin.country)
+
+
+def carrier_quote(shipment: Shipment, origin: Origin, carrier: Carrier,
+                  service: CarrierService, total: Money,
+                  charges: Sequence[tuple[str, Money]] = (), *,
+                  transit_days: int | None = None,
+                  estimated_delivery: date | None = None) -> Quote:
+    """A quote a carrier gave through its own API. It ships on our ship date (the origin's
+    cut-off, the service's pickup days and holidays: the carrier does not know them) and
+    arrives on the carrier's own estimate when it gave one, else after its transit days,
+    else after the service's transit days from our carrier data. The billed weight is the
+    actual weight: the carrier bills by its own rules and does not say. Charges in another
+    currency than the total are left out rather than summed wrongly. Raises NotRated when
+    the service has no pickup day."""
+    shipped = ship_date(shipment.ready_time, origin, service)
+    days = transit_days if transit_days is not None and transit_days >= 0 \
+        else service.transit_days
+    arrives = estimated_delivery if estimated_delivery is not None and \
+        estimated_delivery >= shipped else delivery_date(shipped, days,
+                                                         shipment.destination.country)
+    if estimated_delivery is not None and transit_days is None:
+        days = max(0, _business_days(shipped, arrives))
+    meets = shipment.promise_time is None or arrives <= _promise_date(shipment, origin)
+    price = Price("", total, tuple(Charge(kind, amount) for kind, amount in charges
+                                   if amount.currency_code == total.currency_code),
+                  sum(p.weight_grams for p in shipment.parcels))
+    return Quote(carrier.carrier_id, service.code, service.service_level, price, days,
+                 shipped, arrives, meets)
+
+
+def _business_days(start: date, end: date) -> int:
+    return sum(1 for n in range(1, (end - start).days + 1)
+               if (start + timedelta(days=n)).weekday() < 5)
 
 
 def _ineligible_reason(shipment: Shipment, origin: Origin, carrier: Carrier,
