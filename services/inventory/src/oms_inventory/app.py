@@ -26,6 +26,7 @@ from oms_inventory.allocation.handlers import (
     on_order_paid,
     on_orders_created,
     on_package_shipped,
+    on_pick_shorted,
     on_return_received,
     sweep_backorders,
 )
@@ -69,6 +70,8 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
                          partial(on_order_cancelled, settings=settings)),
             Subscription(fulfilment_events.PackageShipped,
                          partial(on_package_shipped, settings=settings)),
+            Subscription(fulfilment_events.PickShorted,
+                         partial(on_pick_shorted, settings=settings)),
             Subscription(returns_events.ReturnReceived,
                          partial(on_return_received, settings=settings)),
         ]

@@ -217,6 +217,27 @@ Index("ix_stock_levels_at_reorder_point", stock_levels.c.node_id, stock_levels.c
       postgresql_where=stock_levels.c.at_reorder_point)
 
 
+# --- Count tasks (migration 0008) ---
+# A bin to count, opened when a picker finds it short of a SKU; a CountStock of the SKU at the
+# node closes every open task of it there (close_time). One open task per (node, bin, SKU):
+# a second short pick of the same bin before the count adds nothing to count.
+count_tasks = Table(
+    "count_tasks",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("node_id", ForeignKey("fulfilment_nodes.node_id"), nullable=False),
+    Column("bin_code", String(64), nullable=False),
+    Column("sku", ForeignKey("products.sku"), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("create_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("close_time", DateTime(timezone=True)),
+)
+Index("ux_count_tasks_open", count_tasks.c.node_id, count_tasks.c.bin_code, count_tasks.c.sku,
+      unique=True, postgresql_where=count_tasks.c.close_time.is_(None))
+Index("ix_count_tasks_node_id_id", count_tasks.c.node_id, count_tasks.c.id)
+
+
 async def add_events(session: AsyncSession, messages: Sequence[tuple[Message, str]]) -> None:
     """Adds events, each with its aggregate id, to the outbox in one statement, in the
     caller's transaction."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.common.v1 import common_pb2
+from oms.fulfilment.v1 import events_pb2 as fulfilment_events
 from oms.inventory.v1 import events_pb2, inventory_pb2
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
@@ -155,3 +156,18 @@ def released(order: str, held: Sequence[Held], reason: int) -> events_pb2.StockR
         reason=reason,  # type: ignore[arg-type]
         release_time=now(),
     )
+
+
+def short_reason(event: fulfilment_events.PickShorted) -> str:
+    """A count task's reason: "PICK_SHORT_BIN_EMPTY", "PICK_SHORT_DAMAGED", or "PICK_SHORT"
+    when fulfilment did not say why."""
+    name = fulfilment_events.PickShortReason.Name(event.reason) if (
+        event.reason in fulfilment_events.PickShortReason.values()) else ""
+    cause = name.removeprefix("PICK_SHORT_REASON_")
+    return "PICK_SHORT" if cause in ("", "UNSPECIFIED") else f"PICK_SHORT_{cause}"
+
+
+def short_reference(event: fulfilment_events.PickShorted) -> str:
+    """What a short pick's ledger row and count task point back to."""
+    return (f"{event.pick_list or event.fulfilment_order} bin {event.bin_code}: "
+            f"{event.order} line {event.line_id}")

@@ -28,6 +28,7 @@ plan says so. A node without a cost is ranked after every node with one, never a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +38,12 @@ from enum import StrEnum
 from oms_platform.errors import Violations
 from oms_platform.values import LatLng, haversine_km
 
-from oms_inventory.catalogue.domain import check_address_lines, check_location, check_sku
+from oms_inventory.catalogue.domain import (
+    MAX_REQUEST_ID_LENGTH,
+    check_address_lines,
+    check_location,
+    check_sku,
+)
 
 MAX_PREVIEW_LINES = 500
 
@@ -345,6 +351,37 @@ class OrderRequest:
     priority: bool = False
     capture_time: datetime = field(default_factory=lambda: datetime.now(UTC))
     expire_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ShortPick:
+    """What a short pick does at its node: on-hand and reserved drop, and the line's units
+    to allocate again elsewhere."""
+
+    on_hand_drop: int
+    reserved_drop: int
+    reallocate: int
+
+
+def short_pick(*, shortfall: int, on_hand: int, reserved: int, line_reserved: int) -> ShortPick:
+    """The units a picker did not find are gone from the node. The shorted line's reservation
+    shrinks by the shortfall (as far as it holds units here), and what it loses is allocated
+    again. On-hand drops by the shortfall, but never below what other lines still hold: the
+    picker counted one bin, not the node, and the count task settles the rest."""
+    shortfall = max(shortfall, 0)
+    reserved_drop = min(shortfall, max(line_reserved, 0), max(reserved, 0))
+    on_hand_drop = min(shortfall, max(on_hand - (reserved - reserved_drop), 0))
+    return ShortPick(on_hand_drop, reserved_drop, reserved_drop)
+
+
+def short_pick_key(pick_list: str, order: str, line_id: str, bin_code: str) -> str:
+    """The ledger request id of a short pick: a picker shorts a line at a bin once per pick
+    list, so a copy of the event under another id finds it and changes nothing. Hashed when
+    the names would not fit the column."""
+    key = f"short:{pick_list}:{order}:{line_id}:{bin_code}"
+    if len(key) <= MAX_REQUEST_ID_LENGTH:
+        return key
+    return "short:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def check_preview(violations: Violations, *, address_lines: Sequence[str] | None,

@@ -47,6 +47,8 @@ from oms_inventory.allocation.domain import (
     Policy,
     plan,
     rank,
+    short_pick,
+    short_pick_key,
 )
 from oms_inventory.settings import InventorySettings
 from oms_inventory.stock import store as stock_store
@@ -87,8 +89,13 @@ async def on_order_created(session: AsyncSession, event: order_events.OrderCreat
 
 
 async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest],
-                          settings: InventorySettings) -> None:
-    """Reserves, backorders or rejects the lines of ``requests`` and emits the events."""
+                          settings: InventorySettings, *, again: bool = False,
+                          excluded_nodes: frozenset[str] = frozenset()) -> None:
+    """Reserves, backorders or rejects the lines of ``requests`` and emits the events.
+
+    ``again``: the orders were allocated before (some of their lines may wait in the queue),
+    so ``StockAllocated.complete`` is asked of the queue rather than of this plan alone.
+    ``excluded_nodes`` are not allocated at (a node that just came up short)."""
     requests = [r for r in requests if r.lines]
     if not requests:
         return
@@ -97,7 +104,7 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
     products = await store.load_products(session, skus)
     capped = {s for s, rule in products.items() if rule.policy is Policy.ALLOW_UP_TO_LIMIT}
     await store.lock_backorder_limits(session, capped)
-    nodes = await store.load_nodes(session)
+    nodes = [n for n in await store.load_nodes(session) if n.node_id not in excluded_nodes]
     available = await store.stock_of(session, skus=skus, lock=True)
     waiting = await store.waiting_units(session, capped)
 
@@ -122,6 +129,11 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
                      strategy=result.strategy, notes=result.notes)
     await store.reserve(session, held)
     await store.add_backorders(session, waits)
+    if again:
+        waiting_orders = await store.orders_waiting(session, {r.order for r in requests})
+        for message in outgoing:
+            if isinstance(message, events_pb2.StockAllocated) and message.order in waiting_orders:
+                message.complete = False
     await add_events(session, [(message, message.order) for message in outgoing])
     await stock_store.publish_changes(session, {(h.node_id, h.sku) for h in held}, settings)
     log.info("orders allocated", orders=len(requests), units=sum(h.quantity for h in held),
@@ -296,7 +308,7 @@ async def on_order_paid(session: AsyncSession, event: order_events.OrderPaid,
             destination=Destination(location, row.region_code,  # type: ignore[attr-defined]
                                     row.administrative_area),  # type: ignore[attr-defined]
             priority=row.priority, capture_time=row.capture_time)],  # type: ignore[attr-defined]
-            settings)
+            settings, again=True)
         log.info("expired order paid, allocated again", order=event.order)
 
 
@@ -413,3 +425,60 @@ async def on_return_received(session: AsyncSession, event: returns_events.Return
     await stock_store.publish_changes(session, touched, settings)
 
 
+
+
+async def on_pick_shorted(session: AsyncSession, event: fulfilment_events.PickShorted,
+                          settings: InventorySettings) -> None:
+    """A picker found a bin short: the missing units leave the node's on-hand and the shorted
+    line's reservation there (a ``PICK_SHORT`` ledger row), a task to count the bin is
+    opened, and what the line lost is allocated again by the usual rules, at any node but
+    this one (``StockAllocated`` for the new node, or backordered, or refused by the
+    product's policy). Claimed once per (pick list, order, line, bin) through the ledger's
+    unique request id, whatever the event id."""
+    node_id, sku = event.node_id, event.sku
+    if event.quantity <= 0:
+        return
+    # Lock order: the order first, then every level of the SKU (in (node_id, sku) order,
+    # as a batch allocation takes them), then the reservation.
+    order_row = await store.lock_order(session, event.order)
+    await _lock_levels_of(session, {sku})
+    current = await store.level_of(session, node_id, sku)
+    if current is None:
+        # Nothing of the SKU was ever recorded there: there is nothing to take away, nor a
+        # reservation to move; the units were never this service's to lose.
+        log.warning("short pick at a node that holds no stock of the SKU", node_id=node_id,
+                    sku=sku, order=event.order, pick_list=event.pick_list)
+        return
+    reservation = await store.line_reservation(session, order=event.order,
+                                               line_id=event.line_id, node_id=node_id)
+    effect = short_pick(shortfall=event.quantity, on_hand=current.on_hand,
+                        reserved=current.reserved,
+                        line_reserved=reservation.quantity if reservation else 0)
+    reference = convert.short_reference(event)
+    if not await store.take_short(
+            session, request_id=short_pick_key(event.pick_list, event.order, event.line_id,
+                                               event.bin_code),
+            node_id=node_id, sku=sku, reservation=reservation,
+            on_hand_drop=effect.on_hand_drop, reserved_drop=effect.reserved_drop,
+            reference=reference):
+        return
+    await stock_store.open_count_task(session, node_id=node_id, bin_code=event.bin_code,
+                                      sku=sku, reason=convert.short_reason(event),
+                                      reference=reference)
+    again = order_row is not None and not order_row.cancelled  # type: ignore[attr-defined]
+    if effect.reallocate and again:
+        assert order_row is not None
+        location = (LatLng(order_row.latitude, order_row.longitude)  # type: ignore[attr-defined]
+                    if order_row.latitude is not None else None)  # type: ignore[attr-defined]
+        await allocate_orders(session, [OrderRequest(
+            order=event.order, lines=[Line(event.line_id, sku, effect.reallocate)],
+            destination=Destination(location, order_row.region_code,  # type: ignore[attr-defined]
+                                    order_row.administrative_area),  # type: ignore[attr-defined]
+            priority=order_row.priority,  # type: ignore[attr-defined]
+            capture_time=order_row.capture_time,  # type: ignore[attr-defined]
+            expire_time=order_row.expire_time)],  # type: ignore[attr-defined]
+            settings, again=True, excluded_nodes=frozenset({node_id}))
+    await stock_store.publish_changes(session, {(node_id, sku)}, settings)
+    log.info("pick short", node_id=node_id, sku=sku, order=event.order, line_id=event.line_id,
+             bin_code=event.bin_code, on_hand_drop=effect.on_hand_drop,
+             reallocated=effect.reallocate if again else 0)

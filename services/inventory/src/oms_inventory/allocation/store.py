@@ -490,3 +490,46 @@ async def restock(session: AsyncSession, *, node_id: str, return_name: str, line
         index_elements=[stock_levels.c.node_id, stock_levels.c.sku],
         set_={"on_hand": stock_levels.c.on_hand + statement.excluded.on_hand}))
     return True
+
+
+# --- Short picks ---
+
+async def level_of(session: AsyncSession, node_id: str, sku: str) -> Row[Any] | None:
+    """The level's on-hand and reserved units (the caller has locked it)."""
+    return (await session.execute(
+        select(stock_levels.c.on_hand, stock_levels.c.reserved)
+        .where(stock_levels.c.node_id == node_id, stock_levels.c.sku == sku))).one_or_none()
+
+
+async def line_reservation(session: AsyncSession, *, order: str, line_id: str,
+                           node_id: str) -> Row[Any] | None:
+    """The units of the order line reserved at the node, locked."""
+    return (await session.execute(
+        select(reservations.c.id, reservations.c.quantity).where(
+            reservations.c.order_name == order, reservations.c.line_id == line_id,
+            reservations.c.node_id == node_id).with_for_update())).one_or_none()
+
+
+async def take_short(session: AsyncSession, *, request_id: str, node_id: str, sku: str,
+                     reservation: Row[Any] | None, on_hand_drop: int, reserved_drop: int,
+                     reference: str) -> bool:
+    """Units a picker did not find leave on-hand, and the shorted line's reservation, once per
+    ``request_id``; False if that was recorded before (nothing is written then)."""
+    if not await _claim_ledger(
+            session, request_id, node_id=node_id, sku=sku, kind=LedgerKind.PICK_SHORT,
+            on_hand_delta=-on_hand_drop, reserved_delta=-reserved_drop, reference=reference):
+        return False
+    if reservation is not None and reserved_drop:
+        if reserved_drop >= reservation.quantity:
+            await session.execute(delete(reservations)
+                                  .where(reservations.c.id == reservation.id))
+        else:
+            await session.execute(update(reservations)
+                                  .where(reservations.c.id == reservation.id)
+                                  .values(quantity=reservation.quantity - reserved_drop))
+    await session.execute(
+        update(stock_levels)
+        .where(stock_levels.c.node_id == node_id, stock_levels.c.sku == sku)
+        .values(on_hand=stock_levels.c.on_hand - on_hand_drop,
+                reserved=stock_levels.c.reserved - reserved_drop))
+    return True

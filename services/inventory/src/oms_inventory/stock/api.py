@@ -150,6 +150,9 @@ class StockApi:
                 # level's lock.
                 return await _replayed_count(session, request, node_id, sku)
             await store.set_on_hand(session, node_id, sku, request.counted_on_hand)
+            # A count of the SKU at the node settles what a short pick left in doubt, in
+            # whichever bin: its open count tasks there are done.
+            await store.close_count_tasks(session, node_id, sku)
             await _after_movement(session, [(node_id, sku)], self._settings, grew=delta > 0)
             (level,) = await store.levels(session, [(node_id, sku)])
         return convert.stock_level(level)
@@ -209,6 +212,24 @@ class StockApi:
             stock_levels=[convert.stock_level(row) for row in rows[:size]],
             next_page_token=lists.next_page_token(rows, size, lambda r: [r.node_id, r.sku], query),
         )
+
+    async def ListCountTasks(self, request: inventory_pb2.ListCountTasksRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> inventory_pb2.ListCountTasksResponse:
+        violations = Violations()
+        node_id = domain.check_parent(violations, request.parent, allow_every=True)
+        query = {"parent": request.parent, "show_closed": request.show_closed}
+        _, after, size = lists.parameters(request, query, (int,), violations=violations)
+        async with self._sessions.begin() as session:
+            if node_id is not None and not await store.node_exists(session, node_id):
+                raise NotFound(f"fulfilment node {node_id} not found",
+                               metadata={"name": request.parent})
+            rows = await store.count_task_page(
+                session, node_id=node_id, show_closed=request.show_closed,
+                after=after[0] if after else None, limit=size + 1)
+        return inventory_pb2.ListCountTasksResponse(
+            count_tasks=[convert.count_task(row) for row in rows[:size]],
+            next_page_token=lists.next_page_token(rows, size, lambda r: [r.id], query))
 
     async def ListStockMovements(self, request: inventory_pb2.ListStockMovementsRequest,
                                  context: grpc.aio.ServicerContext

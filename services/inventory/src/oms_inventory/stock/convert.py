@@ -62,6 +62,21 @@ def movement(row: Row[Any]) -> inventory_pb2.StockMovement:
     )
 
 
+def count_task(row: Row[Any]) -> inventory_pb2.CountTask:
+    task = inventory_pb2.CountTask(
+        name=f"fulfilmentNodes/{row.node_id}/countTasks/{row.id}",
+        node_id=row.node_id,
+        bin_code=row.bin_code,
+        sku=row.sku,
+        reason=row.reason,
+        reference=row.reference,
+        create_time=timestamp(row.create_time),
+    )
+    if row.close_time is not None:
+        task.close_time.CopyFrom(timestamp(row.close_time))
+    return task
+
+
 def channel_buffer(channel: str, sku: str, buffer: int) -> inventory_pb2.ChannelBuffer:
     return inventory_pb2.ChannelBuffer(name=f"channels/{channel}/buffers/{sku}",
                                        channel=channel, sku=sku, buffer=buffer)

@@ -41,6 +41,7 @@ class LedgerKind(StrEnum):
     SHIPMENT = "SHIPMENT"
     RETURN_RESTOCK = "RETURN_RESTOCK"
     DRIFT_REPAIR = "DRIFT_REPAIR"
+    PICK_SHORT = "PICK_SHORT"
 
 
 def check_delta(violations: Violations, path: str, delta: int) -> None:

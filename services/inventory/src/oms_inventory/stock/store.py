@@ -62,6 +62,7 @@ from oms_inventory.stock.domain import (
 from oms_inventory.tables import (
     add_events,
     channel_buffers,
+    count_tasks,
     fulfilment_nodes,
     products,
     stock_ledger,
@@ -517,3 +518,42 @@ async def _track_reorder_points(session: AsyncSession, levels: Sequence[Row[Any]
             changes,
         )
     return reached
+
+
+# --- Count tasks ---
+
+async def open_count_task(session: AsyncSession, *, node_id: str, bin_code: str, sku: str,
+                          reason: str, reference: str) -> bool:
+    """Opens a task to count the bin; False when one is open for the bin and SKU already."""
+    opened = await session.scalar(
+        pg_insert(count_tasks)
+        .values(node_id=node_id, bin_code=bin_code, sku=sku, reason=reason,
+                reference=reference)
+        .on_conflict_do_nothing(index_elements=[count_tasks.c.node_id, count_tasks.c.bin_code,
+                                                count_tasks.c.sku],
+                                index_where=count_tasks.c.close_time.is_(None))
+        .returning(count_tasks.c.id))
+    return opened is not None
+
+
+async def close_count_tasks(session: AsyncSession, node_id: str, sku: str) -> int:
+    """Closes the open tasks of the SKU at the node (a count of it there); how many."""
+    result = await session.execute(
+        update(count_tasks)
+        .where(count_tasks.c.node_id == node_id, count_tasks.c.sku == sku,
+               count_tasks.c.close_time.is_(None))
+        .values(close_time=func.now()))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def count_task_page(session: AsyncSession, *, node_id: str | None, show_closed: bool,
+                          after: int | None, limit: int) -> Sequence[Any]:
+    """Tasks oldest first (by id), keyset-paged."""
+    statement = select(count_tasks).order_by(count_tasks.c.id).limit(limit)
+    if node_id is not None:
+        statement = statement.where(count_tasks.c.node_id == node_id)
+    if not show_closed:
+        statement = statement.where(count_tasks.c.close_time.is_(None))
+    if after is not None:
+        statement = statement.where(count_tasks.c.id > after)
+    return (await session.execute(statement)).all()

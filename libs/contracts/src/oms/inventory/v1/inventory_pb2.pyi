@@ -131,6 +131,10 @@ class _StockMovementKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sto
     """A returned unit put back on the shelf."""
     STOCK_MOVEMENT_KIND_DRIFT_REPAIR: _StockMovementKind.ValueType  # 8
     """The level was set to what the ledger says; zero deltas, the differences in `reference`."""
+    STOCK_MOVEMENT_KIND_PICK_SHORT: _StockMovementKind.ValueType  # 9
+    """A picker found a bin short (empty or damaged): on-hand down by the units missing, and
+    reserved down by the units of the shorted line reserved here (they are re-allocated).
+    """
 
 class StockMovementKind(_StockMovementKind, metaclass=_StockMovementKindEnumTypeWrapper):
     """The kind of a ledger entry."""
@@ -153,6 +157,10 @@ STOCK_MOVEMENT_KIND_RETURN_RESTOCK: StockMovementKind.ValueType  # 7
 """A returned unit put back on the shelf."""
 STOCK_MOVEMENT_KIND_DRIFT_REPAIR: StockMovementKind.ValueType  # 8
 """The level was set to what the ledger says; zero deltas, the differences in `reference`."""
+STOCK_MOVEMENT_KIND_PICK_SHORT: StockMovementKind.ValueType  # 9
+"""A picker found a bin short (empty or damaged): on-hand down by the units missing, and
+reserved down by the units of the shorted line reserved here (they are re-allocated).
+"""
 Global___StockMovementKind: _TypeAlias = StockMovementKind  # noqa: Y015
 
 class _AllocationStrategy:
@@ -1968,3 +1976,123 @@ class ListBackordersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListBackordersResponse: _TypeAlias = ListBackordersResponse  # noqa: Y015
+
+@_typing.final
+class CountTask(_message.Message):
+    """A bin to count: a picker found it short of a SKU. Open until a CountStock of the SKU at
+    the node (any bin) records what is there.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    BIN_CODE_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"fulfilmentNodes/{node_id}/countTasks/{id}"."""
+    node_id: _builtins.str
+    """The node."""
+    bin_code: _builtins.str
+    """The bin to count."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    reason: _builtins.str
+    """Why: "PICK_SHORT_BIN_EMPTY" or "PICK_SHORT_DAMAGED" (a short pick of an unknown reason
+    says "PICK_SHORT").
+    """
+    reference: _builtins.str
+    """What raised it: the pick list and the order line, e.g. "pickLists/7 orders/42 line 1"."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was opened."""
+
+    @_builtins.property
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """When a count closed it; unset while open."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        bin_code: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bin_code", b"bin_code", "close_time", b"close_time", "create_time", b"create_time", "name", b"name", "node_id", b"node_id", "reason", b"reason", "reference", b"reference", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTask: _TypeAlias = CountTask  # noqa: Y015
+
+@_typing.final
+class ListCountTasksRequest(_message.Message):
+    """Request for ListCountTasks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SHOW_CLOSED_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """"fulfilmentNodes/{node_id}", or "fulfilmentNodes/-" for every node."""
+    page_size: _builtins.int
+    """At most this many tasks (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    show_closed: _builtins.bool
+    """Closed tasks too; by default only the open ones."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        show_closed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "show_closed", b"show_closed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCountTasksRequest: _TypeAlias = ListCountTasksRequest  # noqa: Y015
+
+@_typing.final
+class ListCountTasksResponse(_message.Message):
+    """Response of ListCountTasks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_TASKS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def count_tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___CountTask]:
+        """The page of tasks, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        count_tasks: _abc.Iterable[Global___CountTask] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count_tasks", b"count_tasks", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCountTasksResponse: _TypeAlias = ListCountTasksResponse  # noqa: Y015

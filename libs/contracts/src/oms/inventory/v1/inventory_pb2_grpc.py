@@ -166,6 +166,11 @@ class InventoryServiceStub:
                 request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersRequest.SerializeToString,
                 response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersResponse.FromString,
                 _registered_method=True)
+        self.ListCountTasks = channel.unary_unary(
+                '/oms.inventory.v1.InventoryService/ListCountTasks',
+                request_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListCountTasksRequest.SerializeToString,
+                response_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListCountTasksResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -357,6 +362,13 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCountTasks(self, request, context):
+        """The bins to count: opened by a short pick, closed by a CountStock of the SKU at the node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -489,6 +501,11 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.ListBackorders,
                     request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersRequest.FromString,
                     response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersResponse.SerializeToString,
+            ),
+            'ListCountTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCountTasks,
+                    request_deserializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListCountTasksRequest.FromString,
+                    response_serializer=oms_dot_inventory_dot_v1_dot_inventory__pb2.ListCountTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1194,6 +1211,33 @@ class InventoryService:
             '/oms.inventory.v1.InventoryService/ListBackorders',
             oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersRequest.SerializeToString,
             oms_dot_inventory_dot_v1_dot_inventory__pb2.ListBackordersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCountTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.inventory.v1.InventoryService/ListCountTasks',
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListCountTasksRequest.SerializeToString,
+            oms_dot_inventory_dot_v1_dot_inventory__pb2.ListCountTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

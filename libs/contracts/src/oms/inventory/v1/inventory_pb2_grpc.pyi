@@ -92,6 +92,8 @@ class InventoryServiceStub:
     """
     ListBackorders: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListBackordersRequest, _inventory_pb2.ListBackordersResponse]
     """Lists the order lines waiting for a SKU, in the order they will be served."""
+    ListCountTasks: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListCountTasksRequest, _inventory_pb2.ListCountTasksResponse]
+    """The bins to count: opened by a short pick, closed by a CountStock of the SKU at the node."""
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
@@ -156,6 +158,8 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     """
     ListBackorders: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListBackordersRequest, _inventory_pb2.ListBackordersResponse]  # type: ignore[assignment]
     """Lists the order lines waiting for a SKU, in the order they will be served."""
+    ListCountTasks: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListCountTasksRequest, _inventory_pb2.ListCountTasksResponse]  # type: ignore[assignment]
+    """The bins to count: opened by a short pick, closed by a CountStock of the SKU at the node."""
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The single source of truth for products, fulfilment nodes and the stock at each."""
@@ -373,5 +377,13 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.ListBackordersResponse, _abc.Awaitable[_inventory_pb2.ListBackordersResponse]]:
         """Lists the order lines waiting for a SKU, in the order they will be served."""
+
+    @_abc_1.abstractmethod
+    def ListCountTasks(
+        self,
+        request: _inventory_pb2.ListCountTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListCountTasksResponse, _abc.Awaitable[_inventory_pb2.ListCountTasksResponse]]:
+        """The bins to count: opened by a short pick, closed by a CountStock of the SKU at the node."""
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
