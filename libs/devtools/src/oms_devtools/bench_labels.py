@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,14 +30,13 @@ from oms.common.v1 import common_pb2
 from oms.shipping.v1 import shipping_pb2 as pb
 from oms.shipping.v1 import shipping_pb2_grpc
 
+from oms_devtools.bench_shipping import gbp, start_shipping
 from oms_devtools.servers import (
     EmbeddedNats,
     EmbeddedPostgres,
     drop_database,
     ensure_database,
-    free_port,
 )
-from oms_devtools.stack import ServiceProcess, Stack
 
 NODE = "bench-labels-uk"
 CARRIER = "bench_parcels"
@@ -47,31 +44,6 @@ SERVICE = "bench_parcels_standard"
 EVERY_DAY = [dayofweek_pb2.MONDAY, dayofweek_pb2.TUESDAY, dayofweek_pb2.WEDNESDAY,
              dayofweek_pb2.THURSDAY, dayofweek_pb2.FRIDAY, dayofweek_pb2.SATURDAY,
              dayofweek_pb2.SUNDAY]
-
-
-def _start_shipping(database_url: str, nats_url: str, state_dir: Path) -> ServiceProcess:
-    env = Stack(state_dir, database_url, nats_url)._env(
-        OMS_DATABASE_URL=database_url, OMS_NATS_URL=nats_url, OMS_LOG_LEVEL="WARNING")
-    subprocess.run([sys.executable, "-m", "oms_shipping", "migrate"], env=env, check=True,
-                   capture_output=True)
-    port = free_port()
-    service = ServiceProcess(
-        name="shipping", argv=[sys.executable, "-m", "oms_shipping"],
-        env={**env, "OMS_GRPC_HOST": "127.0.0.1", "OMS_GRPC_PORT": str(port)},
-        log_path=state_dir / "logs" / "shipping-bench-labels.log",
-        endpoint=f"127.0.0.1:{port}")
-    service.start()
-    deadline = time.monotonic() + 60
-    while not Stack._ready(service):
-        if not service.alive() or time.monotonic() > deadline:
-            service.stop()
-            raise RuntimeError(f"shipping did not start:\n{service.log_tail()}")
-        time.sleep(0.2)
-    return service
-
-
-def _gbp(amount: str) -> common_pb2.Money:
-    return common_pb2.Money(currency_code="GBP", amount=amount)
 
 
 async def _set_up(stub: shipping_pb2_grpc.ShippingServiceStub) -> None:
@@ -87,7 +59,7 @@ async def _set_up(stub: shipping_pb2_grpc.ShippingServiceStub) -> None:
         rate_card=pb.RateCard(
             service_code=SERVICE, currency_code="GBP", fuel_percent="4.5",
             zones=[pb.Zone(zone="1", origin_country="GB", destination_country="GB")],
-            breaks=[pb.WeightBreak(zone="1", max_weight_grams=grams, price=_gbp(price))
+            breaks=[pb.WeightBreak(zone="1", max_weight_grams=grams, price=gbp(price))
                     for grams, price in ((1000, "3.10"), (5000, "4.90"), (30000, "9.80"))])))
     await stub.CreateOrigin(pb.CreateOriginRequest(origin=pb.Origin(
         node_id=NODE, carriers=[CARRIER], time_zone="Europe/London",
@@ -165,7 +137,8 @@ async def run(database_url: str, nats_url: str, *, concurrency: int = 8, seconds
     drop_database(database_url, service_db)
     service_url = ensure_database(database_url, service_db)
     with tempfile.TemporaryDirectory(prefix="oms-bench-labels-") as scratch:
-        service = _start_shipping(service_url, nats_url, state_dir or Path(scratch))
+        service = start_shipping(service_url, nats_url, state_dir or Path(scratch),
+                                 log_name="shipping-bench-labels")
         try:
             return await measure(service.endpoint, concurrency=concurrency, seconds=seconds)
         finally:

@@ -49,7 +49,9 @@ LEVELS = (pb.SERVICE_LEVEL_ECONOMY, pb.SERVICE_LEVEL_STANDARD, pb.SERVICE_LEVEL_
 NODE = "bench-uk"
 
 
-def _start_shipping(database_url: str, nats_url: str, state_dir: Path) -> ServiceProcess:
+def start_shipping(database_url: str, nats_url: str, state_dir: Path,
+                   log_name: str = "shipping-bench") -> ServiceProcess:
+    """The shipping service as its own process on a migrated database, once it is ready."""
     env = Stack(state_dir, database_url, nats_url)._env(
         OMS_DATABASE_URL=database_url, OMS_NATS_URL=nats_url, OMS_LOG_LEVEL="WARNING")
     subprocess.run([sys.executable, "-m", "oms_shipping", "migrate"], env=env, check=True,
@@ -59,7 +61,7 @@ def _start_shipping(database_url: str, nats_url: str, state_dir: Path) -> Servic
         name="shipping",
         argv=[sys.executable, "-m", "oms_shipping"],
         env={**env, "OMS_GRPC_HOST": "127.0.0.1", "OMS_GRPC_PORT": str(port)},
-        log_path=state_dir / "logs" / "shipping-bench.log",
+        log_path=state_dir / "logs" / f"{log_name}.log",
         endpoint=f"127.0.0.1:{port}",
     )
     service.start()
@@ -72,7 +74,7 @@ def _start_shipping(database_url: str, nats_url: str, state_dir: Path) -> Servic
     return service
 
 
-def _gbp(amount: str) -> common_pb2.Money:
+def gbp(amount: str) -> common_pb2.Money:
     return common_pb2.Money(currency_code="GBP", amount=amount)
 
 
@@ -93,7 +95,7 @@ async def _set_up(stub: shipping_pb2_grpc.ShippingServiceStub) -> None:
                      pb.Zone(zone="islands", origin_country="GB", destination_country="GB",
                              postcode_prefixes=["HS", "ZE", "KW15", "KW16", "KW17"])]
             breaks = [pb.WeightBreak(zone=zone.zone, max_weight_grams=grams,
-                                     price=_gbp(f"{2 + c * 0.3 + s + z * 2 + b * 0.8:.2f}"))
+                                     price=gbp(f"{2 + c * 0.3 + s + z * 2 + b * 0.8:.2f}"))
                       for z, zone in enumerate(zones)
                       for b, grams in enumerate((500, 1000, 2000, 5000, 10000, 20000, 30000))]
             await stub.CreateRateCard(pb.CreateRateCardRequest(
@@ -101,9 +103,9 @@ async def _set_up(stub: shipping_pb2_grpc.ShippingServiceStub) -> None:
                 rate_card_id=service.code.replace("_", "-"), rate_card=pb.RateCard(
                     service_code=service.code, currency_code="GBP", dim_divisor=5000,
                     zones=zones, breaks=breaks, fuel_percent="4.5",
-                    residential_surcharge=_gbp("0.45"), remote_area_surcharge=_gbp("3.50"),
+                    residential_surcharge=gbp("0.45"), remote_area_surcharge=gbp("3.50"),
                     remote_postcode_prefixes=["GB:HS", "GB:ZE"], oversize_length_mm=1200,
-                    oversize_girth_mm=2500, oversize_surcharge=_gbp("15.00"))))
+                    oversize_girth_mm=2500, oversize_surcharge=gbp("15.00"))))
     await stub.CreateOrigin(pb.CreateOriginRequest(origin=pb.Origin(
         node_id=NODE, address=common_pb2.Address(postal_code="CV1 2GT", region_code="GB"),
         time_zone="Europe/London", cutoff_time=timeofday_pb2.TimeOfDay(hours=15))))
@@ -115,7 +117,7 @@ SHIPMENT = pb.RateShipmentRequest(shipment=pb.Shipment(
     parcels=[pb.Parcel(weight=common_pb2.Weight(grams=1200),
                        dimensions=common_pb2.Dimensions(length_mm=300, width_mm=250,
                                                         height_mm=150))],
-    basket_value=_gbp("42.00")))
+    basket_value=gbp("42.00")))
 
 
 async def _rate(call: Callable[[], Awaitable[Any]], concurrency: int, seconds: float) -> float:
@@ -167,7 +169,7 @@ async def run(database_url: str, nats_url: str, *, concurrency: int = 16, second
     drop_database(database_url, service_db)
     service_url = ensure_database(database_url, service_db)
     with tempfile.TemporaryDirectory(prefix="oms-bench-shipping-") as scratch:
-        service = _start_shipping(service_url, nats_url, state_dir or Path(scratch))
+        service = start_shipping(service_url, nats_url, state_dir or Path(scratch))
         try:
             return await measure(service.endpoint, concurrency=concurrency, seconds=seconds)
         finally:
