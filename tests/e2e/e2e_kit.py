@@ -4,9 +4,6 @@ going away. Nodes, SKUs, events and waits come from `oms_devtools.testkit`."""
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -27,15 +24,8 @@ E2E_CHANNEL = "shopify-e2e"
 
 def create_partner(stack: Stack, partner_id: str, kind: str, *, channels: tuple[str, ...] = (),
                    scopes: tuple[str, ...] = ()) -> str:
-    """A partner made as an operator makes one (the gateway's CLI, against its database);
-    returns its API key."""
-    argv = [sys.executable, "-m", "oms_gateway", "partners", "create", "--id", partner_id,
-            "--name", partner_id, "--kind", kind]
-    argv += [arg for channel in channels for arg in ("--channel", channel)]
-    argv += [arg for scope in scopes for arg in ("--scope", scope)]
-    done = subprocess.run(argv, env=stack.services["gateway"].env, capture_output=True,
-                          text=True, check=True)
-    return str(json.loads(done.stdout)["apiKey"])
+    """A partner made through the gateway's CLI; returns its API key."""
+    return stack.create_partner(partner_id, kind, channels=channels, scopes=scopes)
 
 
 async def add_idempotency_key(request: httpx.Request) -> None:

@@ -259,14 +259,19 @@ async def measure_suite(stack: Stack, nats_url: str, orders: int,
     accepted_at: list[float] = []
     slots = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # A sales channel partner of the bench's channel, as every partner's client calls.
+    key = stack.create_partner(f"bench-{uuid.uuid4().hex[:8]}", "sales-channel",
+                               channels=("bench",))
     async with httpx.AsyncClient(base_url=stack.services["gateway"].endpoint, timeout=60,
-                                 limits=limits) as client:
+                                 limits=limits,
+                                 headers={"Authorization": f"Bearer {key}"}) as client:
 
         async def post(index: int) -> None:
             async with slots:
                 started = time.perf_counter()
                 reply = await client.post("/v1/orders", json=_order(skus[index % len(skus)],
-                                                                     index))
+                                                                     index),
+                                          headers={"Idempotency-Key": uuid.uuid4().hex})
                 reply.raise_for_status()
                 posted_at[reply.json()["name"]] = started
                 accepted_at.append(time.perf_counter())

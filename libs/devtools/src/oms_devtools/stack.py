@@ -170,6 +170,18 @@ class Stack:
         self.services[name].start()
         self.wait_ready(name, timeout)
 
+    def create_partner(self, partner_id: str, kind: str, *, channels: tuple[str, ...] = (),
+                       scopes: tuple[str, ...] = ()) -> str:
+        """A gateway partner made as an operator makes one (the gateway's CLI, against its
+        database); returns its API key."""
+        argv = [sys.executable, "-m", "oms_gateway", "partners", "create", "--id", partner_id,
+                "--name", partner_id, "--kind", kind]
+        argv += [arg for channel in channels for arg in ("--channel", channel)]
+        argv += [arg for scope in scopes for arg in ("--scope", scope)]
+        done = subprocess.run(argv, env=self.services["gateway"].env, capture_output=True,
+                              text=True, check=True)
+        return str(json.loads(done.stdout)["apiKey"])
+
     def endpoints(self) -> dict[str, str]:
         return {name: service.endpoint for name, service in self.services.items()}
 
