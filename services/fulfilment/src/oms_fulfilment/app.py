@@ -19,6 +19,7 @@ from oms_fulfilment.catalogue.handlers import on_product_changed
 from oms_fulfilment.fulfilment_orders.api import FulfilmentOrdersApi
 from oms_fulfilment.fulfilment_orders.handlers import on_order_cancelled, on_order_released
 from oms_fulfilment.nodes.client import Nodes
+from oms_fulfilment.packing.api import PackingApi
 from oms_fulfilment.picking.api import PickingApi
 from oms_fulfilment.settings import FulfilmentSettings
 from oms_fulfilment.slotting.api import SlottingApi
@@ -29,7 +30,7 @@ __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "FulfilmentServicer", "definiti
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class FulfilmentServicer(FulfilmentOrdersApi, SlottingApi, PickingApi,
+class FulfilmentServicer(FulfilmentOrdersApi, SlottingApi, PickingApi, PackingApi,
                          fulfilment_pb2_grpc.FulfilmentServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
