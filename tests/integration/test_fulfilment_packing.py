@@ -1,7 +1,13 @@
-"""Packing over real gRPC, PostgreSQL and NATS, with inventory in-process for its nodes: a
-picked order is cartonised into packages, scans are verified (a wrong one refused and
-counted, changing nothing else), a package seals only when complete, `PackingVerified` is
-published once, and its packing slip prints."""
+"""Packing and the hand-off over real gRPC, PostgreSQL and NATS, with inventory (nodes) and
+shipping (labels, a table-rate carrier) in-process: a picked order is cartonised into
+packages, scans are verified (a wrong one refused and counted, changing nothing else), a
+package seals only when complete, `PackingVerified` is published once, its packing slip
+prints; a sealed package is labelled by shipping, `PackageShipped` published once with the
+tracking number, a refused purchase leaves it sealed and retriable, and retried hand-offs
+buy one label.
+
+Shipping's origins are in Antarctica ("AQ", time zone UTC, collected all day), as in the
+shipping tests: no public holidays, so a label ships today whatever day the suite runs."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from google.type import timeofday_pb2
+from google.type import dayofweek_pb2, timeofday_pb2
 from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2, fulfilment_pb2, fulfilment_pb2_grpc
@@ -23,7 +29,9 @@ from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
+from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 from oms_devtools.inprocess import running_service
+from oms_devtools.servers import free_port
 from oms_devtools.testkit import add_node, caught_up, eventually, new_id, publish
 from oms_fulfilment.app import MIGRATIONS, definition
 from oms_fulfilment.settings import FulfilmentSettings
@@ -34,6 +42,9 @@ from oms_inventory.settings import InventorySettings
 from oms_platform import bus
 from oms_platform.events import decode
 from oms_platform.migrations import alembic_config, upgrade
+from oms_shipping.app import MIGRATIONS as SHIPPING_MIGRATIONS
+from oms_shipping.app import definition as shipping_definition
+from oms_shipping.settings import ShippingSettings
 from sqlalchemy import create_engine
 
 Stub = fulfilment_pb2_grpc.FulfilmentServiceStub
@@ -68,11 +79,37 @@ async def inventory(database_factory, nats_url: str):  # type: ignore[no-untyped
 
 
 @pytest.fixture(scope="module")
-async def stub(inventory, database_factory, nats_url: str) -> AsyncIterator[Stub]:  # type: ignore[no-untyped-def]
+async def shipping(database_factory, nats_url: str):  # type: ignore[no-untyped-def]
+    async with running_service(shipping_definition(ShippingSettings()), SHIPPING_MIGRATIONS,
+                               database_url=database_factory("shipping"),
+                               nats_url=nats_url) as service, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        yield service, shipping_pb2_grpc.ShippingServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def fulfilment_url(database_factory) -> str:  # type: ignore[no-untyped-def]
+    return str(database_factory("fulfilment"))
+
+
+@pytest.fixture(scope="module")
+async def stub(inventory, shipping, fulfilment_url: str, nats_url: str) -> AsyncIterator[Stub]:  # type: ignore[no-untyped-def]
     settings = FulfilmentSettings(inventory_target=f"127.0.0.1:{inventory[0].bound_port}",
+                                  shipping_target=f"127.0.0.1:{shipping[0].bound_port}",
                                   node_cache_seconds=0)
-    async with running_service(definition(settings), MIGRATIONS,
-                               database_url=database_factory("fulfilment"),
+    async with running_service(definition(settings), MIGRATIONS, database_url=fulfilment_url,
+                               nats_url=nats_url) as service, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def cut_off(inventory, stub, fulfilment_url: str, nats_url: str) -> AsyncIterator[Stub]:  # type: ignore[no-untyped-def]
+    """A second replica of the same service whose shipping target answers nothing."""
+    settings = FulfilmentSettings(inventory_target=f"127.0.0.1:{inventory[0].bound_port}",
+                                  shipping_target=f"127.0.0.1:{free_port()}",
+                                  shipping_timeout_seconds=2, node_cache_seconds=0)
+    async with running_service(definition(settings), MIGRATIONS, database_url=fulfilment_url,
                                nats_url=nats_url) as service, \
             grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
         yield Stub(channel)
@@ -82,7 +119,7 @@ async def stub(inventory, database_factory, nats_url: str) -> AsyncIterator[Stub
 async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     client = await nats.connect(nats_url)
     js = client.jetstream()
-    for producer in ("orders", "inventory", "fulfilment"):
+    for producer in ("orders", "inventory", "fulfilment", "shipping"):
         await bus.ensure_stream(js, producer)
     yield js
     await client.drain()
@@ -209,3 +246,97 @@ async def test_pack_with_scans_a_wrong_one_refused_seal_and_verified_once(  # ty
     finally:
         document.close()
     assert boxed in text and "Ada Lovelace" in text and "Happy birthday, Ada!" in text
+
+
+EVERY_DAY = [getattr(dayofweek_pb2, day) for day in (
+    "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")]
+LAST_SECOND = timeofday_pb2.TimeOfDay(hours=23, minutes=59, seconds=59)
+
+
+async def collecting_carrier(shipping_stub, node_id: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A table-rate carrier with one standard S10-numbered service, the only one collecting
+    at the node: (carrier, service code)."""
+    carrier_id = new_id("post").replace("-", "_")
+    code = f"{carrier_id}_parcel"
+    await shipping_stub.CreateCarrier(shipping_pb2.CreateCarrierRequest(
+        request_id=new_id("carrier"), carrier=shipping_pb2.Carrier(
+            carrier_id=carrier_id, display_name="Polar Post",
+            mode=shipping_pb2.CARRIER_MODE_TABLE_RATE,
+            tracking_scheme=shipping_pb2.TRACKING_SCHEME_S10,
+            tracking_url_template="https://track.example/{tracking_number}",
+            services=[shipping_pb2.CarrierService(
+                code=code, display_name="Polar Parcel",
+                service_level=shipping_pb2.SERVICE_LEVEL_STANDARD, transit_days=2,
+                pickup_days=EVERY_DAY, cutoff_time=LAST_SECOND)])))
+    await shipping_stub.CreateOrigin(shipping_pb2.CreateOriginRequest(
+        origin=shipping_pb2.Origin(
+            node_id=node_id, time_zone="UTC", carriers=[carrier_id], cutoff_time=LAST_SECOND,
+            address=common_pb2.Address(organization="McMurdo Depot",
+                                       address_lines=["Hut Point"], locality="McMurdo",
+                                       postal_code="9999", region_code="AQ"))))
+    await shipping_stub.CreateRateCard(shipping_pb2.CreateRateCardRequest(
+        request_id=new_id("card"), rate_card_id=new_id("card").lower(),
+        rate_card=shipping_pb2.RateCard(
+            service_code=code, currency_code="EUR",
+            zones=[shipping_pb2.Zone(zone="1", origin_country="AQ", destination_country="AQ")],
+            breaks=[shipping_pb2.WeightBreak(
+                zone="1", max_weight_grams=20000,
+                price=common_pb2.Money(currency_code="EUR", amount="9.90"))])))
+    return carrier_id, code
+
+
+async def packed(stub: Stub, name: str, codes: list[str]) -> None:
+    for code in codes:
+        assert (await stub.ScanUnit(fulfilment_pb2.ScanUnitRequest(
+            package=name, code=code))).accepted
+
+
+async def test_a_refused_label_leaves_the_package_sealed_until_a_retry_buys_one(  # type: ignore[no-untyped-def]
+        inventory, shipping, stub, js):
+    sku = new_id("SKU")
+    await caught_up(js, "fulfilment", await publish(js, product(sku), aggregate_id=sku))
+    node_id, order = await picked_order(inventory[1], stub, js, [(sku, 1)])
+    shipped = await js.subscribe(f"oms.fulfilment.package_shipped.{node_id}",
+                                 ordered_consumer=True)
+    (package,) = (await stub.StartPacking(fulfilment_pb2.StartPackingRequest(
+        fulfilment_order=order.name))).packages
+    await packed(stub, package.name, [sku])
+
+    # Shipping knows no origin at this node yet: it refuses, the package stays sealed.
+    sealed = await stub.SealPackage(fulfilment_pb2.SealPackageRequest(name=package.name))
+    assert sealed.status == fulfilment_pb2.PACKAGE_STATUS_SEALED
+    assert sealed.hand_off_error and not sealed.tracking_number
+    assert await code_of(stub.ShipPackage(fulfilment_pb2.ShipPackageRequest(
+        name=package.name))) == grpc.StatusCode.FAILED_PRECONDITION
+    current = await stub.GetFulfilmentOrder(fulfilment_pb2.GetFulfilmentOrderRequest(
+        name=order.name))
+    assert current.status == fulfilment_pb2.FULFILMENT_ORDER_STATUS_PACKED
+    with pytest.raises(nats.errors.TimeoutError):
+        await shipped.next_msg(timeout=1)
+
+    await collecting_carrier(shipping[1], node_id)
+    done = await stub.ShipPackage(fulfilment_pb2.ShipPackageRequest(name=package.name))
+    assert done.status == fulfilment_pb2.PACKAGE_STATUS_SHIPPED
+    assert done.tracking_number and not done.hand_off_error
+    message = await shipped.next_msg(timeout=30)
+    event = decode(dict(message.headers or {}), message.data, [events_pb2.PackageShipped])
+    assert event.tracking_number == done.tracking_number
+
+
+async def test_shipping_unavailable_leaves_the_package_sealed_and_retriable(  # type: ignore[no-untyped-def]
+        inventory, shipping, stub, cut_off, js):
+    sku = new_id("SKU")
+    await caught_up(js, "fulfilment", await publish(js, product(sku), aggregate_id=sku))
+    node_id, order = await picked_order(inventory[1], stub, js, [(sku, 1)])
+    await collecting_carrier(shipping[1], node_id)
+    (package,) = (await stub.StartPacking(fulfilment_pb2.StartPackingRequest(
+        fulfilment_order=order.name))).packages
+    await packed(stub, package.name, [sku])
+
+    sealed = await cut_off.SealPackage(fulfilment_pb2.SealPackageRequest(name=package.name))
+    assert sealed.status == fulfilment_pb2.PACKAGE_STATUS_SEALED
+    assert "UNAVAILABLE" in sealed.hand_off_error
+    assert await code_of(cut_off.ShipPackage(fulfilment_pb2.ShipPackageRequest(
+        name=package.name))) == grpc.StatusCode.UNAVAILABLE
+    done = await stub.ShipPackage(fulfilment_pb2.ShipPackageRequest(name=package.name))
+    assert done.status == fulfilment_pb2.PACKAGE_STATUS_SHIPPED and done.tracking_number

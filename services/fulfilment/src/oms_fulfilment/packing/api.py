@@ -32,6 +32,8 @@ class PackingApi:
     _sessions: async_sessionmaker[AsyncSession]
     _settings: FulfilmentSettings
 
+    async def try_hand_off(self, package: store.Package) -> store.Package: ...
+
     def _boxes(self, node_id: str) -> list[domain.Box]:
         return [domain.Box(b.code, b.length_mm, b.width_mm, b.height_mm, b.weight_g,
                            b.max_weight_g) for b in self._settings.boxes_at(node_id)]
@@ -136,7 +138,10 @@ class PackingApi:
     async def SealPackage(
         self, request: fulfilment_pb2.SealPackageRequest, context: grpc.aio.ServicerContext,
     ) -> fulfilment_pb2.Package:
-        return convert.package_to_proto(await self._seal(request.name))
+        package = await self._seal(request.name)
+        if package.status is domain.PackageStatus.SEALED:
+            package = await self.try_hand_off(package)
+        return convert.package_to_proto(package)
 
     async def GetPackingSlip(
         self, request: fulfilment_pb2.GetPackingSlipRequest,
