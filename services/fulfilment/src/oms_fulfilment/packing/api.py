@@ -100,9 +100,16 @@ class PackingApi:
         self, request: fulfilment_pb2.ScanUnitRequest, context: grpc.aio.ServicerContext,
     ) -> fulfilment_pb2.ScanUnitResponse:
         v = Violations()
+        try:
+            convert.parse_package_name(request.package, "package")
+        except InvalidArgument as error:
+            v.items.extend(error.violations)
+        code = request.code.strip()
+        v.require(0 < len(code) <= domain.MAX_CODE_LENGTH
+                  and lists.is_storable_text(code), "code",
+                  f"must be 1 to {domain.MAX_CODE_LENGTH} characters")
         v.require(bool(request.line_id) == bool(request.order), "order",
                   "the selected line needs both order and line_id")
-        v.require(lists.is_storable_text(request.code), "code", "must be text")
         v.raise_if_any()
         for_line = (request.order, request.line_id) if request.line_id else None
         now = datetime.now(UTC)

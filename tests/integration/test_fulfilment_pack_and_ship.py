@@ -11,6 +11,7 @@ shipping tests: no public holidays, so a label ships today whatever day the suit
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -21,7 +22,9 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from google.rpc import error_details_pb2
 from google.type import dayofweek_pb2, timeofday_pb2
+from grpc_status import rpc_status
 from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import events_pb2, fulfilment_pb2, fulfilment_pb2_grpc
@@ -173,6 +176,20 @@ async def code_of(call: object) -> grpc.StatusCode:
     return raised.value.code()
 
 
+async def violations_of(call: object) -> list[str]:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call  # type: ignore[misc]
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(raised.value)
+    fields: list[str] = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [v.field for v in bad.field_violations]
+    return fields
+
+
 async def test_pack_with_scans_a_wrong_one_refused_seal_and_verified_once(  # type: ignore[no-untyped-def]
         inventory, stub, js):
     boxed, loose = new_id("SKU"), new_id("SKU")
@@ -211,6 +228,10 @@ async def test_pack_with_scans_a_wrong_one_refused_seal_and_verified_once(  # ty
     assert wrong.package.refused_scans == 1
     assert await code_of(stub.SealPackage(fulfilment_pb2.SealPackageRequest(
         name=package.name))) == grpc.StatusCode.FAILED_PRECONDITION
+    assert await violations_of(stub.ScanUnit(fulfilment_pb2.ScanUnitRequest(
+        package="packages/1", code=" ", line_id="l1"))) == ["package", "code", "order"]
+    assert (await stub.GetPackage(fulfilment_pb2.GetPackageRequest(
+        name=package.name))) == wrong.package
     for code in (GTIN, boxed, loose):
         scanned = await stub.ScanUnit(fulfilment_pb2.ScanUnitRequest(
             package=package.name, code=code))
@@ -289,6 +310,52 @@ async def packed(stub: Stub, name: str, codes: list[str]) -> None:
     for code in codes:
         assert (await stub.ScanUnit(fulfilment_pb2.ScanUnitRequest(
             package=name, code=code))).accepted
+
+
+async def test_a_sealed_package_is_labelled_by_shipping_and_shipped_once(  # type: ignore[no-untyped-def]
+        inventory, shipping, stub, js):
+    sku = new_id("SKU")
+    await caught_up(js, "fulfilment", await publish(js, product(sku), aggregate_id=sku))
+    node_id, order = await picked_order(inventory[1], stub, js, [(sku, 2)])
+    carrier, service = await collecting_carrier(shipping[1], node_id)
+    shipped = await js.subscribe(f"oms.fulfilment.package_shipped.{node_id}",
+                                 ordered_consumer=True)
+    (package,) = (await stub.StartPacking(fulfilment_pb2.StartPackingRequest(
+        fulfilment_order=order.name))).packages
+    assert await code_of(stub.ShipPackage(fulfilment_pb2.ShipPackageRequest(
+        name=package.name))) == grpc.StatusCode.FAILED_PRECONDITION  # not sealed yet
+    await packed(stub, package.name, [sku, sku])
+
+    sealed = await stub.SealPackage(fulfilment_pb2.SealPackageRequest(name=package.name))
+    assert sealed.status == fulfilment_pb2.PACKAGE_STATUS_SHIPPED
+    assert (sealed.carrier, sealed.carrier_service) == (carrier, service)
+    assert sealed.tracking_url == f"https://track.example/{sealed.tracking_number}"
+    label = await shipping[1].GetLabel(shipping_pb2.GetLabelRequest(name=sealed.label))
+    assert (label.package, label.tracking_number) == (package.name, sealed.tracking_number)
+    assert label.destination.recipient == "Ada Lovelace"
+    assert label.parcel.weight.grams == package.weight.grams
+    current = await stub.GetFulfilmentOrder(fulfilment_pb2.GetFulfilmentOrderRequest(
+        name=order.name))
+    assert current.status == fulfilment_pb2.FULFILMENT_ORDER_STATUS_SHIPPED
+
+    # Retried, twice at once: the same package, no second label, no second event.
+    retried = await asyncio.gather(*[stub.ShipPackage(fulfilment_pb2.ShipPackageRequest(
+        name=package.name)) for _ in range(2)])
+    assert {r.tracking_number for r in retried} == {sealed.tracking_number}
+    labels = await shipping[1].ListLabels(shipping_pb2.ListLabelsRequest(
+        filter=f'package = "{package.name}"'))
+    assert [x.name for x in labels.labels] == [sealed.label]
+
+    message = await shipped.next_msg(timeout=30)
+    event = decode(dict(message.headers or {}), message.data, [events_pb2.PackageShipped])
+    assert (event.package, event.node_id, event.carrier, event.carrier_service) == (
+        package.name, node_id, carrier, service)
+    assert (event.tracking_number, event.tracking_url) == (
+        sealed.tracking_number, sealed.tracking_url)
+    assert [(li.order, li.line_id, li.sku, li.quantity) for li in event.lines] == [
+        (order.order, "l1", sku, 2)]
+    with pytest.raises(nats.errors.TimeoutError):
+        await shipped.next_msg(timeout=2)
 
 
 async def test_a_refused_label_leaves_the_package_sealed_until_a_retry_buys_one(  # type: ignore[no-untyped-def]
