@@ -15,6 +15,7 @@ from oms_fulfilment.packing.domain import (
     Box,
     ExpectedLine,
     NoBoxFits,
+    PackageStatus,
     PackingTally,
     PackLine,
     ParcelIncomplete,
@@ -25,6 +26,7 @@ from oms_fulfilment.packing.domain import (
     VerifiedLine,
     cartonise,
     gtin14,
+    order_status,
 )
 from oms_platform.errors import InvalidArgument
 
@@ -327,3 +329,11 @@ def test_every_unit_is_packed_once_inside_a_box_within_its_weight(drawn) -> None
         packed.update((placement.unit.line, placement.unit.index)
                       for placement in p.placements)
     assert packed == Counter({(l_.key, i): 1 for l_ in lines for i in range(l_.quantity)})
+
+
+def test_the_fulfilment_order_follows_its_packages() -> None:
+    S = PackageStatus
+    assert order_status([S.PACKING, S.SEALED]) == "PACKING"
+    assert order_status([S.SEALED, S.SEALED]) == "PACKED"
+    assert order_status([S.SHIPPED, S.SEALED]) == "PARTIALLY_SHIPPED"
+    assert order_status([S.SHIPPED, S.SHIPPED]) == "SHIPPED"

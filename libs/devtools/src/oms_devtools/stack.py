@@ -108,9 +108,11 @@ class Stack:
                 log_path=self.state_dir / "logs" / f"{service}.log",
                 endpoint=f"127.0.0.1:{port}",
             )
-        # Fulfilment reads nodes and their bins from inventory.
+        # Fulfilment reads nodes and their bins from inventory and buys labels from shipping.
         self.services["fulfilment"].env["OMS_FULFILMENT_INVENTORY_TARGET"] = (
             self.services["inventory"].endpoint)
+        self.services["fulfilment"].env["OMS_FULFILMENT_SHIPPING_TARGET"] = (
+            self.services["shipping"].endpoint)
         gateway_env = self._env(OMS_DATABASE_URL=self.database_url("gateway"))
         migrations["gateway"] = subprocess.Popen(
             [sys.executable, "-m", "oms_gateway", "migrate"], env=gateway_env)

@@ -18,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from oms_fulfilment.catalogue.handlers import on_product_changed
 from oms_fulfilment.fulfilment_orders.api import FulfilmentOrdersApi
 from oms_fulfilment.fulfilment_orders.handlers import on_order_cancelled, on_order_released
+from oms_fulfilment.handoff.api import HandOffApi
+from oms_fulfilment.handoff.client import Shipping
 from oms_fulfilment.nodes.client import Nodes
+from oms_fulfilment.packing.api import PackingApi
 from oms_fulfilment.picking.api import PickingApi
 from oms_fulfilment.settings import FulfilmentSettings
 from oms_fulfilment.slotting.api import SlottingApi
@@ -29,25 +32,27 @@ __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "FulfilmentServicer", "definiti
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class FulfilmentServicer(FulfilmentOrdersApi, SlottingApi, PickingApi,
+class FulfilmentServicer(FulfilmentOrdersApi, SlottingApi, PickingApi, HandOffApi, PackingApi,
                          fulfilment_pb2_grpc.FulfilmentServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
-                 settings: FulfilmentSettings, nodes: Nodes) -> None:
+                 settings: FulfilmentSettings, nodes: Nodes, shipping: Shipping) -> None:
         self._sessions = sessions
         self._settings = settings
         self._nodes = nodes
+        self._shipping = shipping
 
 
 def definition(settings: FulfilmentSettings) -> ServiceDefinition:
     """The service with these settings; everything it runs is handed them."""
     nodes = Nodes(settings.inventory_target, ttl=settings.node_cache_seconds,
                   timeout=settings.inventory_timeout_seconds)
+    shipping = Shipping(settings.shipping_target, timeout=settings.shipping_timeout_seconds)
 
     def register(server: grpc.aio.Server, runtime: Runtime) -> list[str]:
         fulfilment_pb2_grpc.add_FulfilmentServiceServicer_to_server(
-            FulfilmentServicer(runtime.sessions, settings, nodes), server
+            FulfilmentServicer(runtime.sessions, settings, nodes, shipping), server
         )
         return [fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name]
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 SOURCE = "/oms/fulfilment"
@@ -46,6 +46,11 @@ fulfilment_orders = Table(
     Column("channel", String(200), nullable=False),
     Column("external_order_id", String(200), nullable=False),
     Column("cancel_reason", String(500), nullable=False, server_default=""),
+    # From the release, for the label and the packing slip: the Address proto in its JSON
+    # mapping (fulfilment reads it back as that message and never queries into it).
+    Column("shipping_address", JSONB, nullable=False, server_default="{}"),
+    Column("promise_time", DateTime(timezone=True)),
+    Column("gift_note", String(2000), nullable=False, server_default=""),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
     UniqueConstraint("order_name", "node_id", name="uq_fulfilment_orders_order_node"),
@@ -176,6 +181,56 @@ put_backs = Table(
     Column("bin_code", String(100), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
+)
+
+
+# One carton of a fulfilment order, from StartPacking to the carrier.
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("fulfilment_order_id", UUID(as_uuid=True),
+           ForeignKey("fulfilment_orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("box_code", String(100), nullable=False),
+    Column("length_mm", Integer, nullable=False),
+    Column("width_mm", Integer, nullable=False),
+    Column("height_mm", Integer, nullable=False),
+    Column("weight_grams", BigInteger, nullable=False),
+    Column("station", String(100), nullable=False, server_default=""),
+    # Refused scans by reason (WRONG_SKU, EXTRA_UNIT, UNREADABLE): misreads belong to no line.
+    Column("refusals", JSONB, nullable=False, server_default="{}"),
+    Column("seal_time", DateTime(timezone=True)),
+    Column("carrier", String(100), nullable=False, server_default=""),
+    Column("carrier_service", String(100), nullable=False, server_default=""),
+    Column("tracking_number", String(100), nullable=False, server_default=""),
+    Column("tracking_url", String(1000), nullable=False, server_default=""),
+    Column("label", String(200), nullable=False, server_default=""),
+    Column("ship_time", DateTime(timezone=True)),
+    Column("hand_off_error", String(1000), nullable=False, server_default=""),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("fulfilment_order_id", "position", name="uq_packages_order_position"),
+    Index("ix_packages_node_time", "node_id", "create_time"),
+)
+
+package_lines = Table(
+    "package_lines",
+    metadata,
+    Column("package_id", UUID(as_uuid=True),
+           ForeignKey("packages.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("order_name", String(200), nullable=False),
+    Column("line_id", String(100), nullable=False),
+    Column("sku", String(100), nullable=False),
+    Column("gtin", String(50), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("verified", Integer, nullable=False, server_default="0"),
+    Column("refused", Integer, nullable=False, server_default="0"),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+    CheckConstraint("verified BETWEEN 0 AND quantity", name="verified_within_quantity"),
 )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from google.protobuf.json_format import ParseDict
 from google.protobuf.timestamp_pb2 import Timestamp
+from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import fulfilment_pb2
 
 from oms_fulfilment.fulfilment_orders import domain
@@ -22,9 +24,16 @@ def stamp(value: datetime | None) -> Timestamp | None:
     return result
 
 
+def address_of(stored: dict[str, object]) -> common_pb2.Address:
+    return ParseDict(stored or {}, common_pb2.Address(), ignore_unknown_fields=True)
+
+
 def order_to_proto(order: FulfilmentOrder) -> fulfilment_pb2.FulfilmentOrder:
     row = order.row
     return fulfilment_pb2.FulfilmentOrder(
+        shipping_address=address_of(row.shipping_address),
+        promise_time=stamp(row.promise_time), gift_note=row.gift_note,
+        packages=[f"{domain.name_of(row.id)}/packages/{p}" for p in order.packages],
         name=domain.name_of(row.id), order=row.order_name, node_id=row.node_id,
         status=fulfilment_pb2.FulfilmentOrderStatus.Value(
             f"FULFILMENT_ORDER_STATUS_{row.status}"),

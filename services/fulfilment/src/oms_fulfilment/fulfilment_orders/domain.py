@@ -22,6 +22,15 @@ class Status(Enum):
     SHORTED = "SHORTED"
     CANCELLED = "CANCELLED"
     AWAITING_THIRD_PARTY = "AWAITING_THIRD_PARTY"
+    PACKING = "PACKING"
+    PACKED = "PACKED"
+    PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"
+    SHIPPED = "SHIPPED"
+
+
+# Past picking, the status follows the packages (packing's domain), not the lines.
+PACKING_STATUSES = frozenset({Status.PACKING, Status.PACKED, Status.PARTIALLY_SHIPPED,
+                              Status.SHIPPED})
 
 
 # orders.v1.ServiceLevel numbers that travel fast enough to be picked first.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 from oms.orders.v1 import events_pb2 as order_events
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,7 +42,9 @@ async def on_order_released(session: AsyncSession, event: order_events.OrderRele
         service_level=event.service_level,
         promised_ship_time=promised_ship_time(node, released), release_time=released,
         channel=event.channel, external_order_id=event.external_order_id, lines=lines,
-        now=now)
+        now=now, shipping_address=MessageToDict(event.shipping_address),
+        promise_time=event.promise_time.ToDatetime(tzinfo=UTC) if event.HasField("promise_time")
+        else None, gift_note=event.gift_note)
     if created is not None:
         log.info("fulfilment order created", order=event.order, node=event.node_id,
                  fulfilment_order=str(created), status=status.value)

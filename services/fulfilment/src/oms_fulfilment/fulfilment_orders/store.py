@@ -19,6 +19,7 @@ from oms_fulfilment.fulfilment_orders import domain
 from oms_fulfilment.tables import (
     fulfilment_order_lines,
     fulfilment_orders,
+    packages,
     pick_allocations,
     pick_stops,
     put_backs,
@@ -33,6 +34,7 @@ class FulfilmentOrder:
     row: Any
     lines: list[Any] = field(default_factory=list)
     put_backs: list[Any] = field(default_factory=list)
+    packages: list[uuid.UUID] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -47,14 +49,18 @@ class NewLine:
 async def create(session: AsyncSession, *, order: str, node_id: str, status: domain.Status,
                  priority: bool, service_level: int, promised_ship_time: datetime,
                  release_time: datetime, channel: str, external_order_id: str,
-                 lines: Sequence[NewLine], now: datetime) -> uuid.UUID | None:
+                 lines: Sequence[NewLine], now: datetime,
+                 shipping_address: dict[str, Any] | None = None,
+                 promise_time: datetime | None = None,
+                 gift_note: str = "") -> uuid.UUID | None:
     """The new fulfilment order's id; None when the order already has one at the node."""
     new_id = uuid.uuid4()
     created = await session.scalar(pg_insert(orders_t).values(
         id=new_id, order_name=order, node_id=node_id, status=status.value, priority=priority,
         service_level=service_level, promised_ship_time=promised_ship_time,
         release_time=release_time, channel=channel, external_order_id=external_order_id,
-        create_time=now, update_time=now,
+        shipping_address=shipping_address or {}, promise_time=promise_time,
+        gift_note=gift_note[:2000], create_time=now, update_time=now,
     ).on_conflict_do_nothing(constraint="uq_fulfilment_orders_order_node")
         .returning(orders_t.c.id))
     if created is None:
@@ -82,6 +88,10 @@ async def load(session: AsyncSession, ids: Iterable[uuid.UUID]) -> list[Fulfilme
     for row in await session.execute(select(put_backs).where(
             put_backs.c.fulfilment_order_id.in_(wanted)).order_by(put_backs.c.id)):
         found[row.fulfilment_order_id].put_backs.append(row)
+    for row in await session.execute(select(packages.c.fulfilment_order_id, packages.c.id)
+                                     .where(packages.c.fulfilment_order_id.in_(wanted))
+                                     .order_by(packages.c.position)):
+        found[row.fulfilment_order_id].packages.append(row.id)
     return [found[i] for i in wanted if i in found]
 
 
@@ -132,6 +142,9 @@ async def refresh_statuses(session: AsyncSession, ids: Iterable[uuid.UUID],
         third_party = order.row.status == domain.Status.AWAITING_THIRD_PARTY.value
         status = domain.status_of([line_state(line) for line in order.lines],
                                   third_party=third_party)
+        if (domain.Status(order.row.status) in domain.PACKING_STATUSES
+                and status is not domain.Status.CANCELLED):
+            continue
         if status.value != order.row.status:
             await session.execute(update(orders_t).where(orders_t.c.id == order.row.id)
                                   .values(status=status.value, update_time=now))

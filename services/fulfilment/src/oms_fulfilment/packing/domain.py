@@ -691,3 +691,29 @@ def cartonise(lines: Sequence[PackLine], boxes: Sequence[Box],
                         and (f := _fill(b, contents, packaging)) is not None), fill)
         parcels.append(_parcel(smaller, packaging))
     return tuple(parcels)
+
+
+# ---------------------------------------------------------------------------------------
+# Packages of a fulfilment order
+# ---------------------------------------------------------------------------------------
+
+
+class PackageStatus(StrEnum):
+    PACKING = "PACKING"
+    SEALED = "SEALED"
+    SHIPPED = "SHIPPED"
+
+
+def order_status(packages: Iterable[PackageStatus]) -> str:
+    """The fulfilment order's status from its packages' (a fulfilment_orders Status name):
+    packing until every package is sealed, then packed, partially shipped while some have
+    left, shipped when all have."""
+    statuses = list(packages)
+    shipped = sum(s is PackageStatus.SHIPPED for s in statuses)
+    if statuses and shipped == len(statuses):
+        return "SHIPPED"
+    if shipped:
+        return "PARTIALLY_SHIPPED"
+    if statuses and all(s is PackageStatus.SEALED for s in statuses):
+        return "PACKED"
+    return "PACKING"

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms_fulfilment.nodes.client import Nodes
 from oms_fulfilment.nodes.domain import promised_ship_time
+from oms_fulfilment.packing import store as packing_store
 from oms_fulfilment.picking import convert, domain, store
 from oms_fulfilment.settings import FulfilmentSettings
 from oms_fulfilment.tables import add_events
@@ -180,9 +181,10 @@ class PickingApi:
                  else now - timedelta(days=1))
         async with self._sessions.begin() as session:
             f = await store.floor(session, request.node_id, since, now)
+            refusals = await packing_store.refusals_since(session, request.node_id, since)
         return fulfilment_pb2.FloorStats(
             node_id=request.node_id, pick_lists=f.pick_lists,
             units_per_list=f.units / f.pick_lists if f.pick_lists else 0.0,
             lines_per_stop=f.allocations / f.stops if f.stops else 0.0,
             stops_per_list=f.stops / f.pick_lists if f.pick_lists else 0.0,
-            orders_past_cutoff=f.past_cutoff, pack_refusals=0, units_shorted=f.units_shorted)
+            orders_past_cutoff=f.past_cutoff, pack_refusals=refusals, units_shorted=f.units_shorted)

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from oms.common.v1 import common_pb2 as _common_pb2
 from oms.orders.v1 import orders_pb2 as _orders_pb2
 import builtins as _builtins
 import sys
@@ -40,8 +41,16 @@ class _FulfilmentOrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[
     FULFILMENT_ORDER_STATUS_CANCELLED: _FulfilmentOrderStatus.ValueType  # 5
     """Cancelled; any units picked before were put back (see `put_backs`)."""
     FULFILMENT_ORDER_STATUS_AWAITING_THIRD_PARTY: _FulfilmentOrderStatus.ValueType  # 6
-    """The node is a 3PL or a dropship supplier: not picked here; waiting for the hand-off.
-    Reserved for packing and shipping: 7..15.
+    """The node is a 3PL or a dropship supplier: not picked here; waiting for the hand-off."""
+    FULFILMENT_ORDER_STATUS_PACKING: _FulfilmentOrderStatus.ValueType  # 7
+    """Packing has started; not every package is sealed."""
+    FULFILMENT_ORDER_STATUS_PACKED: _FulfilmentOrderStatus.ValueType  # 8
+    """Every package is sealed; none has left."""
+    FULFILMENT_ORDER_STATUS_PARTIALLY_SHIPPED: _FulfilmentOrderStatus.ValueType  # 9
+    """Some packages have left with the carrier, others not yet."""
+    FULFILMENT_ORDER_STATUS_SHIPPED: _FulfilmentOrderStatus.ValueType  # 10
+    """Every package has left with the carrier.
+    Reserved for packing and shipping: 11..15.
     """
 
 class FulfilmentOrderStatus(_FulfilmentOrderStatus, metaclass=_FulfilmentOrderStatusEnumTypeWrapper):
@@ -60,8 +69,16 @@ FULFILMENT_ORDER_STATUS_SHORTED: FulfilmentOrderStatus.ValueType  # 4
 FULFILMENT_ORDER_STATUS_CANCELLED: FulfilmentOrderStatus.ValueType  # 5
 """Cancelled; any units picked before were put back (see `put_backs`)."""
 FULFILMENT_ORDER_STATUS_AWAITING_THIRD_PARTY: FulfilmentOrderStatus.ValueType  # 6
-"""The node is a 3PL or a dropship supplier: not picked here; waiting for the hand-off.
-Reserved for packing and shipping: 7..15.
+"""The node is a 3PL or a dropship supplier: not picked here; waiting for the hand-off."""
+FULFILMENT_ORDER_STATUS_PACKING: FulfilmentOrderStatus.ValueType  # 7
+"""Packing has started; not every package is sealed."""
+FULFILMENT_ORDER_STATUS_PACKED: FulfilmentOrderStatus.ValueType  # 8
+"""Every package is sealed; none has left."""
+FULFILMENT_ORDER_STATUS_PARTIALLY_SHIPPED: FulfilmentOrderStatus.ValueType  # 9
+"""Some packages have left with the carrier, others not yet."""
+FULFILMENT_ORDER_STATUS_SHIPPED: FulfilmentOrderStatus.ValueType  # 10
+"""Every package has left with the carrier.
+Reserved for packing and shipping: 11..15.
 """
 Global___FulfilmentOrderStatus: _TypeAlias = FulfilmentOrderStatus  # noqa: Y015
 
@@ -128,6 +145,62 @@ SHORT_REASON_BIN_EMPTY: ShortReason.ValueType  # 1
 SHORT_REASON_DAMAGED: ShortReason.ValueType  # 2
 """Units were there but damaged."""
 Global___ShortReason: _TypeAlias = ShortReason  # noqa: Y015
+
+class _PackageStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PackageStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PackageStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PACKAGE_STATUS_UNSPECIFIED: _PackageStatus.ValueType  # 0
+    """Not set."""
+    PACKAGE_STATUS_PACKING: _PackageStatus.ValueType  # 1
+    """Units are being scanned into it."""
+    PACKAGE_STATUS_SEALED: _PackageStatus.ValueType  # 2
+    """Every unit scanned and the box sealed; waiting for its label."""
+    PACKAGE_STATUS_SHIPPED: _PackageStatus.ValueType  # 3
+    """Labelled and handed to the carrier."""
+
+class PackageStatus(_PackageStatus, metaclass=_PackageStatusEnumTypeWrapper):
+    """Where a package stands."""
+
+PACKAGE_STATUS_UNSPECIFIED: PackageStatus.ValueType  # 0
+"""Not set."""
+PACKAGE_STATUS_PACKING: PackageStatus.ValueType  # 1
+"""Units are being scanned into it."""
+PACKAGE_STATUS_SEALED: PackageStatus.ValueType  # 2
+"""Every unit scanned and the box sealed; waiting for its label."""
+PACKAGE_STATUS_SHIPPED: PackageStatus.ValueType  # 3
+"""Labelled and handed to the carrier."""
+Global___PackageStatus: _TypeAlias = PackageStatus  # noqa: Y015
+
+class _ScanRefusal:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScanRefusalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScanRefusal.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCAN_REFUSAL_UNSPECIFIED: _ScanRefusal.ValueType  # 0
+    """Not refused."""
+    SCAN_REFUSAL_WRONG_SKU: _ScanRefusal.ValueType  # 1
+    """The code names no line of the package (or not the selected one)."""
+    SCAN_REFUSAL_EXTRA_UNIT: _ScanRefusal.ValueType  # 2
+    """Every unit of the line it names is already in the package."""
+    SCAN_REFUSAL_UNREADABLE: _ScanRefusal.ValueType  # 3
+    """A GTIN-shaped code with a wrong check digit: a misread."""
+
+class ScanRefusal(_ScanRefusal, metaclass=_ScanRefusalEnumTypeWrapper):
+    """Why a scan was refused."""
+
+SCAN_REFUSAL_UNSPECIFIED: ScanRefusal.ValueType  # 0
+"""Not refused."""
+SCAN_REFUSAL_WRONG_SKU: ScanRefusal.ValueType  # 1
+"""The code names no line of the package (or not the selected one)."""
+SCAN_REFUSAL_EXTRA_UNIT: ScanRefusal.ValueType  # 2
+"""Every unit of the line it names is already in the package."""
+SCAN_REFUSAL_UNREADABLE: ScanRefusal.ValueType  # 3
+"""A GTIN-shaped code with a wrong check digit: a misread."""
+Global___ScanRefusal: _TypeAlias = ScanRefusal  # noqa: Y015
 
 @_typing.final
 class FulfilmentOrderLine(_message.Message):
@@ -252,6 +325,10 @@ class FulfilmentOrder(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     EXTERNAL_ORDER_ID_FIELD_NUMBER: _builtins.int
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    PROMISE_TIME_FIELD_NUMBER: _builtins.int
+    GIFT_NOTE_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "fulfilmentOrders/{id}"."""
     order: _builtins.str
@@ -269,9 +346,9 @@ class FulfilmentOrder(_message.Message):
     external_order_id: _builtins.str
     """The channel's order number."""
     cancel_reason: _builtins.str
-    """Why it was cancelled.
-    Reserved for packing and hand-off: 16..30.
-    """
+    """Why it was cancelled."""
+    gift_note: _builtins.str
+    """The gift note to print on the packing slip."""
     @_builtins.property
     def promised_ship_time(self) -> _timestamp_pb2.Timestamp:
         """When it must leave the node: the node's next cut-off after the release, in its time zone."""
@@ -296,6 +373,20 @@ class FulfilmentOrder(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it last changed."""
 
+    @_builtins.property
+    def shipping_address(self) -> _common_pb2.Address:
+        """Where it ships to, from the release."""
+
+    @_builtins.property
+    def promise_time(self) -> _timestamp_pb2.Timestamp:
+        """When the customer was promised delivery, from the release."""
+
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its packages, "fulfilmentOrders/{id}/packages/{id}", once packing has started.
+        Reserved for packing and hand-off: 20..30.
+        """
+
     def __init__(
         self,
         *,
@@ -314,14 +405,398 @@ class FulfilmentOrder(_message.Message):
         channel: _builtins.str = ...,
         external_order_id: _builtins.str = ...,
         cancel_reason: _builtins.str = ...,
+        shipping_address: _common_pb2.Address | None = ...,
+        promise_time: _timestamp_pb2.Timestamp | None = ...,
+        gift_note: _builtins.str = ...,
+        packages: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "promised_ship_time", b"promised_ship_time", "release_time", b"release_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "release_time", b"release_time", "shipping_address", b"shipping_address", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "create_time", b"create_time", "external_order_id", b"external_order_id", "lines", b"lines", "name", b"name", "node_id", b"node_id", "order", b"order", "priority", b"priority", "promised_ship_time", b"promised_ship_time", "put_backs", b"put_backs", "release_time", b"release_time", "service_level", b"service_level", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "create_time", b"create_time", "external_order_id", b"external_order_id", "gift_note", b"gift_note", "lines", b"lines", "name", b"name", "node_id", b"node_id", "order", b"order", "packages", b"packages", "priority", b"priority", "promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "put_backs", b"put_backs", "release_time", b"release_time", "service_level", b"service_level", "shipping_address", b"shipping_address", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FulfilmentOrder: _TypeAlias = FulfilmentOrder  # noqa: Y015
+
+@_typing.final
+class PackageLine(_message.Message):
+    """Units of one order line in a package, and what the scans did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    UNITS_VERIFIED_FIELD_NUMBER: _builtins.int
+    UNITS_REFUSED_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units the package holds."""
+    units_verified: _builtins.int
+    """Units scanned into it."""
+    units_refused: _builtins.int
+    """Scans refused against this line."""
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        units_verified: _builtins.int = ...,
+        units_refused: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "order", b"order", "quantity", b"quantity", "sku", b"sku", "units_refused", b"units_refused", "units_verified", b"units_verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PackageLine: _TypeAlias = PackageLine  # noqa: Y015
+
+@_typing.final
+class Package(_message.Message):
+    """One carton of a fulfilment order, from packing to the carrier."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    BOX_CODE_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    STATION_FIELD_NUMBER: _builtins.int
+    REFUSED_SCANS_FIELD_NUMBER: _builtins.int
+    SEAL_TIME_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    CARRIER_SERVICE_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    TRACKING_URL_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    SHIP_TIME_FIELD_NUMBER: _builtins.int
+    HAND_OFF_ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "fulfilmentOrders/{id}/packages/{id}"."""
+    node_id: _builtins.str
+    """The node."""
+    status: Global___PackageStatus.ValueType
+    """Where it stands."""
+    box_code: _builtins.str
+    """The standard box chosen by cartonisation."""
+    station: _builtins.str
+    """The packing station."""
+    refused_scans: _builtins.int
+    """Scans refused, misreads included."""
+    carrier: _builtins.str
+    """The carrier, once labelled."""
+    carrier_service: _builtins.str
+    """The carrier's service."""
+    tracking_number: _builtins.str
+    """The tracking number."""
+    tracking_url: _builtins.str
+    """Where the customer follows it."""
+    label: _builtins.str
+    """Shipping's label, "labels/{id}"."""
+    hand_off_error: _builtins.str
+    """Why the last label purchase failed; empty once shipped."""
+    @_builtins.property
+    def dimensions(self) -> _common_pb2.Dimensions:
+        """The box's inner dimensions."""
+
+    @_builtins.property
+    def weight(self) -> _common_pb2.Weight:
+        """Gross weight: units, box, wrap and void fill."""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PackageLine]:
+        """What it holds, at most 60 units."""
+
+    @_builtins.property
+    def seal_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was sealed."""
+
+    @_builtins.property
+    def ship_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was handed over."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        status: Global___PackageStatus.ValueType = ...,
+        box_code: _builtins.str = ...,
+        dimensions: _common_pb2.Dimensions | None = ...,
+        weight: _common_pb2.Weight | None = ...,
+        lines: _abc.Iterable[Global___PackageLine] | None = ...,
+        station: _builtins.str = ...,
+        refused_scans: _builtins.int = ...,
+        seal_time: _timestamp_pb2.Timestamp | None = ...,
+        carrier: _builtins.str = ...,
+        carrier_service: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+        tracking_url: _builtins.str = ...,
+        label: _builtins.str = ...,
+        ship_time: _timestamp_pb2.Timestamp | None = ...,
+        hand_off_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions", "seal_time", b"seal_time", "ship_time", b"ship_time", "weight", b"weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["box_code", b"box_code", "carrier", b"carrier", "carrier_service", b"carrier_service", "dimensions", b"dimensions", "hand_off_error", b"hand_off_error", "label", b"label", "lines", b"lines", "name", b"name", "node_id", b"node_id", "refused_scans", b"refused_scans", "seal_time", b"seal_time", "ship_time", b"ship_time", "station", b"station", "status", b"status", "tracking_number", b"tracking_number", "tracking_url", b"tracking_url", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Package: _TypeAlias = Package  # noqa: Y015
+
+@_typing.final
+class StartPackingRequest(_message.Message):
+    """Request for StartPacking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULFILMENT_ORDER_FIELD_NUMBER: _builtins.int
+    STATION_FIELD_NUMBER: _builtins.int
+    fulfilment_order: _builtins.str
+    """"fulfilmentOrders/{id}"."""
+    station: _builtins.str
+    """The packing station, e.g. "pack-03", at most 100 characters."""
+    def __init__(
+        self,
+        *,
+        fulfilment_order: _builtins.str = ...,
+        station: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfilment_order", b"fulfilment_order", "station", b"station"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartPackingRequest: _TypeAlias = StartPackingRequest  # noqa: Y015
+
+@_typing.final
+class StartPackingResponse(_message.Message):
+    """Response of StartPacking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Package]:
+        """The packages, one per carton."""
+
+    def __init__(
+        self,
+        *,
+        packages: _abc.Iterable[Global___Package] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["packages", b"packages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartPackingResponse: _TypeAlias = StartPackingResponse  # noqa: Y015
+
+@_typing.final
+class GetPackageRequest(_message.Message):
+    """Request for GetPackage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"fulfilmentOrders/{id}/packages/{id}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPackageRequest: _TypeAlias = GetPackageRequest  # noqa: Y015
+
+@_typing.final
+class ScanUnitRequest(_message.Message):
+    """Request for ScanUnit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    package: _builtins.str
+    """"fulfilmentOrders/{id}/packages/{id}"."""
+    code: _builtins.str
+    """What the scanner read: a GTIN or a SKU barcode, at most 64 characters."""
+    line_id: _builtins.str
+    """The line the packer selected, if any: the scan counts only against it."""
+    order: _builtins.str
+    """The selected line's order, "orders/{order}"; with `line_id`."""
+    def __init__(
+        self,
+        *,
+        package: _builtins.str = ...,
+        code: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        order: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "line_id", b"line_id", "order", b"order", "package", b"package"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanUnitRequest: _TypeAlias = ScanUnitRequest  # noqa: Y015
+
+@_typing.final
+class ScanUnitResponse(_message.Message):
+    """Response of ScanUnit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    UNITS_MISSING_FIELD_NUMBER: _builtins.int
+    PACKAGE_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.bool
+    """The unit went into the package."""
+    refusal: Global___ScanRefusal.ValueType
+    """Why not."""
+    line_id: _builtins.str
+    """The line it counted against (empty for a misread)."""
+    units_missing: _builtins.int
+    """Units still to scan."""
+    @_builtins.property
+    def package(self) -> Global___Package:
+        """The package after the scan."""
+
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.bool = ...,
+        refusal: Global___ScanRefusal.ValueType = ...,
+        line_id: _builtins.str = ...,
+        units_missing: _builtins.int = ...,
+        package: Global___Package | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["package", b"package"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "line_id", b"line_id", "package", b"package", "refusal", b"refusal", "units_missing", b"units_missing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScanUnitResponse: _TypeAlias = ScanUnitResponse  # noqa: Y015
+
+@_typing.final
+class SealPackageRequest(_message.Message):
+    """Request for SealPackage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"fulfilmentOrders/{id}/packages/{id}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealPackageRequest: _TypeAlias = SealPackageRequest  # noqa: Y015
+
+@_typing.final
+class ShipPackageRequest(_message.Message):
+    """Request for ShipPackage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"fulfilmentOrders/{id}/packages/{id}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShipPackageRequest: _TypeAlias = ShipPackageRequest  # noqa: Y015
+
+@_typing.final
+class GetPackingSlipRequest(_message.Message):
+    """Request for GetPackingSlip."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGE_FIELD_NUMBER: _builtins.int
+    package: _builtins.str
+    """"fulfilmentOrders/{id}/packages/{id}"."""
+    def __init__(
+        self,
+        *,
+        package: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["package", b"package"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPackingSlipRequest: _TypeAlias = GetPackingSlipRequest  # noqa: Y015
+
+@_typing.final
+class PackingSlip(_message.Message):
+    """A packing slip."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    package: _builtins.str
+    """The package."""
+    content_type: _builtins.str
+    """"application/pdf"."""
+    content: _builtins.bytes
+    """The document."""
+    def __init__(
+        self,
+        *,
+        package: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "package", b"package"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PackingSlip: _TypeAlias = PackingSlip  # noqa: Y015
 
 @_typing.final
 class Slot(_message.Message):
@@ -564,7 +1039,9 @@ class FloorStats(_message.Message):
     orders_past_cutoff: _builtins.int
     """Fulfilment orders not yet picked whose promised ship time has passed."""
     pack_refusals: _builtins.int
-    """Scans refused at packing (a wrong SKU or an extra unit); 0 until packing is built."""
+    """Scans refused at packing (a wrong SKU, an extra unit or a misread), of the packages
+    opened in the window.
+    """
     units_shorted: _builtins.int
     """Units picked short."""
     def __init__(

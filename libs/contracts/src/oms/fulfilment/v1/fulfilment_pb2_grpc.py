@@ -83,6 +83,36 @@ class FulfilmentServiceStub:
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetFloorStatsRequest.SerializeToString,
                 response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.FloorStats.FromString,
                 _registered_method=True)
+        self.StartPacking = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/StartPacking',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.StartPackingRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.StartPackingResponse.FromString,
+                _registered_method=True)
+        self.GetPackage = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/GetPackage',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackageRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.FromString,
+                _registered_method=True)
+        self.ScanUnit = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/ScanUnit',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ScanUnitRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ScanUnitResponse.FromString,
+                _registered_method=True)
+        self.SealPackage = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/SealPackage',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.SealPackageRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.FromString,
+                _registered_method=True)
+        self.ShipPackage = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/ShipPackage',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ShipPackageRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.FromString,
+                _registered_method=True)
+        self.GetPackingSlip = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/GetPackingSlip',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
+                _registered_method=True)
 
 
 class FulfilmentServiceServicer:
@@ -165,6 +195,58 @@ class FulfilmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartPacking(self, request, context):
+        """Starts packing a picked fulfilment order: its picked units are cartonised into the
+        node's standard boxes (`OMS_FULFILMENT_BOXES`, per node `OMS_FULFILMENT_NODE_BOXES`)
+        and a package is opened per carton, at most 60 units per order. Starting again returns
+        the same packages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPackage(self, request, context):
+        """Returns one package.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScanUnit(self, request, context):
+        """Scans one unit into a package. A refused scan (wrong SKU, an extra unit, a misread)
+        is returned and counted and changes nothing else; a sealed package takes no scans.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SealPackage(self, request, context):
+        """Seals a package once every unit is scanned (FAILED_PRECONDITION `PARCEL_INCOMPLETE`
+        before), publishes `PackingVerified` and then hands it to shipping as `ShipPackage`
+        does; a failed hand-off leaves it sealed with `hand_off_error`. Sealing a sealed
+        package returns it unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShipPackage(self, request, context):
+        """Buys the label of a sealed package from shipping (idempotent there by the package's
+        id, so a retry never buys twice), marks it shipped and publishes `PackageShipped`.
+        Shipping unreachable is UNAVAILABLE, its refusal FAILED_PRECONDITION; both leave the
+        package sealed, to be retried. A shipped package is returned unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPackingSlip(self, request, context):
+        """The packing slip of a package, as PDF.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FulfilmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +294,36 @@ def add_FulfilmentServiceServicer_to_server(servicer, server):
                     servicer.GetFloorStats,
                     request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetFloorStatsRequest.FromString,
                     response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.FloorStats.SerializeToString,
+            ),
+            'StartPacking': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartPacking,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.StartPackingRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.StartPackingResponse.SerializeToString,
+            ),
+            'GetPackage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPackage,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackageRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.SerializeToString,
+            ),
+            'ScanUnit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScanUnit,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ScanUnitRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ScanUnitResponse.SerializeToString,
+            ),
+            'SealPackage': grpc.unary_unary_rpc_method_handler(
+                    servicer.SealPackage,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.SealPackageRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.SerializeToString,
+            ),
+            'ShipPackage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShipPackage,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ShipPackageRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.SerializeToString,
+            ),
+            'GetPackingSlip': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPackingSlip,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -461,6 +573,168 @@ class FulfilmentService:
             '/oms.fulfilment.v1.FulfilmentService/GetFloorStats',
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetFloorStatsRequest.SerializeToString,
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.FloorStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartPacking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/StartPacking',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.StartPackingRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.StartPackingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPackage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/GetPackage',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackageRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanUnit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/ScanUnit',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ScanUnitRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ScanUnitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SealPackage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/SealPackage',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.SealPackageRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShipPackage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/ShipPackage',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ShipPackageRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.Package.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPackingSlip(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/GetPackingSlip',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
             options,
             channel_credentials,
             insecure,

@@ -70,6 +70,32 @@ class FulfilmentServiceStub:
     """The floor figures of a node: units per list, lines per stop, stops per list, orders
     waiting past their promised ship time, pack refusals.
     """
+    StartPacking: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.StartPackingRequest, _fulfilment_pb2.StartPackingResponse]
+    """Starts packing a picked fulfilment order: its picked units are cartonised into the
+    node's standard boxes (`OMS_FULFILMENT_BOXES`, per node `OMS_FULFILMENT_NODE_BOXES`)
+    and a package is opened per carton, at most 60 units per order. Starting again returns
+    the same packages.
+    """
+    GetPackage: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackageRequest, _fulfilment_pb2.Package]
+    """Returns one package."""
+    ScanUnit: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.ScanUnitRequest, _fulfilment_pb2.ScanUnitResponse]
+    """Scans one unit into a package. A refused scan (wrong SKU, an extra unit, a misread)
+    is returned and counted and changes nothing else; a sealed package takes no scans.
+    """
+    SealPackage: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.SealPackageRequest, _fulfilment_pb2.Package]
+    """Seals a package once every unit is scanned (FAILED_PRECONDITION `PARCEL_INCOMPLETE`
+    before), publishes `PackingVerified` and then hands it to shipping as `ShipPackage`
+    does; a failed hand-off leaves it sealed with `hand_off_error`. Sealing a sealed
+    package returns it unchanged.
+    """
+    ShipPackage: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.ShipPackageRequest, _fulfilment_pb2.Package]
+    """Buys the label of a sealed package from shipping (idempotent there by the package's
+    id, so a retry never buys twice), marks it shipped and publishes `PackageShipped`.
+    Shipping unreachable is UNAVAILABLE, its refusal FAILED_PRECONDITION; both leave the
+    package sealed, to be retried. A shipped package is returned unchanged.
+    """
+    GetPackingSlip: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackingSlipRequest, _fulfilment_pb2.PackingSlip]
+    """The packing slip of a package, as PDF."""
 
 @_typing.type_check_only
 class FulfilmentServiceAsyncStub(FulfilmentServiceStub):
@@ -113,6 +139,32 @@ class FulfilmentServiceAsyncStub(FulfilmentServiceStub):
     """The floor figures of a node: units per list, lines per stop, stops per list, orders
     waiting past their promised ship time, pack refusals.
     """
+    StartPacking: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.StartPackingRequest, _fulfilment_pb2.StartPackingResponse]  # type: ignore[assignment]
+    """Starts packing a picked fulfilment order: its picked units are cartonised into the
+    node's standard boxes (`OMS_FULFILMENT_BOXES`, per node `OMS_FULFILMENT_NODE_BOXES`)
+    and a package is opened per carton, at most 60 units per order. Starting again returns
+    the same packages.
+    """
+    GetPackage: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackageRequest, _fulfilment_pb2.Package]  # type: ignore[assignment]
+    """Returns one package."""
+    ScanUnit: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.ScanUnitRequest, _fulfilment_pb2.ScanUnitResponse]  # type: ignore[assignment]
+    """Scans one unit into a package. A refused scan (wrong SKU, an extra unit, a misread)
+    is returned and counted and changes nothing else; a sealed package takes no scans.
+    """
+    SealPackage: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.SealPackageRequest, _fulfilment_pb2.Package]  # type: ignore[assignment]
+    """Seals a package once every unit is scanned (FAILED_PRECONDITION `PARCEL_INCOMPLETE`
+    before), publishes `PackingVerified` and then hands it to shipping as `ShipPackage`
+    does; a failed hand-off leaves it sealed with `hand_off_error`. Sealing a sealed
+    package returns it unchanged.
+    """
+    ShipPackage: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.ShipPackageRequest, _fulfilment_pb2.Package]  # type: ignore[assignment]
+    """Buys the label of a sealed package from shipping (idempotent there by the package's
+    id, so a retry never buys twice), marks it shipped and publishes `PackageShipped`.
+    Shipping unreachable is UNAVAILABLE, its refusal FAILED_PRECONDITION; both leave the
+    package sealed, to be retried. A shipped package is returned unchanged.
+    """
+    GetPackingSlip: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackingSlipRequest, _fulfilment_pb2.PackingSlip]  # type: ignore[assignment]
+    """The packing slip of a package, as PDF."""
 
 class FulfilmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """From a released order to a picked one: fulfilment orders per node, slotting (which bin a
@@ -207,5 +259,67 @@ class FulfilmentServiceServicer(metaclass=_abc_1.ABCMeta):
         """The floor figures of a node: units per list, lines per stop, stops per list, orders
         waiting past their promised ship time, pack refusals.
         """
+
+    @_abc_1.abstractmethod
+    def StartPacking(
+        self,
+        request: _fulfilment_pb2.StartPackingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.StartPackingResponse, _abc.Awaitable[_fulfilment_pb2.StartPackingResponse]]:
+        """Starts packing a picked fulfilment order: its picked units are cartonised into the
+        node's standard boxes (`OMS_FULFILMENT_BOXES`, per node `OMS_FULFILMENT_NODE_BOXES`)
+        and a package is opened per carton, at most 60 units per order. Starting again returns
+        the same packages.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPackage(
+        self,
+        request: _fulfilment_pb2.GetPackageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.Package, _abc.Awaitable[_fulfilment_pb2.Package]]:
+        """Returns one package."""
+
+    @_abc_1.abstractmethod
+    def ScanUnit(
+        self,
+        request: _fulfilment_pb2.ScanUnitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.ScanUnitResponse, _abc.Awaitable[_fulfilment_pb2.ScanUnitResponse]]:
+        """Scans one unit into a package. A refused scan (wrong SKU, an extra unit, a misread)
+        is returned and counted and changes nothing else; a sealed package takes no scans.
+        """
+
+    @_abc_1.abstractmethod
+    def SealPackage(
+        self,
+        request: _fulfilment_pb2.SealPackageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.Package, _abc.Awaitable[_fulfilment_pb2.Package]]:
+        """Seals a package once every unit is scanned (FAILED_PRECONDITION `PARCEL_INCOMPLETE`
+        before), publishes `PackingVerified` and then hands it to shipping as `ShipPackage`
+        does; a failed hand-off leaves it sealed with `hand_off_error`. Sealing a sealed
+        package returns it unchanged.
+        """
+
+    @_abc_1.abstractmethod
+    def ShipPackage(
+        self,
+        request: _fulfilment_pb2.ShipPackageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.Package, _abc.Awaitable[_fulfilment_pb2.Package]]:
+        """Buys the label of a sealed package from shipping (idempotent there by the package's
+        id, so a retry never buys twice), marks it shipped and publishes `PackageShipped`.
+        Shipping unreachable is UNAVAILABLE, its refusal FAILED_PRECONDITION; both leave the
+        package sealed, to be retried. A shipped package is returned unchanged.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPackingSlip(
+        self,
+        request: _fulfilment_pb2.GetPackingSlipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.PackingSlip, _abc.Awaitable[_fulfilment_pb2.PackingSlip]]:
+        """The packing slip of a package, as PDF."""
 
 def add_FulfilmentServiceServicer_to_server(servicer: FulfilmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

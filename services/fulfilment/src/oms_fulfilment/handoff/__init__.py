@@ -1,0 +1,1 @@
+"""The hand-off of a sealed package to shipping: its label bought, the package shipped."""
