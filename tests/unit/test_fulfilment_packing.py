@@ -10,21 +10,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oms.fulfilment.v1 import events_pb2
-from oms_fulfilment.packing.domain import (
+from oms_fulfilment.cartonisation.domain import (
     MAX_CARTON_UNITS,
     Box,
-    ExpectedLine,
     NoBoxFits,
+    PackLine,
+    ParcelLine,
+    cartonise,
+)
+from oms_fulfilment.packing.domain import (
+    ExpectedLine,
     PackageStatus,
     PackingTally,
-    PackLine,
     ParcelIncomplete,
-    ParcelLine,
     ParcelScans,
     ParcelSealed,
     RefusalReason,
     VerifiedLine,
-    cartonise,
     gtin14,
     order_status,
 )

@@ -13,6 +13,7 @@ from oms_platform.money import Money
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_fulfilment.cartonisation import domain as cartonisation
 from oms_fulfilment.documents import domain as documents
 from oms_fulfilment.fulfilment_orders import domain as orders_domain
 from oms_fulfilment.fulfilment_orders import store as orders_store
@@ -34,8 +35,8 @@ class PackingApi:
 
     async def try_hand_off(self, package: store.Package) -> store.Package: ...
 
-    def _boxes(self, node_id: str) -> list[domain.Box]:
-        return [domain.Box(b.code, b.length_mm, b.width_mm, b.height_mm, b.weight_g,
+    def _boxes(self, node_id: str) -> list[cartonisation.Box]:
+        return [cartonisation.Box(b.code, b.length_mm, b.width_mm, b.height_mm, b.weight_g,
                            b.max_weight_g) for b in self._settings.boxes_at(node_id)]
 
     async def StartPacking(
@@ -69,11 +70,11 @@ class PackingApi:
                         "the product master has no size or weight for " + ", ".join(unknown),
                         reason="PRODUCT_UNKNOWN")
                 units = sum(line.quantity for line in lines)
-                if units > domain.MAX_CARTON_UNITS:
+                if units > cartonisation.MAX_CARTON_UNITS:
                     raise FailedPrecondition(
-                        f"{units} units: packing takes at most {domain.MAX_CARTON_UNITS} "
+                        f"{units} units: packing takes at most {cartonisation.MAX_CARTON_UNITS} "
                         "per fulfilment order", reason="TOO_MANY_UNITS")
-                parcels = domain.cartonise(lines, self._boxes(order.node_id))
+                parcels = cartonisation.cartonise(lines, self._boxes(order.node_id))
                 await store.create_packages(session, order, parcels, gtins, request.station,
                                             now)
                 await store.follow_packages(session, order_id, now)

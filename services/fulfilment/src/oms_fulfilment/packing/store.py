@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oms_fulfilment.cartonisation import domain as cartonisation
 from oms_fulfilment.packing import domain
 from oms_fulfilment.tables import (
     fulfilment_order_lines,
@@ -51,7 +52,7 @@ async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> Any | None:
 
 
 async def pack_lines(session: AsyncSession, order_id: uuid.UUID
-                     ) -> tuple[list[domain.PackLine], dict[str, str], list[str]]:
+                     ) -> tuple[list[cartonisation.PackLine], dict[str, str], list[str]]:
     """The picked units of the order as cartonisation takes them, each SKU's GTIN, and the
     SKUs missing from the product replica."""
     rows = (await session.execute(
@@ -65,7 +66,7 @@ async def pack_lines(session: AsyncSession, order_id: uuid.UUID
         .where(fulfilment_order_lines.c.fulfilment_order_id == order_id)
         .order_by(fulfilment_order_lines.c.position))).all()
     unknown = sorted({row.sku for row in rows if row.known is None and row.picked > 0})
-    lines = [domain.PackLine(row.order_name, row.line_id, row.sku, row.picked,
+    lines = [cartonisation.PackLine(row.order_name, row.line_id, row.sku, row.picked,
                              row.length_mm, row.width_mm, row.height_mm, row.weight_grams,
                              row.fragile)
              for row in rows if row.picked > 0 and row.known is not None]
@@ -79,7 +80,7 @@ def _valid_gtin(code: str) -> str:
 
 
 async def create_packages(session: AsyncSession, order: Any,
-                          parcels: Sequence[domain.Parcel], gtins: dict[str, str],
+                          parcels: Sequence[cartonisation.Parcel], gtins: dict[str, str],
                           station: str, now: datetime) -> None:
     for position, parcel in enumerate(parcels):
         package_id = uuid.uuid4()
