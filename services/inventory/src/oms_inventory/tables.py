@@ -155,6 +155,9 @@ backorders = Table(
     # The queue's order: priority (express) orders first, then by capture time, then arrival.
     Column("priority", Boolean, nullable=False, server_default=false()),
     Column("capture_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The node whose bin came up short of this line: the line is not served from there until
+    # a count of the SKU there settles what the short left in doubt (``CountStock``).
+    Column("shorted_node_id", String(63), nullable=True),
     UniqueConstraint("order_name", "line_id"),
     CheckConstraint("quantity > 0", name="quantity_positive"),
 )

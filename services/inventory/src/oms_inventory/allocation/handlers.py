@@ -90,12 +90,14 @@ async def on_order_created(session: AsyncSession, event: order_events.OrderCreat
 
 async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest],
                           settings: InventorySettings, *, again: bool = False,
-                          excluded_nodes: frozenset[str] = frozenset()) -> None:
+                          shorted_node_id: str | None = None) -> None:
     """Reserves, backorders or rejects the lines of ``requests`` and emits the events.
 
     ``again``: the orders were allocated before (some of their lines may wait in the queue),
     so ``StockAllocated.complete`` is asked of the queue rather than of this plan alone.
-    ``excluded_nodes`` are not allocated at (a node that just came up short)."""
+    ``shorted_node_id``: a node that just came up short of these lines. They are not
+    allocated there, and what of them waits is not served from there either, until a count
+    of the SKU there (``CountStock``) settles what the short left in doubt."""
     requests = [r for r in requests if r.lines]
     if not requests:
         return
@@ -104,7 +106,7 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
     products = await store.load_products(session, skus)
     capped = {s for s, rule in products.items() if rule.policy is Policy.ALLOW_UP_TO_LIMIT}
     await store.lock_backorder_limits(session, capped)
-    nodes = [n for n in await store.load_nodes(session) if n.node_id not in excluded_nodes]
+    nodes = [n for n in await store.load_nodes(session) if n.node_id != shorted_node_id]
     available = await store.stock_of(session, skus=skus, lock=True)
     waiting = await store.waiting_units(session, capped)
 
@@ -120,7 +122,8 @@ async def allocate_orders(session: AsyncSession, requests: Sequence[OrderRequest
                      for ln in lines]
         waits += [{"order_name": request.order, "line_id": ln.line_id, "sku": ln.sku,
                    "quantity": ln.quantity, "priority": request.priority,
-                   "capture_time": request.capture_time} for ln in result.backordered]
+                   "capture_time": request.capture_time, "shorted_node_id": shorted_node_id}
+                  for ln in result.backordered]
         outgoing += convert.plan_events(request, result, now)
         log.debug("order planned", order=request.order, nodes=sorted(result.shipments),
                   backordered=len(result.backordered), rejected=len(result.rejected))
@@ -185,7 +188,7 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
             notes.add(ranking.note)
         for node in ranking.nodes:
             units = available.get((node.node_id, entry.sku), 0)
-            if not left or units <= 0:
+            if not left or units <= 0 or node.node_id == entry.shorted_node_id:
                 continue
             taken = min(units, left)
             available[node.node_id, entry.sku] = units - taken
@@ -215,6 +218,13 @@ async def serve_backorders(session: AsyncSession, keys: Iterable[tuple[str, str]
     await add_events(session, messages)
     log.info("backorders served", orders=len(per_order), units=sum(h.quantity for h in held))
     return {(h.node_id, h.sku) for h in held}
+
+
+async def unblock_shorted(session: AsyncSession, node_id: str, sku: str) -> int:
+    """A count of the SKU at the node settled what a short pick there left in doubt: the
+    lines that came up short there may be served from it again (the caller serves them);
+    how many."""
+    return await store.unblock_shorted(session, node_id, sku)
 
 
 async def sweep_backorders(session: AsyncSession, settings: InventorySettings) -> int:
@@ -477,7 +487,7 @@ async def on_pick_shorted(session: AsyncSession, event: fulfilment_events.PickSh
             priority=order_row.priority,  # type: ignore[attr-defined]
             capture_time=order_row.capture_time,  # type: ignore[attr-defined]
             expire_time=order_row.expire_time)],  # type: ignore[attr-defined]
-            settings, again=True, excluded_nodes=frozenset({node_id}))
+            settings, again=True, shorted_node_id=node_id)
     await stock_store.publish_changes(session, {(node_id, sku)}, settings)
     log.info("pick short", node_id=node_id, sku=sku, order=event.order, line_id=event.line_id,
              bin_code=event.bin_code, on_hand_drop=effect.on_hand_drop,

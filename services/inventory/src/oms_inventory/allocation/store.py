@@ -44,7 +44,9 @@ _ADD_RESERVATIONS = _insert_reservations.on_conflict_do_update(
 _insert_backorders = pg_insert(backorders)
 _ADD_BACKORDERS = _insert_backorders.on_conflict_do_update(
     index_elements=[backorders.c.order_name, backorders.c.line_id],
-    set_={"quantity": backorders.c.quantity + _insert_backorders.excluded.quantity},
+    set_={"quantity": backorders.c.quantity + _insert_backorders.excluded.quantity,
+          "shorted_node_id": func.coalesce(_insert_backorders.excluded.shorted_node_id,
+                                           backorders.c.shorted_node_id)},
 )
 
 
@@ -218,14 +220,15 @@ async def held_by(session: AsyncSession, orders: Iterable[str], *,
             for r in await session.execute(statement)]
 
 
-# Whether one of the nodes {nodes} serves the destination of the order `o`: the planner's
-# `serves` rule (no regions = everywhere; else the country or the country-subdivision),
-# asked of the database so that a queue is read only as far as lines those nodes can ship.
-# The planner still decides; this only keeps lines no node here could take from using up a
-# pass (and from starving the lines behind them).
+# Whether one of the nodes {nodes} serves the destination of the order `o` of the waiting
+# line `b` (and is not the node that came up short of it): the planner's `serves` rule (no
+# regions = everywhere; else the country or the country-subdivision), asked of the database
+# so that a queue is read only as far as lines those nodes can ship. The planner still
+# decides; this only keeps lines no node here could take from using up a pass (and from
+# starving the lines behind them).
 _SERVED_BY = """EXISTS (
     SELECT 1 FROM fulfilment_nodes n
-    WHERE n.node_id = ANY ({nodes}) AND (
+    WHERE n.node_id = ANY ({nodes}) AND n.node_id IS DISTINCT FROM b.shorted_node_id AND (
         cardinality(n.service_regions) = 0
         OR o.region_code = ANY (n.service_regions)
         OR (o.administrative_area <> ''
@@ -237,7 +240,8 @@ _SERVED_BY = """EXISTS (
 _QUEUE_HEAD = text(f"""
     SELECT q.* FROM jsonb_to_recordset(:skus) AS v(sku text, nodes text[], take int)
     CROSS JOIN LATERAL (
-        SELECT b.id, b.order_name, b.line_id, b.sku, b.quantity, o.latitude, o.longitude,
+        SELECT b.id, b.order_name, b.line_id, b.sku, b.quantity, b.shorted_node_id,
+               o.latitude, o.longitude,
                o.region_code, o.administrative_area, o.expire_time
         FROM backorders b LEFT JOIN order_allocations o ON o.order_name = b.order_name
         WHERE b.sku = v.sku AND {_SERVED_BY.format(nodes="v.nodes")}
@@ -299,6 +303,16 @@ async def add_backorders(session: AsyncSession, rows: Sequence[Mapping[str, Any]
     if not rows:
         return
     await session.execute(_ADD_BACKORDERS, list(rows))
+
+
+async def unblock_shorted(session: AsyncSession, node_id: str, sku: str) -> int:
+    """Lines that came up short of the SKU at the node may be served from it again (a count
+    there settled the doubt); how many."""
+    result = await session.execute(
+        update(backorders)
+        .where(backorders.c.sku == sku, backorders.c.shorted_node_id == node_id)
+        .values(shorted_node_id=None))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def orders_waiting(session: AsyncSession, orders: Iterable[str]) -> set[str]:

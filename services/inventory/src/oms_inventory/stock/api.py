@@ -19,7 +19,7 @@ from oms_platform.errors import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms_inventory.allocation.handlers import serve_backorders
+from oms_inventory.allocation.handlers import serve_backorders, unblock_shorted
 from oms_inventory.catalogue import store as catalogue_store
 from oms_inventory.catalogue.domain import (
     PRODUCT_NAME,
@@ -153,7 +153,9 @@ class StockApi:
             # A count of the SKU at the node settles what a short pick left in doubt, in
             # whichever bin: its open count tasks there are done.
             await store.close_count_tasks(session, node_id, sku)
-            await _after_movement(session, [(node_id, sku)], self._settings, grew=delta > 0)
+            unblocked = await unblock_shorted(session, node_id, sku)
+            await _after_movement(session, [(node_id, sku)], self._settings,
+                                  grew=delta > 0 or unblocked > 0)
             (level,) = await store.levels(session, [(node_id, sku)])
         return convert.stock_level(level)
 
