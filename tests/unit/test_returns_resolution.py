@@ -287,3 +287,13 @@ def test_an_advance_exchange_is_charged_only_when_nothing_came_back_within_n_day
     check_advance_days(violations, "advance_days", 0)
     check_advance_days(violations, "advance_days", 366)
     assert len(violations.items) == 2
+
+
+def test_a_replacement_of_a_long_channel_order_number_stays_within_orders_bound() -> None:
+    request_id = exchange_request_id("returns/r1", "resolutions/1")
+    order = replacement_order(request_id, original_order="orders/o1", channel="shop",
+                              external_order_id="9" * 200,
+                              lines=[ExchangeLine("1", "MUG", 1, eur(8))])
+    # 200 allowed: 188 of the original + "-R" + 10 of the request id.
+    assert len(order.external_order_id) == 200
+    assert order.external_order_id.startswith("9" * 188 + "-R")

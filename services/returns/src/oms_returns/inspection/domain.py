@@ -244,49 +244,67 @@ def _disposed(units: GradedUnits, quantity: int, line: AnnouncedLine | None,
                     rule.carrier_claim, restock=rule.disposition is Disposition.RESTOCK)
 
 
-def inspect(announced: Sequence[AnnouncedLine], groups: Iterable[GradedUnits],
-            rules: GradeRules = DEFAULT_RULES) -> Inspection:
-    """The receipt reconciled with the RMA: every unit counted once, on a line or held."""
-    left = {index: line.quantity for index, line in enumerate(announced)}
-    counted: dict[int, list[Disposed]] = {index: [] for index in left}
-    held: list[Disposed] = []
-    findings: list[Finding] = []
-    extra: dict[tuple[str, str], int] = {}
-    ordered = sorted(groups, key=lambda g: _FILL_ORDER.get(g.grade, len(_FILL_ORDER)))
-    for units in ordered:
-        if units.grade is Grade.WRONG_ITEM:
-            line = next((ln for ln in announced if ln.accepts(units.sku)), None)
-            held.append(_disposed(units, units.quantity, None, rules))
-            findings.append(Finding(Discrepancy.WRONG_ITEM, units.sku, units.quantity,
-                                    line.line_id if line else ""))
-            continue
+@dataclass
+class _Tally:
+    """The reconciliation as it goes: units left to find per announced line, what each
+    line counted, what was set aside and why."""
+
+    announced: Sequence[AnnouncedLine]
+    rules: GradeRules
+    left: list[int]
+    counted: list[list[Disposed]]
+    held: list[Disposed] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    extra: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def wrong_item(self, units: GradedUnits) -> None:
+        line = next((ln for ln in self.announced if ln.accepts(units.sku)), None)
+        self.held.append(_disposed(units, units.quantity, None, self.rules))
+        self.findings.append(Finding(Discrepancy.WRONG_ITEM, units.sku, units.quantity,
+                                     line.line_id if line else ""))
+
+    def fill(self, units: GradedUnits) -> None:
         remaining = units.quantity
-        matching = [i for i, ln in enumerate(announced) if ln.accepts(units.sku)]
+        matching = [i for i, ln in enumerate(self.announced) if ln.accepts(units.sku)]
         for index in matching:
-            take = min(remaining, left[index])
+            take = min(remaining, self.left[index])
             if take:
-                counted[index].append(_disposed(units, take, announced[index], rules))
-                left[index] -= take
+                self.counted[index].append(
+                    _disposed(units, take, self.announced[index], self.rules))
+                self.left[index] -= take
                 remaining -= take
         if not remaining:
-            continue
+            return
+        self.held.append(Disposed(units.sku, units.grade, remaining, HELD.disposition,
+                                  HELD.refundable))
         if matching:
-            last = announced[matching[-1]]
-            held.append(Disposed(units.sku, units.grade, remaining, HELD.disposition, False))
-            extra[(last.line_id, units.sku)] = extra.get((last.line_id, units.sku), 0) + remaining
+            key = (self.announced[matching[-1]].line_id, units.sku)
+            self.extra[key] = self.extra.get(key, 0) + remaining
         else:
-            held.append(Disposed(units.sku, units.grade, remaining, HELD.disposition, False))
-            findings.append(Finding(Discrepancy.WRONG_SKU, units.sku, remaining))
-    findings.extend(Finding(Discrepancy.EXTRA, sku, quantity, line_id)
-                    for (line_id, sku), quantity in extra.items())
-    lines = []
-    for index, line in enumerate(announced):
-        units = counted[index]
-        if left[index]:
-            missing = rules.rule(Grade.MISSING)
-            units.append(Disposed(line.sku, Grade.MISSING, left[index], missing.disposition,
+            self.findings.append(Finding(Discrepancy.WRONG_SKU, units.sku, remaining))
+
+    def line(self, index: int) -> LineInspection:
+        line, units, left = self.announced[index], self.counted[index], self.left[index]
+        if left:
+            missing = self.rules.rule(Grade.MISSING)
+            units.append(Disposed(line.sku, Grade.MISSING, left, missing.disposition,
                                   missing.refundable))
-            findings.append(Finding(Discrepancy.SHORT, line.sku, left[index], line.line_id))
-        lines.append(LineInspection(line.line_id, line.sku, line.reason, line.quantity,
-                                    tuple(units)))
-    return Inspection(tuple(lines), tuple(findings), tuple(held))
+            self.findings.append(Finding(Discrepancy.SHORT, line.sku, left, line.line_id))
+        return LineInspection(line.line_id, line.sku, line.reason, line.quantity, tuple(units))
+
+
+def inspect(announced: Sequence[AnnouncedLine], groups: Iterable[GradedUnits],
+            rules: GradeRules = DEFAULT_RULES) -> Inspection:
+    """The receipt reconciled with the RMA: every unit counted once, on a line or held. The
+    best grades fill the announcement first."""
+    tally = _Tally(announced, rules, [line.quantity for line in announced],
+                   [[] for _ in announced])
+    for units in sorted(groups, key=lambda g: _FILL_ORDER.get(g.grade, len(_FILL_ORDER))):
+        if units.grade is Grade.WRONG_ITEM:
+            tally.wrong_item(units)
+        else:
+            tally.fill(units)
+    tally.findings.extend(Finding(Discrepancy.EXTRA, sku, quantity, line_id)
+                          for (line_id, sku), quantity in tally.extra.items())
+    lines = tuple(tally.line(index) for index in range(len(announced)))
+    return Inspection(lines, tuple(tally.findings), tuple(tally.held))

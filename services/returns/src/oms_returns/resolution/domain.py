@@ -18,6 +18,8 @@ MAX_BASIS_POINTS = 10_000
 MAX_ADVANCE_DAYS = 365
 MAX_EXCHANGE_LINES = 500
 """Lines of one exchange: the order's own bound on lines."""
+MAX_EXTERNAL_ID_LENGTH = 200
+"""Orders' bound on a channel order number."""
 
 KEYS = uuid.UUID("6f1d7c0e-2b8a-5f43-9a41-0d3c6e0b5a17")
 """The namespace of every id derived here; fixed forever, or replays would pay again."""
@@ -351,11 +353,12 @@ def replacement_order(request_id: str, *, original_order: str, channel: str,
     """The order that ships the replacements, at the paid price of what they replace (an
     exchange moves no money); ``request_id`` from :func:`exchange_request_id` (or a delivery
     exception's reship key)."""
+    suffix = f"-R{request_id.replace('-', '')[:10]}"
     return ReplacementOrder(
         request_id=request_id,
         original_order=original_order,
         channel=channel,
-        external_order_id=f"{external_order_id}-R{request_id.replace('-', '')[:10]}",
+        external_order_id=external_order_id[:MAX_EXTERNAL_ID_LENGTH - len(suffix)] + suffix,
         lines=tuple(ReplacementLine(line.replacement_sku or line.sku, line.quantity,
                                     line.unit_price, line.line_id) for line in lines),
     )
