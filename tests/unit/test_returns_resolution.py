@@ -119,6 +119,9 @@ def test_a_refund_mixing_currencies_or_repeating_a_line_is_a_programming_error()
         refund([RefundLine("1", Money.of("USD", 1), 1, eur(1), eur(0))],
                order_captured=eur(1), order_refunded=eur(0))
     with pytest.raises(ValueError):
+        refund([line("1", "1", 1, "1")], order_captured=eur(1), order_refunded=eur(0),
+               return_shipping=Money.of("GBP", 1))
+    with pytest.raises(ValueError):
         refund([line("1", "1", 1, "2"), line("1", "1", 1, "2")],
                order_captured=eur(2), order_refunded=eur(0))
 

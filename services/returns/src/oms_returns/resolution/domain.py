@@ -190,9 +190,9 @@ def refund(lines: Sequence[RefundLine], *, order_captured: Money, order_refunded
     then the fixed fee and the return shipping the customer pays, from the first line on;
     never below zero."""
     currency = order_captured.currency_code
-    if any(m.currency_code != currency for line in lines
-           for m in (line.unit_price, line.captured, line.refunded)) or \
-            order_refunded.currency_code != currency:
+    amounts = [order_refunded, *(m for m in (fee.fixed, return_shipping) if m is not None),
+               *(m for line in lines for m in (line.unit_price, line.captured, line.refunded))]
+    if any(m.currency_code != currency for m in amounts):
         raise ValueError("a refund is in the order's one currency")
     if any(line.quantity < 0 for line in lines):
         raise ValueError("a refund counts units, never fewer than none")
