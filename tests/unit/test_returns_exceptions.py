@@ -187,6 +187,8 @@ def test_plans_are_configurable_per_kind() -> None:
     # 899.00 <= 1000 EUR: the fallback by value is a reship.
     lost = decide(ExceptionKind.LOST, DEAR, report, rules)
     assert (lost.action, lost.fallback) == (Action.WAIT, Action.RESHIP)
+    with pytest.raises(ValueError):
+        Plan(Step.ASK_CUSTOMER, fallback=Step.WAIT_FOR_CARRIER)
 
 
 def test_each_case_has_one_refund_name() -> None:

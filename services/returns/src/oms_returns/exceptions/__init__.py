@@ -30,7 +30,8 @@ The rules (:mod:`oms_returns.exceptions.domain`):
   one, changes nothing. While the case waits, a later report of another kind is decided
   afresh (a delay that turns into a loss), a second failed attempt counts as the carrier's
   retry, and the same problem reported again moves no deadline. A case that reshipped or
-  refunded never acts again; a delivery while it waits closes it with nothing done (a
+  refunded never acts again; the customer may answer (reship or refund) during either wait,
+  up to its deadline; a delivery while it waits closes it with nothing done (a
   delivery after it acted changes nothing here: the parcel and the reship both went).
 - **Exactly once.** The reship's replacement order has a request id derived from the case
   (and, through :func:`oms_returns.resolution.domain.replacement_order`, its own channel

@@ -109,6 +109,10 @@ class Plan:
     retried: Plan | None = None
     """The plan instead, once the carrier has tried again."""
 
+    def __post_init__(self) -> None:
+        if self.fallback not in (Step.RESHIP, Step.REFUND, Step.BY_VALUE):
+            raise ValueError(f"a fallback acts (reship, refund, by value), not {self.fallback}")
+
 
 DEFAULT_PLANS: Mapping[ExceptionKind, Plan] = {
     ExceptionKind.LOST: Plan(Step.BY_VALUE),
