@@ -58,13 +58,15 @@ class PackingApi:
             order = await store.lock_order(session, order_id)
             if order is None:
                 raise NotFound(f"{request.fulfilment_order} not found")
-            found = await store.load(session, order_id)
+            found = store.live(await store.load(session, order_id))
             if not found:
                 if order.status != orders_domain.Status.PICKED.value:
                     raise FailedPrecondition(
                         f"{request.fulfilment_order} is {order.status}, not picked",
                         reason="NOT_PICKED")
-                lines, gtins, unknown = await store.pack_lines(session, order_id)
+                shipped = await orders_store.shipped_units(session, [order_id])
+                lines, gtins, unknown = await store.pack_lines(
+                    session, order_id, {line: n for (_, line), n in shipped.items()})
                 if unknown:
                     raise FailedPrecondition(
                         "the product master has no size or weight for " + ", ".join(unknown),
@@ -78,7 +80,7 @@ class PackingApi:
                 await store.create_packages(session, order, parcels, gtins, request.station,
                                             now)
                 await store.follow_packages(session, order_id, now)
-                found = await store.load(session, order_id)
+                found = store.live(await store.load(session, order_id))
         return fulfilment_pb2.StartPackingResponse(
             packages=[convert.package_to_proto(p) for p in found])
 
