@@ -21,9 +21,10 @@ from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
-from oms.shipping.v1 import shipping_pb2_grpc
+from google.type import dayofweek_pb2, timeofday_pb2
+from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 from oms_devtools.inprocess import running_service
-from oms_devtools.testkit import eventually
+from oms_devtools.testkit import add_node, caught_up, eventually, new_id, publish
 from oms_fulfilment.app import MIGRATIONS, definition
 from oms_fulfilment.settings import FulfilmentSettings
 from oms_inventory.app import MIGRATIONS as INVENTORY_MIGRATIONS
@@ -142,3 +143,65 @@ async def refusal(call: object) -> tuple[grpc.StatusCode, list[str]]:
             detail.Unpack(bad)
             fields += [v.field for v in bad.field_violations]
     return raised.value.code(), fields
+
+
+async def picked_order(inventory_stub, stub: Stub, js: JetStreamContext,  # type: ignore[no-untyped-def]
+                       lines: list[tuple[str, int]]) -> tuple[str, fulfilment_pb2.FulfilmentOrder]:
+    """A warehouse, the products, a release of ``lines`` to it, picked in full: (node,
+    fulfilment order)."""
+    for sku, _ in lines:
+        await caught_up(js, "fulfilment", await publish(js, product(sku), aggregate_id=sku))
+    node_id = await add_node(inventory_stub, cutoff_time=timeofday_pb2.TimeOfDay(hours=15),
+                             bins=[inventory_pb2.Bin(bin_code="A-01-01", zone="ambient")])
+    await stub.BatchSetSlots(fulfilment_pb2.BatchSetSlotsRequest(slots=[
+        fulfilment_pb2.Slot(node_id=node_id, sku=sku, bin_code="A-01-01")
+        for sku, _ in lines]))
+    event = release(node_id, lines)
+    await publish(js, event, partition=node_id)
+    await fulfilment_order(stub, node_id, event.order)
+    (pick_list,) = (await stub.CreatePickList(fulfilment_pb2.CreatePickListRequest(
+        node_id=node_id, strategy=fulfilment_pb2.PICK_STRATEGY_SINGLE_ORDER))).pick_lists
+    for stop in pick_list.stops:
+        await stub.ConfirmPick(fulfilment_pb2.ConfirmPickRequest(
+            name=pick_list.name, sequence=stop.sequence, picked_quantity=stop.quantity))
+    found = await fulfilment_order(stub, node_id, event.order)
+    assert found.status == fulfilment_pb2.FULFILMENT_ORDER_STATUS_PICKED
+    return node_id, found
+
+
+EVERY_DAY = [getattr(dayofweek_pb2, day) for day in (
+    "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")]
+LAST_SECOND = timeofday_pb2.TimeOfDay(hours=23, minutes=59, seconds=59)
+
+
+async def collecting_carrier(shipping_stub, node_id: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A table-rate carrier with one standard service, the only one collecting at the node,
+    whose origin is in Antarctica (no public holidays, so a label ships today whatever day
+    the suite runs): (carrier, service code)."""
+    carrier_id = new_id("post").replace("-", "_")
+    code = f"{carrier_id}_parcel"
+    await shipping_stub.CreateCarrier(shipping_pb2.CreateCarrierRequest(
+        request_id=new_id("carrier"), carrier=shipping_pb2.Carrier(
+            carrier_id=carrier_id, display_name="Polar Post",
+            mode=shipping_pb2.CARRIER_MODE_TABLE_RATE,
+            tracking_scheme=shipping_pb2.TRACKING_SCHEME_S10,
+            tracking_url_template="https://track.example/{tracking_number}",
+            services=[shipping_pb2.CarrierService(
+                code=code, display_name="Polar Parcel",
+                service_level=shipping_pb2.SERVICE_LEVEL_STANDARD, transit_days=2,
+                pickup_days=EVERY_DAY, cutoff_time=LAST_SECOND)])))
+    await shipping_stub.CreateOrigin(shipping_pb2.CreateOriginRequest(
+        origin=shipping_pb2.Origin(
+            node_id=node_id, time_zone="UTC", carriers=[carrier_id], cutoff_time=LAST_SECOND,
+            address=common_pb2.Address(organization="McMurdo Depot",
+                                       address_lines=["Hut Point"], locality="McMurdo",
+                                       postal_code="9999", region_code="AQ"))))
+    await shipping_stub.CreateRateCard(shipping_pb2.CreateRateCardRequest(
+        request_id=new_id("card"), rate_card_id=new_id("card").lower(),
+        rate_card=shipping_pb2.RateCard(
+            service_code=code, currency_code="EUR",
+            zones=[shipping_pb2.Zone(zone="1", origin_country="AQ", destination_country="AQ")],
+            breaks=[shipping_pb2.WeightBreak(
+                zone="1", max_weight_grams=20000,
+                price=common_pb2.Money(currency_code="EUR", amount="9.90"))])))
+    return carrier_id, code

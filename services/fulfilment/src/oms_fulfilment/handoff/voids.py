@@ -48,7 +48,7 @@ async def void_pending(sessions: async_sessionmaker[AsyncSession], shipping: Shi
             await _settle(sessions, package_id, seen, error=str(error)[:1000])
             settled += 1
             continue
-        await _settle(sessions, package_id, seen, labels=voided)
+        await _settle(sessions, package_id, seen)
         settled += 1
         log.info("labels of a cancelled package voided", package=name, labels=voided)
     return settled
