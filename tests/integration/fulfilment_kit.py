@@ -13,6 +13,7 @@ import nats
 import pytest
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
+from google.type import dayofweek_pb2, timeofday_pb2
 from grpc_status import rpc_status
 from nats.js import JetStreamContext
 from oms.common.v1 import common_pb2
@@ -21,7 +22,6 @@ from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
-from google.type import dayofweek_pb2, timeofday_pb2
 from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 from oms_devtools.inprocess import running_service
 from oms_devtools.testkit import add_node, caught_up, eventually, new_id, publish

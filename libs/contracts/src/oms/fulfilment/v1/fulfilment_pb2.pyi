@@ -1681,6 +1681,58 @@ class GetPickListRequest(_message.Message):
 Global___GetPickListRequest: _TypeAlias = GetPickListRequest  # noqa: Y015
 
 @_typing.final
+class GetPickListDocumentRequest(_message.Message):
+    """Request for GetPickListDocument."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"pickLists/{id}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPickListDocumentRequest: _TypeAlias = GetPickListDocumentRequest  # noqa: Y015
+
+@_typing.final
+class PickListDocument(_message.Message):
+    """A printed pick list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PICK_LIST_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    pick_list: _builtins.str
+    """The pick list, "pickLists/{id}"."""
+    content_type: _builtins.str
+    """"application/pdf"."""
+    content: _builtins.bytes
+    """The document."""
+    def __init__(
+        self,
+        *,
+        pick_list: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "pick_list", b"pick_list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickListDocument: _TypeAlias = PickListDocument  # noqa: Y015
+
+@_typing.final
 class ListPickListsRequest(_message.Message):
     """Request for ListPickLists."""
 

@@ -78,6 +78,11 @@ class FulfilmentServiceStub:
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPickRequest.SerializeToString,
                 response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickList.FromString,
                 _registered_method=True)
+        self.GetPickListDocument = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/GetPickListDocument',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListDocumentRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickListDocument.FromString,
+                _registered_method=True)
         self.GetFloorStats = channel.unary_unary(
                 '/oms.fulfilment.v1.FulfilmentService/GetFloorStats',
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetFloorStatsRequest.SerializeToString,
@@ -197,6 +202,15 @@ class FulfilmentServiceServicer:
         stop asks for is a short pick and needs a reason; the shortfall falls on the stop's
         least urgent orders, is recorded on their lines and published as `PickShorted`.
         Confirming a confirmed stop again with the same figures returns the list unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPickListDocument(self, request, context):
+        """A pick list printed as PDF: its stops in walking order with their bins, items, units
+        and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+        out; a list with none left is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -334,6 +348,11 @@ def add_FulfilmentServiceServicer_to_server(servicer, server):
                     servicer.ConfirmPick,
                     request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPickRequest.FromString,
                     response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickList.SerializeToString,
+            ),
+            'GetPickListDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPickListDocument,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListDocumentRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickListDocument.SerializeToString,
             ),
             'GetFloorStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFloorStats,
@@ -606,6 +625,33 @@ class FulfilmentService:
             '/oms.fulfilment.v1.FulfilmentService/ConfirmPick',
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPickRequest.SerializeToString,
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPickListDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/GetPickListDocument',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListDocumentRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickListDocument.FromString,
             options,
             channel_credentials,
             insecure,

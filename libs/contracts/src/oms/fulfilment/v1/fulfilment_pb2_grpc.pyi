@@ -66,6 +66,11 @@ class FulfilmentServiceStub:
     least urgent orders, is recorded on their lines and published as `PickShorted`.
     Confirming a confirmed stop again with the same figures returns the list unchanged.
     """
+    GetPickListDocument: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListDocumentRequest, _fulfilment_pb2.PickListDocument]
+    """A pick list printed as PDF: its stops in walking order with their bins, items, units
+    and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+    out; a list with none left is FAILED_PRECONDITION.
+    """
     GetFloorStats: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetFloorStatsRequest, _fulfilment_pb2.FloorStats]
     """The floor figures of a node: units per list, lines per stop, stops per list, orders
     waiting past their promised ship time, pack refusals.
@@ -152,6 +157,11 @@ class FulfilmentServiceAsyncStub(FulfilmentServiceStub):
     stop asks for is a short pick and needs a reason; the shortfall falls on the stop's
     least urgent orders, is recorded on their lines and published as `PickShorted`.
     Confirming a confirmed stop again with the same figures returns the list unchanged.
+    """
+    GetPickListDocument: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListDocumentRequest, _fulfilment_pb2.PickListDocument]  # type: ignore[assignment]
+    """A pick list printed as PDF: its stops in walking order with their bins, items, units
+    and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+    out; a list with none left is FAILED_PRECONDITION.
     """
     GetFloorStats: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetFloorStatsRequest, _fulfilment_pb2.FloorStats]  # type: ignore[assignment]
     """The floor figures of a node: units per list, lines per stop, stops per list, orders
@@ -284,6 +294,17 @@ class FulfilmentServiceServicer(metaclass=_abc_1.ABCMeta):
         stop asks for is a short pick and needs a reason; the shortfall falls on the stop's
         least urgent orders, is recorded on their lines and published as `PickShorted`.
         Confirming a confirmed stop again with the same figures returns the list unchanged.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPickListDocument(
+        self,
+        request: _fulfilment_pb2.GetPickListDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.PickListDocument, _abc.Awaitable[_fulfilment_pb2.PickListDocument]]:
+        """A pick list printed as PDF: its stops in walking order with their bins, items, units
+        and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+        out; a list with none left is FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
