@@ -32,6 +32,7 @@ from inventory_kit import order_created
 from nats.js import JetStreamContext
 from oms.fulfilment.v1 import events_pb2, fulfilment_pb2
 from oms.inventory.v1 import inventory_pb2
+from oms.orders.v1 import events_pb2 as order_events
 from oms.orders.v1 import orders_pb2
 from oms_devtools.testkit import add_node, add_sku, caught_up, eventually, publish
 
@@ -222,3 +223,35 @@ async def test_a_dropship_supplier_is_sent_its_purchase_order_and_confirms_the_s
     package = await next_event(shipped, events_pb2.PackageShipped)
     assert (package.package, package.tracking_number) == (done.packages[0], "7777")
     assert [(li.line_id, li.quantity) for li in package.lines] == [("l1", 4)]
+
+
+async def test_a_cancellation_tells_the_3pl_what_not_to_ship_and_keeps_what_left(  # type: ignore[no-untyped-def]
+        inventory, stub: Stub, js: JetStreamContext):
+    node = await third_party(inventory[1])
+    told = await js.subscribe(f"oms.fulfilment.fulfilment_cancelled.{node}",
+                              ordered_consumer=True)
+    sku1, sku2 = f"SKU-{uuid.uuid4().hex[:8]}", f"SKU-{uuid.uuid4().hex[:8]}"
+    event = release(node, [(sku1, 2), (sku2, 1)])
+    await publish(js, event, partition=node)
+    order = await fulfilment_order(stub, node, event.order)
+    part = await stub.ReportThirdPartyProgress(report(
+        order, F.THIRD_PARTY_PROGRESS_SHIPPED,
+        packages=[P(carrier="ups", tracking_number="1ZC", lines=[U(line_id="l1", quantity=1)])]))
+    assert part.status == F.FULFILMENT_ORDER_STATUS_PARTIALLY_SHIPPED
+
+    await caught_up(js, "fulfilment", await publish(js, order_events.OrderCancelled(
+        order=event.order, whole_order=True, reason="customer request")))
+    cancelled = await next_event(told, events_pb2.FulfilmentCancelled)
+    assert (cancelled.fulfilment_order, cancelled.whole, cancelled.reason) == (
+        order.name, True, "customer request")
+    assert [(li.line_id, li.sku, li.quantity) for li in cancelled.lines] == [
+        ("l1", sku1, 1), ("l2", sku2, 1)]
+    # The unit that left stays shipped; nothing is put back; the order takes no more units.
+    current = await stub.GetFulfilmentOrder(F.GetFulfilmentOrderRequest(name=order.name))
+    assert current.status == F.FULFILMENT_ORDER_STATUS_SHIPPED
+    assert [(li.picked_quantity, li.cancelled_quantity) for li in current.lines] == [
+        (1, 1), (0, 1)]
+    assert list(current.put_backs) == []
+    assert (await refusal(stub.ReportThirdPartyProgress(report(
+        order, F.THIRD_PARTY_PROGRESS_SHIPPED, packages=[P(
+            carrier="ups", tracking_number="1ZD")]))))[0] == grpc.StatusCode.FAILED_PRECONDITION

@@ -14,7 +14,7 @@ from oms_fulfilment.fulfilment_orders import domain, store
 from oms_fulfilment.nodes.client import Nodes
 from oms_fulfilment.nodes.domain import NodeType, promised_ship_time
 from oms_fulfilment.third_party.domain import Mode
-from oms_fulfilment.third_party.handlers import request_fulfilment
+from oms_fulfilment.third_party.handlers import request_fulfilment, tell_third_parties
 
 log = structlog.get_logger(__name__)
 
@@ -64,8 +64,9 @@ async def on_order_cancelled(session: AsyncSession, event: order_events.OrderCan
     for line in event.lines:
         if units is not None:
             units[line.line_id] = units.get(line.line_id, 0) + line.quantity
-    touched = await store.cancel(session, event.order, units, event.reason,
-                                 datetime.now(UTC))
+    now = datetime.now(UTC)
+    touched = await store.cancel(session, event.order, units, event.reason, now)
+    await tell_third_parties(session, touched, event.reason, now)
     if touched:
         log.info("fulfilment orders cancelled", order=event.order,
                  fulfilment_orders=[str(t) for t in touched])

@@ -182,12 +182,12 @@ async def refresh_statuses(session: AsyncSession, ids: Iterable[uuid.UUID],
 
 
 async def cancel(session: AsyncSession, order: str, units: dict[str, int] | None,
-                 reason: str, now: datetime) -> list[uuid.UUID]:
+                 reason: str, now: datetime) -> dict[uuid.UUID, dict[str, int]]:
     """Cancels an order's lines at every node (``units`` per line id; None: all of them):
     units not yet on a list are dropped, units on a list awaiting confirmation are taken
     off it, picked units are recorded to be put back in their bin, and packages not shipped
     that held them are cancelled (their labels voided by the void sweep). Units that left
-    the node stay shipped. Returns the fulfilment orders touched."""
+    the node stay shipped. Returns the units cancelled per fulfilment order and line id."""
     rows = (await session.execute(
         select(lines_t, orders_t.c.node_id, orders_t.c.mode).join(
             orders_t, orders_t.c.id == lines_t.c.fulfilment_order_id)
@@ -195,7 +195,7 @@ async def cancel(session: AsyncSession, order: str, units: dict[str, int] | None
                orders_t.c.status != domain.Status.CANCELLED.value)
         .with_for_update(of=lines_t))).all()
     shipped = await shipped_units(session, {row.fulfilment_order_id for row in rows})
-    touched: set[uuid.UUID] = set()
+    touched: dict[uuid.UUID, dict[str, int]] = {}
     put_back: set[uuid.UUID] = set()
     for row in rows:
         if units is not None and row.line_id not in units:
@@ -207,7 +207,7 @@ async def cancel(session: AsyncSession, order: str, units: dict[str, int] | None
                                     shipped=gone)
         if taken.units == 0:
             continue
-        touched.add(row.fulfilment_order_id)
+        touched.setdefault(row.fulfilment_order_id, {})[row.line_id] = taken.units
         if taken.from_allocated:
             await _take_off_lists(session, row.fulfilment_order_id, row.line_id,
                                   taken.from_allocated)
@@ -230,7 +230,7 @@ async def cancel(session: AsyncSession, order: str, units: dict[str, int] | None
         await session.execute(update(orders_t).where(
             orders_t.c.id.in_(touched), orders_t.c.status == domain.Status.CANCELLED.value)
             .values(cancel_reason=reason[:500]))
-    return sorted(touched)
+    return touched
 
 
 async def cancel_packages(session: AsyncSession, ids: Iterable[uuid.UUID],

@@ -60,6 +60,20 @@ def requested_event(order: FulfilmentOrder, products: Mapping[str, tuple[str, st
     return events_pb2.FulfilmentRequested(fulfilment_order=name, **fields)
 
 
+def cancelled_event(order: FulfilmentOrder, units: Mapping[str, int], reason: str,
+                    now: datetime) -> events_pb2.FulfilmentCancelled:
+    """``order`` as it is after the cancellation; ``units`` cancelled per line id."""
+    return events_pb2.FulfilmentCancelled(
+        fulfilment_order=orders_domain.name_of(order.row.id), order=order.row.order_name,
+        node_id=order.row.node_id,
+        lines=[events_pb2.CancelledUnits(order=line.order_name, line_id=line.line_id,
+                                         sku=line.sku, quantity=units[line.line_id])
+               for line in order.lines if units.get(line.line_id)],
+        whole=all(line.quantity - line.picked - line.short - line.cancelled <= 0
+                  for line in order.lines),
+        reason=reason[:500], cancel_time=stamp(now))
+
+
 def _text(v: Violations, value: str, path: str, limit: int, *, required: bool) -> None:
     v.require((bool(value) or not required) and len(value) <= limit
               and lists.is_storable_text(value), path,

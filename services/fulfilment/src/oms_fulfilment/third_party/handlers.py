@@ -1,4 +1,5 @@
-"""The hand-off a release to a 3PL or a dropship supplier starts: the request it is sent."""
+"""What a 3PL or a dropship supplier is sent as the order changes: the request a release
+starts, and the units a cancellation takes back."""
 
 from __future__ import annotations
 
@@ -22,3 +23,17 @@ async def request_fulfilment(session: AsyncSession, order_id: uuid.UUID,
     event = convert.requested_event(order, products, now)
     await add_events(session, [(event, orders_domain.name_of(order_id),
                                 order.row.node_id)])
+
+
+async def tell_third_parties(session: AsyncSession, cancelled: dict[uuid.UUID, dict[str, int]],
+                             reason: str, now: datetime) -> None:
+    """Writes `FulfilmentCancelled` for each 3PL or supplier order that lost units, in the
+    cancellation's transaction."""
+    if not cancelled:
+        return
+    events = []
+    for order in await orders_store.load(session, cancelled):
+        if order.third_party:
+            event = convert.cancelled_event(order, cancelled[order.row.id], reason, now)
+            events.append((event, event.fulfilment_order, order.row.node_id))
+    await add_events(session, events)

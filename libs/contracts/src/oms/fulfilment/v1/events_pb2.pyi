@@ -505,3 +505,91 @@ class PurchaseOrderRequested(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurchaseOrderRequested: _TypeAlias = PurchaseOrderRequested  # noqa: Y015
+
+@_typing.final
+class CancelledUnits(_message.Message):
+    """Units of one order line the node is no longer to ship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    line_id: _builtins.str
+    """The order line, as the request named it."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units cancelled by this event."""
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "order", b"order", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelledUnits: _TypeAlias = CancelledUnits  # noqa: Y015
+
+@_typing.final
+class FulfilmentCancelled(_message.Message):
+    """The customer's order was cancelled (in part or whole) while a 3PL or a dropship supplier
+    had it: the units below are not to ship. Units they ship anyway cannot be reported (their
+    report is refused as more than is left). One event per fulfilment order and cancellation.
+    Published on `oms.fulfilment.fulfilment_cancelled.{node_id}`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULFILMENT_ORDER_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    WHOLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CANCEL_TIME_FIELD_NUMBER: _builtins.int
+    fulfilment_order: _builtins.str
+    """The fulfilment order (a supplier's purchase order), "fulfilmentOrders/{id}"."""
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    node_id: _builtins.str
+    """The node."""
+    whole: _builtins.bool
+    """Nothing of the fulfilment order is left to ship."""
+    reason: _builtins.str
+    """Why, from the order's cancellation."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelledUnits]:
+        """What is cancelled, at most 500 lines."""
+
+    @_builtins.property
+    def cancel_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was cancelled here."""
+
+    def __init__(
+        self,
+        *,
+        fulfilment_order: _builtins.str = ...,
+        order: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___CancelledUnits] | None = ...,
+        whole: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        cancel_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "fulfilment_order", b"fulfilment_order", "lines", b"lines", "node_id", b"node_id", "order", b"order", "reason", b"reason", "whole", b"whole"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FulfilmentCancelled: _TypeAlias = FulfilmentCancelled  # noqa: Y015
