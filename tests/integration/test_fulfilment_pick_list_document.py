@@ -86,3 +86,40 @@ async def test_a_list_emptied_by_a_cancellation_has_nothing_to_print(  # type: i
     code, _ = await refusal(stub.GetPickListDocument(F.GetPickListDocumentRequest(
         name=single.name)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_pick_lists_packing_slips_print_in_one_pdf_in_tote_order(  # type: ignore[no-untyped-def]
+        inventory, stub: Stub, js: JetStreamContext):
+    sku = f"SKU-{uuid.uuid4().hex[:8]}"
+    await caught_up(js, "fulfilment", await publish(js, product(sku), aggregate_id=sku))
+    node_id = await add_node(inventory[1],
+                             bins=[inventory_pb2.Bin(bin_code="A-01-01", zone="ambient")])
+    await stub.BatchSetSlots(F.BatchSetSlotsRequest(slots=[
+        F.Slot(node_id=node_id, sku=sku, bin_code="A-01-01")]))
+    events = [release(node_id, [(sku, 1)]) for _ in range(2)]
+    for event in events:
+        await publish(js, event, partition=node_id)
+        await fulfilment_order(stub, node_id, event.order)
+    (batch,) = (await stub.CreatePickList(F.CreatePickListRequest(
+        node_id=node_id, strategy=F.PICK_STRATEGY_BATCH))).pick_lists
+    request = F.GetPickListPackingSlipsRequest(pick_list=batch.name)
+    assert (await refusal(stub.GetPickListPackingSlips(request)))[0] == (
+        grpc.StatusCode.FAILED_PRECONDITION)  # nothing packed yet
+
+    (stop,) = batch.stops
+    await stub.ConfirmPick(F.ConfirmPickRequest(name=batch.name, sequence=stop.sequence,
+                                                picked_quantity=stop.quantity))
+    packages = []
+    for name in batch.fulfilment_orders:
+        (package,) = (await stub.StartPacking(F.StartPackingRequest(
+            fulfilment_order=name))).packages
+        packages.append(package.name)
+    slips = await stub.GetPickListPackingSlips(request)
+    assert (slips.content_type, list(slips.packages)) == ("application/pdf", packages)
+    document = pypdfium2.PdfDocument(slips.content)
+    try:
+        assert len(document) == 2
+    finally:
+        document.close()
+    text = text_of(slips.content)
+    assert text.count("Ada Lovelace") == 2 and text.count(f"Product {sku}") == 2

@@ -33,8 +33,11 @@ async def products(session: AsyncSession, skus: Iterable[str]) -> dict[str, tupl
 
 
 async def lock(session: AsyncSession, order_id: uuid.UUID) -> Any | None:
-    """The fulfilment order's row, locked: its reports are applied one at a time, so a
-    retried report waits for its twin and then finds it."""
+    """The fulfilment order's row, locked, its lines first: reports are applied one at a
+    time, so a retried report waits for its twin and then finds it, and a cancellation
+    (which locks the lines, then writes the order) never interleaves with one."""
+    await session.execute(select(fulfilment_order_lines.c.line_id).where(
+        fulfilment_order_lines.c.fulfilment_order_id == order_id).with_for_update())
     return (await session.execute(select(fulfilment_orders).where(
         fulfilment_orders.c.id == order_id).with_for_update())).one_or_none()
 

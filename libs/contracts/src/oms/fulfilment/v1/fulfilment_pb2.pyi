@@ -1089,30 +1089,58 @@ class GetPackingSlipRequest(_message.Message):
 Global___GetPackingSlipRequest: _TypeAlias = GetPackingSlipRequest  # noqa: Y015
 
 @_typing.final
+class GetPickListPackingSlipsRequest(_message.Message):
+    """Request for GetPickListPackingSlips."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PICK_LIST_FIELD_NUMBER: _builtins.int
+    pick_list: _builtins.str
+    """"pickLists/{id}"."""
+    def __init__(
+        self,
+        *,
+        pick_list: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pick_list", b"pick_list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPickListPackingSlipsRequest: _TypeAlias = GetPickListPackingSlipsRequest  # noqa: Y015
+
+@_typing.final
 class PackingSlip(_message.Message):
-    """A packing slip."""
+    """A packing slip, or the slips of a pick list."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PACKAGE_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
     package: _builtins.str
-    """The package."""
+    """The package (empty for a pick list's slips)."""
     content_type: _builtins.str
     """"application/pdf"."""
     content: _builtins.bytes
     """The document."""
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The packages it holds, in print order."""
+
     def __init__(
         self,
         *,
         package: _builtins.str = ...,
         content_type: _builtins.str = ...,
         content: _builtins.bytes = ...,
+        packages: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "package", b"package"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "package", b"package", "packages", b"packages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -118,6 +118,11 @@ class FulfilmentServiceStub:
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.SerializeToString,
                 response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
                 _registered_method=True)
+        self.GetPickListPackingSlips = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/GetPickListPackingSlips',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListPackingSlipsRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
+                _registered_method=True)
         self.ReportThirdPartyProgress = channel.unary_unary(
                 '/oms.fulfilment.v1.FulfilmentService/ReportThirdPartyProgress',
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ReportThirdPartyProgressRequest.SerializeToString,
@@ -276,6 +281,15 @@ class FulfilmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPickListPackingSlips(self, request, context):
+        """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+        list's tote order, each from a new page; cancelled packages are left out, and at most
+        500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportThirdPartyProgress(self, request, context):
         """The progress of a fulfilment order at a 3PL or a dropship supplier, as it reports it:
         accepted, picked, packed, shipped (one or several packages, each published as
@@ -387,6 +401,11 @@ def add_FulfilmentServiceServicer_to_server(servicer, server):
             'GetPackingSlip': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPackingSlip,
                     request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.SerializeToString,
+            ),
+            'GetPickListPackingSlips': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPickListPackingSlips,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListPackingSlipsRequest.FromString,
                     response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.SerializeToString,
             ),
             'ReportThirdPartyProgress': grpc.unary_unary_rpc_method_handler(
@@ -840,6 +859,33 @@ class FulfilmentService:
             target,
             '/oms.fulfilment.v1.FulfilmentService/GetPackingSlip',
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPickListPackingSlips(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/GetPickListPackingSlips',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListPackingSlipsRequest.SerializeToString,
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
             options,
             channel_credentials,

@@ -101,6 +101,11 @@ class FulfilmentServiceStub:
     """
     GetPackingSlip: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackingSlipRequest, _fulfilment_pb2.PackingSlip]
     """The packing slip of a package, as PDF."""
+    GetPickListPackingSlips: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListPackingSlipsRequest, _fulfilment_pb2.PackingSlip]
+    """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+    list's tote order, each from a new page; cancelled packages are left out, and at most
+    500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+    """
     ReportThirdPartyProgress: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.ReportThirdPartyProgressRequest, _fulfilment_pb2.FulfilmentOrder]
     """The progress of a fulfilment order at a 3PL or a dropship supplier, as it reports it:
     accepted, picked, packed, shipped (one or several packages, each published as
@@ -193,6 +198,11 @@ class FulfilmentServiceAsyncStub(FulfilmentServiceStub):
     """
     GetPackingSlip: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackingSlipRequest, _fulfilment_pb2.PackingSlip]  # type: ignore[assignment]
     """The packing slip of a package, as PDF."""
+    GetPickListPackingSlips: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListPackingSlipsRequest, _fulfilment_pb2.PackingSlip]  # type: ignore[assignment]
+    """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+    list's tote order, each from a new page; cancelled packages are left out, and at most
+    500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+    """
     ReportThirdPartyProgress: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.ReportThirdPartyProgressRequest, _fulfilment_pb2.FulfilmentOrder]  # type: ignore[assignment]
     """The progress of a fulfilment order at a 3PL or a dropship supplier, as it reports it:
     accepted, picked, packed, shipped (one or several packages, each published as
@@ -378,6 +388,17 @@ class FulfilmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fulfilment_pb2.PackingSlip, _abc.Awaitable[_fulfilment_pb2.PackingSlip]]:
         """The packing slip of a package, as PDF."""
+
+    @_abc_1.abstractmethod
+    def GetPickListPackingSlips(
+        self,
+        request: _fulfilment_pb2.GetPickListPackingSlipsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.PackingSlip, _abc.Awaitable[_fulfilment_pb2.PackingSlip]]:
+        """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+        list's tote order, each from a new page; cancelled packages are left out, and at most
+        500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def ReportThirdPartyProgress(
