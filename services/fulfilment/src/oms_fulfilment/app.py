@@ -3,11 +3,13 @@ the subscriptions, the migrations."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
 import grpc
+import structlog
 from oms.fulfilment.v1 import fulfilment_pb2, fulfilment_pb2_grpc
 from oms.inventory.v1 import events_pb2 as inventory_events
 from oms.orders.v1 import events_pb2 as order_events
@@ -20,20 +22,25 @@ from oms_fulfilment.fulfilment_orders.api import FulfilmentOrdersApi
 from oms_fulfilment.fulfilment_orders.handlers import on_order_cancelled, on_order_released
 from oms_fulfilment.handoff.api import HandOffApi
 from oms_fulfilment.handoff.client import Shipping
+from oms_fulfilment.handoff.voids import BATCH as VOID_BATCH
+from oms_fulfilment.handoff.voids import void_pending
 from oms_fulfilment.nodes.client import Nodes
 from oms_fulfilment.packing.api import PackingApi
 from oms_fulfilment.picking.api import PickingApi
 from oms_fulfilment.settings import FulfilmentSettings
 from oms_fulfilment.slotting.api import SlottingApi
 from oms_fulfilment.tables import SOURCE, metadata
+from oms_fulfilment.third_party.api import ThirdPartyApi
 
 __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "FulfilmentServicer", "definition"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+log = structlog.get_logger(__name__)
+
 
 class FulfilmentServicer(FulfilmentOrdersApi, SlottingApi, PickingApi, HandOffApi, PackingApi,
-                         fulfilment_pb2_grpc.FulfilmentServiceServicer):
+                         ThirdPartyApi, fulfilment_pb2_grpc.FulfilmentServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
@@ -63,11 +70,25 @@ def definition(settings: FulfilmentSettings) -> ServiceDefinition:
             Subscription(inventory_events.ProductChanged, on_product_changed),
         ]
 
+    async def void_labels(runtime: Runtime) -> None:
+        """Voids the labels of packages cancelled after their purchase, pass after pass
+        while passes settle a full batch."""
+        while True:
+            await asyncio.sleep(settings.void_interval_seconds)
+            try:
+                while await void_pending(runtime.sessions, shipping) >= VOID_BATCH:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("label void sweep failed, retrying", error=repr(error))
+
     return ServiceDefinition(
         name="fulfilment",
         metadata=metadata,
         register=register,
         subscriptions=subscriptions,
+        background=(void_labels,),
     )
 
 

@@ -66,6 +66,8 @@ class FulfilmentSettings(BaseSettings):
     # The shipping service (host:port) that sells labels, and the deadline of one purchase.
     shipping_target: str = "127.0.0.1:50054"
     shipping_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How often the labels of packages cancelled after their purchase are voided.
+    void_interval_seconds: float = Field(default=5.0, gt=0)
 
     def boxes_at(self, node_id: str) -> list[BoxSetting]:
         return self.node_boxes.get(node_id) or self.boxes

@@ -53,6 +53,11 @@ fulfilment_orders = Table(
     Column("gift_note", String(2000), nullable=False, server_default=""),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
+    # Who ships it (IN_HOUSE, THIRD_PARTY_LOGISTICS, DROPSHIP), fixed at the release; and at
+    # a 3PL or supplier the last step it reported (REQUESTED, ACCEPTED, PICKED, PACKED,
+    # SHIPPED, SHORT_SHIPPED), which only moves forward.
+    Column("mode", String(30), nullable=False, server_default="IN_HOUSE"),
+    Column("third_party_progress", String(20), nullable=False, server_default=""),
     UniqueConstraint("order_name", "node_id", name="uq_fulfilment_orders_order_node"),
     # The queue CreatePickList reads: open orders of a node, most urgent first.
     Index("ix_fulfilment_orders_queue", "node_id", "status", "priority", "promised_ship_time"),
@@ -181,6 +186,23 @@ put_backs = Table(
     Column("bin_code", String(100), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("confirm_time", DateTime(timezone=True)),  # NULL until the units are back
+    # The put-away queue of a node: its unconfirmed put-backs, oldest first.
+    Index("ix_put_backs_node", "node_id", "id"),
+)
+
+# A progress report of a 3PL or a dropship supplier, by its request id (unique per node),
+# taken in the transaction that applies it: a retry finds it and changes nothing.
+third_party_reports = Table(
+    "third_party_reports",
+    metadata,
+    Column("node_id", String(100), primary_key=True),
+    Column("request_id", String(200), primary_key=True),
+    Column("fulfilment_order_id", UUID(as_uuid=True),
+           ForeignKey("fulfilment_orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("progress", String(20), nullable=False),
+    Column("report_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -210,10 +232,15 @@ packages = Table(
     Column("label", String(200), nullable=False, server_default=""),
     Column("ship_time", DateTime(timezone=True)),
     Column("hand_off_error", String(1000), nullable=False, server_default=""),
+    # Cancelled after a label purchase was tried: shipping's label (if it sold one) is still
+    # to void; the void sweep clears it.
+    Column("void_pending", Boolean, nullable=False, server_default="false"),
+    Column("void_time", DateTime(timezone=True)),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
     UniqueConstraint("fulfilment_order_id", "position", name="uq_packages_order_position"),
     Index("ix_packages_node_time", "node_id", "create_time"),
+    Index("ix_packages_void_pending", "id", postgresql_where="void_pending"),
 )
 
 package_lines = Table(

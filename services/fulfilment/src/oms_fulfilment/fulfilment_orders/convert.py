@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from google.protobuf.json_format import ParseDict
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -30,6 +31,7 @@ def address_of(stored: dict[str, object]) -> common_pb2.Address:
 
 def order_to_proto(order: FulfilmentOrder) -> fulfilment_pb2.FulfilmentOrder:
     row = order.row
+    orders = {line.line_id: line.order_name for line in order.lines}
     return fulfilment_pb2.FulfilmentOrder(
         shipping_address=address_of(row.shipping_address),
         promise_time=stamp(row.promise_time), gift_note=row.gift_note,
@@ -44,12 +46,23 @@ def order_to_proto(order: FulfilmentOrder) -> fulfilment_pb2.FulfilmentOrder:
         cancel_reason=row.cancel_reason,
         lines=[fulfilment_pb2.FulfilmentOrderLine(
             order=line.order_name, line_id=line.line_id, sku=line.sku, quantity=line.quantity,
-            bin_code=line.bin_code or "", needs_slot=line.bin_code is None,
+            bin_code=line.bin_code or "",
+            needs_slot=line.bin_code is None and not order.third_party,
             picked_quantity=line.picked, short_quantity=line.short,
             short_reason=SHORT_REASONS.get(line.short_reason or "", 0),  # type: ignore[arg-type]
             cancelled_quantity=line.cancelled, external_line_id=line.external_line_id)
             for line in order.lines],
-        put_backs=[fulfilment_pb2.PutBack(
-            line_id=p.line_id, sku=p.sku, bin_code=p.bin_code, quantity=p.quantity,
-            create_time=stamp(p.create_time)) for p in order.put_backs],
+        put_backs=[put_back_to_proto(p, orders.get(p.line_id, "")) for p in order.put_backs],
+        mode=fulfilment_pb2.FulfilmentMode.Value(f"FULFILMENT_MODE_{row.mode}"),
+        third_party_progress=fulfilment_pb2.ThirdPartyProgress.Value(
+            f"THIRD_PARTY_PROGRESS_{row.third_party_progress}")
+        if row.third_party_progress else 0,  # type: ignore[arg-type]
     )
+
+
+def put_back_to_proto(row: Any, order: str) -> fulfilment_pb2.PutBack:
+    return fulfilment_pb2.PutBack(
+        name=f"{domain.name_of(row.fulfilment_order_id)}/putBacks/{row.id}",
+        node_id=row.node_id, order=order, line_id=row.line_id, sku=row.sku,
+        bin_code=row.bin_code, quantity=row.quantity, create_time=stamp(row.create_time),
+        confirmed=row.confirm_time is not None, confirm_time=stamp(row.confirm_time))

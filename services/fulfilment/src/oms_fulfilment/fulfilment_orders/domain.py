@@ -57,12 +57,18 @@ class LineState:
         return self.quantity - self.allocated - self.picked - self.short - self.cancelled
 
 
-def status_of(lines: Sequence[LineState], *, third_party: bool) -> Status:
-    to_ship = sum(line.open + line.allocated + line.picked for line in lines)
-    if to_ship == 0:
+def status_of(lines: Sequence[LineState], *, shipped: int = 0,
+              third_party: bool = False) -> Status:
+    """The order's status from its lines and the units of them that have left the node
+    (``shipped``, part of ``picked``). Units picked but in no package that shipped are
+    still to pack: an order whose packages were cancelled goes back to PICKED."""
+    remaining = sum(line.open + line.allocated + line.picked for line in lines) - shipped
+    if remaining <= 0:
+        if shipped:
+            return Status.SHIPPED
         return Status.CANCELLED if any(line.cancelled for line in lines) else Status.SHORTED
     if third_party:
-        return Status.AWAITING_THIRD_PARTY
+        return Status.PARTIALLY_SHIPPED if shipped else Status.AWAITING_THIRD_PARTY
     if sum(line.open + line.allocated for line in lines) == 0:
         return Status.PICKED
     if any(line.allocated or line.picked or line.short for line in lines):
@@ -84,9 +90,11 @@ class LineCancellation:
         return self.from_open + self.from_allocated + self.put_back
 
 
-def cancel_units(line: LineState, units: int | None) -> LineCancellation:
-    """``units`` None: all that is left of the line."""
-    left = line.open + line.allocated + line.picked
+def cancel_units(line: LineState, units: int | None, *, shipped: int = 0
+                 ) -> LineCancellation:
+    """``units`` None: all that is left of the line. Units that have left the node
+    (``shipped``, part of ``picked``) are past cancelling."""
+    left = line.open + line.allocated + line.picked - shipped
     wanted = left if units is None else max(0, min(units, left))
     from_open = min(wanted, line.open)
     from_allocated = min(wanted - from_open, line.allocated)

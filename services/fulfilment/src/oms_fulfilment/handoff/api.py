@@ -48,6 +48,9 @@ class HandOffApi:
             package = await self._load(session, name)
             if package.status is domain.PackageStatus.SHIPPED:
                 return package
+            if package.status is domain.PackageStatus.CANCELLED:
+                raise FailedPrecondition(f"{name} is cancelled; it never ships",
+                                         reason="PACKAGE_CANCELLED")
             if package.status is not domain.PackageStatus.SEALED:
                 raise FailedPrecondition(f"{name} is not sealed yet", reason="NOT_SEALED")
             (order,) = await orders_store.load(session, [package.row.fulfilment_order_id])
@@ -65,15 +68,26 @@ class HandOffApi:
             package = await self._load(session, name, for_update=True)
             if package.status is domain.PackageStatus.SHIPPED:
                 return package
-            await store.record_hand_off(
-                session, package.row.id, now, status=domain.PackageStatus.SHIPPED.value,
-                carrier=label.carrier, carrier_service=label.service_code,
-                tracking_number=label.tracking_number, tracking_url=label.tracking_url,
-                label=label.name, ship_time=now, hand_off_error="")
-            event = convert.package_shipped(package, label, now)
-            await add_events(session, [(event, event.package, package.row.node_id)])
-            await store.follow_packages(session, package.row.fulfilment_order_id, now)
-            package = await self._load(session, name)
+            if package.status is domain.PackageStatus.CANCELLED:
+                # Cancelled while its label was being bought: the label is kept on it for
+                # the void sweep, and the parcel never ships.
+                await store.record_hand_off(session, package.row.id, now, label=label.name,
+                                            void_pending=True)
+            else:
+                await store.record_hand_off(
+                    session, package.row.id, now, status=domain.PackageStatus.SHIPPED.value,
+                    carrier=label.carrier, carrier_service=label.service_code,
+                    tracking_number=label.tracking_number, tracking_url=label.tracking_url,
+                    label=label.name, ship_time=now, hand_off_error="")
+                event = convert.package_shipped(package, label, now)
+                await add_events(session, [(event, event.package, package.row.node_id)])
+                await store.follow_packages(session, package.row.fulfilment_order_id, now)
+                package = await self._load(session, name)
+        if package.status is domain.PackageStatus.CANCELLED:
+            log.warning("label bought for a cancelled package, to void", package=name,
+                        label=label.name)
+            raise FailedPrecondition(f"{name} was cancelled; its label is voided",
+                                     reason="PACKAGE_CANCELLED")
         log.info("package shipped", package=name, tracking_number=label.tracking_number)
         return package
 

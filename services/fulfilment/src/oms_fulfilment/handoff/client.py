@@ -27,19 +27,42 @@ class Shipping:
         self._timeout = timeout
         self._channel: grpc.aio.Channel | None = None
 
-    async def create_label(self, request: shipping_pb2.CreateLabelRequest
-                           ) -> shipping_pb2.Label:
+    def _stub(self) -> shipping_pb2_grpc.ShippingServiceStub:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self._target)
+        return shipping_pb2_grpc.ShippingServiceStub(self._channel)
+
+    async def create_label(self, request: shipping_pb2.CreateLabelRequest
+                           ) -> shipping_pb2.Label:
         try:
-            return await shipping_pb2_grpc.ShippingServiceStub(self._channel).CreateLabel(
-                request, timeout=self._timeout)
+            return await self._stub().CreateLabel(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
-            message = f"shipping: {error.code().name}: {error.details() or ''}"[:1000]
-            if error.code() in RETRYABLE:
-                raise ShippingUnavailable(message) from error
-            raise LabelRefused(message) from error
+            raise _failure(error) from error
+
+    async def void_labels_of(self, package: str) -> list[str]:
+        """Voids every label shipping sold for the package (a package has at most a few:
+        its purchase is idempotent by its id); the labels voided. Voiding a voided label
+        changes nothing there."""
+        try:
+            reply = await self._stub().ListLabels(shipping_pb2.ListLabelsRequest(
+                filter=f'package = "{package}"', page_size=50), timeout=self._timeout)
+            voided = []
+            for label in reply.labels:
+                if label.state != shipping_pb2.LABEL_STATE_VOIDED:
+                    await self._stub().VoidLabel(shipping_pb2.VoidLabelRequest(
+                        name=label.name), timeout=self._timeout)
+                voided.append(label.name)
+            return voided
+        except grpc.aio.AioRpcError as error:
+            raise _failure(error) from error
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+
+
+def _failure(error: grpc.aio.AioRpcError) -> LabelRefused | ShippingUnavailable:
+    message = f"shipping: {error.code().name}: {error.details() or ''}"[:1000]
+    if error.code() in RETRYABLE:
+        return ShippingUnavailable(message)
+    return LabelRefused(message)

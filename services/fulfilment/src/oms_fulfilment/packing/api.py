@@ -1,9 +1,10 @@
-"""Packing's gRPC methods: StartPacking, GetPackage, ScanUnit, SealPackage and
-GetPackingSlip."""
+"""Packing's gRPC methods: StartPacking, GetPackage, ScanUnit, SealPackage,
+GetPackingSlip and GetPickListPackingSlips."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from oms.fulfilment.v1 import fulfilment_pb2
@@ -19,8 +20,9 @@ from oms_fulfilment.fulfilment_orders import domain as orders_domain
 from oms_fulfilment.fulfilment_orders import store as orders_store
 from oms_fulfilment.fulfilment_orders.convert import address_of
 from oms_fulfilment.packing import convert, domain, store
+from oms_fulfilment.picking.api import parse_list_name
 from oms_fulfilment.settings import FulfilmentSettings
-from oms_fulfilment.tables import add_events, fulfilment_products
+from oms_fulfilment.tables import add_events, fulfilment_products, pick_lists
 
 MAX_STATION = 100
 
@@ -58,13 +60,15 @@ class PackingApi:
             order = await store.lock_order(session, order_id)
             if order is None:
                 raise NotFound(f"{request.fulfilment_order} not found")
-            found = await store.load(session, order_id)
+            found = store.live(await store.load(session, order_id))
             if not found:
                 if order.status != orders_domain.Status.PICKED.value:
                     raise FailedPrecondition(
                         f"{request.fulfilment_order} is {order.status}, not picked",
                         reason="NOT_PICKED")
-                lines, gtins, unknown = await store.pack_lines(session, order_id)
+                shipped = await orders_store.shipped_units(session, [order_id])
+                lines, gtins, unknown = await store.pack_lines(
+                    session, order_id, {line: n for (_, line), n in shipped.items()})
                 if unknown:
                     raise FailedPrecondition(
                         "the product master has no size or weight for " + ", ".join(unknown),
@@ -78,7 +82,7 @@ class PackingApi:
                 await store.create_packages(session, order, parcels, gtins, request.station,
                                             now)
                 await store.follow_packages(session, order_id, now)
-                found = await store.load(session, order_id)
+                found = store.live(await store.load(session, order_id))
         return fulfilment_pb2.StartPackingResponse(
             packages=[convert.package_to_proto(p) for p in found])
 
@@ -158,24 +162,60 @@ class PackingApi:
         async with self._sessions.begin() as session:
             package = await self._package(session, request.package, "package")
             (order,) = await orders_store.load(session, [package.row.fulfilment_order_id])
-            titles = dict((await session.execute(
-                select(fulfilment_products.c.sku, fulfilment_products.c.title).where(
-                    fulfilment_products.c.sku.in_({line.sku for line in package.lines}))
-            )).all())
-        address = address_of(order.row.shipping_address)
-        slip = documents.PackingSlip(
-            channel=order.row.channel,
-            order_number=order.row.external_order_id or order.row.order_name,
-            package=request.package,
-            ship_to=documents.Address(
-                address.recipient or address.organization, tuple(address.address_lines),
-                address.locality, address.postal_code, address.region_code,
-                address.administrative_area),
-            lines=tuple(documents.SlipLine(line.sku, titles.get(line.sku, line.sku),
-                                           line.quantity, UNPRICED)
-                        for line in package.lines),
-            gift_note=order.row.gift_note, show_prices=False,
-            order_date=order.row.release_time.date().isoformat())
-        return fulfilment_pb2.PackingSlip(package=request.package,
-                                          content_type="application/pdf",
-                                          content=documents.packing_slip_pdf(slip))
+            titles = await _titles(session, [package])
+        return fulfilment_pb2.PackingSlip(
+            package=request.package, content_type="application/pdf",
+            content=documents.packing_slip_pdf(_slip(package, order.row, titles)),
+            packages=[request.package])
+
+    async def GetPickListPackingSlips(
+        self, request: fulfilment_pb2.GetPickListPackingSlipsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> fulfilment_pb2.PackingSlip:
+        list_id = parse_list_name(request.pick_list, "pick_list")
+        async with self._sessions.begin() as session:
+            listed = await session.scalar(select(pick_lists.c.fulfilment_orders).where(
+                pick_lists.c.id == list_id))
+            if listed is None:
+                raise NotFound(f"{request.pick_list} not found")
+            orders = {o.row.id: o.row for o in await orders_store.load(session, listed)}
+            found = [p for order_id in listed
+                     for p in store.live(await store.load(session, order_id))]
+            titles = await _titles(session, found)
+        if not found:
+            raise FailedPrecondition(f"no order of {request.pick_list} is packed yet",
+                                     reason="NOT_PACKED")
+        if len(found) > documents.MAX_SLIPS:
+            raise FailedPrecondition(
+                f"{len(found)} packages: at most {documents.MAX_SLIPS} slips print at once",
+                reason="TOO_MANY_SLIPS")
+        slips = [_slip(p, orders[p.row.fulfilment_order_id], titles) for p in found]
+        return fulfilment_pb2.PackingSlip(
+            content_type="application/pdf", content=documents.packing_slips_pdf(slips),
+            packages=[convert.package_name(p.row.fulfilment_order_id, p.row.id)
+                      for p in found])
+
+
+async def _titles(session: AsyncSession, found: list[store.Package]) -> dict[str, str]:
+    skus = {line.sku for package in found for line in package.lines}
+    return dict((await session.execute(
+        select(fulfilment_products.c.sku, fulfilment_products.c.title).where(
+            fulfilment_products.c.sku.in_(skus)))).all())  # type: ignore[arg-type]
+
+
+def _slip(package: store.Package, order: Any, titles: dict[str, str]) -> documents.PackingSlip:
+    """A package's slip: what is in it, for whom, without prices (releases carry none)."""
+    address = address_of(order.shipping_address)
+    return documents.PackingSlip(
+        channel=order.channel,
+        order_number=order.external_order_id or order.order_name,
+        package=convert.package_name(package.row.fulfilment_order_id, package.row.id),
+        ship_to=documents.Address(
+            address.recipient or address.organization, tuple(address.address_lines),
+            address.locality, address.postal_code, address.region_code,
+            address.administrative_area),
+        lines=tuple(documents.SlipLine(line.sku, titles.get(line.sku, line.sku),
+                                       line.quantity, UNPRICED)
+                    for line in package.lines),
+        gift_note=order.gift_note, show_prices=False,
+        order_date=order.release_time.date().isoformat())

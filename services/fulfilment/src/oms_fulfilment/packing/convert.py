@@ -53,7 +53,8 @@ def package_to_proto(package: Package) -> fulfilment_pb2.Package:
         seal_time=stamp(row.seal_time), carrier=row.carrier,
         carrier_service=row.carrier_service, tracking_number=row.tracking_number,
         tracking_url=row.tracking_url, label=row.label, ship_time=stamp(row.ship_time),
-        hand_off_error=row.hand_off_error)
+        hand_off_error=row.hand_off_error, void_pending=row.void_pending,
+        void_time=stamp(row.void_time))
 
 
 def packing_verified(package: Package, tally: domain.PackingTally, seal_time: datetime

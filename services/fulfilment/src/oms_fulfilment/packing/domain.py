@@ -257,13 +257,14 @@ class PackageStatus(StrEnum):
     PACKING = "PACKING"
     SEALED = "SEALED"
     SHIPPED = "SHIPPED"
+    CANCELLED = "CANCELLED"
 
 
 def order_status(packages: Iterable[PackageStatus]) -> str:
     """The fulfilment order's status from its packages' (a fulfilment_orders Status name):
     packing until every package is sealed, then packed, partially shipped while some have
     left, shipped when all have."""
-    statuses = list(packages)
+    statuses = [s for s in packages if s is not PackageStatus.CANCELLED]
     shipped = sum(s is PackageStatus.SHIPPED for s in statuses)
     if statuses and shipped == len(statuses):
         return "SHIPPED"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms_fulfilment.cartonisation import domain as cartonisation
@@ -51,10 +51,18 @@ async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> Any | None:
         fulfilment_orders.c.id == order_id).with_for_update())).one_or_none()
 
 
-async def pack_lines(session: AsyncSession, order_id: uuid.UUID
+def live(found: list[Package]) -> list[Package]:
+    """The packages that are not cancelled."""
+    return [p for p in found if p.status is not domain.PackageStatus.CANCELLED]
+
+
+async def pack_lines(session: AsyncSession, order_id: uuid.UUID,
+                     shipped: dict[str, int] | None = None,
                      ) -> tuple[list[cartonisation.PackLine], dict[str, str], list[str]]:
-    """The picked units of the order as cartonisation takes them, each SKU's GTIN, and the
-    SKUs missing from the product replica."""
+    """The picked units of the order still to pack (none of them in a package that shipped,
+    ``shipped`` per line id) as cartonisation takes them, each SKU's GTIN, and the SKUs
+    missing from the product replica."""
+    shipped = shipped or {}
     rows = (await session.execute(
         select(fulfilment_order_lines, fulfilment_products.c.gtin,
                fulfilment_products.c.length_mm, fulfilment_products.c.width_mm,
@@ -65,11 +73,12 @@ async def pack_lines(session: AsyncSession, order_id: uuid.UUID
                    fulfilment_products.c.sku == fulfilment_order_lines.c.sku)
         .where(fulfilment_order_lines.c.fulfilment_order_id == order_id)
         .order_by(fulfilment_order_lines.c.position))).all()
-    unknown = sorted({row.sku for row in rows if row.known is None and row.picked > 0})
-    lines = [cartonisation.PackLine(row.order_name, row.line_id, row.sku, row.picked,
+    to_pack = {row.line_id: row.picked - shipped.get(row.line_id, 0) for row in rows}
+    unknown = sorted({row.sku for row in rows if row.known is None and to_pack[row.line_id] > 0})
+    lines = [cartonisation.PackLine(row.order_name, row.line_id, row.sku, to_pack[row.line_id],
                              row.length_mm, row.width_mm, row.height_mm, row.weight_grams,
                              row.fragile)
-             for row in rows if row.picked > 0 and row.known is not None]
+             for row in rows if to_pack[row.line_id] > 0 and row.known is not None]
     return lines, {row.sku: row.gtin or "" for row in rows if row.known is not None}, unknown
 
 
@@ -82,7 +91,11 @@ def _valid_gtin(code: str) -> str:
 async def create_packages(session: AsyncSession, order: Any,
                           parcels: Sequence[cartonisation.Parcel], gtins: dict[str, str],
                           station: str, now: datetime) -> None:
-    for position, parcel in enumerate(parcels):
+    """Opens a package per parcel, numbered after any the order had (cancelled or shipped
+    ones, when it is packed again after a cancellation)."""
+    first = await session.scalar(select(func.coalesce(func.max(packages.c.position) + 1, 0))
+                                 .where(packages.c.fulfilment_order_id == order.id))
+    for position, parcel in enumerate(parcels, start=first or 0):
         package_id = uuid.uuid4()
         await session.execute(packages.insert().values(
             id=package_id, fulfilment_order_id=order.id, position=position,
@@ -143,7 +156,8 @@ async def record_hand_off(session: AsyncSession, package_id: uuid.UUID, now: dat
 async def follow_packages(session: AsyncSession, order_id: uuid.UUID, now: datetime) -> str:
     """Sets the fulfilment order's status from its packages'; returns it."""
     statuses = (await session.scalars(select(packages.c.status).where(
-        packages.c.fulfilment_order_id == order_id))).all()
+        packages.c.fulfilment_order_id == order_id,
+        packages.c.status != domain.PackageStatus.CANCELLED.value))).all()
     status = domain.order_status(domain.PackageStatus(s) for s in statuses)
     await session.execute(update(fulfilment_orders).where(
         fulfilment_orders.c.id == order_id, fulfilment_orders.c.status != status)

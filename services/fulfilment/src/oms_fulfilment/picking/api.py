@@ -1,5 +1,5 @@
-"""Picking's gRPC methods: CreatePickList, GetPickList, ListPickLists, ConfirmPick and
-GetFloorStats."""
+"""Picking's gRPC methods: CreatePickList, GetPickList, GetPickListDocument, ListPickLists,
+ConfirmPick and GetFloorStats."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from oms_platform.errors import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_fulfilment.documents import domain as documents
 from oms_fulfilment.nodes.client import Nodes
 from oms_fulfilment.nodes.domain import promised_ship_time
 from oms_fulfilment.packing import store as packing_store
@@ -101,6 +102,24 @@ class PickingApi:
         if not found:
             raise NotFound(f"{request.name} not found")
         return convert.pick_list_to_proto(found[0])
+
+    async def GetPickListDocument(
+        self, request: fulfilment_pb2.GetPickListDocumentRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> fulfilment_pb2.PickListDocument:
+        list_id = parse_list_name(request.name)
+        async with self._sessions.begin() as session:
+            found = await store.load(session, [list_id])
+            if not found:
+                raise NotFound(f"{request.name} not found")
+            titles = await store.titles(session, {stop.sku for stop in found[0].stops})
+        document = convert.pick_list_document(found[0], titles)
+        if not document.stops:
+            raise FailedPrecondition(f"{request.name} has nothing left to pick",
+                                     reason="NOTHING_TO_PICK")
+        return fulfilment_pb2.PickListDocument(
+            pick_list=request.name, content_type="application/pdf",
+            content=documents.pick_list_pdf(document))
 
     async def ListPickLists(
         self, request: fulfilment_pb2.ListPickListsRequest, context: grpc.aio.ServicerContext,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from oms.fulfilment.v1 import events_pb2, fulfilment_pb2
 
+from oms_fulfilment.documents import domain as documents
 from oms_fulfilment.fulfilment_orders.convert import SHORT_REASONS, stamp
 from oms_fulfilment.fulfilment_orders.domain import name_of
 from oms_fulfilment.picking import domain
@@ -47,6 +49,21 @@ def pick_list_to_proto(found: PickListRows) -> fulfilment_pb2.PickList:
                 quantity=a.quantity, picked_quantity=a.picked, short_quantity=a.short)
                 for a in found.allocations.get(s.sequence, [])])
             for s in found.stops])
+
+
+def pick_list_document(found: PickListRows, titles: Mapping[str, str]
+                       ) -> documents.PickListDocument:
+    """The list as it is printed: the stops that still have units, each with its totes."""
+    row = found.row
+    return documents.PickListDocument(
+        list_id=list_name(row.id), strategy=domain.Strategy(row.strategy).value,
+        node_id=row.node_id, zone=row.zone,
+        created=row.create_time.strftime("%Y-%m-%d %H:%M UTC"),
+        stops=tuple(documents.PickStop(
+            bin=s.bin_code, sku=s.sku, title=titles.get(s.sku, ""), quantity=s.quantity,
+            tote=", ".join(str(a.tote) for a in found.allocations.get(s.sequence, [])
+                           if a.quantity > 0))
+            for s in found.stops if s.quantity > 0))
 
 
 def pick_shorted(node_id: str, list_id: object, bin_code: str, sku: str,

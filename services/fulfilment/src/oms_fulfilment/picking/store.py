@@ -235,3 +235,10 @@ async def floor(session: AsyncSession, node_id: str, since: datetime, now: datet
         fulfilment_orders.c.promised_ship_time < now))
     return Floor(int(lists), int(units), int(stops or 0), int(allocations), int(shorted),
                  int(late or 0))
+
+
+async def titles(session: AsyncSession, skus: set[str]) -> dict[str, str]:
+    """The product replica's titles of the SKUs it knows."""
+    rows = await session.execute(select(fulfilment_products.c.sku, fulfilment_products.c.title)
+                                 .where(fulfilment_products.c.sku.in_(skus)))
+    return dict(rows.all())  # type: ignore[arg-type]

@@ -374,6 +374,16 @@ def short_pick(*, shortfall: int, on_hand: int, reserved: int, line_reserved: in
     return ShortPick(on_hand_drop, reserved_drop, reserved_drop)
 
 
+def ship_key(package: str, order: str, line_id: str) -> str:
+    """The ledger request id of a shipment: once per (package, order, line). Hashed when the
+    names would not fit the column (fulfilment's package names and orders' names together
+    are longer than it)."""
+    key = f"ship:{package}:{order}:{line_id}"
+    if len(key) <= MAX_REQUEST_ID_LENGTH:
+        return key
+    return "ship:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def short_pick_key(pick_list: str, order: str, line_id: str, bin_code: str) -> str:
     """The ledger request id of a short pick: a picker shorts a line at a bin once per pick
     list, so a copy of the event under another id finds it and changes nothing. Hashed when

@@ -466,8 +466,9 @@ async def on_pick_shorted(session: AsyncSession, event: fulfilment_events.PickSh
                         line_reserved=reservation.quantity if reservation else 0)
     reference = convert.short_reference(event)
     if not await store.take_short(
-            session, request_id=short_pick_key(event.pick_list, event.order, event.line_id,
-                                               event.bin_code),
+            # A 3PL's short shipment has no pick list: once per fulfilment order then.
+            session, request_id=short_pick_key(event.pick_list or event.fulfilment_order,
+                                               event.order, event.line_id, event.bin_code),
             node_id=node_id, sku=sku, reservation=reservation,
             on_hand_drop=effect.on_hand_drop, reserved_drop=effect.reserved_drop,
             reference=reference):

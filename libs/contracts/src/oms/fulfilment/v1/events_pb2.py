@@ -23,25 +23,37 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from oms.common.v1 import common_pb2 as oms_dot_common_dot_v1_dot_common__pb2
+from oms.orders.v1 import orders_pb2 as oms_dot_orders_dot_v1_dot_orders__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eoms/fulfilment/v1/events.proto\x12\x11oms.fulfilment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x0bShippedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xe9\x01\n\x0ePackageShipped\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12-\n\x05lines\x18\x03 \x03(\x0b\x32\x1e.oms.fulfilment.v1.ShippedLine\x12\x0f\n\x07\x63\x61rrier\x18\x04 \x01(\t\x12\x17\n\x0f\x63\x61rrier_service\x18\x05 \x01(\t\x12\x17\n\x0ftracking_number\x18\x06 \x01(\t\x12\x14\n\x0ctracking_url\x18\x07 \x01(\t\x12-\n\tship_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cVerifiedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x16\n\x0eunits_verified\x18\x04 \x01(\x05\x12\x15\n\runits_refused\x18\x05 \x01(\x05\"\xa5\x01\n\x0fPackingVerified\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12.\n\x05lines\x18\x03 \x03(\x0b\x32\x1f.oms.fulfilment.v1.VerifiedLine\x12/\n\x0bverify_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07station\x18\x05 \x01(\t\"\x80\x02\n\x0bPickShorted\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12\x10\n\x08\x62in_code\x18\x05 \x01(\t\x12\x10\n\x08quantity\x18\x06 \x01(\x05\x12\x32\n\x06reason\x18\x07 \x01(\x0e\x32\".oms.fulfilment.v1.PickShortReason\x12\x18\n\x10\x66ulfilment_order\x18\x08 \x01(\t\x12\x11\n\tpick_list\x18\t \x01(\t\x12.\n\nshort_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*t\n\x0fPickShortReason\x12!\n\x1dPICK_SHORT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPICK_SHORT_REASON_BIN_EMPTY\x10\x01\x12\x1d\n\x19PICK_SHORT_REASON_DAMAGED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eoms/fulfilment/v1/events.proto\x12\x11oms.fulfilment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\x1a\x1aoms/orders/v1/orders.proto\"L\n\x0bShippedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xe9\x01\n\x0ePackageShipped\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12-\n\x05lines\x18\x03 \x03(\x0b\x32\x1e.oms.fulfilment.v1.ShippedLine\x12\x0f\n\x07\x63\x61rrier\x18\x04 \x01(\t\x12\x17\n\x0f\x63\x61rrier_service\x18\x05 \x01(\t\x12\x17\n\x0ftracking_number\x18\x06 \x01(\t\x12\x14\n\x0ctracking_url\x18\x07 \x01(\t\x12-\n\tship_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cVerifiedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x16\n\x0eunits_verified\x18\x04 \x01(\x05\x12\x15\n\runits_refused\x18\x05 \x01(\x05\"\xa5\x01\n\x0fPackingVerified\x12\x0f\n\x07package\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12.\n\x05lines\x18\x03 \x03(\x0b\x32\x1f.oms.fulfilment.v1.VerifiedLine\x12/\n\x0bverify_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07station\x18\x05 \x01(\t\"\x80\x02\n\x0bPickShorted\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12\x0b\n\x03sku\x18\x04 \x01(\t\x12\x10\n\x08\x62in_code\x18\x05 \x01(\t\x12\x10\n\x08quantity\x18\x06 \x01(\x05\x12\x32\n\x06reason\x18\x07 \x01(\x0e\x32\".oms.fulfilment.v1.PickShortReason\x12\x18\n\x10\x66ulfilment_order\x18\x08 \x01(\t\x12\x11\n\tpick_list\x18\t \x01(\t\x12.\n\nshort_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\rRequestedLine\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x18\n\x10\x65xternal_line_id\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\x12\x0c\n\x04gtin\x18\x07 \x01(\t\"\xd3\x03\n\x13\x46ulfilmentRequested\x12\x18\n\x10\x66ulfilment_order\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12/\n\x05lines\x18\x04 \x03(\x0b\x32 .oms.fulfilment.v1.RequestedLine\x12\x30\n\x10shipping_address\x18\x05 \x01(\x0b\x32\x16.oms.common.v1.Address\x12\x32\n\rservice_level\x18\x06 \x01(\x0e\x32\x1b.oms.orders.v1.ServiceLevel\x12\x10\n\x08priority\x18\x07 \x01(\x08\x12\x36\n\x12promised_ship_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpromise_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\n \x01(\t\x12\x19\n\x11\x65xternal_order_id\x18\x0b \x01(\t\x12\x11\n\tgift_note\x18\x0c \x01(\t\x12\x30\n\x0crequest_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x03\n\x16PurchaseOrderRequested\x12\x16\n\x0epurchase_order\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12/\n\x05lines\x18\x04 \x03(\x0b\x32 .oms.fulfilment.v1.RequestedLine\x12\x30\n\x10shipping_address\x18\x05 \x01(\x0b\x32\x16.oms.common.v1.Address\x12\x32\n\rservice_level\x18\x06 \x01(\x0e\x32\x1b.oms.orders.v1.ServiceLevel\x12\x10\n\x08priority\x18\x07 \x01(\x08\x12\x36\n\x12promised_ship_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpromise_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\n \x01(\t\x12\x19\n\x11\x65xternal_order_id\x18\x0b \x01(\t\x12\x11\n\tgift_note\x18\x0c \x01(\t\x12\x30\n\x0crequest_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x0e\x43\x61ncelledUnits\x12\r\n\x05order\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x0b\n\x03sku\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xd1\x01\n\x13\x46ulfilmentCancelled\x12\x18\n\x10\x66ulfilment_order\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x30\n\x05lines\x18\x04 \x03(\x0b\x32!.oms.fulfilment.v1.CancelledUnits\x12\r\n\x05whole\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12/\n\x0b\x63\x61ncel_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*t\n\x0fPickShortReason\x12!\n\x1dPICK_SHORT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPICK_SHORT_REASON_BIN_EMPTY\x10\x01\x12\x1d\n\x19PICK_SHORT_REASON_DAMAGED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'oms.fulfilment.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PICKSHORTREASON']._serialized_start=935
-  _globals['_PICKSHORTREASON']._serialized_end=1051
-  _globals['_SHIPPEDLINE']._serialized_start=86
-  _globals['_SHIPPEDLINE']._serialized_end=162
-  _globals['_PACKAGESHIPPED']._serialized_start=165
-  _globals['_PACKAGESHIPPED']._serialized_end=398
-  _globals['_VERIFIEDLINE']._serialized_start=400
-  _globals['_VERIFIEDLINE']._serialized_end=506
-  _globals['_PACKINGVERIFIED']._serialized_start=509
-  _globals['_PACKINGVERIFIED']._serialized_end=674
-  _globals['_PICKSHORTED']._serialized_start=677
-  _globals['_PICKSHORTED']._serialized_end=933
+  _globals['_PICKSHORTREASON']._serialized_start=2361
+  _globals['_PICKSHORTREASON']._serialized_end=2477
+  _globals['_SHIPPEDLINE']._serialized_start=142
+  _globals['_SHIPPEDLINE']._serialized_end=218
+  _globals['_PACKAGESHIPPED']._serialized_start=221
+  _globals['_PACKAGESHIPPED']._serialized_end=454
+  _globals['_VERIFIEDLINE']._serialized_start=456
+  _globals['_VERIFIEDLINE']._serialized_end=562
+  _globals['_PACKINGVERIFIED']._serialized_start=565
+  _globals['_PACKINGVERIFIED']._serialized_end=730
+  _globals['_PICKSHORTED']._serialized_start=733
+  _globals['_PICKSHORTED']._serialized_end=989
+  _globals['_REQUESTEDLINE']._serialized_start=992
+  _globals['_REQUESTEDLINE']._serialized_end=1125
+  _globals['_FULFILMENTREQUESTED']._serialized_start=1128
+  _globals['_FULFILMENTREQUESTED']._serialized_end=1595
+  _globals['_PURCHASEORDERREQUESTED']._serialized_start=1598
+  _globals['_PURCHASEORDERREQUESTED']._serialized_end=2066
+  _globals['_CANCELLEDUNITS']._serialized_start=2068
+  _globals['_CANCELLEDUNITS']._serialized_end=2147
+  _globals['_FULFILMENTCANCELLED']._serialized_start=2150
+  _globals['_FULFILMENTCANCELLED']._serialized_end=2359
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,8 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from oms.common.v1 import common_pb2 as _common_pb2
+from oms.orders.v1 import orders_pb2 as _orders_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -287,3 +289,307 @@ class PickShorted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PickShorted: _TypeAlias = PickShorted  # noqa: Y015
+
+@_typing.final
+class RequestedLine(_message.Message):
+    """Units of one order line a 3PL or a dropship supplier is asked to ship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    EXTERNAL_LINE_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    GTIN_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    line_id: _builtins.str
+    """The order line; progress reports name it."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units to ship."""
+    external_line_id: _builtins.str
+    """The channel's id for the line."""
+    title: _builtins.str
+    """The product's title, from the product master (empty when fulfilment has not seen it)."""
+    gtin: _builtins.str
+    """The product's GTIN, when it has one."""
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        external_line_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        gtin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["external_line_id", b"external_line_id", "gtin", b"gtin", "line_id", b"line_id", "order", b"order", "quantity", b"quantity", "sku", b"sku", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestedLine: _TypeAlias = RequestedLine  # noqa: Y015
+
+@_typing.final
+class FulfilmentRequested(_message.Message):
+    """A 3PL is asked to pick, pack and ship a fulfilment order in its own building. It reports
+    its progress back through `FulfilmentService.ReportThirdPartyProgress`, naming
+    `fulfilment_order` and its `line_id`s. One event per fulfilment order.
+    Published on `oms.fulfilment.fulfilment_requested.{node_id}`, so that each 3PL is given
+    only its own subject.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULFILMENT_ORDER_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    PROMISED_SHIP_TIME_FIELD_NUMBER: _builtins.int
+    PROMISE_TIME_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ORDER_ID_FIELD_NUMBER: _builtins.int
+    GIFT_NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    fulfilment_order: _builtins.str
+    """The fulfilment order, "fulfilmentOrders/{id}"."""
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    node_id: _builtins.str
+    """The 3PL's node."""
+    service_level: _orders_pb2.ServiceLevel.ValueType
+    """The service level the customer paid for."""
+    priority: _builtins.bool
+    """Goes before others (an express or next-day level, or the release asked for it)."""
+    channel: _builtins.str
+    """The channel account."""
+    external_order_id: _builtins.str
+    """The channel's order number."""
+    gift_note: _builtins.str
+    """The gift note to print on the packing slip."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestedLine]:
+        """What to ship, at most 500 lines."""
+
+    @_builtins.property
+    def shipping_address(self) -> _common_pb2.Address:
+        """Where it goes."""
+
+    @_builtins.property
+    def promised_ship_time(self) -> _timestamp_pb2.Timestamp:
+        """When it must leave the node: the node's next cut-off after the release."""
+
+    @_builtins.property
+    def promise_time(self) -> _timestamp_pb2.Timestamp:
+        """When the customer was promised delivery, when known."""
+
+    @_builtins.property
+    def request_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was requested."""
+
+    def __init__(
+        self,
+        *,
+        fulfilment_order: _builtins.str = ...,
+        order: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___RequestedLine] | None = ...,
+        shipping_address: _common_pb2.Address | None = ...,
+        service_level: _orders_pb2.ServiceLevel.ValueType = ...,
+        priority: _builtins.bool = ...,
+        promised_ship_time: _timestamp_pb2.Timestamp | None = ...,
+        promise_time: _timestamp_pb2.Timestamp | None = ...,
+        channel: _builtins.str = ...,
+        external_order_id: _builtins.str = ...,
+        gift_note: _builtins.str = ...,
+        request_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "request_time", b"request_time", "shipping_address", b"shipping_address"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "external_order_id", b"external_order_id", "fulfilment_order", b"fulfilment_order", "gift_note", b"gift_note", "lines", b"lines", "node_id", b"node_id", "order", b"order", "priority", b"priority", "promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "request_time", b"request_time", "service_level", b"service_level", "shipping_address", b"shipping_address"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FulfilmentRequested: _TypeAlias = FulfilmentRequested  # noqa: Y015
+
+@_typing.final
+class PurchaseOrderRequested(_message.Message):
+    """A dropship supplier is sent a purchase order: ship these units from its stock straight to
+    the customer. It confirms shipment through `FulfilmentService.ReportThirdPartyProgress`,
+    naming `purchase_order` as the fulfilment order. One event per fulfilment order.
+    Published on `oms.fulfilment.purchase_order_requested.{node_id}`, the supplier's own
+    subject.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURCHASE_ORDER_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    PROMISED_SHIP_TIME_FIELD_NUMBER: _builtins.int
+    PROMISE_TIME_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ORDER_ID_FIELD_NUMBER: _builtins.int
+    GIFT_NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    purchase_order: _builtins.str
+    """The purchase order: the fulfilment order it is, "fulfilmentOrders/{id}"."""
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    node_id: _builtins.str
+    """The supplier's node."""
+    service_level: _orders_pb2.ServiceLevel.ValueType
+    """The service level the customer paid for."""
+    priority: _builtins.bool
+    """Goes before others."""
+    channel: _builtins.str
+    """The channel account."""
+    external_order_id: _builtins.str
+    """The channel's order number."""
+    gift_note: _builtins.str
+    """The gift note to print on the packing slip."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestedLine]:
+        """What to ship, at most 500 lines."""
+
+    @_builtins.property
+    def shipping_address(self) -> _common_pb2.Address:
+        """Where it goes."""
+
+    @_builtins.property
+    def promised_ship_time(self) -> _timestamp_pb2.Timestamp:
+        """When it must leave the supplier."""
+
+    @_builtins.property
+    def promise_time(self) -> _timestamp_pb2.Timestamp:
+        """When the customer was promised delivery, when known."""
+
+    @_builtins.property
+    def request_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was requested."""
+
+    def __init__(
+        self,
+        *,
+        purchase_order: _builtins.str = ...,
+        order: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___RequestedLine] | None = ...,
+        shipping_address: _common_pb2.Address | None = ...,
+        service_level: _orders_pb2.ServiceLevel.ValueType = ...,
+        priority: _builtins.bool = ...,
+        promised_ship_time: _timestamp_pb2.Timestamp | None = ...,
+        promise_time: _timestamp_pb2.Timestamp | None = ...,
+        channel: _builtins.str = ...,
+        external_order_id: _builtins.str = ...,
+        gift_note: _builtins.str = ...,
+        request_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "request_time", b"request_time", "shipping_address", b"shipping_address"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "external_order_id", b"external_order_id", "gift_note", b"gift_note", "lines", b"lines", "node_id", b"node_id", "order", b"order", "priority", b"priority", "promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "purchase_order", b"purchase_order", "request_time", b"request_time", "service_level", b"service_level", "shipping_address", b"shipping_address"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurchaseOrderRequested: _TypeAlias = PurchaseOrderRequested  # noqa: Y015
+
+@_typing.final
+class CancelledUnits(_message.Message):
+    """Units of one order line the node is no longer to ship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    line_id: _builtins.str
+    """The order line, as the request named it."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units cancelled by this event."""
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "order", b"order", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelledUnits: _TypeAlias = CancelledUnits  # noqa: Y015
+
+@_typing.final
+class FulfilmentCancelled(_message.Message):
+    """The customer's order was cancelled (in part or whole) while a 3PL or a dropship supplier
+    had it: the units below are not to ship. Units they ship anyway cannot be reported (their
+    report is refused as more than is left). One event per fulfilment order and cancellation.
+    Published on `oms.fulfilment.fulfilment_cancelled.{node_id}`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULFILMENT_ORDER_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    WHOLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CANCEL_TIME_FIELD_NUMBER: _builtins.int
+    fulfilment_order: _builtins.str
+    """The fulfilment order (a supplier's purchase order), "fulfilmentOrders/{id}"."""
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    node_id: _builtins.str
+    """The node."""
+    whole: _builtins.bool
+    """Nothing of the fulfilment order is left to ship."""
+    reason: _builtins.str
+    """Why, from the order's cancellation."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelledUnits]:
+        """What is cancelled, at most 500 lines."""
+
+    @_builtins.property
+    def cancel_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was cancelled here."""
+
+    def __init__(
+        self,
+        *,
+        fulfilment_order: _builtins.str = ...,
+        order: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___CancelledUnits] | None = ...,
+        whole: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        cancel_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_time", b"cancel_time", "fulfilment_order", b"fulfilment_order", "lines", b"lines", "node_id", b"node_id", "order", b"order", "reason", b"reason", "whole", b"whole"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FulfilmentCancelled: _TypeAlias = FulfilmentCancelled  # noqa: Y015

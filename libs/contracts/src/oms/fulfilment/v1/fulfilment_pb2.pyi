@@ -146,6 +146,76 @@ SHORT_REASON_DAMAGED: ShortReason.ValueType  # 2
 """Units were there but damaged."""
 Global___ShortReason: _TypeAlias = ShortReason  # noqa: Y015
 
+class _FulfilmentMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FulfilmentModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FulfilmentMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FULFILMENT_MODE_UNSPECIFIED: _FulfilmentMode.ValueType  # 0
+    """Not set."""
+    FULFILMENT_MODE_IN_HOUSE: _FulfilmentMode.ValueType  # 1
+    """Picked and packed here, labelled through shipping."""
+    FULFILMENT_MODE_THIRD_PARTY_LOGISTICS: _FulfilmentMode.ValueType  # 2
+    """Sent to a 3PL as `FulfilmentRequested`."""
+    FULFILMENT_MODE_DROPSHIP: _FulfilmentMode.ValueType  # 3
+    """Sent to a dropship supplier as `PurchaseOrderRequested`."""
+
+class FulfilmentMode(_FulfilmentMode, metaclass=_FulfilmentModeEnumTypeWrapper):
+    """Who picks and ships a fulfilment order."""
+
+FULFILMENT_MODE_UNSPECIFIED: FulfilmentMode.ValueType  # 0
+"""Not set."""
+FULFILMENT_MODE_IN_HOUSE: FulfilmentMode.ValueType  # 1
+"""Picked and packed here, labelled through shipping."""
+FULFILMENT_MODE_THIRD_PARTY_LOGISTICS: FulfilmentMode.ValueType  # 2
+"""Sent to a 3PL as `FulfilmentRequested`."""
+FULFILMENT_MODE_DROPSHIP: FulfilmentMode.ValueType  # 3
+"""Sent to a dropship supplier as `PurchaseOrderRequested`."""
+Global___FulfilmentMode: _TypeAlias = FulfilmentMode  # noqa: Y015
+
+class _ThirdPartyProgress:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ThirdPartyProgressEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ThirdPartyProgress.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    THIRD_PARTY_PROGRESS_UNSPECIFIED: _ThirdPartyProgress.ValueType  # 0
+    """Not set (an in-house fulfilment order)."""
+    THIRD_PARTY_PROGRESS_REQUESTED: _ThirdPartyProgress.ValueType  # 1
+    """Sent; nothing reported yet."""
+    THIRD_PARTY_PROGRESS_ACCEPTED: _ThirdPartyProgress.ValueType  # 2
+    """The 3PL took the order on."""
+    THIRD_PARTY_PROGRESS_PICKED: _ThirdPartyProgress.ValueType  # 3
+    """Its units are picked."""
+    THIRD_PARTY_PROGRESS_PACKED: _ThirdPartyProgress.ValueType  # 4
+    """Its units are packed."""
+    THIRD_PARTY_PROGRESS_SHIPPED: _ThirdPartyProgress.ValueType  # 5
+    """Some or all of its units left with a carrier (see the status for which)."""
+    THIRD_PARTY_PROGRESS_SHORT_SHIPPED: _ThirdPartyProgress.ValueType  # 6
+    """It closed the order with units it could not ship."""
+
+class ThirdPartyProgress(_ThirdPartyProgress, metaclass=_ThirdPartyProgressEnumTypeWrapper):
+    """How far a 3PL or a dropship supplier has got with a fulfilment order. Each step comes
+    after the one before; steps may be skipped (a supplier may report only its shipment).
+    """
+
+THIRD_PARTY_PROGRESS_UNSPECIFIED: ThirdPartyProgress.ValueType  # 0
+"""Not set (an in-house fulfilment order)."""
+THIRD_PARTY_PROGRESS_REQUESTED: ThirdPartyProgress.ValueType  # 1
+"""Sent; nothing reported yet."""
+THIRD_PARTY_PROGRESS_ACCEPTED: ThirdPartyProgress.ValueType  # 2
+"""The 3PL took the order on."""
+THIRD_PARTY_PROGRESS_PICKED: ThirdPartyProgress.ValueType  # 3
+"""Its units are picked."""
+THIRD_PARTY_PROGRESS_PACKED: ThirdPartyProgress.ValueType  # 4
+"""Its units are packed."""
+THIRD_PARTY_PROGRESS_SHIPPED: ThirdPartyProgress.ValueType  # 5
+"""Some or all of its units left with a carrier (see the status for which)."""
+THIRD_PARTY_PROGRESS_SHORT_SHIPPED: ThirdPartyProgress.ValueType  # 6
+"""It closed the order with units it could not ship."""
+Global___ThirdPartyProgress: _TypeAlias = ThirdPartyProgress  # noqa: Y015
+
 class _PackageStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -160,6 +230,10 @@ class _PackageStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Package
     """Every unit scanned and the box sealed; waiting for its label."""
     PACKAGE_STATUS_SHIPPED: _PackageStatus.ValueType  # 3
     """Labelled and handed to the carrier."""
+    PACKAGE_STATUS_CANCELLED: _PackageStatus.ValueType  # 4
+    """Its order was cancelled before it left: its units went back, its label (if one was
+    bought) is voided, and it never ships.
+    """
 
 class PackageStatus(_PackageStatus, metaclass=_PackageStatusEnumTypeWrapper):
     """Where a package stands."""
@@ -172,6 +246,10 @@ PACKAGE_STATUS_SEALED: PackageStatus.ValueType  # 2
 """Every unit scanned and the box sealed; waiting for its label."""
 PACKAGE_STATUS_SHIPPED: PackageStatus.ValueType  # 3
 """Labelled and handed to the carrier."""
+PACKAGE_STATUS_CANCELLED: PackageStatus.ValueType  # 4
+"""Its order was cancelled before it left: its units went back, its label (if one was
+bought) is voided, and it never ships.
+"""
 Global___PackageStatus: _TypeAlias = PackageStatus  # noqa: Y015
 
 class _ScanRefusal:
@@ -270,11 +348,24 @@ class PutBack(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    CONFIRMED_FIELD_NUMBER: _builtins.int
+    CONFIRM_TIME_FIELD_NUMBER: _builtins.int
     LINE_ID_FIELD_NUMBER: _builtins.int
     SKU_FIELD_NUMBER: _builtins.int
     BIN_CODE_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "fulfilmentOrders/{id}/putBacks/{id}"."""
+    node_id: _builtins.str
+    """The node where the bin is."""
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    confirmed: _builtins.bool
+    """The units are back in their bin."""
     line_id: _builtins.str
     """The order line."""
     sku: _builtins.str
@@ -284,21 +375,30 @@ class PutBack(_message.Message):
     quantity: _builtins.int
     """How many."""
     @_builtins.property
+    def confirm_time(self) -> _timestamp_pb2.Timestamp:
+        """When that was confirmed."""
+
+    @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was recorded."""
 
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        order: _builtins.str = ...,
+        confirmed: _builtins.bool = ...,
+        confirm_time: _timestamp_pb2.Timestamp | None = ...,
         line_id: _builtins.str = ...,
         sku: _builtins.str = ...,
         bin_code: _builtins.str = ...,
         quantity: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confirm_time", b"confirm_time", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bin_code", b"bin_code", "create_time", b"create_time", "line_id", b"line_id", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bin_code", b"bin_code", "confirm_time", b"confirm_time", "confirmed", b"confirmed", "create_time", b"create_time", "line_id", b"line_id", "name", b"name", "node_id", b"node_id", "order", b"order", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -329,6 +429,8 @@ class FulfilmentOrder(_message.Message):
     PROMISE_TIME_FIELD_NUMBER: _builtins.int
     GIFT_NOTE_FIELD_NUMBER: _builtins.int
     PACKAGES_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    THIRD_PARTY_PROGRESS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "fulfilmentOrders/{id}"."""
     order: _builtins.str
@@ -349,6 +451,12 @@ class FulfilmentOrder(_message.Message):
     """Why it was cancelled."""
     gift_note: _builtins.str
     """The gift note to print on the packing slip."""
+    mode: Global___FulfilmentMode.ValueType
+    """Who picks and ships it: this node's floor, a 3PL, or a dropship supplier."""
+    third_party_progress: Global___ThirdPartyProgress.ValueType
+    """At a 3PL or a dropship supplier: how far it has got, as it reported.
+    Reserved for packing and hand-off: 22..30.
+    """
     @_builtins.property
     def promised_ship_time(self) -> _timestamp_pb2.Timestamp:
         """When it must leave the node: the node's next cut-off after the release, in its time zone."""
@@ -383,9 +491,7 @@ class FulfilmentOrder(_message.Message):
 
     @_builtins.property
     def packages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Its packages, "fulfilmentOrders/{id}/packages/{id}", once packing has started.
-        Reserved for packing and hand-off: 20..30.
-        """
+        """Its packages, "fulfilmentOrders/{id}/packages/{id}", once packing has started."""
 
     def __init__(
         self,
@@ -409,14 +515,218 @@ class FulfilmentOrder(_message.Message):
         promise_time: _timestamp_pb2.Timestamp | None = ...,
         gift_note: _builtins.str = ...,
         packages: _abc.Iterable[_builtins.str] | None = ...,
+        mode: Global___FulfilmentMode.ValueType = ...,
+        third_party_progress: Global___ThirdPartyProgress.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "release_time", b"release_time", "shipping_address", b"shipping_address", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "create_time", b"create_time", "external_order_id", b"external_order_id", "gift_note", b"gift_note", "lines", b"lines", "name", b"name", "node_id", b"node_id", "order", b"order", "packages", b"packages", "priority", b"priority", "promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "put_backs", b"put_backs", "release_time", b"release_time", "service_level", b"service_level", "shipping_address", b"shipping_address", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "create_time", b"create_time", "external_order_id", b"external_order_id", "gift_note", b"gift_note", "lines", b"lines", "mode", b"mode", "name", b"name", "node_id", b"node_id", "order", b"order", "packages", b"packages", "priority", b"priority", "promise_time", b"promise_time", "promised_ship_time", b"promised_ship_time", "put_backs", b"put_backs", "release_time", b"release_time", "service_level", b"service_level", "shipping_address", b"shipping_address", "status", b"status", "third_party_progress", b"third_party_progress", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FulfilmentOrder: _TypeAlias = FulfilmentOrder  # noqa: Y015
+
+@_typing.final
+class ThirdPartyPackage(_message.Message):
+    """One package a 3PL or a supplier shipped."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_FIELD_NUMBER: _builtins.int
+    CARRIER_SERVICE_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    TRACKING_URL_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    carrier: _builtins.str
+    """The carrier, e.g. "ups", at most 100 characters."""
+    carrier_service: _builtins.str
+    """The carrier's service, e.g. "ups_ground", at most 100 characters."""
+    tracking_number: _builtins.str
+    """The tracking number, at most 100 characters."""
+    tracking_url: _builtins.str
+    """Where the customer follows it, at most 1000 characters."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThirdPartyUnits]:
+        """What is in it, at most 500 lines. Empty only when the report has this one package: it
+        then holds every unit not yet shipped.
+        """
+
+    def __init__(
+        self,
+        *,
+        carrier: _builtins.str = ...,
+        carrier_service: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+        tracking_url: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ThirdPartyUnits] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "carrier_service", b"carrier_service", "lines", b"lines", "tracking_number", b"tracking_number", "tracking_url", b"tracking_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThirdPartyPackage: _TypeAlias = ThirdPartyPackage  # noqa: Y015
+
+@_typing.final
+class ThirdPartyUnits(_message.Message):
+    """Units of one line of the fulfilment order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The line, as `FulfilmentOrderLine.line_id`."""
+    quantity: _builtins.int
+    """Units, at least 1."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "quantity", b"quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThirdPartyUnits: _TypeAlias = ThirdPartyUnits  # noqa: Y015
+
+@_typing.final
+class ReportThirdPartyProgressRequest(_message.Message):
+    """Request for ReportThirdPartyProgress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FULFILMENT_ORDER_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
+    SHORT_REASON_FIELD_NUMBER: _builtins.int
+    REPORT_TIME_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, unique per node, at most 200 characters."""
+    fulfilment_order: _builtins.str
+    """"fulfilmentOrders/{id}" (a dropship supplier's purchase order)."""
+    node_id: _builtins.str
+    """The reporting node: the fulfilment order must be one of its own."""
+    progress: Global___ThirdPartyProgress.ValueType
+    """The step reached: accepted, picked, packed, shipped or short-shipped."""
+    short_reason: Global___ShortReason.ValueType
+    """Short-shipped: why the units left unshipped are short; the order closes with them."""
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThirdPartyPackage]:
+        """Shipped and short-shipped: what left now, at most 50 packages. Shipped needs one."""
+
+    @_builtins.property
+    def report_time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened at the node; unset means now."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        fulfilment_order: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        progress: Global___ThirdPartyProgress.ValueType = ...,
+        packages: _abc.Iterable[Global___ThirdPartyPackage] | None = ...,
+        short_reason: Global___ShortReason.ValueType = ...,
+        report_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report_time", b"report_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfilment_order", b"fulfilment_order", "node_id", b"node_id", "packages", b"packages", "progress", b"progress", "report_time", b"report_time", "request_id", b"request_id", "short_reason", b"short_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportThirdPartyProgressRequest: _TypeAlias = ReportThirdPartyProgressRequest  # noqa: Y015
+
+@_typing.final
+class ListPutBacksRequest(_message.Message):
+    """Request for ListPutBacks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SHOW_CONFIRMED_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The node."""
+    show_confirmed: _builtins.bool
+    """Include the confirmed ones."""
+    page_size: _builtins.int
+    """At most 500; 0 means 50."""
+    page_token: _builtins.str
+    """From the previous page."""
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        show_confirmed: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "page_size", b"page_size", "page_token", b"page_token", "show_confirmed", b"show_confirmed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPutBacksRequest: _TypeAlias = ListPutBacksRequest  # noqa: Y015
+
+@_typing.final
+class ListPutBacksResponse(_message.Message):
+    """Response of ListPutBacks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUT_BACKS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def put_backs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PutBack]:
+        """The page."""
+
+    def __init__(
+        self,
+        *,
+        put_backs: _abc.Iterable[Global___PutBack] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "put_backs", b"put_backs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPutBacksResponse: _TypeAlias = ListPutBacksResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmPutBackRequest(_message.Message):
+    """Request for ConfirmPutBack."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"fulfilmentOrders/{id}/putBacks/{id}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmPutBackRequest: _TypeAlias = ConfirmPutBackRequest  # noqa: Y015
 
 @_typing.final
 class PackageLine(_message.Message):
@@ -483,6 +793,8 @@ class Package(_message.Message):
     LABEL_FIELD_NUMBER: _builtins.int
     SHIP_TIME_FIELD_NUMBER: _builtins.int
     HAND_OFF_ERROR_FIELD_NUMBER: _builtins.int
+    VOID_PENDING_FIELD_NUMBER: _builtins.int
+    VOID_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "fulfilmentOrders/{id}/packages/{id}"."""
     node_id: _builtins.str
@@ -507,6 +819,8 @@ class Package(_message.Message):
     """Shipping's label, "labels/{id}"."""
     hand_off_error: _builtins.str
     """Why the last label purchase failed; empty once shipped."""
+    void_pending: _builtins.bool
+    """Cancelled with a label bought: the label still has to be voided at shipping."""
     @_builtins.property
     def dimensions(self) -> _common_pb2.Dimensions:
         """The box's inner dimensions."""
@@ -526,6 +840,10 @@ class Package(_message.Message):
     @_builtins.property
     def ship_time(self) -> _timestamp_pb2.Timestamp:
         """When it was handed over."""
+
+    @_builtins.property
+    def void_time(self) -> _timestamp_pb2.Timestamp:
+        """When its label was voided."""
 
     def __init__(
         self,
@@ -547,10 +865,12 @@ class Package(_message.Message):
         label: _builtins.str = ...,
         ship_time: _timestamp_pb2.Timestamp | None = ...,
         hand_off_error: _builtins.str = ...,
+        void_pending: _builtins.bool = ...,
+        void_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions", "seal_time", b"seal_time", "ship_time", b"ship_time", "weight", b"weight"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions", "seal_time", b"seal_time", "ship_time", b"ship_time", "void_time", b"void_time", "weight", b"weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["box_code", b"box_code", "carrier", b"carrier", "carrier_service", b"carrier_service", "dimensions", b"dimensions", "hand_off_error", b"hand_off_error", "label", b"label", "lines", b"lines", "name", b"name", "node_id", b"node_id", "refused_scans", b"refused_scans", "seal_time", b"seal_time", "ship_time", b"ship_time", "station", b"station", "status", b"status", "tracking_number", b"tracking_number", "tracking_url", b"tracking_url", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["box_code", b"box_code", "carrier", b"carrier", "carrier_service", b"carrier_service", "dimensions", b"dimensions", "hand_off_error", b"hand_off_error", "label", b"label", "lines", b"lines", "name", b"name", "node_id", b"node_id", "refused_scans", b"refused_scans", "seal_time", b"seal_time", "ship_time", b"ship_time", "station", b"station", "status", b"status", "tracking_number", b"tracking_number", "tracking_url", b"tracking_url", "void_pending", b"void_pending", "void_time", b"void_time", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -769,30 +1089,58 @@ class GetPackingSlipRequest(_message.Message):
 Global___GetPackingSlipRequest: _TypeAlias = GetPackingSlipRequest  # noqa: Y015
 
 @_typing.final
+class GetPickListPackingSlipsRequest(_message.Message):
+    """Request for GetPickListPackingSlips."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PICK_LIST_FIELD_NUMBER: _builtins.int
+    pick_list: _builtins.str
+    """"pickLists/{id}"."""
+    def __init__(
+        self,
+        *,
+        pick_list: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pick_list", b"pick_list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPickListPackingSlipsRequest: _TypeAlias = GetPickListPackingSlipsRequest  # noqa: Y015
+
+@_typing.final
 class PackingSlip(_message.Message):
-    """A packing slip."""
+    """A packing slip, or the slips of a pick list."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PACKAGE_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    PACKAGES_FIELD_NUMBER: _builtins.int
     package: _builtins.str
-    """The package."""
+    """The package (empty for a pick list's slips)."""
     content_type: _builtins.str
     """"application/pdf"."""
     content: _builtins.bytes
     """The document."""
+    @_builtins.property
+    def packages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The packages it holds, in print order."""
+
     def __init__(
         self,
         *,
         package: _builtins.str = ...,
         content_type: _builtins.str = ...,
         content: _builtins.bytes = ...,
+        packages: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "package", b"package"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "package", b"package", "packages", b"packages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1359,6 +1707,58 @@ class GetPickListRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPickListRequest: _TypeAlias = GetPickListRequest  # noqa: Y015
+
+@_typing.final
+class GetPickListDocumentRequest(_message.Message):
+    """Request for GetPickListDocument."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"pickLists/{id}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPickListDocumentRequest: _TypeAlias = GetPickListDocumentRequest  # noqa: Y015
+
+@_typing.final
+class PickListDocument(_message.Message):
+    """A printed pick list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PICK_LIST_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    pick_list: _builtins.str
+    """The pick list, "pickLists/{id}"."""
+    content_type: _builtins.str
+    """"application/pdf"."""
+    content: _builtins.bytes
+    """The document."""
+    def __init__(
+        self,
+        *,
+        pick_list: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "pick_list", b"pick_list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickListDocument: _TypeAlias = PickListDocument  # noqa: Y015
 
 @_typing.final
 class ListPickListsRequest(_message.Message):

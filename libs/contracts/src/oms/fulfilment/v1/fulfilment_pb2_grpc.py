@@ -78,6 +78,11 @@ class FulfilmentServiceStub:
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPickRequest.SerializeToString,
                 response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickList.FromString,
                 _registered_method=True)
+        self.GetPickListDocument = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/GetPickListDocument',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListDocumentRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickListDocument.FromString,
+                _registered_method=True)
         self.GetFloorStats = channel.unary_unary(
                 '/oms.fulfilment.v1.FulfilmentService/GetFloorStats',
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetFloorStatsRequest.SerializeToString,
@@ -112,6 +117,26 @@ class FulfilmentServiceStub:
                 '/oms.fulfilment.v1.FulfilmentService/GetPackingSlip',
                 request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.SerializeToString,
                 response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
+                _registered_method=True)
+        self.GetPickListPackingSlips = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/GetPickListPackingSlips',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListPackingSlipsRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
+                _registered_method=True)
+        self.ReportThirdPartyProgress = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/ReportThirdPartyProgress',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ReportThirdPartyProgressRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.FulfilmentOrder.FromString,
+                _registered_method=True)
+        self.ListPutBacks = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/ListPutBacks',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ListPutBacksRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ListPutBacksResponse.FromString,
+                _registered_method=True)
+        self.ConfirmPutBack = channel.unary_unary(
+                '/oms.fulfilment.v1.FulfilmentService/ConfirmPutBack',
+                request_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPutBackRequest.SerializeToString,
+                response_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PutBack.FromString,
                 _registered_method=True)
 
 
@@ -187,6 +212,15 @@ class FulfilmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPickListDocument(self, request, context):
+        """A pick list printed as PDF: its stops in walking order with their bins, items, units
+        and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+        out; a list with none left is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFloorStats(self, request, context):
         """The floor figures of a node: units per list, lines per stop, stops per list, orders
         waiting past their promised ship time, pack refusals.
@@ -247,6 +281,45 @@ class FulfilmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPickListPackingSlips(self, request, context):
+        """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+        list's tote order, each from a new page; cancelled packages are left out, and at most
+        500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportThirdPartyProgress(self, request, context):
+        """The progress of a fulfilment order at a 3PL or a dropship supplier, as it reports it:
+        accepted, picked, packed, shipped (one or several packages, each published as
+        `PackageShipped` as an in-house package is) or short-shipped (the shortfall published as
+        `PickShorted`, so inventory re-allocates or backorders it). Idempotent by `request_id`:
+        a retry returns the fulfilment order and changes nothing. Progress never goes back: a
+        report out of order or impossible (more units than are left, an unknown line, a closed
+        order) is FAILED_PRECONDITION and changes nothing; an order of another node is
+        NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPutBacks(self, request, context):
+        """Lists the put-backs of a node (units picked for orders cancelled afterwards, to go back
+        to their bins), oldest first, the unconfirmed ones unless `show_confirmed`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmPutBack(self, request, context):
+        """Confirms that a put-back's units are back in their bin. Confirming it again returns it
+        unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FulfilmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -290,6 +363,11 @@ def add_FulfilmentServiceServicer_to_server(servicer, server):
                     request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPickRequest.FromString,
                     response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickList.SerializeToString,
             ),
+            'GetPickListDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPickListDocument,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListDocumentRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickListDocument.SerializeToString,
+            ),
             'GetFloorStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFloorStats,
                     request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetFloorStatsRequest.FromString,
@@ -324,6 +402,26 @@ def add_FulfilmentServiceServicer_to_server(servicer, server):
                     servicer.GetPackingSlip,
                     request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.FromString,
                     response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.SerializeToString,
+            ),
+            'GetPickListPackingSlips': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPickListPackingSlips,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListPackingSlipsRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.SerializeToString,
+            ),
+            'ReportThirdPartyProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportThirdPartyProgress,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ReportThirdPartyProgressRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.FulfilmentOrder.SerializeToString,
+            ),
+            'ListPutBacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPutBacks,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ListPutBacksRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ListPutBacksResponse.SerializeToString,
+            ),
+            'ConfirmPutBack': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPutBack,
+                    request_deserializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPutBackRequest.FromString,
+                    response_serializer=oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PutBack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -557,6 +655,33 @@ class FulfilmentService:
             _registered_method=True)
 
     @staticmethod
+    def GetPickListDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/GetPickListDocument',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListDocumentRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PickListDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetFloorStats(request,
             target,
             options=(),
@@ -735,6 +860,114 @@ class FulfilmentService:
             '/oms.fulfilment.v1.FulfilmentService/GetPackingSlip',
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPackingSlipRequest.SerializeToString,
             oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPickListPackingSlips(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/GetPickListPackingSlips',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.GetPickListPackingSlipsRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PackingSlip.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportThirdPartyProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/ReportThirdPartyProgress',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ReportThirdPartyProgressRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.FulfilmentOrder.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPutBacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/ListPutBacks',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ListPutBacksRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ListPutBacksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPutBack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oms.fulfilment.v1.FulfilmentService/ConfirmPutBack',
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.ConfirmPutBackRequest.SerializeToString,
+            oms_dot_fulfilment_dot_v1_dot_fulfilment__pb2.PutBack.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,11 @@ class FulfilmentServiceStub:
     least urgent orders, is recorded on their lines and published as `PickShorted`.
     Confirming a confirmed stop again with the same figures returns the list unchanged.
     """
+    GetPickListDocument: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListDocumentRequest, _fulfilment_pb2.PickListDocument]
+    """A pick list printed as PDF: its stops in walking order with their bins, items, units
+    and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+    out; a list with none left is FAILED_PRECONDITION.
+    """
     GetFloorStats: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetFloorStatsRequest, _fulfilment_pb2.FloorStats]
     """The floor figures of a node: units per list, lines per stop, stops per list, orders
     waiting past their promised ship time, pack refusals.
@@ -96,6 +101,29 @@ class FulfilmentServiceStub:
     """
     GetPackingSlip: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackingSlipRequest, _fulfilment_pb2.PackingSlip]
     """The packing slip of a package, as PDF."""
+    GetPickListPackingSlips: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListPackingSlipsRequest, _fulfilment_pb2.PackingSlip]
+    """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+    list's tote order, each from a new page; cancelled packages are left out, and at most
+    500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+    """
+    ReportThirdPartyProgress: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.ReportThirdPartyProgressRequest, _fulfilment_pb2.FulfilmentOrder]
+    """The progress of a fulfilment order at a 3PL or a dropship supplier, as it reports it:
+    accepted, picked, packed, shipped (one or several packages, each published as
+    `PackageShipped` as an in-house package is) or short-shipped (the shortfall published as
+    `PickShorted`, so inventory re-allocates or backorders it). Idempotent by `request_id`:
+    a retry returns the fulfilment order and changes nothing. Progress never goes back: a
+    report out of order or impossible (more units than are left, an unknown line, a closed
+    order) is FAILED_PRECONDITION and changes nothing; an order of another node is
+    NOT_FOUND.
+    """
+    ListPutBacks: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.ListPutBacksRequest, _fulfilment_pb2.ListPutBacksResponse]
+    """Lists the put-backs of a node (units picked for orders cancelled afterwards, to go back
+    to their bins), oldest first, the unconfirmed ones unless `show_confirmed`.
+    """
+    ConfirmPutBack: _grpc.UnaryUnaryMultiCallable[_fulfilment_pb2.ConfirmPutBackRequest, _fulfilment_pb2.PutBack]
+    """Confirms that a put-back's units are back in their bin. Confirming it again returns it
+    unchanged.
+    """
 
 @_typing.type_check_only
 class FulfilmentServiceAsyncStub(FulfilmentServiceStub):
@@ -135,6 +163,11 @@ class FulfilmentServiceAsyncStub(FulfilmentServiceStub):
     least urgent orders, is recorded on their lines and published as `PickShorted`.
     Confirming a confirmed stop again with the same figures returns the list unchanged.
     """
+    GetPickListDocument: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListDocumentRequest, _fulfilment_pb2.PickListDocument]  # type: ignore[assignment]
+    """A pick list printed as PDF: its stops in walking order with their bins, items, units
+    and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+    out; a list with none left is FAILED_PRECONDITION.
+    """
     GetFloorStats: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetFloorStatsRequest, _fulfilment_pb2.FloorStats]  # type: ignore[assignment]
     """The floor figures of a node: units per list, lines per stop, stops per list, orders
     waiting past their promised ship time, pack refusals.
@@ -165,6 +198,29 @@ class FulfilmentServiceAsyncStub(FulfilmentServiceStub):
     """
     GetPackingSlip: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPackingSlipRequest, _fulfilment_pb2.PackingSlip]  # type: ignore[assignment]
     """The packing slip of a package, as PDF."""
+    GetPickListPackingSlips: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.GetPickListPackingSlipsRequest, _fulfilment_pb2.PackingSlip]  # type: ignore[assignment]
+    """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+    list's tote order, each from a new page; cancelled packages are left out, and at most
+    500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+    """
+    ReportThirdPartyProgress: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.ReportThirdPartyProgressRequest, _fulfilment_pb2.FulfilmentOrder]  # type: ignore[assignment]
+    """The progress of a fulfilment order at a 3PL or a dropship supplier, as it reports it:
+    accepted, picked, packed, shipped (one or several packages, each published as
+    `PackageShipped` as an in-house package is) or short-shipped (the shortfall published as
+    `PickShorted`, so inventory re-allocates or backorders it). Idempotent by `request_id`:
+    a retry returns the fulfilment order and changes nothing. Progress never goes back: a
+    report out of order or impossible (more units than are left, an unknown line, a closed
+    order) is FAILED_PRECONDITION and changes nothing; an order of another node is
+    NOT_FOUND.
+    """
+    ListPutBacks: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.ListPutBacksRequest, _fulfilment_pb2.ListPutBacksResponse]  # type: ignore[assignment]
+    """Lists the put-backs of a node (units picked for orders cancelled afterwards, to go back
+    to their bins), oldest first, the unconfirmed ones unless `show_confirmed`.
+    """
+    ConfirmPutBack: _aio.UnaryUnaryMultiCallable[_fulfilment_pb2.ConfirmPutBackRequest, _fulfilment_pb2.PutBack]  # type: ignore[assignment]
+    """Confirms that a put-back's units are back in their bin. Confirming it again returns it
+    unchanged.
+    """
 
 class FulfilmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """From a released order to a picked one: fulfilment orders per node, slotting (which bin a
@@ -251,6 +307,17 @@ class FulfilmentServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def GetPickListDocument(
+        self,
+        request: _fulfilment_pb2.GetPickListDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.PickListDocument, _abc.Awaitable[_fulfilment_pb2.PickListDocument]]:
+        """A pick list printed as PDF: its stops in walking order with their bins, items, units
+        and totes, and its name as a Code 128 barcode. Stops emptied by cancellations are left
+        out; a list with none left is FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
     def GetFloorStats(
         self,
         request: _fulfilment_pb2.GetFloorStatsRequest,
@@ -321,5 +388,52 @@ class FulfilmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fulfilment_pb2.PackingSlip, _abc.Awaitable[_fulfilment_pb2.PackingSlip]]:
         """The packing slip of a package, as PDF."""
+
+    @_abc_1.abstractmethod
+    def GetPickListPackingSlips(
+        self,
+        request: _fulfilment_pb2.GetPickListPackingSlipsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.PackingSlip, _abc.Awaitable[_fulfilment_pb2.PackingSlip]]:
+        """The packing slips of a pick list's packages in one PDF (a wave's, a batch's), in the
+        list's tote order, each from a new page; cancelled packages are left out, and at most
+        500 slips. A list none of whose orders has a package yet is FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportThirdPartyProgress(
+        self,
+        request: _fulfilment_pb2.ReportThirdPartyProgressRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.FulfilmentOrder, _abc.Awaitable[_fulfilment_pb2.FulfilmentOrder]]:
+        """The progress of a fulfilment order at a 3PL or a dropship supplier, as it reports it:
+        accepted, picked, packed, shipped (one or several packages, each published as
+        `PackageShipped` as an in-house package is) or short-shipped (the shortfall published as
+        `PickShorted`, so inventory re-allocates or backorders it). Idempotent by `request_id`:
+        a retry returns the fulfilment order and changes nothing. Progress never goes back: a
+        report out of order or impossible (more units than are left, an unknown line, a closed
+        order) is FAILED_PRECONDITION and changes nothing; an order of another node is
+        NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPutBacks(
+        self,
+        request: _fulfilment_pb2.ListPutBacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.ListPutBacksResponse, _abc.Awaitable[_fulfilment_pb2.ListPutBacksResponse]]:
+        """Lists the put-backs of a node (units picked for orders cancelled afterwards, to go back
+        to their bins), oldest first, the unconfirmed ones unless `show_confirmed`.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmPutBack(
+        self,
+        request: _fulfilment_pb2.ConfirmPutBackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fulfilment_pb2.PutBack, _abc.Awaitable[_fulfilment_pb2.PutBack]]:
+        """Confirms that a put-back's units are back in their bin. Confirming it again returns it
+        unchanged.
+        """
 
 def add_FulfilmentServiceServicer_to_server(servicer: FulfilmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
