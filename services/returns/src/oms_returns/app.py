@@ -10,6 +10,7 @@ from oms.returns.v1 import returns_pb2, returns_pb2_grpc
 from oms_platform.service import Runtime, ServiceDefinition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms_returns.policies.api import PoliciesApi
 from oms_returns.settings import ReturnsSettings
 from oms_returns.tables import SOURCE, metadata
 
@@ -18,7 +19,7 @@ __all__ = ["DEFINITION", "MIGRATIONS", "SOURCE", "ReturnsServicer", "definition"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class ReturnsServicer(returns_pb2_grpc.ReturnsServiceServicer):
+class ReturnsServicer(PoliciesApi, returns_pb2_grpc.ReturnsServiceServicer):
     """The gRPC service: each capability's RPCs, sharing the sessions and the settings."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
