@@ -208,7 +208,7 @@ def line_terms(policy: Policy | None, *, reason: Reason, unit_price: Money, quan
     name = f"policy {policy.policy_id}"
     if policy.non_returnable:
         reasons.append(f"{label}: not returnable ({name})")
-    if not within_window(policy, delivered, now):
+    elif not within_window(policy, delivered, now):  # no window for what is not returnable
         reasons.append(f"{label}: delivered {delivered.date().isoformat()}, outside the "
                        f"{policy.window_days}-day window ({name})")
     if not policy.auto_approve:
