@@ -25,6 +25,7 @@ from oms.returns.v1 import returns_pb2_grpc
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 from oms_devtools.inprocess import running_service
+from oms_devtools.servers import free_port
 from oms_devtools.testkit import eventually, new_id, publish
 from oms_orders.app import DEFINITION as ORDERS
 from oms_orders.app import MIGRATIONS as ORDERS_MIGRATIONS
@@ -90,6 +91,19 @@ async def returns_service(orders_service, shipping, returns_url: str, nats_url: 
 @pytest.fixture(scope="module")
 async def stub(returns_service: Service) -> AsyncIterator[Stub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{returns_service.bound_port}") as channel:
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def cut_off(orders_service, returns_service, returns_url: str, nats_url: str  # type: ignore[no-untyped-def]
+                  ) -> AsyncIterator[Stub]:
+    """A second replica of the same service whose shipping target answers nothing."""
+    settings = ReturnsSettings(orders_target=f"127.0.0.1:{orders_service.bound_port}",
+                               shipping_target=f"127.0.0.1:{free_port()}",
+                               shipping_timeout_seconds=2, return_node_id=RETURNS_NODE)
+    async with running_service(definition(settings), MIGRATIONS, database_url=returns_url,
+                               nats_url=nats_url) as service, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.bound_port}") as channel:
         yield Stub(channel)
 
 

@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from oms.common.v1 import common_pb2
 from oms.returns.v1 import events_pb2, returns_pb2
 from oms.shipping.v1 import shipping_pb2
+from oms_devtools import demo
 from oms_devtools.testkit import eventually, new_id
 from oms_platform.events import decode
 from oms_platform.migrations import alembic_config, upgrade
@@ -31,6 +32,7 @@ from returns_kit import (  # noqa: F401 (fixtures)
     OrdersStub,
     ShippingStub,
     Stub,
+    cut_off,
     deliver,
     delivered_order,
     js,
@@ -253,6 +255,26 @@ async def test_below_the_keep_it_threshold_nothing_comes_back(  # type: ignore[n
     assert kept.shipping_payer == R.SHIPPING_PAYER_MERCHANT
 
 
+async def test_a_label_shipping_could_not_sell_is_bought_by_the_next_approval(  # type: ignore[no-untyped-def]
+        stub: Stub, cut_off: Stub, orders: OrdersStub, shipping, js: JetStreamContext) -> None:
+    channel = new_id("shop")
+    await policy(stub, channel=channel, window_days=30, auto_approve=True)
+    order = await delivered_order(orders, js, [("SKU-LAMP", 1, "30.00")], channel=channel)
+
+    stranded = await cut_off.CreateReturn(create(order.name, line("1", 1)))
+
+    assert stranded.state == R.RETURN_STATE_APPROVED and not stranded.label.label
+    assert stranded.label.error.startswith("shipping: UNAVAILABLE")
+    labelled = await stub.ApproveReturn(R.ApproveReturnRequest(name=stranded.name))
+    assert labelled.label.tracking_number and not labelled.label.error
+    assert [label.name for label in await labels_of(shipping[1], stranded.name)] == [
+        labelled.label.label]
+    # Approved once: the retry of the label published nothing more.
+    found = await events_of(js, stranded.name, 2)
+    assert [kind for kind, _ in found] == ["oms.returns.v1.ReturnRequested",
+                                           "oms.returns.v1.ReturnApproved"]
+
+
 async def test_bad_input_is_named_field_by_field_and_stores_nothing(  # type: ignore[no-untyped-def]
         stub: Stub, orders: OrdersStub, js: JetStreamContext, returns_service: Service) -> None:
     channel = new_id("shop")
@@ -286,3 +308,26 @@ async def test_bad_input_is_named_field_by_field_and_stores_nothing(  # type: ig
     # The same request once it is right passes.
     assert (await stub.CreateReturn(create(order.name, line("1", 2)))).state == (
         R.RETURN_STATE_APPROVED)
+
+
+async def test_the_demo_policy_set_loads_once_however_often_it_is_loaded(  # type: ignore[no-untyped-def]
+        stub: Stub, returns_service: Service) -> None:
+    """The demo's policies name SKUs and a channel no other test here uses, so the other
+    tests' own channel policies stay the most specific for their lines."""
+    target = f"127.0.0.1:{returns_service.bound_port}"
+    for _ in range(2):
+        await asyncio.to_thread(demo.load_returns, target)
+    names = []
+    request = R.ListReturnPoliciesRequest(page_size=2)
+    while True:
+        page = await stub.ListReturnPolicies(request)
+        names += [p.name for p in page.return_policies]
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    demo_names = {f"returnPolicies/{policy_id}" for policy_id, _ in demo.return_policies()}
+    assert demo_names <= set(names) and len(names) == len(set(names))
+    assert names == sorted(names)
+    stickers = await stub.GetReturnPolicy(R.GetReturnPolicyRequest(
+        name="returnPolicies/stickers-final-sale"))
+    assert stickers.non_returnable and stickers.sku == "STICKER-PACK"
