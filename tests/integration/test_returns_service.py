@@ -9,6 +9,7 @@ below a threshold; bad input refused field by field, storing nothing."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 
 import grpc
@@ -27,6 +28,7 @@ from oms_platform.events import decode
 from oms_platform.migrations import alembic_config, upgrade
 from oms_platform.service import Service
 from oms_returns.app import MIGRATIONS
+from oms_returns.return_requests import store as returns_store
 from oms_returns.tables import metadata, returned_units, returns
 from returns_kit import (  # noqa: F401 (fixtures)
     OrdersStub,
@@ -46,7 +48,7 @@ from returns_kit import (  # noqa: F401 (fixtures)
     stub,
     violations_of,
 )
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 
 R = returns_pb2
 EVENTS = (events_pb2.ReturnRequested, events_pb2.ReturnApproved, events_pb2.ReturnRejected)
@@ -201,6 +203,50 @@ async def test_partial_returns_of_a_line_never_exceed_what_was_bought(  # type: 
         stored = await conn.scalar(select(func.count()).select_from(returns).where(
             returns.c.order_name == racing.name))
     assert (claimed, stored) == (3, 3)
+
+    # The channel's five returns, two a page, newest first.
+    listed: list[R.Return] = []
+    request = R.ListReturnsRequest(filter=f'channel = "{channel}"', page_size=2)
+    while True:
+        page = await stub.ListReturns(request)
+        assert len(page.returns) <= 2
+        listed += page.returns
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    assert len({r.name for r in listed}) == len(listed) == 5
+    times = [(r.create_time.seconds, r.create_time.nanos) for r in listed]
+    assert times == sorted(times, reverse=True)
+
+
+async def test_a_claim_waits_for_the_claim_before_it_and_then_counts_its_units(
+        returns_service: Service) -> None:
+    """The unit claim itself, with the order of the two writers made certain: the second
+    waits on the first's row (seen in pg_stat_activity) until it commits, then finds too
+    few units left."""
+    assert returns_service.runtime is not None
+    sessions, engine = returns_service.runtime.sessions, returns_service.runtime.engine
+    order = f"orders/{uuid.uuid4()}"
+
+    async def second() -> None:
+        async with sessions.begin() as session:
+            await returns_store.claim_units(session, order, [("1", 3, 2)])
+
+    async def waiting() -> bool:
+        async with engine.connect() as conn:
+            return bool(await conn.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%returned_units%'")))
+
+    async with sessions.begin() as first:
+        await returns_store.claim_units(first, order, [("1", 3, 2)])
+        task = asyncio.create_task(second())
+        await eventually(waiting, what="the second claim waiting on the first")
+    with pytest.raises(returns_store.LostRace):
+        await task
+    async with engine.connect() as conn:
+        assert await conn.scalar(select(returned_units.c.requested).where(
+            returned_units.c.order_name == order)) == 2
 
 
 async def test_a_return_the_policy_does_not_approve_waits_for_a_person(  # type: ignore[no-untyped-def]
