@@ -143,8 +143,12 @@ class AssessedLine:
     unit_price: Money
     delivered: int
     deliver_time: datetime
-    policy_id: str
+    policy: Policy | None
     terms: LineTerms
+
+    @property
+    def policy_id(self) -> str:
+        return self.policy.policy_id if self.policy is not None else ""
 
 
 @dataclass(frozen=True)
@@ -196,11 +200,10 @@ def assess(request: ReturnRequest, order: OrderFacts, policies: Sequence[Policy]
                            quantity=wanted.quantity, delivered=line.deliver_time, now=now,
                            label=f"line {wanted.line_id}")
         assessed.append(AssessedLine(wanted, line.sku, line.unit_price, line.delivered,
-                                     line.deliver_time, policy.policy_id if policy else "",
-                                     terms))
+                                     line.deliver_time, policy, terms))
     violations.raise_if_any()
-    back = [(policy_for(policies, order.channel, line.sku), Reason(line.request.reason))
-            for line in assessed if not line.terms.keep_it]
+    back = [(line.policy, Reason(line.request.reason)) for line in assessed
+            if not line.terms.keep_it]
     return Assessment(
         lines=tuple(assessed),
         review_reasons=tuple(r for line in assessed for r in line.terms.review_reasons),
