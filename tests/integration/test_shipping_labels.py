@@ -333,3 +333,28 @@ async def test_lists_filter_and_page(stub: Stub) -> None:
     manifests = await stub.ListManifests(shipping_pb2.ListManifestsRequest(
         filter=f'carrier = "{carrier}"'))
     assert [m.parcel_count for m in manifests.manifests] == [4]
+
+
+async def test_a_return_label_travels_from_the_customer_back_to_the_node(stub: Stub) -> None:
+    _, _, node = await _carrier_at_new_node(stub)
+    request = _label_request(node, package=f"returns/{new_id('rma')}", return_label=True)
+    label = await stub.CreateLabel(request)
+    # The same lane as outbound (AQ to AQ, 1.5 kg): the card's first break.
+    assert label.cost == _money("4.20")
+    assert (label.destination.organization, label.destination.postal_code) == (
+        "McMurdo Depot", "9999")
+    assert await stub.CreateLabel(request) == label
+    pdf = await stub.GetLabelDocument(shipping_pb2.GetLabelDocumentRequest(name=label.name))
+    document = pypdfium2.PdfDocument(pdf.content)
+    try:
+        printed = document[0].get_textpage().get_text_range()
+    finally:
+        document.close()
+    # Printed in drawing order: the sender under FROM, the node under SHIP TO.
+    assert 0 <= printed.find("Ada Lovelace") < printed.find("SHIP TO") < printed.find(
+        "McMurdo Depot")
+    assert _barcodes(pdf.content) == [label.tracking_number]
+
+    outbound_name = _label_request(node, return_label=True)
+    code, _, fields = await _refused(stub.CreateLabel(outbound_name))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["package"])

@@ -15,8 +15,8 @@ CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "oms"
 KUBERNETES_VERSION = "1.30.0"
 RELEASE = "shop"
 NAMESPACE = "oms-test"
-COMPONENTS = {"orders", "inventory", "shipping", "fulfilment", "gateway"}
-WITH_DATABASE = {"orders", "inventory", "shipping", "fulfilment"}
+COMPONENTS = {"orders", "inventory", "shipping", "fulfilment", "returns", "gateway"}
+WITH_DATABASE = {"orders", "inventory", "shipping", "fulfilment", "returns"}
 # Every component with a database of its own: the gRPC services and the gateway.
 MIGRATED = WITH_DATABASE | {"gateway"}
 # Components that consume a stream, and so are scaled by KEDA on its lag.
@@ -26,6 +26,7 @@ GRPC_HEALTH = {
     "inventory": "oms.inventory.v1.InventoryService",
     "shipping": "oms.shipping.v1.ShippingService",
     "fulfilment": "oms.fulfilment.v1.FulfilmentService",
+    "returns": "oms.returns.v1.ReturnsService",
 }
 ALL_FEATURES = {
     "networkPolicy": {"enabled": True},
@@ -266,9 +267,10 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
 
     assert set(policies) == {
         "shop-oms-default-deny", "shop-oms-orders", "shop-oms-inventory", "shop-oms-shipping",
-        "shop-oms-fulfilment", "shop-oms-gateway", "shop-oms-orders-migrations",
-        "shop-oms-inventory-migrations", "shop-oms-shipping-migrations",
-        "shop-oms-fulfilment-migrations", "shop-oms-gateway-migrations",
+        "shop-oms-fulfilment", "shop-oms-returns", "shop-oms-gateway",
+        "shop-oms-orders-migrations", "shop-oms-inventory-migrations",
+        "shop-oms-shipping-migrations", "shop-oms-fulfilment-migrations",
+        "shop-oms-returns-migrations", "shop-oms-gateway-migrations",
     }
     deny = policies["shop-oms-default-deny"]
     assert deny["policyTypes"] == ["Ingress", "Egress"]
@@ -281,8 +283,12 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
         "app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": RELEASE,
         "app.kubernetes.io/component": "gateway",
     }}}
+    returns_pods = {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "returns",
+    }}}
     (orders_ingress,) = policies["shop-oms-orders"]["ingress"]
-    assert orders_ingress["from"] == [gateway_pods]
+    assert orders_ingress["from"] == [gateway_pods, returns_pods], "returns reads orders"
     assert orders_ingress["ports"] == [{"port": "grpc", "protocol": "TCP"}]
     fulfilment_pods = {"podSelector": {"matchLabels": {
         "app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": RELEASE,
@@ -291,6 +297,9 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
     (inventory_ingress,) = policies["shop-oms-inventory"]["ingress"]
     assert inventory_ingress["from"] == [fulfilment_pods], "fulfilment reads nodes and bins"
     assert "ingress" not in policies["shop-oms-fulfilment"]
+    (shipping_ingress,) = policies["shop-oms-shipping"]["ingress"]
+    assert shipping_ingress["from"] == [fulfilment_pods, returns_pods], "both buy labels"
+    assert "ingress" not in policies["shop-oms-returns"]
 
     gateway_egress = policies["shop-oms-gateway"]["egress"]
     assert {"port": 50051, "protocol": "TCP"} in gateway_egress[-1]["ports"]
@@ -300,9 +309,10 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
                     for p in rule["ports"]} for name in WITH_DATABASE}
     assert ports == {"orders": {53, 4222, 5432, 587}, "inventory": {53, 4222, 5432},
                      "shipping": {53, 4222, 5432, 443},
-                     "fulfilment": {53, 4222, 5432, 50051}}, (
+                     "fulfilment": {53, 4222, 5432, 50051},
+                     "returns": {53, 4222, 5432, 50051}}, (
         "orders also reaches its mail server, shipping the carriers' APIs, fulfilment "
-        "inventory"
+        "inventory and shipping, returns orders and shipping"
     )
 
 
@@ -313,7 +323,8 @@ def test_keda_scales_consumers_on_jetstream_lag(chart: helm_python.Chart) -> Non
 
     assert set(scaled) == WITH_CONSUMER
     # KEDA owns the HPA of a scaled Deployment; a second one would fight it.
-    assert set(by_kind(manifests, "HorizontalPodAutoscaler")) == {"gateway", "shipping"}
+    assert set(by_kind(manifests, "HorizontalPodAutoscaler")) == {"gateway", "shipping",
+                                                                   "returns"}
     expected = {"orders": ("OMS_INVENTORY", "orders"), "inventory": ("OMS_ORDERS", "inventory"),
                 "fulfilment": ("OMS_ORDERS", "fulfilment")}
     for name, (stream, consumer) in expected.items():
@@ -381,5 +392,6 @@ def test_a_target_component_must_be_enabled(chart: helm_python.Chart) -> None:
 
     alone = render(chart, {"components": {"orders": {"enabled": False},
                                           "gateway": {"enabled": False},
-                                          "fulfilment": {"enabled": False}}})
+                                          "fulfilment": {"enabled": False},
+                                          "returns": {"enabled": False}}})
     assert set(by_kind(alone, "Deployment")) == {"inventory", "shipping"}

@@ -5,7 +5,9 @@ origins.
 
 Loaded through the inventory and shipping services' public APIs; every call is idempotent
 (fixed request ids, an upsert for the catalogue, origins replaced), so loading it again on
-every start changes nothing. Fulfilment gets where each SKU is stored at each node.
+every start changes nothing. Fulfilment gets where each SKU is stored at each node; returns
+gets a policy set (a default, a marketplace's free returns, footwear checked by a person,
+final-sale stickers), with returns sent back to the Reno node.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from google.type import latlng_pb2, timeofday_pb2
 from oms.common.v1 import common_pb2
 from oms.fulfilment.v1 import fulfilment_pb2, fulfilment_pb2_grpc
 from oms.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from oms.returns.v1 import returns_pb2, returns_pb2_grpc
 from oms.shipping.v1 import shipping_pb2, shipping_pb2_grpc
 
 ALLOW = inventory_pb2.BACKORDER_POLICY_ALLOW
@@ -400,3 +403,42 @@ def load_shipping(shipping_target: str) -> None:
                 service_levels=[shipping_pb2.SERVICE_LEVEL_STANDARD],
                 destination_countries=["GB"], min_basket_value=_money("GBP", "50.00"),
                 free=True)), timeout=10)
+
+
+# Where demo returns are sent back to (OMS_RETURNS_RETURN_NODE_ID): a demo node with an
+# origin in shipping, so a return label can be bought.
+RETURNS_NODE = "us-west-reno"
+
+
+def return_policies() -> list[tuple[str, returns_pb2.ReturnPolicy]]:
+    """(id, policy): the default for every channel, then ever more specific ones."""
+    r = returns_pb2
+    return [
+        ("default", r.ReturnPolicy(
+            window_days=30, auto_approve=True,
+            conditions=[r.ITEM_CONDITION_UNUSED, r.ITEM_CONDITION_ORIGINAL_PACKAGING],
+            customer_pays_return_shipping=True, return_shipping_fee=_money("USD", "4.95"),
+            outcomes=[r.RETURN_OUTCOME_REFUND, r.RETURN_OUTCOME_STORE_CREDIT,
+                      r.RETURN_OUTCOME_EXCHANGE, r.RETURN_OUTCOME_KEEP_IT],
+            keep_it_below=_money("USD", "5.00"))),
+        # The marketplace's own terms: free returns for its buyers.
+        ("amazon-us", r.ReturnPolicy(
+            channel="amazon-us", window_days=30, auto_approve=True,
+            outcomes=[r.RETURN_OUTCOME_REFUND])),
+        ("footwear", r.ReturnPolicy(
+            category="footwear", category_sku_prefixes=["SNEAKER-"], window_days=60,
+            restocking_fee_bps=1000, conditions=[r.ITEM_CONDITION_ORIGINAL_PACKAGING],
+            outcomes=[r.RETURN_OUTCOME_REFUND, r.RETURN_OUTCOME_EXCHANGE])),
+        ("stickers-final-sale", r.ReturnPolicy(sku="STICKER-PACK", non_returnable=True)),
+    ]
+
+
+def load_returns(returns_target: str) -> None:
+    """The demo policy set, through the returns service's API (fixed request ids: loading
+    it again changes nothing)."""
+    with grpc.insecure_channel(returns_target) as channel:
+        stub = returns_pb2_grpc.ReturnsServiceStub(channel)
+        for policy_id, policy in return_policies():
+            stub.CreateReturnPolicy(returns_pb2.CreateReturnPolicyRequest(
+                request_id=f"demo-return-policy-{policy_id}", return_policy_id=policy_id,
+                return_policy=policy), timeout=10)

@@ -43,13 +43,16 @@ def main() -> None:
         if not nats_url:
             nats = EmbeddedNats(state / "nats").start()
             nats_url = nats.url
-        stack = Stack(state, database_url, nats_url, gateway_port=args.gateway_port)
+        stack = Stack(state, database_url, nats_url, gateway_port=args.gateway_port,
+                      extra_env={} if args.no_demo else {
+                          "OMS_RETURNS_RETURN_NODE_ID": demo.RETURNS_NODE})
         stack.start()
         if not args.no_demo:
             demo.load(stack.services["inventory"].endpoint)
             demo.partners(stack.services["gateway"].env, state / "partners.json")
             demo.load_shipping(stack.services["shipping"].endpoint)
             demo.load_fulfilment(stack.services["fulfilment"].endpoint)
+            demo.load_returns(stack.services["returns"].endpoint)
         endpoints = stack.endpoints()
         stack.write_endpoints(state / "endpoints.json", postgres=database_url, nats=nats_url)
         print("\nOMS is running:")

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from oms_devtools.servers import ensure_database, free_port
 
-GRPC_SERVICES = ("orders", "inventory", "shipping", "fulfilment")
+GRPC_SERVICES = ("orders", "inventory", "shipping", "fulfilment", "returns")
 
 
 @dataclass
@@ -112,6 +112,11 @@ class Stack:
         self.services["fulfilment"].env["OMS_FULFILMENT_INVENTORY_TARGET"] = (
             self.services["inventory"].endpoint)
         self.services["fulfilment"].env["OMS_FULFILMENT_SHIPPING_TARGET"] = (
+            self.services["shipping"].endpoint)
+        # Returns reads orders (what was delivered) and buys return labels from shipping.
+        self.services["returns"].env["OMS_RETURNS_ORDERS_TARGET"] = (
+            self.services["orders"].endpoint)
+        self.services["returns"].env["OMS_RETURNS_SHIPPING_TARGET"] = (
             self.services["shipping"].endpoint)
         gateway_env = self._env(OMS_DATABASE_URL=self.database_url("gateway"))
         migrations["gateway"] = subprocess.Popen(

@@ -153,8 +153,7 @@ class LabelsApi:
                 "state": LabelState.PURCHASED,
                 "ship_date": bought.ship_date,
                 "estimated_delivery_date": bought.delivery_date,
-                "ship_from": origin_row.address,
-                "destination": convert.address_json(message.destination),
+                **_addresses(wanted, origin_row.address, message),
                 "residential": wanted.residential,
                 "weight_grams": parcel.weight_grams,
                 "length_mm": parcel.length_mm or None,
@@ -219,10 +218,11 @@ class LabelsApi:
                     f"{carrier_id}; retry shortly",
                     metadata={"request_id": wanted.request_id, "carrier": carrier_id})
         # Claimed and committed: from here on a retry is refused, never bought again.
+        addresses = _addresses(wanted, origin_row.address, message)
         purchase = LabelPurchase(
             carrier=carrier.karrio_carrier, service_code=service.code,
-            origin=carrier_convert.address_of(convert.address_message(origin_row.address)),
-            destination=carrier_convert.address_of(message.destination,
+            origin=carrier_convert.address_of(convert.address_message(addresses["ship_from"])),
+            destination=carrier_convert.address_of(convert.address_message(addresses["destination"]),
                                                    residential=wanted.residential),
             parcels=carrier_convert.parcels_of((wanted.parcel,)),
             reference=wanted.request_id, ship_date=ship_date,
@@ -252,8 +252,7 @@ class LabelsApi:
                     "state": LabelState.PURCHASED,
                     "ship_date": ship_date,
                     "estimated_delivery_date": delivery_date,
-                    "ship_from": origin_row.address,
-                    "destination": convert.address_json(message.destination),
+                    **addresses,
                     "residential": wanted.residential,
                     "weight_grams": wanted.parcel.weight_grams,
                     "length_mm": wanted.parcel.length_mm or None,
@@ -462,3 +461,10 @@ def _replayed(row: Row[Any], wanted: LabelRequest) -> Row[Any]:
                           "another package")])
     return row
 
+
+def _addresses(wanted: LabelRequest, origin: dict[str, Any],
+               message: shipping_pb2.CreateLabelRequest) -> dict[str, dict[str, Any]]:
+    """The label row's `ship_from` and `destination`: swapped for a return label."""
+    ship_from, ship_to = domain.label_addresses(wanted, origin,
+                                                convert.address_json(message.destination))
+    return {"ship_from": ship_from, "destination": ship_to}

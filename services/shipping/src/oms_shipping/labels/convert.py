@@ -74,6 +74,7 @@ def label_request(violations: Violations, path: str,
                       if message.HasField("promise_time") else None),
         goal=goal,
         incoterm=incoterm,
+        return_label=message.return_label,
     )
 
 

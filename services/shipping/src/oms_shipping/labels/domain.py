@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -46,6 +47,8 @@ LABEL_FILTER_FIELDS = {
 MAX_WEIGHT_GRAMS = 1_000_000
 MAX_SIDE_MM = 3_000
 _PACKAGE = re.compile(r"fulfilmentOrders/[^/\s]+/packages/[^/\s]+")
+# What a return label is for: the return (RMA) the customer sends back.
+_RETURN = re.compile(r"returns/[^/\s]+")
 
 
 class TrackingScheme(StrEnum):
@@ -438,6 +441,15 @@ class LabelRequest:
     promise_time: datetime | None
     goal: Goal
     incoterm: Incoterm
+    # The parcel travels from `destination` back to the node (see `label_addresses`).
+    return_label: bool = False
+
+
+def label_addresses(request: LabelRequest, origin: dict[str, Any], customer: dict[str, Any]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(ship from, ship to) as printed and stored: the node to the customer, or for a return
+    label the customer back to the node. Rating is the same either way (one lane)."""
+    return (customer, origin) if request.return_label else (origin, customer)
 
 
 def check_label_request(violations: Violations, path: str, request: LabelRequest) -> None:
@@ -445,9 +457,14 @@ def check_label_request(violations: Violations, path: str, request: LabelRequest
     violations.require(0 < len(request.request_id) <= MAX_REQUEST_ID_LENGTH,
                        f"{path}request_id", f"required, at most {MAX_REQUEST_ID_LENGTH} "
                        "characters")
-    violations.require(len(request.package) <= MAX_PACKAGE_LENGTH
-                       and _PACKAGE.fullmatch(request.package) is not None, f"{path}package",
-                       'required, "fulfilmentOrders/{id}/packages/{id}"')
+    if request.return_label:
+        violations.require(len(request.package) <= MAX_PACKAGE_LENGTH
+                           and _RETURN.fullmatch(request.package) is not None,
+                           f"{path}package", 'required, "returns/{id}" for a return label')
+    else:
+        violations.require(len(request.package) <= MAX_PACKAGE_LENGTH
+                           and _PACKAGE.fullmatch(request.package) is not None,
+                           f"{path}package", 'required, "fulfilmentOrders/{id}/packages/{id}"')
     if violations.require(len(request.orders) <= MAX_ORDERS, f"{path}orders",
                           f"at most {MAX_ORDERS}"):
         for index, order in enumerate(request.orders):

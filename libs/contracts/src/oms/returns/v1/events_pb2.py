@@ -26,19 +26,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from oms.common.v1 import common_pb2 as oms_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boms/returns/v1/events.proto\x12\x0eoms.returns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\"}\n\x0cReturnedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12,\n\x06reason\x18\x04 \x01(\x0e\x32\x1c.oms.returns.v1.ReturnReason\x12\x0f\n\x07restock\x18\x05 \x01(\x08\"\x9f\x01\n\x0eReturnReceived\x12\x0e\n\x06return\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12+\n\x05lines\x18\x04 \x03(\x0b\x32\x1c.oms.returns.v1.ReturnedLine\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x0cRefundIssued\x12\x0e\n\x06refund\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0e\n\x06return\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.oms.common.v1.Money\x12/\n\x0brefund_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa3\x02\n\x0cReturnReason\x12\x1d\n\x19RETURN_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18RETURN_REASON_WRONG_ITEM\x10\x01\x12\x19\n\x15RETURN_REASON_DAMAGED\x10\x02\x12\x1b\n\x17RETURN_REASON_DEFECTIVE\x10\x03\x12\"\n\x1eRETURN_REASON_NOT_AS_DESCRIBED\x10\x04\x12\x1d\n\x19RETURN_REASON_SIZE_OR_FIT\x10\x05\x12\x1e\n\x1aRETURN_REASON_ARRIVED_LATE\x10\x06\x12\"\n\x1eRETURN_REASON_NO_LONGER_NEEDED\x10\x07\x12\x17\n\x13RETURN_REASON_OTHER\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boms/returns/v1/events.proto\x12\x0eoms.returns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aoms/common/v1/common.proto\"}\n\x0cReturnedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12,\n\x06reason\x18\x04 \x01(\x0e\x32\x1c.oms.returns.v1.ReturnReason\x12\x0f\n\x07restock\x18\x05 \x01(\x08\"\x9f\x01\n\x0eReturnReceived\x12\x0e\n\x06return\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12+\n\x05lines\x18\x04 \x03(\x0b\x32\x1c.oms.returns.v1.ReturnedLine\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x0cRefundIssued\x12\x0e\n\x06refund\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0e\n\x06return\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.oms.common.v1.Money\x12/\n\x0brefund_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\rRequestedLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12,\n\x06reason\x18\x04 \x01(\x0e\x32\x1c.oms.returns.v1.ReturnReason\x12\x0f\n\x07keep_it\x18\x05 \x01(\x08\"\xd2\x01\n\x0fReturnRequested\x12\x0e\n\x06return\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12,\n\x05lines\x18\x04 \x03(\x0b\x32\x1d.oms.returns.v1.RequestedLine\x12\x17\n\x0f\x61waiting_review\x18\x05 \x01(\x08\x12\x16\n\x0ereview_reasons\x18\x06 \x03(\t\x12\x30\n\x0crequest_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x01\n\x0eReturnApproved\x12\x0e\n\x06return\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12,\n\x05lines\x18\x03 \x03(\x0b\x32\x1d.oms.returns.v1.RequestedLine\x12\x11\n\tby_person\x18\x04 \x01(\x08\x12\x30\n\x0c\x61pprove_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"p\n\x0eReturnRejected\x12\x0e\n\x06return\x18\x01 \x01(\t\x12\r\n\x05order\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0breject_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa3\x02\n\x0cReturnReason\x12\x1d\n\x19RETURN_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18RETURN_REASON_WRONG_ITEM\x10\x01\x12\x19\n\x15RETURN_REASON_DAMAGED\x10\x02\x12\x1b\n\x17RETURN_REASON_DEFECTIVE\x10\x03\x12\"\n\x1eRETURN_REASON_NOT_AS_DESCRIBED\x10\x04\x12\x1d\n\x19RETURN_REASON_SIZE_OR_FIT\x10\x05\x12\x1e\n\x1aRETURN_REASON_ARRIVED_LATE\x10\x06\x12\"\n\x1eRETURN_REASON_NO_LONGER_NEEDED\x10\x07\x12\x17\n\x13RETURN_REASON_OTHER\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'oms.returns.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RETURNREASON']._serialized_start=549
-  _globals['_RETURNREASON']._serialized_end=840
+  _globals['_RETURNREASON']._serialized_start=1169
+  _globals['_RETURNREASON']._serialized_end=1460
   _globals['_RETURNEDLINE']._serialized_start=108
   _globals['_RETURNEDLINE']._serialized_end=233
   _globals['_RETURNRECEIVED']._serialized_start=236
   _globals['_RETURNRECEIVED']._serialized_end=395
   _globals['_REFUNDISSUED']._serialized_start=398
   _globals['_REFUNDISSUED']._serialized_end=546
+  _globals['_REQUESTEDLINE']._serialized_start=548
+  _globals['_REQUESTEDLINE']._serialized_end=674
+  _globals['_RETURNREQUESTED']._serialized_start=677
+  _globals['_RETURNREQUESTED']._serialized_end=887
+  _globals['_RETURNAPPROVED']._serialized_start=890
+  _globals['_RETURNAPPROVED']._serialized_end=1052
+  _globals['_RETURNREJECTED']._serialized_start=1054
+  _globals['_RETURNREJECTED']._serialized_end=1166
 # @@protoc_insertion_point(module_scope)

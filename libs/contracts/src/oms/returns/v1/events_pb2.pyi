@@ -186,3 +186,164 @@ class RefundIssued(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefundIssued: _TypeAlias = RefundIssued  # noqa: Y015
+
+@_typing.final
+class RequestedLine(_message.Message):
+    """Units of one order line in a return request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    KEEP_IT_FIELD_NUMBER: _builtins.int
+    line_id: _builtins.str
+    """The order line."""
+    sku: _builtins.str
+    """Stock keeping unit."""
+    quantity: _builtins.int
+    """Units."""
+    reason: Global___ReturnReason.ValueType
+    """Why the customer returns them."""
+    keep_it: _builtins.bool
+    """The customer keeps them (return prevention): nothing comes back."""
+    def __init__(
+        self,
+        *,
+        line_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        reason: Global___ReturnReason.ValueType = ...,
+        keep_it: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keep_it", b"keep_it", "line_id", b"line_id", "quantity", b"quantity", "reason", b"reason", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestedLine: _TypeAlias = RequestedLine  # noqa: Y015
+
+@_typing.final
+class ReturnRequested(_message.Message):
+    """A customer asked to return units of an order. Published on `oms.returns.return_requested`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    AWAITING_REVIEW_FIELD_NUMBER: _builtins.int
+    REVIEW_REASONS_FIELD_NUMBER: _builtins.int
+    REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    channel: _builtins.str
+    """The order's sales channel."""
+    awaiting_review: _builtins.bool
+    """A rule stopped the automatic approval: a person decides."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestedLine]:
+        """What the customer returns."""
+
+    @_builtins.property
+    def review_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The rules that stopped it."""
+
+    @_builtins.property
+    def request_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was requested."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        lines: _abc.Iterable[Global___RequestedLine] | None = ...,
+        awaiting_review: _builtins.bool = ...,
+        review_reasons: _abc.Iterable[_builtins.str] | None = ...,
+        request_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request_time", b"request_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awaiting_review", b"awaiting_review", "channel", b"channel", "lines", b"lines", "order", b"order", "request_time", b"request_time", "return", b"return", "review_reasons", b"review_reasons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnRequested: _TypeAlias = ReturnRequested  # noqa: Y015
+
+@_typing.final
+class ReturnApproved(_message.Message):
+    """A return was approved, automatically or by a person. Published on
+    `oms.returns.return_approved`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    BY_PERSON_FIELD_NUMBER: _builtins.int
+    APPROVE_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    by_person: _builtins.bool
+    """A person approved it (not the policy)."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestedLine]:
+        """What comes back (or is kept)."""
+
+    @_builtins.property
+    def approve_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was approved."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        lines: _abc.Iterable[Global___RequestedLine] | None = ...,
+        by_person: _builtins.bool = ...,
+        approve_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "by_person", b"by_person", "lines", b"lines", "order", b"order", "return", b"return"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnApproved: _TypeAlias = ReturnApproved  # noqa: Y015
+
+@_typing.final
+class ReturnRejected(_message.Message):
+    """A person rejected a return. Published on `oms.returns.return_rejected`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REJECT_TIME_FIELD_NUMBER: _builtins.int
+    order: _builtins.str
+    """The order, "orders/{order}"."""
+    reason: _builtins.str
+    """Why."""
+    @_builtins.property
+    def reject_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was rejected."""
+
+    def __init__(
+        self,
+        *,
+        order: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        reject_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reject_time", b"reject_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "reason", b"reason", "reject_time", b"reject_time", "return", b"return"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnRejected: _TypeAlias = ReturnRejected  # noqa: Y015

@@ -1117,10 +1117,13 @@ class CreateLabelRequest(_message.Message):
     PROMISE_TIME_FIELD_NUMBER: _builtins.int
     GOAL_FIELD_NUMBER: _builtins.int
     INCOTERM_FIELD_NUMBER: _builtins.int
+    RETURN_LABEL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Makes the purchase idempotent: a retry with the same id returns the first label."""
     package: _builtins.str
-    """The package it is for."""
+    """The package it is for ("fulfilmentOrders/{id}/packages/{id}"; for a return label the
+    return, "returns/{id}").
+    """
     node_id: _builtins.str
     """The origin's node id."""
     residential: _builtins.bool
@@ -1135,6 +1138,11 @@ class CreateLabelRequest(_message.Message):
     """How to choose when `service_code` is empty."""
     incoterm: Global___Incoterm.ValueType
     """Who pays duties across a border."""
+    return_label: _builtins.bool
+    """A return label: the parcel travels from `destination` (the customer) back to the node's
+    origin. Rated and sold on the same lane as an outbound parcel, printed with the customer
+    as sender and the node as recipient; `package` then names the return, "returns/{id}".
+    """
     @_builtins.property
     def orders(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The orders with lines in it."""
@@ -1166,10 +1174,11 @@ class CreateLabelRequest(_message.Message):
         promise_time: _timestamp_pb2.Timestamp | None = ...,
         goal: Global___RatingGoal.ValueType = ...,
         incoterm: Global___Incoterm.ValueType = ...,
+        return_label: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "parcel", b"parcel", "promise_time", b"promise_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "goal", b"goal", "incoterm", b"incoterm", "node_id", b"node_id", "orders", b"orders", "package", b"package", "parcel", b"parcel", "promise_time", b"promise_time", "request_id", b"request_id", "residential", b"residential", "service_code", b"service_code", "service_level", b"service_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "goal", b"goal", "incoterm", b"incoterm", "node_id", b"node_id", "orders", b"orders", "package", b"package", "parcel", b"parcel", "promise_time", b"promise_time", "request_id", b"request_id", "residential", b"residential", "return_label", b"return_label", "service_code", b"service_code", "service_level", b"service_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

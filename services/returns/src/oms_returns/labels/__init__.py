@@ -1,0 +1,1 @@
+"""Return labels: bought from shipping once per return, printed from it."""

@@ -1,0 +1,1 @@
+"""Return policies as data and the decisions they make for a returned line."""
