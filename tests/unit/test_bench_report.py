@@ -55,5 +55,6 @@ def test_cpu_window_flags_a_busy_generator() -> None:
     busy = CpuWindow({"generator": 2.5, "orders": 5.0}, wall_s=10.0)
     assert not quiet.generator_flagged and busy.generator_flagged
     assert busy.generator_share == 0.25
-    assert busy.text().startswith("CPU s over 10.0 s: orders 5.0, generator 2.5")
+    assert busy.cores_used == 0.75
+    assert busy.text().startswith("CPU s over 10.0 s: orders 5.0, generator 2.5 (0.75 of ")
     assert "generator at 25% of a core" in busy.text()

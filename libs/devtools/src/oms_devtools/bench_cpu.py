@@ -91,6 +91,12 @@ class CpuWindow:
         return self.seconds.get(GENERATOR, 0.0) / self.wall_s if self.wall_s else 0.0
 
     @property
+    def cores_used(self) -> float:
+        """Cores the measured processes kept busy on average: on a machine shared with other
+        work, well under its core count means the figure was starved, not saturated."""
+        return sum(self.seconds.values()) / self.wall_s if self.wall_s else 0.0
+
+    @property
     def generator_flagged(self) -> bool:
         return self.generator_share > GENERATOR_LIMIT
 
@@ -99,9 +105,11 @@ class CpuWindow:
         parts = ", ".join(f"{name} {s:.1f}" for name, s in busiest)
         flag = (f"  ! generator at {self.generator_share:.0%} of a core (> "
                 f"{GENERATOR_LIMIT:.0%})" if self.generator_flagged else "")
-        return f"CPU s over {self.wall_s:.1f} s: {parts}{flag}"
+        return (f"CPU s over {self.wall_s:.1f} s: {parts} ({self.cores_used:.2f} of "
+                f"{psutil.cpu_count()} cores){flag}")
 
     def as_dict(self) -> dict[str, object]:
         return {"wall_s": self.wall_s, "cpu_s": dict(self.seconds),
                 "generator_share_of_core": self.generator_share,
+                "cores_used": self.cores_used,
                 "generator_flagged": self.generator_flagged}
