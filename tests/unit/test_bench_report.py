@@ -58,3 +58,12 @@ def test_cpu_window_flags_a_busy_generator() -> None:
     assert busy.cores_used == 0.75
     assert busy.text().startswith("CPU s over 10.0 s: orders 5.0, generator 2.5 (0.75 of ")
     assert "generator at 25% of a core" in busy.text()
+
+
+def test_a_buyer_waits_as_the_gateway_asks_within_bounds() -> None:
+    from oms_devtools.bench_pipeline import _retry_after
+
+    assert _retry_after("2") == 2.0
+    assert _retry_after("60") == 5.0
+    assert _retry_after("") == 1.0
+    assert _retry_after("Wed, 21 Oct 2026 07:28:00 GMT") == 1.0

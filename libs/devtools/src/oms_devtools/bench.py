@@ -174,6 +174,7 @@ class Bench:
             figures = run.figures() | {"cpu": cpu.as_dict()}
             _say(f"burst {i + 1}: {buyers} buyers of one SKU, "
                  f"{figures['accepted_per_s']:.1f} accepted/s, {run.refused} refused, "
+                 f"{run.retries} retries after {run.statuses or 'no'} replies, "
                  f"released {len(run.released_at)}; {cpu.text()}")
             runs.append(figures)
         return {"buyers": buyers, "runs": runs}

@@ -85,7 +85,9 @@ class Run:
     posted_at: dict[str, float] = field(default_factory=dict)  # order name -> post sent
     accepted_at: list[float] = field(default_factory=list)  # 201 received
     released_at: dict[str, float] = field(default_factory=dict)
-    refused: int = 0  # replies other than 201
+    refused: int = 0  # orders never accepted
+    statuses: dict[int, int] = field(default_factory=dict)  # every reply but 201, by status
+    retries: int = 0
 
     def latencies(self) -> list[float]:
         return [self.released_at[n] - t for n, t in self.posted_at.items()
@@ -105,6 +107,8 @@ class Run:
             "p95_ms": percentile(latencies, 95) * 1000 if latencies else 0.0,
             "p99_ms": percentile(latencies, 99) * 1000 if latencies else 0.0,
             "refused": self.refused,
+            "retries": self.retries,
+            "statuses": dict(self.statuses),
         }
 
     def series(self) -> list[dict[str, float]]:
@@ -165,15 +169,35 @@ def _client(stack: Stack, key: str, connections: int) -> httpx.AsyncClient:
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
 
 
+RETRIES = 5  # a buyer's attempts after a 429 or 503, as the gateway's clients are told to
+
+
+def _retry_after(value: str) -> float:
+    """The seconds a 429 or 503 asks for (1 when it names none), at most 5."""
+    try:
+        return min(max(float(value), 0.0), 5.0)
+    except ValueError:
+        return 1.0
+
+
 async def _post(client: httpx.AsyncClient, body: bytes, run: Run) -> None:
+    """One order, retried with its Idempotency-Key after ``Retry-After`` on 429 and 503 as a
+    well-behaved client does; latency runs from the first attempt."""
     sent = time.perf_counter()
-    reply = await client.post("/v1/orders", content=body,
-                              headers={"Idempotency-Key": uuid.uuid4().hex})
-    if reply.status_code != 201:
-        run.refused += 1
-        return
-    run.posted_at[reply.json()["name"]] = sent
-    run.accepted_at.append(time.perf_counter())
+    key = uuid.uuid4().hex
+    for attempt in range(RETRIES + 1):
+        reply = await client.post("/v1/orders", content=body,
+                                  headers={"Idempotency-Key": key})
+        if reply.status_code == 201:
+            run.posted_at[reply.json()["name"]] = sent
+            run.accepted_at.append(time.perf_counter())
+            return
+        run.statuses[reply.status_code] = run.statuses.get(reply.status_code, 0) + 1
+        if reply.status_code not in (429, 503) or attempt == RETRIES:
+            break
+        run.retries += 1
+        await asyncio.sleep(_retry_after(reply.headers.get("Retry-After", "")))
+    run.refused += 1
 
 
 async def closed_loop(stack: Stack, nats_url: str, key: str, skus: list[str], orders: int,
