@@ -46,8 +46,10 @@ def test_run_figures_and_series_by_second() -> None:
     assert round(figures["p50_ms"]) == 400  # latencies 200, 1000, 400 ms
     series = run.series()
     assert [(s["posted"], s["released"]) for s in series] == [(2, 1), (1, 2)]
-    assert round(series[0]["p50_ms"]) == 200
-    assert round(series[1]["p50_ms"]) == 700  # 1000 and 400
+    assert round(series[0]["p50_ms"] or 0) == 200
+    assert round(series[1]["p50_ms"] or 0) == 700  # 1000 and 400
+    quiet = Run(started=0.0, posted_at={"a": 0.0}, released_at={"a": 2.5})
+    assert [s["p99_ms"] for s in quiet.series()][:2] == [None, None]  # nothing released yet
 
 
 def test_cpu_window_flags_a_busy_generator() -> None:

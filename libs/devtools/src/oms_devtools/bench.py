@@ -255,7 +255,7 @@ def _measures(closed: dict[str, Any], open_loop: dict[str, Any], bursts: dict[st
             "released orders/s / pgbench 1 a tx", ratios(
                 released, [r["pgbench_one_by_one"] for r in runs]), "ratio", 0.5),
         bench_report.Measure(
-            f"open loop at {open_loop['rate']:.0f}/s: post -> released p99", Spread.of(
+            f"open loop at {open_loop['rate']:.1f}/s: post -> released p99", Spread.of(
                 r["p99_ms"] for r in open_loop["runs"]), "ms", 250, False, 0),
         bench_report.Measure(
             f"hot SKU units reserved/s / pgbench {hot['batch']} a tx", hot["ratio_batched"],

@@ -111,9 +111,10 @@ class Run:
             "statuses": dict(self.statuses),
         }
 
-    def series(self) -> list[dict[str, float]]:
+    def series(self) -> list[dict[str, float | None]]:
         """Per second since the start: orders posted, orders released, and the p50/p99 of
-        the latencies of the orders released in that second."""
+        the latencies of the orders released in that second (None in a second without a
+        release)."""
         seconds = int(max([*self.released_at.values(), *self.posted_at.values(),
                            self.started]) - self.started) + 1
         posted = [0] * seconds
@@ -126,8 +127,8 @@ class Run:
                 released[second] += 1
                 buckets[second].append(self.released_at[name] - at)
         return [{"second": s, "posted": posted[s], "released": released[s],
-                 "p50_ms": percentile(b, 50) * 1000 if b else 0.0,
-                 "p99_ms": percentile(b, 99) * 1000 if b else 0.0}
+                 "p50_ms": percentile(b, 50) * 1000 if b else None,
+                 "p99_ms": percentile(b, 99) * 1000 if b else None}
                 for s, b in enumerate(buckets)]
 
 

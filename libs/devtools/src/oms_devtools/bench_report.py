@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,10 @@ def write_json(path: Path, measures: Sequence[Measure], details: Mapping[str, An
                                indent=2, default=str) + "\n")
 
 
-def plot(path: Path, series: Sequence[Mapping[str, float]], rate: float) -> None:
+def plot(path: Path, series: Sequence[Mapping[str, float | None]], rate: float) -> None:
     """Throughput (posted and released per second) over latency (p50, p99 of the orders
-    released in each second) for the open-loop run."""
+    released in each second; a gap where a second released nothing) for the open-loop
+    run."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -67,11 +69,14 @@ def plot(path: Path, series: Sequence[Mapping[str, float]], rate: float) -> None
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
     top.plot(seconds, [row["posted"] for row in series], label="posted /s")
     top.plot(seconds, [row["released"] for row in series], label="released /s")
-    top.axhline(rate, linestyle=":", color="grey", label=f"arrival rate {rate:.0f}/s")
+    top.axhline(rate, linestyle=":", color="grey", label=f"arrival rate {rate:.1f}/s")
     top.set_ylabel("orders per second")
     top.legend(loc="lower right")
-    bottom.plot(seconds, [row["p50_ms"] for row in series], label="p50")
-    bottom.plot(seconds, [row["p99_ms"] for row in series], label="p99")
+    def latency(name: str) -> list[float]:
+        return [math.nan if row[name] is None else float(row[name] or 0) for row in series]
+
+    bottom.plot(seconds, latency("p50_ms"), marker=".", label="p50")
+    bottom.plot(seconds, latency("p99_ms"), marker=".", label="p99")
     bottom.axhline(250, linestyle=":", color="red", label="p99 goal 250 ms")
     bottom.set_ylabel("post -> released, ms")
     bottom.set_xlabel("seconds since the first post")
