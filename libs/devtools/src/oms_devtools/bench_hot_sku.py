@@ -1,18 +1,17 @@
 """Hot-SKU benchmark: many buyers for one SKU at one node, the peak-season worst case.
 
-1. Starts the inventory service as its own process (as in production) on a fresh database,
-   creates one node and one SKU, and receives stock for 90 % of the buyers.
-2. ``buyers`` concurrent publishers send ``orders`` one-unit ``OrderCreated`` events to
-   JetStream; the clock runs from the first publish to the last ``StockAllocated`` or
-   ``AllocationFailed`` the service publishes.
+1. Starts the inventory service as its own process (as in production) on a fresh database.
+2. Each run creates one node and one SKU and receives stock for 90 % of the buyers; ``buyers``
+   concurrent publishers send ``orders`` one-unit ``OrderCreated`` events to JetStream (encoded
+   before the clock starts); the clock runs from the first publish to the last
+   ``StockAllocated``. The figure is units reserved per second: a refusal reserves nothing.
 3. Checks that nothing was oversold: the level's reserved units equal the stock, never more
-   than on hand, equal to the reservation rows and to the allocated events; every other
-   buyer was refused.
-4. Runs pgbench on the same server, with as many clients as buyers, against one row: per
-   transaction the plain conditional UPDATE a naive service issues per order, plus the
-   ledger row (every reservation is audited in our service too, so a comparison without it
-   would flatter the naive way). The service does strictly more per order than that script:
-   inbox row, order row, reservation row, outbox events, a stock-level event.
+   than on hand, equal to the reservation rows, to the ledger and to the allocated events;
+   every other buyer was refused.
+4. Between runs, the baseline: pgbench doing inventory's own statements for orders that all
+   want one SKU at one node, on a database built by inventory's migrations
+   (``bench_baseline``), one order per transaction and as many per transaction as one fetch
+   of the service's consumer brings. Stock is unlimited there, so every order is a unit.
 
 ``python -m oms_devtools.bench_hot_sku`` runs it on its own embedded (durable) PostgreSQL and
 NATS and prints the figures; ``run()`` is what ``make bench`` calls with its servers.
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import secrets
 import subprocess
 import sys
@@ -43,6 +41,9 @@ from oms.orders.v1 import events_pb2, orders_pb2
 from oms_platform import bus
 from oms_platform.events import encode
 
+from oms_devtools import bench_baseline
+from oms_devtools.bench_cpu import CpuMeter, postmaster_pid
+from oms_devtools.bench_stats import Spread, ratios
 from oms_devtools.servers import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -52,54 +53,12 @@ from oms_devtools.servers import (
 )
 from oms_devtools.stack import ServiceProcess, Stack
 
-PGBENCH_SCHEMA = """
-DROP TABLE IF EXISTS hot_stock, hot_ledger;
-CREATE TABLE hot_stock (node_id text, sku text, on_hand bigint, reserved bigint,
-  safety_stock bigint DEFAULT 0, PRIMARY KEY (node_id, sku),
-  CHECK (reserved >= 0 AND on_hand >= reserved));
-CREATE TABLE hot_ledger (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, node_id text,
-  sku text, kind text, on_hand_delta bigint, reserved_delta bigint, reference text,
-  at timestamptz DEFAULT now());
-INSERT INTO hot_stock VALUES ('hot-node', 'HOT-SKU', 1000000000, 0, 0);
-"""
-
-PGBENCH_SCRIPT = """
-BEGIN;
-UPDATE hot_stock SET reserved = reserved + 1
-  WHERE node_id = 'hot-node' AND sku = 'HOT-SKU' AND on_hand - reserved - safety_stock >= 1;
-INSERT INTO hot_ledger (node_id, sku, kind, on_hand_delta, reserved_delta, reference)
-  VALUES ('hot-node', 'HOT-SKU', 'RESERVATION', 0, 1, 'orders/' || :client_id);
-COMMIT;
-"""
-
 LOS_ANGELES = (34.0522, -118.2437)
 RENO = (39.5296, -119.8138)
 
 
 def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
-
-
-def run_pgbench(database_url: str, pgbench: Path, psql: Path, clients: int,
-                seconds: int) -> float:
-    """Transactions/s of the naive per-order reservation against one row."""
-    dsn = _libpq(database_url)
-    subprocess.run([str(psql), "-q", "-v", "ON_ERROR_STOP=1", dsn], input=PGBENCH_SCHEMA,
-                   text=True, check=True, capture_output=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
-        script.write(PGBENCH_SCRIPT)
-    try:
-        result = subprocess.run(
-            [str(pgbench), "-n", "-c", str(clients), "-j", "2", "-T", str(seconds),
-             "-f", script.name, dsn],
-            text=True, capture_output=True,
-        )
-    finally:
-        Path(script.name).unlink()
-    match = re.search(r"tps = ([\d.]+)", result.stdout)
-    if result.returncode != 0 or not match:
-        raise RuntimeError(f"pgbench printed no tps:\n{result.stdout}\n{result.stderr}")
-    return float(match.group(1))
 
 
 def _start_inventory(database_url: str, nats_url: str, state_dir: Path) -> ServiceProcess:
@@ -165,13 +124,17 @@ async def _buy(nats_url: str, sku: str, orders: int, buyers: int) -> dict[str, A
     js = nc.jetstream()
     await bus.ensure_stream(js, "orders")
     decided: dict[str, str] = {}
+    last_allocated = 0.0
     done = asyncio.Event()
     names: set[str] = set()
 
     async def on_outcome(msg: Any) -> None:
+        nonlocal last_allocated
         order = (msg.headers or {}).get("ce-subject", "")
-        if order in names:
-            decided.setdefault(order, msg.subject.rsplit(".", 1)[-1])
+        if order in names and order not in decided:
+            decided[order] = msg.subject.rsplit(".", 1)[-1]
+            if decided[order] == "stock_allocated":
+                last_allocated = time.perf_counter()
             if len(decided) >= orders:
                 done.set()
 
@@ -180,14 +143,10 @@ async def _buy(nats_url: str, sku: str, orders: int, buyers: int) -> dict[str, A
         await nc.subscribe(subject, cb=on_outcome)
     events = [_order(sku) for _ in range(orders)]
     names.update(e.order for e in events)
-    queue: asyncio.Queue[events_pb2.OrderCreated] = asyncio.Queue()
-    for event in events:
-        queue.put_nowait(event)
+    envelopes = iter([encode(e, aggregate_id=e.order, source="/oms/bench") for e in events])
 
     async def buyer() -> None:
-        while not queue.empty():
-            event = queue.get_nowait()
-            envelope = encode(event, aggregate_id=event.order, source="/oms/bench")
+        for envelope in envelopes:
             await js.publish(envelope.subject, envelope.payload, headers=envelope.headers)
 
     started = time.perf_counter()
@@ -198,6 +157,7 @@ async def _buy(nats_url: str, sku: str, orders: int, buyers: int) -> dict[str, A
     await nc.close()
     outcomes = list(decided.values())
     return {"elapsed": finished - started, "publish_elapsed": published - started,
+            "reserving_elapsed": last_allocated - started,
             "allocated": outcomes.count("stock_allocated"),
             "refused": outcomes.count("allocation_failed"),
             "backordered": outcomes.count("stock_backordered")}
@@ -225,68 +185,105 @@ def _check_no_oversell(database_url: str, node_id: str, sku: str, stock: int,
     return int(reserved)
 
 
-async def run(database_url: str, nats_url: str, *, orders: int = 2000, buyers: int = 64,
-              pgbench_seconds: int = 10, state_dir: Path | None = None) -> dict[str, float]:
-    """Measures the service and pgbench on the PostgreSQL server of ``database_url`` (its own
-    databases are created there) and the NATS at ``nats_url``."""
+def _baseline(postgres: EmbeddedPostgres, dsn: str, batch: int, clients: int,
+              seconds: int, shapes: dict[str, bench_baseline.EventShape]) -> float:
+    """Units/s of inventory's statements for one SKU at one node, ``batch`` orders a
+    transaction."""
+    scripts = {"inventory": bench_baseline.inventory_script(batch, shapes, skus=1)}
+    return bench_baseline.run(postgres, {"inventory": dsn}, scripts, batch=batch,
+                              clients=clients, seconds=seconds).orders_per_s
+
+
+async def run(postgres: EmbeddedPostgres, nats_url: str, *, nats_pid: int | None = None,
+              orders: int = 1000, buyers: int = 64, runs: int = 3, pgbench_seconds: int = 5,
+              pgbench_clients: int = 8, batch: int = 128,
+              state_dir: Path | None = None) -> dict[str, Any]:
+    """``runs`` service runs, each followed by the one-by-one and the batched baseline, on
+    the PostgreSQL server ``postgres`` (its own databases are created there) and the NATS at
+    ``nats_url``."""
     stock = orders * 9 // 10
+    database_url = postgres.url()
     service_db = "bench_hot_sku"
     drop_database(database_url, service_db)
     service_url = ensure_database(database_url, service_db)
+    env = Stack(Path(tempfile.gettempdir()), database_url, nats_url)._env()
+    dsns = await asyncio.to_thread(bench_baseline.prepare, database_url, env)
+    figures: dict[str, Any] = {"orders": orders, "buyers": buyers, "stock": stock,
+                               "batch": batch, "pgbench_clients": pgbench_clients,
+                               "runs": []}
     with tempfile.TemporaryDirectory(prefix="oms-hot-sku-") as scratch:
         service = _start_inventory(service_url, nats_url, state_dir or Path(scratch))
+        assert service.process is not None
+        pids = {"inventory": service.process.pid,
+                "postgres": postmaster_pid(postgres.data_dir)}
+        if nats_pid is not None:
+            pids["nats"] = nats_pid
+        meter = CpuMeter(lambda: pids)
         try:
-            node_id, sku = await _stock_one_sku(service.endpoint, stock)
-            measured = await _buy(nats_url, sku, orders, buyers)
+            for _ in range(runs):
+                node_id, sku = await _stock_one_sku(service.endpoint, stock)
+                with meter.window() as cpu:
+                    measured = await _buy(nats_url, sku, orders, buyers)
+                reserved = _check_no_oversell(service_url, node_id, sku, stock, measured)
+                one_by_one = await asyncio.to_thread(
+                    _baseline, postgres, dsns["inventory"], 1, pgbench_clients,
+                    pgbench_seconds, {})
+                batched = await asyncio.to_thread(
+                    _baseline, postgres, dsns["inventory"], batch, pgbench_clients,
+                    pgbench_seconds, {})
+                figures["runs"].append({
+                    "reserved": reserved, "refused": measured["refused"],
+                    "units_per_s": reserved / measured["reserving_elapsed"],
+                    "decided_per_s": orders / measured["elapsed"],
+                    "baseline_one_by_one_per_s": one_by_one,
+                    "baseline_batched_per_s": batched,
+                    "cpu": cpu.as_dict(), "cpu_text": cpu.text()})
         finally:
             service.stop()
-    reserved = _check_no_oversell(service_url, node_id, sku, stock, measured)
-
-    tools = EmbeddedPostgres(Path(tempfile.gettempdir()))
-    pgbench_url = ensure_database(database_url, "bench_hot_sku_pgbench")
-    naive_tps = await asyncio.to_thread(run_pgbench, pgbench_url, tools.bin("pgbench"),
-                                        tools.bin("psql"), buyers, pgbench_seconds)
-    return {
-        "orders": orders,
-        "buyers": buyers,
-        "stock": stock,
-        "reserved": reserved,
-        "refused": measured["refused"],
-        "decided_per_s": orders / measured["elapsed"],
-        "reservations_per_s": reserved / measured["elapsed"],
-        "pgbench_tps": naive_tps,
-        "ratio": (orders / measured["elapsed"]) / naive_tps,
-        "elapsed_s": measured["elapsed"],
-    }
+    rows = figures["runs"]
+    figures["units_per_s"] = Spread.of(r["units_per_s"] for r in rows)
+    figures["baseline_batched_per_s"] = Spread.of(r["baseline_batched_per_s"] for r in rows)
+    figures["baseline_one_by_one_per_s"] = Spread.of(
+        r["baseline_one_by_one_per_s"] for r in rows)
+    figures["ratio_batched"] = ratios([r["units_per_s"] for r in rows],
+                                      [r["baseline_batched_per_s"] for r in rows])
+    figures["ratio_one_by_one"] = ratios([r["units_per_s"] for r in rows],
+                                         [r["baseline_one_by_one_per_s"] for r in rows])
+    return figures
 
 
-def report(figures: dict[str, float]) -> str:
-    return "\n".join([
-        f"  hot SKU: {figures['orders']:.0f} one-unit orders for one SKU at one node from "
-        f"{figures['buyers']:.0f} concurrent buyers, {figures['stock']:.0f} units in stock",
-        f"    orders decided (allocated or refused)  {figures['decided_per_s']:8.1f} orders/s "
-        f"({figures['elapsed_s']:.1f} s)",
-        f"    units reserved                         {figures['reservations_per_s']:8.1f} /s; "
-        f"{figures['reserved']:.0f} reserved, {figures['refused']:.0f} refused, none oversold",
-        f"    pgbench, conditional UPDATE + ledger   {figures['pgbench_tps']:8.1f} tx/s "
-        f"({figures['buyers']:.0f} clients, one row)",
-        f"    ratio decided / pgbench                {figures['ratio']:8.2f}",
-    ])
+def report(figures: dict[str, Any]) -> str:
+    lines = [
+        f"  hot SKU: {figures['orders']} one-unit orders for one SKU at one node from "
+        f"{figures['buyers']} concurrent publishers, {figures['stock']} units in stock; "
+        f"{len(figures['runs'])} runs, each next to its baselines",
+        f"    units reserved /s (service)          {figures['units_per_s'].text()}",
+        f"    pgbench, inventory's SQL, 1 a tx     {figures['baseline_one_by_one_per_s'].text()}",
+        f"    pgbench, same, {figures['batch']} a tx          "
+        f"{figures['baseline_batched_per_s'].text()}",
+        f"    ratio to the batched baseline        {figures['ratio_batched'].text(2)}",
+        f"    ratio to the one-by-one baseline     {figures['ratio_one_by_one'].text(2)}",
+    ]
+    for i, r in enumerate(figures["runs"], 1):
+        lines.append(f"    run {i}: {r['reserved']} reserved, {r['refused']} refused, none "
+                     f"oversold; {r['decided_per_s']:.0f} decided/s; {r['cpu_text']}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=2000)
+    parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--buyers", type=int, default=64)
-    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pgbench-seconds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="oms-hot-sku-") as scratch:
         root = Path(scratch)
         with EmbeddedPostgres(root / "postgres", durable=True) as postgres, \
                 EmbeddedNats(root / "nats") as nats_server:
-            figures = asyncio.run(run(postgres.url(), nats_server.url, orders=args.orders,
-                                      buyers=args.buyers,
+            figures = asyncio.run(run(postgres, nats_server.url, orders=args.orders,
+                                      buyers=args.buyers, runs=args.runs,
                                       pgbench_seconds=args.pgbench_seconds, state_dir=root))
     print(f"\nOMS hot-SKU bench: PostgreSQL durable (fsync on); {psutil.cpu_count()} CPUs")
     print(report(figures))

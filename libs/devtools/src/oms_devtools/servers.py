@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -126,10 +127,14 @@ class EmbeddedPostgres:
     database keeps its address across `make run`s.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True,
+                 settings: Mapping[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.port = port
         self.durable = durable
+        # Server settings on top of ours, e.g. the benchmark's statement statistics
+        # (shared_preload_libraries=pg_stat_statements), which only a start can load.
+        self.settings = dict(settings or {})
         self._user = _pg_system_user()
 
     # -- public API
@@ -239,6 +244,7 @@ class EmbeddedPostgres:
         if not self.durable:
             # Tests throw the cluster away: trade crash safety for speed.
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.settings
         opts = [f"-p {self.port}", f"-h {_HOST}", f"-k '{self._socket_dir()}'"]
         opts += [f"-c {key}={value}" for key, value in settings.items()]
         return " ".join(opts)
