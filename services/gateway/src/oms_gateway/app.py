@@ -44,6 +44,7 @@ from oms_gateway.problems import (
     is_expected,
     problem_response,
 )
+from oms_gateway.rate_limits import RateLimit, RateLimits, policies
 from oms_gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
@@ -235,10 +236,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
 
     # Outermost last: the access log around authentication, which identifies the partner
-    # for the audit log and the idempotency layer inside it.
+    # for the audit log, the rate limits and the idempotency layer inside it.
     app.add_middleware(Idempotency, ttl_seconds=settings.idempotency_ttl_seconds,
                        lease_seconds=settings.idempotency_lease_seconds,
                        max_body_bytes=settings.max_body_bytes)
+    by_kind, by_partner = policies(settings.rate_limits, settings.partner_rate_limits)
+    app.add_middleware(RateLimit, limits=RateLimits(
+        by_kind, by_partner, max_partners=settings.rate_limit_max_partners))
     app.add_middleware(Audit)
     app.add_middleware(Authenticate)
     app.add_middleware(AccessLog)

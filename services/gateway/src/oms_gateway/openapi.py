@@ -21,6 +21,7 @@ from oms_gateway.fields import Shape
 from oms_gateway.idempotency.domain import REPLAY_HEADER
 from oms_gateway.oauth.api import FORM_SCHEMA, OAUTH_ERROR_SCHEMA, TOKEN_SCHEMA
 from oms_gateway.problems import PROBLEM_JSON, SERVICE_STATUSES
+from oms_gateway.rate_limits import POLICY_HEADER, STATE_HEADER
 from oms_gateway.schemas import PROBLEM, Components
 
 
@@ -54,9 +55,20 @@ PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
           "is still in flight (with Retry-After)", _RETRY_AFTER),
     413: ("The body is larger than the limit", {}),
     422: ("This Idempotency-Key was used for a different request", {}),
-    429: ("Too many requests", _RETRY_AFTER),
+    429: ("Too many requests: the partner's rate limit is spent (RateLimit-Policy, RateLimit), "
+          "or the service is saturated; retry after Retry-After", _RETRY_AFTER),
     503: ("Retry later, with the same Idempotency-Key: the order service is unavailable or "
           "the request met contention", _RETRY_AFTER),
+}
+# On every answer to an identified partner (all but a 401).
+_RATE_LIMIT = {
+    POLICY_HEADER: {"description": "The partner's quotas (draft-ietf-httpapi-ratelimit-"
+                    "headers): `\"<name>\";q=<units>;w=<seconds>` per quota, per replica",
+                    "schema": {"type": "string", "examples": [
+                        '"20 per 1 second";q=20;w=1, "600 per 1 minute";q=600;w=60']}},
+    STATE_HEADER: {"description": "What is left of each quota: `\"<name>\";r=<remaining>;"
+                   "t=<seconds until a unit is back>`", "schema": {"type": "string", "examples": [
+                       '"20 per 1 second";r=19;t=1, "600 per 1 minute";r=599;t=60']}},
 }
 _IDEMPOTENCY_KEY = {
     "description": "A random UUID per logical request: a retry with the same key gets the "
@@ -118,14 +130,14 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
     if method.upper() == "POST":
         headers[REPLAY_HEADER] = {"description": "`true` on the stored answer to a retry",
                                   "schema": {"type": "string", "enum": ["true"]}}
-    if headers:
-        success["headers"] = headers
+    success["headers"] = {**headers, **_RATE_LIMIT}
     responses: dict[str, Any] = {str(operation.status): success}
     for status in sorted(statuses(method, path)):
         description, problem_headers = PROBLEMS[status]
         response: dict[str, Any] = {"description": description, "content": {
             PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-        if problem_headers:
-            response["headers"] = problem_headers
+        every = {} if status == 401 else _RATE_LIMIT
+        if problem_headers or every:
+            response["headers"] = {**problem_headers, **every}
         responses[str(status)] = response
     spec["responses"] = responses

@@ -46,5 +46,21 @@ class GatewaySettings(BaseSettings):
     )
     access_token_ttl_seconds: int = Field(
         default=900, gt=0, le=3600, description="How long an OAuth2 access token is valid")
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per partner kind, quotas per replica replacing its default, as JSON: '
+        '{"sales_channel": "20/second;600/minute"} (kinds: sales_channel, 3pl, carrier, '
+        'payment_provider)',
+    )
+    partner_rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per partner id, quotas per replica replacing its kind\'s, as JSON: '
+        '{"acme-shop": "50/second;3000/minute"}',
+    )
+    rate_limit_max_partners: int = Field(
+        default=10_000, gt=0,
+        description="Partners whose spending a replica tracks at once; the least recently "
+        "seen are forgotten beyond it",
+    )
     log_level: str = "INFO"
     log_format: str = "json"
