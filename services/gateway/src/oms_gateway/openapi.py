@@ -28,15 +28,23 @@ from oms_gateway.schemas import PROBLEM, Components
 @dataclass(frozen=True)
 class Operation:
     """What the document says of one route beyond FastAPI's own: its body (None: no body),
-    its answer's message and status, and an example that works against the demo data."""
+    its answer's message and status, and an example that works against the demo data.
 
-    answer: Descriptor
+    A route whose body or answer is no proto message (a CSV file, a result of the gateway's
+    own) gives its JSON Schema instead (``body_schema``, ``answer`` as a mapping) and media
+    type; ``refers_to`` are the messages such a schema refers to."""
+
+    answer: Descriptor | Mapping[str, Any]
     status: int = 200
     body: Shape | None = None
     body_name: str | None = None
-    example: Mapping[str, Any] | None = None
+    example: Mapping[str, Any] | str | None = None
     example_summary: str = ""
     description: str = "The order as it is now"
+    answer_media: str = "application/json"
+    body_schema: Mapping[str, Any] | None = None
+    body_media: str = "application/json"
+    refers_to: tuple[Descriptor, ...] = ()
 
 
 _OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
@@ -111,17 +119,26 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
             parameter.update(_IDEMPOTENCY_KEY)
         elif parameter["in"] == "path" and parameter["name"] == "order_id":
             parameter["schema"] = dict(_ORDER_ID)
-    if operation.body is not None:
-        shape = operation.body
-        media: dict[str, Any] = {"schema": components.ref(
-            shape.message, name=operation.body_name, without=shape.not_in_body)}
+    for message in operation.refers_to:
+        components.ref(message)
+    media: dict[str, Any] | None = None
+    if operation.body_schema is not None:
+        media = {"schema": dict(operation.body_schema)}
+    elif operation.body is not None:
+        media = {"schema": components.ref(operation.body.message, name=operation.body_name,
+                                          without=operation.body.not_in_body)}
+    if media is not None:
         if operation.example is not None:
+            value = (operation.example if isinstance(operation.example, str)
+                     else dict(operation.example))
             media["examples"] = {"demo": {"summary": operation.example_summary,
-                                          "value": dict(operation.example)}}
-        spec["requestBody"] = {"required": True, "content": {"application/json": media}}
+                                          "value": value}}
+        spec["requestBody"] = {"required": True, "content": {operation.body_media: media}}
+    answer = (components.ref(operation.answer) if isinstance(operation.answer, Descriptor)
+              else dict(operation.answer))
     success: dict[str, Any] = {
         "description": operation.description,
-        "content": {"application/json": {"schema": components.ref(operation.answer)}},
+        "content": {operation.answer_media: {"schema": answer}},
     }
     headers: dict[str, Any] = {}
     if operation.status == 201:

@@ -134,17 +134,18 @@ class RateLimits:
         items = self.quotas_of(partner)
         await self._track(partner.partner_id, items)
         who = partner.partner_id
-        allowed = all([await self._limiter.test(item, who) for item in items])
-        if allowed:
-            # Another request may have taken the last unit between test and hit.
-            allowed = all([await self._limiter.hit(item, who) for item in items])
+        # The window's oldest request leaves it at reset_time (a hit does not change that
+        # but in an empty window, whose reset is a whole window away either way).
+        stats = [await self._limiter.get_window_stats(item, who) for item in items]
         now = time.time()
-        quotas = []
-        for item in items:
-            stats = await self._limiter.get_window_stats(item, who)
-            quotas.append(Quota(item, stats.remaining,
-                                max(1, math.ceil(stats.reset_time - now))))
-        return Verdict(allowed, quotas)
+        allowed = all(s.remaining > 0 for s in stats)
+        if allowed:
+            # Another request may have taken the last unit since.
+            allowed = all([await self._limiter.hit(item, who) for item in items])
+        spent = 1 if allowed else 0
+        return Verdict(allowed, [
+            Quota(item, max(0, s.remaining - spent), max(1, math.ceil(s.reset_time - now)))
+            for item, s in zip(items, stats, strict=True)])
 
     async def _track(self, partner_id: str, items: tuple[RateLimitItem, ...]) -> None:
         self._seen[partner_id] = None

@@ -24,6 +24,8 @@ class GatewaySettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     orders_target: str = "127.0.0.1:50051"
+    inventory_target: str = Field(
+        default="127.0.0.1:50052", description="The inventory service (stock routes)")
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     idempotency_ttl_seconds: float = Field(
         default=DAY, gt=0,
@@ -62,5 +64,13 @@ class GatewaySettings(BaseSettings):
         description="Partners whose spending a replica tracks at once; the least recently "
         "seen are forgotten beyond it",
     )
+    csv_import_max_rows: int = Field(
+        default=5000, gt=0, description="Rows (order lines) per imported CSV file")
+    csv_import_max_orders: int = Field(
+        default=500, gt=0, le=500,
+        description="Orders per imported CSV file (at most the orders service's batch bound)")
+    csv_export_max_orders: int = Field(
+        default=10_000, gt=0, description="Orders per CSV export; a filter matching more is "
+        "refused up front")
     log_level: str = "INFO"
     log_format: str = "json"
