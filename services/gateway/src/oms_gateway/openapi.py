@@ -56,17 +56,17 @@ PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
           {}),
     401: ("No credentials, or unknown, expired or revoked ones",
           {"WWW-Authenticate": {"schema": {"type": "string"}}}),
-    403: ("The credentials lack the operation's scope (`scope`), or the order's channel is "
-          "not the partner's", {}),
-    404: ("No such order — or another channel's, answered the same", {}),
+    403: ("The credentials lack the operation's scope (`scope`), or the channel is not the "
+          "partner's", {}),
+    404: ("No such order (another channel's is answered the same) or SKU", {}),
     409: ("The order's state forbids it (`reason`), or a request with this Idempotency-Key "
           "is still in flight (with Retry-After)", _RETRY_AFTER),
     413: ("The body is larger than the limit", {}),
     422: ("This Idempotency-Key was used for a different request", {}),
     429: ("Too many requests: the partner's rate limit is spent (RateLimit-Policy, RateLimit), "
           "or the service is saturated; retry after Retry-After", _RETRY_AFTER),
-    503: ("Retry later, with the same Idempotency-Key: the order service is unavailable or "
-          "the request met contention", _RETRY_AFTER),
+    503: ("Retry later, with the same Idempotency-Key: the service behind the route (orders, "
+          "inventory) is unavailable or the request met contention", _RETRY_AFTER),
 }
 # On every answer to an identified partner (all but a 401).
 _RATE_LIMIT = {
