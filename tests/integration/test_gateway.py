@@ -591,7 +591,7 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
 EXAMPLES = {"positive": 70, "negative": 30}
 
 
-@pytest.mark.timeout(280)
+@pytest.mark.timeout(450)  # 100 requests for each of 10 operations
 async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
     app: FastAPI, engine: AsyncEngine, served: str, inventory_service: Service,
 ) -> None:

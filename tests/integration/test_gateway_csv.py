@@ -48,7 +48,8 @@ async def app(database_factory: Callable[[str], str],
     async for serving_app in serving(GatewaySettings(
             database_url=url, orders_target=f"127.0.0.1:{orders_service.bound_port}",
             csv_import_max_rows=MAX_ROWS, csv_import_max_orders=MAX_ORDERS,
-            csv_export_max_orders=EXPORT_MAX)):
+            # Two calls of the orders service for three orders, so that a file spans calls.
+            csv_import_batch_orders=2, csv_export_max_orders=EXPORT_MAX)):
         yield serving_app
 
 

@@ -219,6 +219,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(csv_api.router(
         timeout=settings.request_timeout_seconds, max_rows=settings.csv_import_max_rows,
         max_orders=settings.csv_import_max_orders,
+        batch_orders=settings.csv_import_batch_orders,
         export_max_orders=settings.csv_export_max_orders))
     app.include_router(stock_api.router(timeout=settings.request_timeout_seconds))
 

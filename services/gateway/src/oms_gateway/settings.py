@@ -69,6 +69,10 @@ class GatewaySettings(BaseSettings):
     csv_import_max_orders: int = Field(
         default=500, gt=0, le=500,
         description="Orders per imported CSV file (at most the orders service's batch bound)")
+    csv_import_batch_orders: int = Field(
+        default=100, gt=0, le=500,
+        description="Orders of an import per call to the orders service (each call has the "
+        "request timeout to itself)")
     csv_export_max_orders: int = Field(
         default=10_000, gt=0, description="Orders per CSV export; a filter matching more is "
         "refused up front")

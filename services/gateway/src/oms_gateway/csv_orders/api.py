@@ -93,8 +93,13 @@ def order_request_id(import_request_id: str, external_order_id: str) -> str:
     return hashlib.sha256(f"{import_request_id}\n{external_order_id}".encode()).hexdigest()
 
 
-def router(*, timeout: float, max_rows: int, max_orders: int,
+def router(*, timeout: float, max_rows: int, max_orders: int, batch_orders: int,
            export_max_orders: int) -> APIRouter:
+    """The routes. An import sends ``batch_orders`` orders per BatchCreateOrders call: each
+    call is one transaction of the orders service and has the request timeout to itself, so
+    a file at its bound does not outlast one deadline. A call that fails leaves the import
+    unanswered (503, not stored); its retry finds the orders earlier calls created through
+    their request ids, and creates the rest."""
     routes = APIRouter()
 
     @routes.post("/v1/orders:import", tags=["orders"],
@@ -119,20 +124,21 @@ def router(*, timeout: float, max_rows: int, max_orders: int,
             raise _file_problem(error.errors) from error
         ready = [(draft, message) for draft in drafts
                  if (message := _checked(draft, partner)) is not None]
+        created: dict[int, orders_pb2.BatchCreateOrderResult] = {}
         if ready:
             request_id = reached(request)
-            reply = await request.app.state.orders.BatchCreateOrders(
-                orders_pb2.BatchCreateOrdersRequest(requests=[
-                    orders_pb2.CreateOrderRequest(
-                        order=message,
-                        request_id=order_request_id(request_id, draft.external_order_id))
-                    for draft, message in ready]),
-                timeout=timeout,
-                metadata=(("oms-actor", f"partner:{partner.partner_id}"),))
-            created = {id(draft): result for (draft, _), result in zip(
-                ready, reply.results, strict=True)}
-        else:
-            created = {}
+            for start in range(0, len(ready), batch_orders):
+                chunk = ready[start:start + batch_orders]
+                reply = await request.app.state.orders.BatchCreateOrders(
+                    orders_pb2.BatchCreateOrdersRequest(requests=[
+                        orders_pb2.CreateOrderRequest(
+                            order=message,
+                            request_id=order_request_id(request_id, draft.external_order_id))
+                        for draft, message in chunk]),
+                    timeout=timeout,
+                    metadata=(("oms-actor", f"partner:{partner.partner_id}"),))
+                created.update({id(draft): result for (draft, _), result in zip(
+                    chunk, reply.results, strict=True)})
         return _results(drafts, created)
 
     @routes.get("/v1/orders:export", tags=["orders"],
