@@ -45,12 +45,19 @@ def test_it_is_openapi_3_1_and_every_body_and_answer_is_typed(document: dict[str
     assert "additionalProperties\": true" not in json.dumps(document["paths"])
     for method, path, spec in operations(document, token=True):
         for media in spec.get("requestBody", {}).get("content", {}).values():
-            assert set(media["schema"]) == {"$ref"}, (method, path)
+            assert _typed(media["schema"]), (method, path)
         for status, response in spec["responses"].items():
             for media in response["content"].values():
-                assert set(media["schema"]) == {"$ref"}, (method, path, status)
+                assert _typed(media["schema"]), (method, path, status)
     assert not {"HTTPValidationError", "ValidationError"} & set(document["components"][
         "schemas"])
+
+
+def _typed(schema: dict[str, Any]) -> bool:
+    """A message's schema by reference, or one of the gateway's own: a CSV file's string, or
+    a closed object."""
+    return (set(schema) == {"$ref"} or schema.get("type") == "string"
+            or (schema.get("type") == "object" and schema["additionalProperties"] is False))
 
 
 def test_every_status_a_route_can_answer_is_documented_as_a_problem(
@@ -83,6 +90,10 @@ SCOPES_OF = {
     ("GET", "/v1/orders/{order_id}"): "orders:read",
     ("POST", "/v1/orders/{order_id}/payments"): "payments:write",
     ("POST", "/v1/orders/{order_id}:cancel"): "orders:write",
+    ("POST", "/v1/orders:import"): "orders:write",
+    ("GET", "/v1/orders:export"): "orders:read",
+    ("GET", "/v1/stock/{sku}"): "stock:read",
+    ("GET", "/v1/stock"): "stock:read",
 }
 
 

@@ -190,6 +190,11 @@ def test_configuration_comes_from_the_environment(chart: helm_python.Chart) -> N
         f"{orders['metadata']['name']}.{NAMESPACE}.svc.cluster.local:"
         f"{orders['spec']['ports'][0]['port']}"
     )
+    inventory = services["inventory"]
+    assert gateway["OMS_GATEWAY_INVENTORY_TARGET"] == (
+        f"{inventory['metadata']['name']}.{NAMESPACE}.svc.cluster.local:"
+        f"{inventory['spec']['ports'][0]['port']}"
+    )
     assert gateway["OMS_GATEWAY_HTTP_HOST"] == "0.0.0.0"
     assert gateway["OMS_GATEWAY_HTTP_PORT"] == "8080"
     assert gateway["OMS_DATABASE_URL"] == {
@@ -295,7 +300,8 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
         "app.kubernetes.io/component": "fulfilment",
     }}}
     (inventory_ingress,) = policies["shop-oms-inventory"]["ingress"]
-    assert inventory_ingress["from"] == [fulfilment_pods], "fulfilment reads nodes and bins"
+    assert inventory_ingress["from"] == [fulfilment_pods, gateway_pods], (
+        "fulfilment reads nodes and bins, the gateway available-to-sell")
     assert "ingress" not in policies["shop-oms-fulfilment"]
     (shipping_ingress,) = policies["shop-oms-shipping"]["ingress"]
     assert shipping_ingress["from"] == [fulfilment_pods, returns_pods], "both buy labels"

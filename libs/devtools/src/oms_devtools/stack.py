@@ -132,6 +132,7 @@ class Stack:
                 **gateway_env,
                 "OMS_GATEWAY_HTTP_PORT": str(http_port),
                 "OMS_GATEWAY_ORDERS_TARGET": self.services["orders"].endpoint,
+                "OMS_GATEWAY_INVENTORY_TARGET": self.services["inventory"].endpoint,
                 "OMS_GATEWAY_LOG_FORMAT": "console",
             },
             log_path=self.state_dir / "logs" / "gateway.log",

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from oms.inventory.v1 import inventory_pb2_grpc
 from oms.orders.v1 import orders_pb2, orders_pb2_grpc
 from oms_platform.db import create_engine
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -30,6 +31,8 @@ from starlette.exceptions import HTTPException
 from oms_gateway.access import AccessLog
 from oms_gateway.audit import Audit
 from oms_gateway.auth import Authenticate, require
+from oms_gateway.channels import chosen_channel, scoped_filter
+from oms_gateway.csv_orders import api as csv_api
 from oms_gateway.fields import Shape, violations
 from oms_gateway.idempotency import store as idempotency_store
 from oms_gateway.idempotency.middleware import HEADER, Idempotency, reached
@@ -44,7 +47,9 @@ from oms_gateway.problems import (
     is_expected,
     problem_response,
 )
+from oms_gateway.rate_limits import RateLimit, RateLimits, policies
 from oms_gateway.settings import GatewaySettings
+from oms_gateway.stock import api as stock_api
 
 log = structlog.get_logger(__name__)
 
@@ -164,21 +169,27 @@ async def _sweep_idempotency_keys(engine: Any, interval: float) -> None:
             log.exception("idempotency key sweep failed; retried next interval")
 
 
+def _grpc_channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        interceptors=aio_client_interceptors(),
+        # After a service restarts, reconnect within a second or two rather than after
+        # gRPC's default backoff (up to two minutes), so partners' retries soon succeed.
+        options=[
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ],
+    )
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()  # type: ignore[call-arg]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = grpc.aio.insecure_channel(
-            settings.orders_target,
-            interceptors=aio_client_interceptors(),
-            # After an orders restart, reconnect within a second or two rather than after
-            # gRPC's default backoff (up to two minutes), so partners' retries soon succeed.
-            options=[
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 2000),
-            ],
-        )
+        channel = _grpc_channel(settings.orders_target)
+        inventory = _grpc_channel(settings.inventory_target)
+        app.state.inventory = inventory_pb2_grpc.InventoryServiceStub(inventory)
         app.state.orders = orders_pb2_grpc.OrdersServiceStub(channel)
         app.state.orders_health = health_pb2_grpc.HealthStub(channel)
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
@@ -193,6 +204,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweep
             await channel.close()
+            await inventory.close()
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -204,6 +216,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app.state.token_ttl_seconds = settings.access_token_ttl_seconds
     app.include_router(oauth_api.router)
+    app.include_router(csv_api.router(
+        timeout=settings.request_timeout_seconds, max_rows=settings.csv_import_max_rows,
+        max_orders=settings.csv_import_max_orders,
+        batch_orders=settings.csv_import_batch_orders,
+        export_max_orders=settings.csv_export_max_orders))
+    app.include_router(stock_api.router(timeout=settings.request_timeout_seconds))
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
@@ -235,10 +253,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
 
     # Outermost last: the access log around authentication, which identifies the partner
-    # for the audit log and the idempotency layer inside it.
+    # for the audit log, the rate limits and the idempotency layer inside it.
     app.add_middleware(Idempotency, ttl_seconds=settings.idempotency_ttl_seconds,
                        lease_seconds=settings.idempotency_lease_seconds,
                        max_body_bytes=settings.max_body_bytes)
+    by_kind, by_partner = policies(settings.rate_limits, settings.partner_rate_limits)
+    app.add_middleware(RateLimit, limits=RateLimits(
+        by_kind, by_partner, max_partners=settings.rate_limit_max_partners))
     app.add_middleware(Audit)
     app.add_middleware(Authenticate)
     app.add_middleware(AccessLog)
@@ -294,20 +315,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         channel's term is added to the filter, which takes no OR: no filter reaches beyond
         the partner's channels."""
         request.state.body = LIST_QUERY
-        if channel is None:
-            if len(partner.channels) != 1:
-                raise Problem(400, "Invalid argument", "name the channel to list",
-                              kind="invalid-argument", extra={"errors": [{
-                                  "field": "channel",
-                                  "detail": "required: the partner has several channels"}]})
-            channel = next(iter(partner.channels))
-        if not partner.may_see_channel(channel):
-            raise Problem(403, "Permission denied",
-                          f"the partner may not list the orders of channel {channel!r}",
-                          kind="permission-denied",
-                          extra={"errors": [{"field": "channel",
-                                             "detail": "not a channel of this partner"}]})
-        scoped = f'channel = "{channel}"' + (f" AND {filter_}" if filter_.strip() else "")
+        channel = chosen_channel(partner, channel, action="list the orders of")
+        scoped = scoped_filter(channel, filter_)
         page = await request.app.state.orders.ListOrders(
             orders_pb2.ListOrdersRequest(filter=scoped, page_size=page_size,
                                          page_token=page_token), timeout=timeout)
@@ -383,7 +392,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document(app, OPERATIONS)
+            app.openapi_schema = document(app, {**OPERATIONS, **csv_api.OPERATIONS,
+                                                   **stock_api.OPERATIONS})
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

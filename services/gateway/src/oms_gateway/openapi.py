@@ -21,21 +21,30 @@ from oms_gateway.fields import Shape
 from oms_gateway.idempotency.domain import REPLAY_HEADER
 from oms_gateway.oauth.api import FORM_SCHEMA, OAUTH_ERROR_SCHEMA, TOKEN_SCHEMA
 from oms_gateway.problems import PROBLEM_JSON, SERVICE_STATUSES
+from oms_gateway.rate_limits import POLICY_HEADER, STATE_HEADER
 from oms_gateway.schemas import PROBLEM, Components
 
 
 @dataclass(frozen=True)
 class Operation:
     """What the document says of one route beyond FastAPI's own: its body (None: no body),
-    its answer's message and status, and an example that works against the demo data."""
+    its answer's message and status, and an example that works against the demo data.
 
-    answer: Descriptor
+    A route whose body or answer is no proto message (a CSV file, a result of the gateway's
+    own) gives its JSON Schema instead (``body_schema``, ``answer`` as a mapping) and media
+    type; ``refers_to`` are the messages such a schema refers to."""
+
+    answer: Descriptor | Mapping[str, Any]
     status: int = 200
     body: Shape | None = None
     body_name: str | None = None
-    example: Mapping[str, Any] | None = None
+    example: Mapping[str, Any] | str | None = None
     example_summary: str = ""
     description: str = "The order as it is now"
+    answer_media: str = "application/json"
+    body_schema: Mapping[str, Any] | None = None
+    body_media: str = "application/json"
+    refers_to: tuple[Descriptor, ...] = ()
 
 
 _OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
@@ -47,16 +56,27 @@ PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
           {}),
     401: ("No credentials, or unknown, expired or revoked ones",
           {"WWW-Authenticate": {"schema": {"type": "string"}}}),
-    403: ("The credentials lack the operation's scope (`scope`), or the order's channel is "
-          "not the partner's", {}),
-    404: ("No such order — or another channel's, answered the same", {}),
+    403: ("The credentials lack the operation's scope (`scope`), or the channel is not the "
+          "partner's", {}),
+    404: ("No such order (another channel's is answered the same) or SKU", {}),
     409: ("The order's state forbids it (`reason`), or a request with this Idempotency-Key "
           "is still in flight (with Retry-After)", _RETRY_AFTER),
     413: ("The body is larger than the limit", {}),
     422: ("This Idempotency-Key was used for a different request", {}),
-    429: ("Too many requests", _RETRY_AFTER),
-    503: ("Retry later, with the same Idempotency-Key: the order service is unavailable or "
-          "the request met contention", _RETRY_AFTER),
+    429: ("Too many requests: the partner's rate limit is spent (RateLimit-Policy, RateLimit), "
+          "or the service is saturated; retry after Retry-After", _RETRY_AFTER),
+    503: ("Retry later, with the same Idempotency-Key: the service behind the route (orders, "
+          "inventory) is unavailable or the request met contention", _RETRY_AFTER),
+}
+# On every answer to an identified partner (all but a 401).
+_RATE_LIMIT = {
+    POLICY_HEADER: {"description": "The partner's quotas (draft-ietf-httpapi-ratelimit-"
+                    "headers): `\"<name>\";q=<units>;w=<seconds>` per quota, per replica",
+                    "schema": {"type": "string", "examples": [
+                        '"20 per 1 second";q=20;w=1, "600 per 1 minute";q=600;w=60']}},
+    STATE_HEADER: {"description": "What is left of each quota: `\"<name>\";r=<remaining>;"
+                   "t=<seconds until a unit is back>`", "schema": {"type": "string", "examples": [
+                       '"20 per 1 second";r=19;t=1, "600 per 1 minute";r=599;t=60']}},
 }
 _IDEMPOTENCY_KEY = {
     "description": "A random UUID per logical request: a retry with the same key gets the "
@@ -99,17 +119,26 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
             parameter.update(_IDEMPOTENCY_KEY)
         elif parameter["in"] == "path" and parameter["name"] == "order_id":
             parameter["schema"] = dict(_ORDER_ID)
-    if operation.body is not None:
-        shape = operation.body
-        media: dict[str, Any] = {"schema": components.ref(
-            shape.message, name=operation.body_name, without=shape.not_in_body)}
+    for message in operation.refers_to:
+        components.ref(message)
+    media: dict[str, Any] | None = None
+    if operation.body_schema is not None:
+        media = {"schema": dict(operation.body_schema)}
+    elif operation.body is not None:
+        media = {"schema": components.ref(operation.body.message, name=operation.body_name,
+                                          without=operation.body.not_in_body)}
+    if media is not None:
         if operation.example is not None:
+            value = (operation.example if isinstance(operation.example, str)
+                     else dict(operation.example))
             media["examples"] = {"demo": {"summary": operation.example_summary,
-                                          "value": dict(operation.example)}}
-        spec["requestBody"] = {"required": True, "content": {"application/json": media}}
+                                          "value": value}}
+        spec["requestBody"] = {"required": True, "content": {operation.body_media: media}}
+    answer = (components.ref(operation.answer) if isinstance(operation.answer, Descriptor)
+              else dict(operation.answer))
     success: dict[str, Any] = {
         "description": operation.description,
-        "content": {"application/json": {"schema": components.ref(operation.answer)}},
+        "content": {operation.answer_media: {"schema": answer}},
     }
     headers: dict[str, Any] = {}
     if operation.status == 201:
@@ -118,14 +147,14 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
     if method.upper() == "POST":
         headers[REPLAY_HEADER] = {"description": "`true` on the stored answer to a retry",
                                   "schema": {"type": "string", "enum": ["true"]}}
-    if headers:
-        success["headers"] = headers
+    success["headers"] = {**headers, **_RATE_LIMIT}
     responses: dict[str, Any] = {str(operation.status): success}
     for status in sorted(statuses(method, path)):
         description, problem_headers = PROBLEMS[status]
         response: dict[str, Any] = {"description": description, "content": {
             PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-        if problem_headers:
-            response["headers"] = problem_headers
+        every = {} if status == 401 else _RATE_LIMIT
+        if problem_headers or every:
+            response["headers"] = {**problem_headers, **every}
         responses[str(status)] = response
     spec["responses"] = responses

@@ -52,7 +52,7 @@ _ANSWERS = {
     grpc.StatusCode.ABORTED: _Answer(
         503, "Aborted", f"the request met concurrent changes and was not applied; {_RETRY}"),
     grpc.StatusCode.UNAVAILABLE: _Answer(
-        503, "Service unavailable", f"the order service is unavailable; {_RETRY}"),
+        503, "Service unavailable", f"the service behind the gateway is unavailable; {_RETRY}"),
     grpc.StatusCode.DEADLINE_EXCEEDED: _Answer(
         503, "Deadline exceeded", f"the request did not complete in time; {_RETRY}"),
 }

@@ -24,6 +24,8 @@ class GatewaySettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     orders_target: str = "127.0.0.1:50051"
+    inventory_target: str = Field(
+        default="127.0.0.1:50052", description="The inventory service (stock routes)")
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     idempotency_ttl_seconds: float = Field(
         default=DAY, gt=0,
@@ -46,5 +48,33 @@ class GatewaySettings(BaseSettings):
     )
     access_token_ttl_seconds: int = Field(
         default=900, gt=0, le=3600, description="How long an OAuth2 access token is valid")
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per partner kind, quotas per replica replacing its default, as JSON: '
+        '{"sales_channel": "20/second;600/minute"} (kinds: sales_channel, 3pl, carrier, '
+        'payment_provider)',
+    )
+    partner_rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per partner id, quotas per replica replacing its kind\'s, as JSON: '
+        '{"acme-shop": "50/second;3000/minute"}',
+    )
+    rate_limit_max_partners: int = Field(
+        default=10_000, gt=0,
+        description="Partners whose spending a replica tracks at once; the least recently "
+        "seen are forgotten beyond it",
+    )
+    csv_import_max_rows: int = Field(
+        default=5000, gt=0, description="Rows (order lines) per imported CSV file")
+    csv_import_max_orders: int = Field(
+        default=500, gt=0, le=500,
+        description="Orders per imported CSV file (at most the orders service's batch bound)")
+    csv_import_batch_orders: int = Field(
+        default=100, gt=0, le=500,
+        description="Orders of an import per call to the orders service (each call has the "
+        "request timeout to itself)")
+    csv_export_max_orders: int = Field(
+        default=10_000, gt=0, description="Orders per CSV export; a filter matching more is "
+        "refused up front")
     log_level: str = "INFO"
     log_format: str = "json"

@@ -29,7 +29,7 @@ SCOPE_DESCRIPTIONS = {
     "orders:read": "Read the partner's channels' orders",
     "orders:write": "Create and cancel orders on the partner's channels",
     "payments:write": "Report payments of the partner's channels' orders",
-    "stock:read": "Read stock levels (routes to come)",
+    "stock:read": "Read what the partner's channels may sell",
     "fulfilment:read": "Read fulfilment orders (routes to come)",
     "fulfilment:write": "Report fulfilment progress (routes to come)",
     "shipments:write": "Report shipment tracking (routes to come)",

@@ -336,6 +336,11 @@ class StockApi:
                                  context: grpc.aio.ServicerContext
                                  ) -> inventory_pb2.AvailableToSell:
         (sku,) = parse_name(PRODUCT_NAME, request.product, "products/{sku}", field="product")
+        # A SKU no product can have (a NUL byte, which PostgreSQL cannot even compare) is
+        # refused, not looked up.
+        violations = Violations()
+        check_sku(violations, "product", sku)
+        violations.raise_if_any()
         async with self._sessions.begin() as session:
             await catalogue_store.require_product(session, sku)
             rows = await store.levels_of_sku(session, sku)
