@@ -36,6 +36,8 @@ class Operation:
     example: Mapping[str, Any] | None = None
     example_summary: str = ""
     description: str = "The order as it is now"
+    # The problems it can answer, when not those :func:`statuses` derives for order routes.
+    problems: frozenset[int] | None = None
 
 
 _OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
@@ -43,15 +45,18 @@ _OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
                                 "schema": {"type": "integer", "minimum": 1}}}
 PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
-    400: ("A bad body, header or parameter; `errors` names every bad field, by its JSON path",
-          {}),
-    401: ("No credentials, or unknown, expired or revoked ones",
+    400: ("A bad body, header or parameter (for a webhook in, a stale timestamp); `errors` "
+          "names every bad field, by its JSON path", {}),
+    401: ("No credentials, or unknown, expired or revoked ones; for a webhook in, a "
+          "signature that matches no signing secret of the partner",
           {"WWW-Authenticate": {"schema": {"type": "string"}}}),
     403: ("The credentials lack the operation's scope (`scope`), or the order's channel is "
           "not the partner's", {}),
-    404: ("No such order — or another channel's, answered the same", {}),
-    409: ("The order's state forbids it (`reason`), or a request with this Idempotency-Key "
-          "is still in flight (with Retry-After)", _RETRY_AFTER),
+    404: ("No such order (endpoint, delivery, shipment) — or another partner's, answered "
+          "the same", {}),
+    409: ("The resource's state forbids it (`reason`), or a request with this "
+          "Idempotency-Key (a webhook with this id) is still in flight (with Retry-After)",
+          _RETRY_AFTER),
     413: ("The body is larger than the limit", {}),
     422: ("This Idempotency-Key was used for a different request", {}),
     429: ("Too many requests", _RETRY_AFTER),
@@ -65,6 +70,7 @@ _IDEMPOTENCY_KEY = {
                "examples": ["4f9c2b1e-8a3d-4c6e-9b7a-2d5e1f0a3c8b"]},
 }
 _ORDER_ID = {"type": "string", "format": "uuid"}
+_UUID_PARAMETERS = frozenset({"order_id", "endpoint_id", "delivery_id"})
 
 
 def statuses(method: str, path: str) -> set[int]:
@@ -97,7 +103,7 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
     for parameter in spec.get("parameters", []):
         if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key":
             parameter.update(_IDEMPOTENCY_KEY)
-        elif parameter["in"] == "path" and parameter["name"] == "order_id":
+        elif parameter["in"] == "path" and parameter["name"] in _UUID_PARAMETERS:
             parameter["schema"] = dict(_ORDER_ID)
     if operation.body is not None:
         shape = operation.body
@@ -107,21 +113,23 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
             media["examples"] = {"demo": {"summary": operation.example_summary,
                                           "value": dict(operation.example)}}
         spec["requestBody"] = {"required": True, "content": {"application/json": media}}
+    problems = (operation.problems if operation.problems is not None
+                else statuses(method, path))
     success: dict[str, Any] = {
         "description": operation.description,
         "content": {"application/json": {"schema": components.ref(operation.answer)}},
     }
     headers: dict[str, Any] = {}
     if operation.status == 201:
-        headers["Location"] = {"description": "The new order's path",
+        headers["Location"] = {"description": "The new resource's path",
                                "schema": {"type": "string"}}
-    if method.upper() == "POST":
+    if 422 in problems:  # the POSTs under an Idempotency-Key
         headers[REPLAY_HEADER] = {"description": "`true` on the stored answer to a retry",
                                   "schema": {"type": "string", "enum": ["true"]}}
     if headers:
         success["headers"] = headers
     responses: dict[str, Any] = {str(operation.status): success}
-    for status in sorted(statuses(method, path)):
+    for status in sorted(problems):
         description, problem_headers = PROBLEMS[status]
         response: dict[str, Any] = {"description": description, "content": {
             PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
