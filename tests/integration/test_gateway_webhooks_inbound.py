@@ -330,3 +330,41 @@ async def test_a_payment_webhook_reaches_orders_once_and_only_for_the_providers_
     now = await orders.GetOrder(orders_pb2.GetOrderRequest(name=order.name))
     assert [(p.transaction_id, p.provider) for p in now.payments] == [
         ("pi_1", provider.partner_id), ("re_1", provider.partner_id)]
+
+
+# --- the operators' CLI ---------------------------------------------------------------------
+
+async def test_the_cli_binds_a_carrier_and_issues_signing_secrets_with_an_overlap(
+    app: FastAPI, engine: AsyncEngine, shipping: Any, capsys: Any, monkeypatch: Any,
+) -> None:
+    """As ``make run`` makes its demo partners: created with ``--carrier``, given a secret
+    by ``webhook-secret`` (printed once), which signs the carrier's webhooks; a second secret
+    leaves the first valid for the overlap (here none: at once replaced)."""
+    import asyncio
+    import json
+
+    from oms_gateway.cli import main
+
+    monkeypatch.setenv("OMS_DATABASE_URL", app.state.settings.database_url)
+    partner_id = f"cli-{uuid.uuid4().hex[:8]}"
+
+    def run(*argv: str) -> dict[str, Any]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["partners", *argv])
+        assert exit_.value.code == 0
+        return json.loads(capsys.readouterr().out.splitlines()[-1])  # type: ignore[no-any-return]
+
+    created = await asyncio.to_thread(run, "create", "--id", partner_id, "--name", "UPS",
+                                      "--kind", "carrier", "--carrier", "ups")
+    assert created["carriers"] == ["ups"]
+    first = (await asyncio.to_thread(run, "webhook-secret", partner_id))["webhookSecret"]
+    second = (await asyncio.to_thread(run, "webhook-secret", partner_id, "--overlap-hours",
+                                      "0"))["webhookSecret"]
+    parcel = await label(shipping, "ups")
+    async with client_of(app, created["apiKey"]) as client:
+        old = await client.post("/v1/webhooks/tracking", content=(
+            sent := signed(first, {"events": [scan(parcel)]}))[0], headers=sent[1])
+        new = await client.post("/v1/webhooks/tracking", content=(
+            sent := signed(second, {"events": [scan(parcel)]}))[0], headers=sent[1])
+    problem(old, 401)
+    assert new.status_code == 200, new.text

@@ -9,7 +9,6 @@ the deliveries go out from whichever replica claims them next: none is lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -50,25 +49,43 @@ class Deliverer:
                                          headers={"User-Agent": USER_AGENT})
 
     async def run(self) -> None:
+        """Keeps up to ``concurrency`` attempts in flight: a slow endpoint holds one slot, not
+        the others' deliveries."""
+        sending: set[asyncio.Task[None]] = set()
         try:
             while True:
-                try:
-                    sent = await self.deliver_due()
-                except Exception:
-                    log.exception("webhook delivery pass failed; retried next interval")
-                    sent = 0
-                if sent < self._policy.concurrency:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._policy.poll_interval)
+                self._wake.clear()
+                free = self._policy.concurrency - len(sending)
+                claimed: list[store.Due] = []
+                if free > 0:
+                    try:
+                        claimed = await store.claim_due(self._engine, free, self._policy.lease)
+                    except Exception:
+                        log.exception("claiming due webhook deliveries failed; retried soon")
+                for due in claimed:
+                    task = asyncio.create_task(self._guarded(due))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                if claimed and len(claimed) == free:
+                    continue  # more may be due
+                # Until deliveries are queued here, a slot frees, or the poll interval ends.
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({woken, *sending}, timeout=self._policy.poll_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
         finally:
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
             await self._client.aclose()
 
-    async def deliver_due(self) -> int:
-        """One pass: claims up to ``concurrency`` due deliveries and sends them at once."""
-        due = await store.claim_due(self._engine, self._policy.concurrency, self._policy.lease)
-        await asyncio.gather(*(self._attempt(d) for d in due))
-        return len(due)
+    async def _guarded(self, due: store.Due) -> None:
+        try:
+            await self._attempt(due)
+        except Exception:
+            # Not recorded (the database went away): the lease lapses and the delivery goes
+            # out again, with the same webhook-id, which receivers deduplicate on.
+            log.exception("webhook attempt not recorded", delivery_id=str(due.id))
 
     async def _attempt(self, due: store.Due) -> None:
         headers = {"Content-Type": "application/json",

@@ -83,7 +83,7 @@ class Webhooks:
     async def stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
-        for task in self.tasks:
+        for task in self.tasks:  # the consumer's start, should NATS not have answered yet
             task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,22 +121,43 @@ async def start(state: Any, settings: GatewaySettings) -> Webhooks:
     if settings.nats_url is None:
         log.warning("OMS_NATS_URL unset: no domain events are queued for webhooks")
         return running
-    running.nats = await bus.connect(settings.nats_url, name="oms-gateway")
-    js = running.nats.jetstream()
     fanout = Fanout(state.orders, max_pending=settings.webhook_max_pending_per_endpoint,
                     timeout=settings.request_timeout_seconds, queued=state.webhook_wake)
+    # In the background: the partner API serves while NATS is out of reach, as the services
+    # keep serving through an outage; events wait in their streams meanwhile.
+    running.tasks.append(asyncio.create_task(_consume(running, state, settings.nats_url,
+                                                      fanout), name="webhook-consumer"))
+    return running
+
+
+async def _consume(running: Webhooks, state: Any, nats_url: str, fanout: Fanout) -> None:
+    running.nats = await bus.connect(nats_url, name="oms-gateway")
+    js = running.nats.jetstream()
     subscriptions = fanout.subscriptions()
-    for producer in {s.message_type.DESCRIPTOR.full_name.split(".")[1] for s in subscriptions}:
-        # Created only if missing: its limits are the producing service's to set.
+    attempt = 0
+    while True:
+        attempt += 1
+        consumer: EventConsumer | None = None
         try:
-            await js.stream_info(stream_name(producer))
-        except NotFoundError:
-            await bus.ensure_stream(js, producer)
-    running.consumer = EventConsumer(js, session_factory(state.engine), metadata,
+            for producer in {s.message_type.DESCRIPTOR.full_name.split(".")[1]
+                             for s in subscriptions}:
+                # Created only if missing: its limits are the producing service's to set.
+                try:
+                    await js.stream_info(stream_name(producer))
+                except NotFoundError:
+                    await bus.ensure_stream(js, producer)
+            consumer = EventConsumer(js, session_factory(state.engine), metadata,
                                      consumer=CONSUMER, subscriptions=subscriptions,
                                      batch_size=64, concurrency=8)
-    await running.consumer.start()
-    return running
+            await consumer.start()
+        except Exception:
+            log.exception("webhook consumer not started; retrying", attempt=attempt)
+            if consumer is not None:  # a stream's pull may have begun: end it first
+                await consumer.stop()
+            await asyncio.sleep(min(0.5 * attempt, 10.0))
+            continue
+        running.consumer = consumer
+        return
 
 
 async def _sweep(engine: Any, settings: GatewaySettings) -> None:
