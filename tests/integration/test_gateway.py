@@ -28,7 +28,8 @@ from oms_gateway.partners import store as partners
 from oms_gateway.partners.domain import SCOPES, Kind, Partner
 from oms_gateway.problems import PROBLEM_JSON
 from oms_gateway.settings import GatewaySettings
-from oms_gateway.tables import audit_log, idempotency_keys
+from oms_gateway.tables import audit_log, idempotency_keys, webhook_deliveries
+from oms_gateway.webhooks.wiring import OPERATIONS as WEBHOOK_OPERATIONS
 from oms_inventory.app import MIGRATIONS as INVENTORY_MIGRATIONS
 from oms_inventory.app import definition as inventory_definition
 from oms_inventory.settings import InventorySettings
@@ -342,7 +343,9 @@ UNOWNED = [LIST, ("POST", "/v1/orders:import", "orders:write"),
 def test_the_matrix_covers_every_operation(app: FastAPI) -> None:
     documented = {(method.upper(), re.sub(r"\{[^}]+\}", "{id}", path))
                   for path, item in app.openapi()["paths"].items() for method in item
-                  if path != "/oauth/token"}  # open: it takes the credentials
+                  if path != "/oauth/token"  # open: it takes the credentials
+                  # with a matrix of their own (test_gateway_webhooks_*)
+                  and (method.upper(), path) not in WEBHOOK_OPERATIONS}
     assert documented == {(m, p) for m, p, _, _ in OPERATIONS} | {CREATE[:2]} | {
         operation[:2] for operation in UNOWNED}
 
@@ -589,15 +592,18 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
 # Per operation: requests that fit the document, and requests that break it on purpose (a
 # wrong type, a missing field, a header off its pattern), which must be refused as documented.
 EXAMPLES = {"positive": 70, "negative": 30}
+# The webhook routes' bodies are small and their refusals few: fewer cases keep the run short.
+WEBHOOK_EXAMPLES = {"positive": 25, "negative": 10}
 
 
-@pytest.mark.timeout(450)  # 100 requests for each of 10 operations
+@pytest.mark.timeout(600)  # 100 requests per order operation, 35 per webhook one
 async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
     app: FastAPI, engine: AsyncEngine, served: str, inventory_service: Service,
 ) -> None:
-    """Schemathesis generates requests from the document (100 per operation, fitting it and
-    not); every answer must be documented, of the documented content type, headers and
-    schema, and none a 5xx. Seeded (derandomized), so a failure repeats."""
+    """Schemathesis generates requests from the document (100 per order operation, 35 per
+    webhook one, fitting it and not); every answer must be documented, of the documented
+    content type, headers and schema, and none a 5xx. Seeded (derandomized), so a failure
+    repeats."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from schemathesis import GenerationMode
@@ -619,21 +625,33 @@ async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
             f"127.0.0.1:{inventory_service.bound_port}") as channel:
         inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         sku = await add_sku(inventory, {await add_node(inventory): 5})
+    # The webhook routes as a partner of their own: the document's one example
+    # Idempotency-Key, used by every POST's example, is then not one partner's for two bodies.
+    _, hooks_secret = await new_partner(engine, channels=("shopify-demo",))
+    fixed_ids = {"order_id": order_id, "sku": sku,
+                 **await _webhook_ids(app, engine, hooks_secret)}
     schema = schemathesis.openapi.from_dict(document)
     checks = [not_a_server_error, status_code_conformance, content_type_conformance,
               response_headers_conformance, response_schema_conformance]
     answered: dict[str, set[int]] = {}
 
     def run(operation: Any, mode: str) -> None:
-        # A real order, so that payments and cancellations reach the service; a real SKU.
-        fixed = ({"order_id": order_id} if "{order_id}" in operation.path else
-                 {"sku": sku} if "{sku}" in operation.path else None)
+        # A real order, so that payments and cancellations reach the service; a real SKU;
+        # real webhook endpoints (one to delete, one to read) and a delivery to replay.
+        fixed = {name: value for name, value in fixed_ids.items()
+                 if f"{{{name.split(':')[0]}}}" in operation.path
+                 and (":" not in name or operation.method.upper() == name.split(":")[1])}
+        fixed = {name.split(":")[0]: value for name, value in fixed.items()} or None
+
+        webhook = (operation.method.upper(), operation.path) in WEBHOOK_OPERATIONS
+        examples = WEBHOOK_EXAMPLES if webhook else EXAMPLES
+        caller = hooks_secret if webhook else secret
 
         @given(case=operation.as_strategy(GenerationMode(mode), path_parameters=fixed))
-        @settings(max_examples=EXAMPLES[mode], deadline=None, database=None,
+        @settings(max_examples=examples[mode], deadline=None, database=None,
                   derandomize=True, suppress_health_check=list(HealthCheck))
         def exercise(case: Any) -> None:
-            response = case.call(base_url=served, headers={"Authorization": f"Bearer {secret}"},
+            response = case.call(base_url=served, headers={"Authorization": f"Bearer {caller}"},
                                  timeout=15)
             answered.setdefault(operation.label, set()).add(response.status_code)
             case.validate_response(response, checks=checks)
@@ -648,11 +666,32 @@ async def test_generated_requests_never_meet_a_5xx_and_every_answer_conforms(
     await asyncio.to_thread(run_all)
     assert len(answered) == sum(len(item) for item in document["paths"].values()), answered
     for label, statuses in answered.items():
-        # Generated client ids are nobody's; a generated string is no CSV file of orders.
-        if label not in ("POST /oauth/token", "POST /v1/orders:import"):
+        # Generated client ids are nobody's; a generated string is no CSV file of orders;
+        # generated webhooks are signed by nobody.
+        if label not in ("POST /oauth/token", "POST /v1/orders:import",
+                         "POST /v1/webhooks/tracking", "POST /v1/webhooks/payments"):
             assert any(s < 300 for s in statuses), (label, statuses)
         if label.startswith("POST"):  # a body to break: the refusals were met too
             assert any(s >= 400 for s in statuses), (label, statuses)
+
+
+async def _webhook_ids(app: FastAPI, engine: AsyncEngine, secret: str) -> dict[str, str]:
+    """Path parameters that exist: an endpoint the DELETE may take, another whose log is
+    read, and a delivery of it to replay."""
+    ids = {}
+    async with client_of(app, secret) as client:
+        for name in ("endpoint_id:DELETE", "endpoint_id:GET"):
+            made = await client.post("/v1/webhook-endpoints", headers=key(), json={
+                "url": "https://partner.example.com/hooks", "eventTypes": ["order.created"]})
+            ids[name] = made.json()["name"].removeprefix("webhookEndpoints/")
+    delivery = uuid.uuid4()
+    async with engine.begin() as conn:
+        await conn.execute(webhook_deliveries.insert().values(
+            id=delivery, endpoint_id=uuid.UUID(ids["endpoint_id:GET"]), message_id="msg_1",
+            event_type="order.created", payload=b"{}", state="succeeded",
+            next_attempt_at=func.now(), finished_at=func.now()))
+    ids["delivery_id"] = str(delivery)
+    return ids
 
 
 # --- OAuth2 client credentials -------------------------------------------------------------

@@ -19,6 +19,7 @@ from oms_gateway.app import OPERATIONS, create_app
 from oms_gateway.auth import TOKEN_PATH
 from oms_gateway.problems import from_rpc_error
 from oms_gateway.settings import GatewaySettings
+from oms_gateway.webhooks.wiring import OPERATIONS as WEBHOOK_OPERATIONS
 from test_gateway_rules import rpc_error
 
 
@@ -72,6 +73,12 @@ def test_every_status_a_route_can_answer_is_documented_as_a_problem(
             can_answer |= {400, 409, 413, 422}  # Idempotency-Key, in flight, size, reuse
         if "{order_id}" in path:
             can_answer.add(404)
+        webhook = WEBHOOK_OPERATIONS.get((method, path))
+        if webhook is not None:  # they list their own (no service call, or no key to reuse)
+            assert webhook.problems is not None and {401, 403, 503} <= webhook.problems
+            if method == "POST":
+                assert {400, 413} <= webhook.problems
+            can_answer = set(webhook.problems)
         problems = {int(s) for s, r in spec["responses"].items() if int(s) >= 400}
         assert problems == can_answer, (method, path)
         for status in problems:
@@ -94,6 +101,13 @@ SCOPES_OF = {
     ("GET", "/v1/orders:export"): "orders:read",
     ("GET", "/v1/stock/{sku}"): "stock:read",
     ("GET", "/v1/stock"): "stock:read",
+    ("POST", "/v1/webhooks/tracking"): "shipments:write",
+    ("POST", "/v1/webhooks/payments"): "payments:write",
+    ("POST", "/v1/webhook-endpoints"): "webhooks:write",
+    ("GET", "/v1/webhook-endpoints"): "webhooks:read",
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): "webhooks:write",
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): "webhooks:read",
+    ("POST", "/v1/webhook-deliveries/{delivery_id}:replay"): "webhooks:write",
 }
 
 

@@ -304,13 +304,19 @@ def test_network_policies_deny_by_default_and_allow_what_is_needed(
         "fulfilment reads nodes and bins, the gateway available-to-sell")
     assert "ingress" not in policies["shop-oms-fulfilment"]
     (shipping_ingress,) = policies["shop-oms-shipping"]["ingress"]
-    assert shipping_ingress["from"] == [fulfilment_pods, returns_pods], "both buy labels"
+    assert shipping_ingress["from"] == [fulfilment_pods, gateway_pods, returns_pods], (
+        "fulfilment and returns buy labels, the gateway records carriers' tracking webhooks")
     assert "ingress" not in policies["shop-oms-returns"]
 
     gateway_egress = policies["shop-oms-gateway"]["egress"]
-    assert {"port": 50051, "protocol": "TCP"} in gateway_egress[-1]["ports"]
-    assert gateway_egress[-1]["to"][0]["podSelector"]["matchLabels"][
-        "app.kubernetes.io/component"] == "orders"
+    to_pods = {rule["to"][0]["podSelector"]["matchLabels"].get("app.kubernetes.io/component"):
+               rule["ports"] for rule in gateway_egress
+               if rule.get("to") and "podSelector" in rule["to"][0]}
+    assert {"port": 50051, "protocol": "TCP"} in to_pods["orders"]
+    assert "shipping" in to_pods, "tracking webhooks go to shipping"
+    webhooks_out = [rule for rule in gateway_egress
+                    if rule.get("to") and "ipBlock" in rule["to"][0]]
+    assert webhooks_out and "10.0.0.0/8" in webhooks_out[0]["to"][0]["ipBlock"]["except"]
     ports = {name: {p["port"] for rule in policies[f"shop-oms-{name}"]["egress"]
                     for p in rule["ports"]} for name in WITH_DATABASE}
     assert ports == {"orders": {53, 4222, 5432, 587}, "inventory": {53, 4222, 5432},

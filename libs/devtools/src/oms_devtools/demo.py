@@ -187,12 +187,16 @@ PARTNERS = [
     ("demo-carrier", "carrier", []),
     ("demo-payments", "payment-provider", ["shopify-demo"]),
 ]
+# What the 3PL and the carrier are bound to: the demo's 3PL node, a carrier of its US nodes.
+PARTNER_BINDINGS = {"demo-3pl": ["--node", "eu-central-frankfurt"],
+                    "demo-carrier": ["--carrier", "ups"]}
 
 
 def partners(gateway_env: dict[str, str], path: Path) -> dict[str, dict[str, object]]:
     """Creates the demo partners that do not exist yet (through the gateway's CLI) and keeps
-    their credentials in ``path``; a partner whose key was lost gets a new one, the old
-    revoked at once. Keys are shown once, so the file is the only copy."""
+    their credentials in ``path`` (API key, webhook signing secret); a partner whose key was
+    lost gets a new one, the old revoked at once. Keys are shown once, so the file is the only
+    copy."""
     known: dict[str, dict[str, object]] = json.loads(path.read_text()) if path.exists() else {}
     cli = [sys.executable, "-m", "oms_gateway", "partners"]
     listed = subprocess.run([*cli, "list"], env=gateway_env, capture_output=True, text=True,
@@ -205,10 +209,18 @@ def partners(gateway_env: dict[str, str], path: Path) -> dict[str, dict[str, obj
             argv = [*cli, "rotate-key", partner_id, "--overlap-hours", "0"]
         else:
             argv = [*cli, "create", "--id", partner_id, "--name", partner_id, "--kind", kind,
-                    *(arg for channel in channels for arg in ("--channel", channel))]
+                    *(arg for channel in channels for arg in ("--channel", channel)),
+                    *PARTNER_BINDINGS.get(partner_id, [])]
         issued = json.loads(subprocess.run(argv, env=gateway_env, capture_output=True,
                                            text=True, check=True).stdout)
         known[partner_id] = {"kind": kind, "channels": channels, "apiKey": issued["apiKey"]}
+    for partner_id, entry in known.items():
+        # The secret the partner signs its webhooks with (Standard Webhooks, "whsec_…").
+        if "webhookSecret" not in entry:
+            issued = json.loads(subprocess.run(
+                [*cli, "webhook-secret", partner_id, "--overlap-hours", "0"], env=gateway_env,
+                capture_output=True, text=True, check=True).stdout)
+            entry["webhookSecret"] = issued["webhookSecret"]
     path.write_text(json.dumps(known, indent=2) + "\n")
     path.chmod(0o600)
     return known

@@ -64,7 +64,8 @@ def main() -> None:
         print(f"  logs                 {state / 'logs'}")
         if not args.no_demo:
             print(f"  demo partners        {state / 'partners.json'} (one of each kind, API "
-                  "keys); e.g.\n    curl -H \"Authorization: Bearer $(jq -r '.[\"demo-shop\"]"
+                  "keys and webhook signing secrets); e.g.\n    curl -H \"Authorization: "
+                  "Bearer $(jq -r '.[\"demo-shop\"]"
                   f".apiKey' {state / 'partners.json'})\" {endpoints['gateway']}/v1/orders/ID")
         print(f"  endpoints written to {state / 'endpoints.json'}; Ctrl-C stops everything.\n",
               flush=True)

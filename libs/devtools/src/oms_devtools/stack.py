@@ -133,6 +133,10 @@ class Stack:
                 "OMS_GATEWAY_HTTP_PORT": str(http_port),
                 "OMS_GATEWAY_ORDERS_TARGET": self.services["orders"].endpoint,
                 "OMS_GATEWAY_INVENTORY_TARGET": self.services["inventory"].endpoint,
+                "OMS_GATEWAY_SHIPPING_TARGET": self.services["shipping"].endpoint,
+                "OMS_NATS_URL": self.nats_url,
+                # Local receivers of outbound webhooks listen on this machine.
+                "OMS_GATEWAY_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
                 "OMS_GATEWAY_LOG_FORMAT": "console",
             },
             log_path=self.state_dir / "logs" / "gateway.log",

@@ -81,26 +81,7 @@ def add_messaging_tables(metadata: MetaData) -> None:
     )
     for statement in OUTBOX_NOTIFY_DDL:
         event.listen(outbox, "after_create", DDL(statement))
-    Table(
-        "inbox",
-        metadata,
-        Column("consumer", String(100), primary_key=True),
-        Column("event_id", UUID(as_uuid=True), primary_key=True),
-        Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
-    Table(
-        "dead_letter",
-        metadata,
-        Column("id", BigInteger, Identity(always=True), primary_key=True),
-        Column("consumer", String(100), nullable=False),
-        Column("event_id", Text, nullable=False),
-        Column("subject", Text, nullable=False),
-        Column("headers", JSONB, nullable=False),
-        Column("payload", LargeBinary, nullable=False),
-        Column("error", Text, nullable=False),
-        Column("deliveries", BigInteger, nullable=False),
-        Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
+    add_consumer_tables(metadata)
     # Outbox rows the relay set aside because they can never be published as they are; an
     # operator replays them into the outbox (``python -m oms_<service> outbox replay``).
     Table(
@@ -123,6 +104,31 @@ def add_messaging_tables(metadata: MetaData) -> None:
         Column("name", String(100), primary_key=True),
         Column("key", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def add_consumer_tables(metadata: MetaData) -> None:
+    """The inbox and the dead letters of a component that consumes events but publishes
+    none (the gateway's outbound webhooks); part of every service's messaging tables."""
+    Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    Table(
+        "dead_letter",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("consumer", String(100), nullable=False),
+        Column("event_id", Text, nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("deliveries", BigInteger, nullable=False),
+        Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
 
 

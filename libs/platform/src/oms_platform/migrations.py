@@ -71,6 +71,18 @@ def create_messaging_tables() -> None:
 BEGIN PERFORM pg_notify('oms_outbox', ''); RETURN NULL; END $$""")
     op.execute("CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
                "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()")
+    create_consumer_tables()
+
+
+def drop_messaging_tables() -> None:
+    drop_consumer_tables()
+    op.drop_table("outbox")  # its index and trigger go with it
+    op.execute("DROP FUNCTION outbox_notify()")
+
+
+def create_consumer_tables() -> None:
+    """The inbox and the consumers' dead letters alone: for a component that consumes events
+    and publishes none (the gateway), and part of :func:`create_messaging_tables`."""
     op.create_table(
         "inbox",
         sa.Column("consumer", sa.String(100), nullable=False),
@@ -95,11 +107,9 @@ BEGIN PERFORM pg_notify('oms_outbox', ''); RETURN NULL; END $$""")
     )
 
 
-def drop_messaging_tables() -> None:
+def drop_consumer_tables() -> None:
     op.drop_table("dead_letter")
     op.drop_table("inbox")
-    op.drop_table("outbox")  # its index and trigger go with it
-    op.execute("DROP FUNCTION outbox_notify()")
 
 
 def create_dead_outbox() -> None:

@@ -23,7 +23,8 @@ from google.protobuf import json_format, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from oms.inventory.v1 import inventory_pb2_grpc
 from oms.orders.v1 import orders_pb2, orders_pb2_grpc
-from oms_platform.db import create_engine
+from oms_platform import pagination
+from oms_platform.db import create_engine, stored_key
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from starlette.exceptions import HTTPException
@@ -50,6 +51,10 @@ from oms_gateway.problems import (
 from oms_gateway.rate_limits import RateLimit, RateLimits, policies
 from oms_gateway.settings import GatewaySettings
 from oms_gateway.stock import api as stock_api
+from oms_gateway.tables import metadata
+from oms_gateway.webhooks import endpoints as webhook_endpoints
+from oms_gateway.webhooks import inbound as inbound_webhooks
+from oms_gateway.webhooks import wiring as webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -195,11 +200,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
                                          max_overflow=settings.db_max_overflow)
         app.state.token_secret = await signing_secret(settings, app.state.engine)
+        app.state.page_key = await stored_key(app.state.engine, metadata, pagination.KEY_NAME)
         sweep = asyncio.create_task(_sweep_idempotency_keys(
             app.state.engine, settings.idempotency_sweep_interval_seconds))
+        hooks = await webhooks.start(app.state, settings)
         try:
             yield
         finally:
+            await hooks.stop()
             sweep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweep
@@ -215,6 +223,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
 
     app.state.token_ttl_seconds = settings.access_token_ttl_seconds
+    app.state.settings = settings
     app.include_router(oauth_api.router)
     app.include_router(csv_api.router(
         timeout=settings.request_timeout_seconds, max_rows=settings.csv_import_max_rows,
@@ -222,6 +231,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         batch_orders=settings.csv_import_batch_orders,
         export_max_orders=settings.csv_export_max_orders))
     app.include_router(stock_api.router(timeout=settings.request_timeout_seconds))
+    app.include_router(inbound_webhooks.router)
+    app.include_router(webhook_endpoints.router)
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
@@ -393,7 +404,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document(app, {**OPERATIONS, **csv_api.OPERATIONS,
-                                                   **stock_api.OPERATIONS})
+                                                   **stock_api.OPERATIONS,
+                                                   **webhooks.OPERATIONS})
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -3,12 +3,16 @@
     python -m oms_gateway [serve]        serve the partner API
     python -m oms_gateway migrate        apply its database migrations
     python -m oms_gateway partners create --id ID --name NAME --kind KIND
-                                          [--channel C]... [--scope S]...
+                                          [--channel C]... [--carrier C]... [--node N]...
+                                          [--scope S]...
     python -m oms_gateway partners list
     python -m oms_gateway partners rotate-key ID [--overlap-hours H]
     python -m oms_gateway partners revoke ID [--key PREFIX]
+    python -m oms_gateway partners webhook-secret ID [--overlap-hours H]
 
-``create`` and ``rotate-key`` print the new API key once, in a JSON object; it is stored
+``webhook-secret`` issues the secret the partner signs its webhooks with (the old one
+valid ``--overlap-hours`` more), printed like a key. ``create`` and ``rotate-key`` print the
+new API key once, in a JSON object; it is stored
 only as a hash and cannot be shown again. Without ``--scope`` a partner gets its kind's
 default scopes. ``list`` prints one JSON object per partner (keys by prefix, never secrets).
 Managing partners over gRPC is for a later increment.
@@ -41,6 +45,7 @@ from oms_gateway.partners.domain import (
     check_partner,
 )
 from oms_gateway.settings import GatewaySettings
+from oms_gateway.webhooks import partner_secrets
 
 KINDS = {kind.value.replace("_", "-"): kind for kind in Kind}
 
@@ -58,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     create.add_argument("--kind", required=True, choices=sorted(KINDS))
     create.add_argument("--channel", action="append", default=[],
                         help="a channel id the partner is bound to (repeatable)")
+    create.add_argument("--carrier", action="append", default=[],
+                        help="a carrier id a carrier partner reports for (repeatable)")
+    create.add_argument("--node", action="append", default=[],
+                        help="a fulfilment node id a 3PL runs (repeatable)")
     create.add_argument("--scope", action="append", default=None,
                         help="e.g. orders:read (repeatable; default: the kind's)")
     actions.add_parser("list", help="every partner, one JSON object a line")
@@ -68,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     revoke = actions.add_parser("revoke", help="revoke the partner, or one of its keys")
     revoke.add_argument("id")
     revoke.add_argument("--key", help="the prefix of the one key to revoke")
+    secret = actions.add_parser("webhook-secret", help="a new webhook signing secret")
+    secret.add_argument("id")
+    secret.add_argument("--overlap-hours", type=float, default=24.0,
+                        help="how long the current secrets stay valid (default 24; 0: now)")
     args = parser.parse_args(argv)
 
     settings = GatewaySettings()  # type: ignore[call-arg]
@@ -101,7 +114,8 @@ async def _partners(args: argparse.Namespace, database_url: str) -> int:
             kind = KINDS[args.kind]
             scopes = frozenset(args.scope) if args.scope else DEFAULT_SCOPES[kind]
             try:
-                check_partner(args.id, kind, args.name, frozenset(args.channel), scopes)
+                check_partner(args.id, kind, args.name, frozenset(args.channel), scopes,
+                              frozenset(args.carrier), frozenset(args.node))
             except PartnerError as error:
                 for reason in error.reasons:
                     print(f"error: {reason}", file=sys.stderr)
@@ -111,14 +125,18 @@ async def _partners(args: argparse.Namespace, database_url: str) -> int:
                 return 1
             key = await store.create(engine, Partner(
                 partner_id=args.id, kind=kind, name=args.name,
-                channels=frozenset(args.channel), scopes=scopes))
+                channels=frozenset(args.channel), scopes=scopes,
+                carriers=frozenset(args.carrier), nodes=frozenset(args.node)))
             _print(_issued(args.id, key) | {"kind": kind.value, "scopes": sorted(scopes),
-                                           "channels": sorted(args.channel)})
+                                           "channels": sorted(args.channel),
+                                           "carriers": sorted(args.carrier),
+                                           "nodes": sorted(args.node)})
         elif args.action == "list":
             for partner, revoked_at, keys in await store.listing(engine):
                 _print({"id": partner.partner_id, "name": partner.name,
                         "kind": partner.kind.value, "channels": sorted(partner.channels),
-                        "scopes": sorted(partner.scopes), "revokedAt": revoked_at,
+                        "scopes": sorted(partner.scopes), "carriers": sorted(partner.carriers),
+                        "nodes": sorted(partner.nodes), "revokedAt": revoked_at,
                         "keys": [{"prefix": k.prefix, "createdAt": k.created_at,
                                   "expiresAt": k.expires_at, "revokedAt": k.revoked_at}
                                  for k in keys]})
@@ -130,6 +148,14 @@ async def _partners(args: argparse.Namespace, database_url: str) -> int:
                 print(f"error: no live partner {args.id}", file=sys.stderr)
                 return 1
             _print(_issued(args.id, key))
+        elif args.action == "webhook-secret":
+            try:
+                secret = await partner_secrets.issue(
+                    engine, args.id, timedelta(hours=max(0.0, args.overlap_hours)))
+            except store.UnknownPartner:
+                print(f"error: no live partner {args.id}", file=sys.stderr)
+                return 1
+            _print({"id": args.id, "webhookSecret": secret})
         else:
             try:
                 count = await store.revoke(engine, args.id, args.key)

@@ -45,6 +45,8 @@ class Operation:
     body_schema: Mapping[str, Any] | None = None
     body_media: str = "application/json"
     refers_to: tuple[Descriptor, ...] = ()
+    # The problems it can answer, when not those :func:`statuses` derives for order routes.
+    problems: frozenset[int] | None = None
 
 
 _OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
@@ -52,15 +54,18 @@ _OAUTH = {"TokenRequest": FORM_SCHEMA, "AccessToken": TOKEN_SCHEMA,
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
                                 "schema": {"type": "integer", "minimum": 1}}}
 PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
-    400: ("A bad body, header or parameter; `errors` names every bad field, by its JSON path",
-          {}),
-    401: ("No credentials, or unknown, expired or revoked ones",
+    400: ("A bad body, header or parameter (for a webhook in, a stale timestamp); `errors` "
+          "names every bad field, by its JSON path", {}),
+    401: ("No credentials, or unknown, expired or revoked ones; for a webhook in, a "
+          "signature that matches no signing secret of the partner",
           {"WWW-Authenticate": {"schema": {"type": "string"}}}),
     403: ("The credentials lack the operation's scope (`scope`), or the channel is not the "
           "partner's", {}),
-    404: ("No such order (another channel's is answered the same) or SKU", {}),
-    409: ("The order's state forbids it (`reason`), or a request with this Idempotency-Key "
-          "is still in flight (with Retry-After)", _RETRY_AFTER),
+    404: ("No such order, SKU, endpoint, delivery or shipment — or another partner's, "
+          "answered the same", {}),
+    409: ("The resource's state forbids it (`reason`), or a request with this "
+          "Idempotency-Key (a webhook with this id) is still in flight (with Retry-After)",
+          _RETRY_AFTER),
     413: ("The body is larger than the limit", {}),
     422: ("This Idempotency-Key was used for a different request", {}),
     429: ("Too many requests: the partner's rate limit is spent (RateLimit-Policy, RateLimit), "
@@ -85,6 +90,7 @@ _IDEMPOTENCY_KEY = {
                "examples": ["4f9c2b1e-8a3d-4c6e-9b7a-2d5e1f0a3c8b"]},
 }
 _ORDER_ID = {"type": "string", "format": "uuid"}
+_UUID_PARAMETERS = frozenset({"order_id", "endpoint_id", "delivery_id"})
 
 
 def statuses(method: str, path: str) -> set[int]:
@@ -117,7 +123,7 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
     for parameter in spec.get("parameters", []):
         if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key":
             parameter.update(_IDEMPOTENCY_KEY)
-        elif parameter["in"] == "path" and parameter["name"] == "order_id":
+        elif parameter["in"] == "path" and parameter["name"] in _UUID_PARAMETERS:
             parameter["schema"] = dict(_ORDER_ID)
     for message in operation.refers_to:
         components.ref(message)
@@ -136,20 +142,22 @@ def _type(spec: dict[str, Any], method: str, path: str, operation: Operation,
         spec["requestBody"] = {"required": True, "content": {operation.body_media: media}}
     answer = (components.ref(operation.answer) if isinstance(operation.answer, Descriptor)
               else dict(operation.answer))
+    problems = (operation.problems if operation.problems is not None
+                else statuses(method, path))
     success: dict[str, Any] = {
         "description": operation.description,
         "content": {operation.answer_media: {"schema": answer}},
     }
     headers: dict[str, Any] = {}
     if operation.status == 201:
-        headers["Location"] = {"description": "The new order's path",
+        headers["Location"] = {"description": "The new resource's path",
                                "schema": {"type": "string"}}
-    if method.upper() == "POST":
+    if 422 in problems:  # the POSTs under an Idempotency-Key
         headers[REPLAY_HEADER] = {"description": "`true` on the stored answer to a retry",
                                   "schema": {"type": "string", "enum": ["true"]}}
     success["headers"] = {**headers, **_RATE_LIMIT}
     responses: dict[str, Any] = {str(operation.status): success}
-    for status in sorted(statuses(method, path)):
+    for status in sorted(problems):
         description, problem_headers = PROBLEMS[status]
         response: dict[str, Any] = {"description": description, "content": {
             PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}

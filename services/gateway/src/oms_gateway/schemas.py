@@ -16,6 +16,8 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from oms_gateway.webhooks.domain import EVENT_TYPES
+
 _REQUIRED = field_behavior_pb2.REQUIRED
 _READ_ONLY = {field_behavior_pb2.OUTPUT_ONLY, field_behavior_pb2.IDENTIFIER}
 _INT64 = {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"}
@@ -64,6 +66,11 @@ _REFINED: dict[tuple[str, str], dict[str, Any]] = {
         "pattern": r"^-?[0-9]+(\.[0-9]+)?$",
         "description": "A decimal string in the currency's units, e.g. 19.99",
         "examples": ["19.99"]},
+    # An endpoint's URL and event types, as webhooks.endpoints checks them.
+    ("oms.gateway.v1.WebhookEndpoint", "url"): {
+        "format": "uri", "pattern": "^https?://[^/?#@]+(/.*)?$", "maxLength": 2000,
+        "examples": ["https://partner.example.com/oms-webhooks"]},
+    ("oms.gateway.v1.WebhookEndpoint", "event_types"): {"enum": list(EVENT_TYPES)},
 }
 
 

@@ -76,5 +76,39 @@ class GatewaySettings(BaseSettings):
     csv_export_max_orders: int = Field(
         default=10_000, gt=0, description="Orders per CSV export; a filter matching more is "
         "refused up front")
+    # Webhooks (webhooks/): inbound from carriers and payment providers, outbound to the
+    # endpoints partners subscribe.
+    nats_url: str | None = Field(
+        default=None, validation_alias="OMS_NATS_URL",
+        description="Where the domain events are read for outbound webhooks; unset, none are "
+        "queued (deliveries already queued still go out)")
+    shipping_target: str = Field(default="127.0.0.1:50054",
+                                 description="The shipping service, for tracking webhooks")
+    inbound_webhook_ttl_seconds: float = Field(
+        default=3 * DAY, gt=0, description="How long an inbound webhook id is kept: a copy "
+        "posted within it changes nothing (longer than the partners' retries)")
+    webhook_max_attempts: int = Field(
+        default=12, ge=1, le=50, description="Attempts of one outbound delivery before it is "
+        "failed (a replay sends it again)")
+    webhook_backoff_base_seconds: float = Field(
+        default=60.0, gt=0, description="The wait after a delivery's first failed attempt, "
+        "doubling after each next one")
+    webhook_backoff_max_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="The longest wait between two attempts")
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long an endpoint has to answer an attempt")
+    webhook_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often the delivery workers look for due "
+        "deliveries (new ones are sent at once by the replica that queued them)")
+    webhook_concurrency: int = Field(
+        default=16, ge=1, le=256, description="Deliveries sent at once per replica")
+    webhook_retention_seconds: float = Field(
+        default=7 * DAY, gt=0, description="How long finished deliveries stay in the log")
+    webhook_max_pending_per_endpoint: int = Field(
+        default=10_000, ge=1, description="Deliveries queued for one endpoint at most; past "
+        "it new ones are logged failed (replayable) rather than queued")
+    webhook_allow_private_urls: bool = Field(
+        default=False, description="Accept endpoint URLs on loopback and private networks "
+        "(local runs and tests only)")
     log_level: str = "INFO"
     log_format: str = "json"

@@ -34,6 +34,8 @@ from oms_gateway.problems import Problem, problem_response
 log = structlog.get_logger(__name__)
 
 HEADER = "Idempotency-Key"
+# Webhooks in carry their own id (``webhook-id``), deduplicated by ``webhooks.inbound``.
+EXEMPT_PREFIX = "/v1/webhooks/"
 _REACHED = "idempotency_reached"
 _REQUEST_ID = "idempotency_request_id"
 
@@ -81,7 +83,8 @@ class Idempotency:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         partner = partner_in(scope)
-        if scope["type"] != "http" or scope["method"] != "POST" or partner is None:
+        if (scope["type"] != "http" or scope["method"] != "POST" or partner is None
+                or scope["path"].startswith(EXEMPT_PREFIX)):
             await self.app(scope, receive, send)
             return
         request = Request(scope)

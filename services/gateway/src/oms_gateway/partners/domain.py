@@ -28,20 +28,23 @@ class Kind(Enum):
 SCOPE_DESCRIPTIONS = {
     "orders:read": "Read the partner's channels' orders",
     "orders:write": "Create and cancel orders on the partner's channels",
-    "payments:write": "Report payments of the partner's channels' orders",
+    "payments:write": "Report payments of the partner's channels' orders (and by webhook)",
     "stock:read": "Read what the partner's channels may sell",
     "fulfilment:read": "Read fulfilment orders (routes to come)",
     "fulfilment:write": "Report fulfilment progress (routes to come)",
-    "shipments:write": "Report shipment tracking (routes to come)",
+    "shipments:write": "Report tracking of the partner's carriers' shipments (by webhook)",
     "returns:write": "Report returns (routes to come)",
+    "webhooks:read": "List the partner's webhook endpoints and their deliveries",
+    "webhooks:write": "Subscribe webhook endpoints, delete them, replay deliveries",
 }
 SCOPES = frozenset(SCOPE_DESCRIPTIONS)
+_WEBHOOKS = frozenset({"webhooks:read", "webhooks:write"})
 DEFAULT_SCOPES = {
     Kind.SALES_CHANNEL: frozenset({"orders:read", "orders:write", "stock:read",
-                                   "returns:write"}),
-    Kind.PAYMENT_PROVIDER: frozenset({"payments:write"}),
-    Kind.THREE_PL: frozenset({"fulfilment:read", "fulfilment:write"}),
-    Kind.CARRIER: frozenset({"shipments:write"}),
+                                   "returns:write"}) | _WEBHOOKS,
+    Kind.PAYMENT_PROVIDER: frozenset({"payments:write"}) | _WEBHOOKS,
+    Kind.THREE_PL: frozenset({"fulfilment:read", "fulfilment:write"}) | _WEBHOOKS,
+    Kind.CARRIER: frozenset({"shipments:write"}) | _WEBHOOKS,
 }
 # The kinds that work with orders, and only those of the channels they are bound to.
 CHANNEL_BOUND = frozenset({Kind.SALES_CHANNEL, Kind.PAYMENT_PROVIDER})
@@ -61,9 +64,18 @@ class Partner:
     name: str
     channels: frozenset[str]
     scopes: frozenset[str]
+    # A carrier partner's carrier ids, a 3PL's fulfilment node ids.
+    carriers: frozenset[str] = frozenset()
+    nodes: frozenset[str] = frozenset()
 
     def may_see_channel(self, channel: str) -> bool:
         return self.kind in CHANNEL_BOUND and channel in self.channels
+
+    def reports_for_carrier(self, carrier: str) -> bool:
+        return self.kind is Kind.CARRIER and carrier in self.carriers
+
+    def runs_node(self, node_id: str) -> bool:
+        return self.kind is Kind.THREE_PL and node_id in self.nodes
 
 
 class PartnerError(ValueError):
@@ -75,8 +87,15 @@ class PartnerError(ValueError):
 
 
 def check_partner(partner_id: str, kind: Kind, name: str, channels: frozenset[str],
-                  scopes: frozenset[str]) -> None:
+                  scopes: frozenset[str], carriers: frozenset[str] = frozenset(),
+                  nodes: frozenset[str] = frozenset()) -> None:
     reasons = []
+    for field, values, owner in (("carriers", carriers, Kind.CARRIER),
+                                 ("nodes", nodes, Kind.THREE_PL)):
+        if values and kind is not owner:
+            reasons.append(f"{field}: only a {owner.value} partner is bound to {field}")
+        if len(values) > MAX_CHANNELS or any(not _CHANNEL.match(v) for v in values):
+            reasons.append(f"{field}: at most {MAX_CHANNELS} ids of letters, digits, . _ -")
     if not _PARTNER_ID.match(partner_id):
         reasons.append("id: 1 to 64 of a-z, 0-9 and '-', starting with a letter or digit")
     if not name.strip() or len(name) > 200:

@@ -27,7 +27,8 @@ class KeyInfo:
 
 def _partner(row: Any) -> Partner:
     return Partner(partner_id=row.id, kind=Kind(row.kind), name=row.name,
-                   channels=frozenset(row.channels), scopes=frozenset(row.scopes))
+                   channels=frozenset(row.channels), scopes=frozenset(row.scopes),
+                   carriers=frozenset(row.carriers), nodes=frozenset(row.nodes))
 
 
 async def authenticate(engine: AsyncEngine, secret: str) -> Partner | None:
@@ -70,7 +71,8 @@ async def create(engine: AsyncEngine, partner: Partner) -> NewKey:
     async with engine.begin() as conn:
         await conn.execute(partners.insert().values(
             id=partner.partner_id, name=partner.name, kind=partner.kind.value,
-            channels=sorted(partner.channels), scopes=sorted(partner.scopes)))
+            channels=sorted(partner.channels), scopes=sorted(partner.scopes),
+            carriers=sorted(partner.carriers), nodes=sorted(partner.nodes)))
         return await _add_key(conn, partner.partner_id)
 
 
