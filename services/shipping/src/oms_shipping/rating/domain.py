@@ -7,6 +7,7 @@ currency's minor units once per charge (so the charges always add up to the tota
 
 from __future__ import annotations
 
+import bisect
 import enum
 import functools
 import re
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -91,31 +92,27 @@ class RateCard:
 
     def money(self, amount: Decimal) -> Money:
         """An amount in the card's currency, rounded to its minor units (as ``Money.of``,
-        with the exponent worked out once per card: the rate shop makes dozens a call)."""
-        return Money(self.currency_code, amount.quantize(self._exponent))
+        with the exponent looked up: the rate shop makes dozens a call)."""
+        return Money(self.currency_code, amount.quantize(_exponent(self.currency_code)))
 
     @functools.cached_property
-    def _exponent(self) -> Decimal:
-        return Money.of(self.currency_code, 0).amount
-
-    @functools.cached_property
-    def _breaks_by_zone(self) -> dict[str, list[WeightBreak]]:
-        by_zone: dict[str, list[WeightBreak]] = {}
+    def _bands_by_zone(self) -> dict[str, tuple[list[int], list[_Band]]]:
+        """Each zone's breaks lightest first, beside the weight each takes (for a bisection):
+        the rate shop looks one up on every card on every call."""
+        by_zone: dict[str, list[_Band]] = {}
         for break_ in sorted(self.breaks, key=lambda b: b.max_weight_grams):
-            by_zone.setdefault(break_.zone, []).append(break_)
-        return by_zone
+            by_zone.setdefault(break_.zone, []).append(_Band(break_))
+        return {zone: ([band.weight_break.max_weight_grams for band in bands], bands)
+                for zone, bands in by_zone.items()}
 
     @functools.cached_property
-    def _zones_by_route(self) -> dict[tuple[str, str], list[tuple[tuple[str, ...], Zone]]]:
-        """Zones by (origin, destination country), each with its normalised prefixes: the
-        rate shop asks every card for a zone on every call."""
-        by_route: dict[tuple[str, str], list[tuple[tuple[str, ...], Zone]]] = {}
+    def _routes(self) -> dict[tuple[str, str], _Route]:
+        """Zones by (origin, destination country) as lookups: the rate shop asks every card
+        for a zone on every call."""
+        zones: dict[tuple[str, str], list[Zone]] = {}
         for zone in self.zones:
-            prefixes = tuple(sorted(map(normalise_postcode, zone.postcode_prefixes), key=len,
-                                    reverse=True))
-            by_route.setdefault((zone.origin_country, zone.destination_country), []).append(
-                (prefixes, zone))
-        return by_route
+            zones.setdefault((zone.origin_country, zone.destination_country), []).append(zone)
+        return {route: _Route.of(found) for route, found in zones.items()}
 
     @functools.cached_property
     def _remote_by_country(self) -> dict[str, tuple[str, ...]]:
@@ -129,30 +126,89 @@ class RateCard:
         """The zone of a destination: of those from the origin country to the destination
         country, the one with the longest postcode prefix the postcode starts with; a zone
         without prefixes covers the whole country and loses to any prefix."""
-        code = normalise_postcode(postcode)
-        best: tuple[int, Zone] | None = None
-        for prefixes, zone in self._zones_by_route.get((origin_country, country), ()):
-            if not prefixes:
-                length = 0
-            else:
-                # Longest first: the first that matches is the zone's longest match.
-                length = next((len(p) for p in prefixes if code.startswith(p)), -1)
-                if length < 0:
-                    continue
-            if best is None or length > best[0]:
-                best = (length, zone)
-        return best[1] if best else None
+        return self._zone(origin_country, country, normalise_postcode(postcode))
+
+    def _zone(self, origin_country: str, country: str, code: str) -> Zone | None:
+        route = self._routes.get((origin_country, country))
+        return route.zone(code) if route else None
 
     def break_for(self, zone: str, grams: int) -> WeightBreak | None:
         """The lightest break that takes the billed weight, or None when it is too heavy."""
-        for break_ in self._breaks_by_zone.get(zone, ()):
-            if grams <= break_.max_weight_grams:
-                return break_
-        return None
+        band = self._band(zone, grams)
+        return band.weight_break if band else None
+
+    def _band(self, zone: str, grams: int) -> _Band | None:
+        found = self._bands_by_zone.get(zone)
+        if found is None:
+            return None
+        weights, bands = found
+        index = bisect.bisect_left(weights, grams)
+        return bands[index] if index < len(bands) else None
 
     def is_remote(self, country: str, postcode: str) -> bool:
+        return self._is_remote(country, normalise_postcode(postcode))
+
+    def _is_remote(self, country: str, code: str) -> bool:
         prefixes = self._remote_by_country.get(country)
-        return bool(prefixes) and normalise_postcode(postcode).startswith(prefixes)
+        return bool(prefixes) and code.startswith(prefixes)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """The zones of one route of a card as a lookup: the zone of each postcode prefix (the
+    first zone to name it), the prefixes' lengths longest first, and the zone of the rest of
+    the country (the first without prefixes). The longest prefix a postcode starts with
+    wins, as `RateCard.zone_for` says, in one dictionary look-up per distinct length."""
+
+    by_prefix: Mapping[str, Zone]
+    lengths: tuple[int, ...]
+    rest: Zone | None
+
+    @classmethod
+    def of(cls, zones: Sequence[Zone]) -> _Route:
+        by_prefix: dict[str, Zone] = {}
+        rest = None
+        for zone in zones:
+            prefixes = [normalise_postcode(p) for p in zone.postcode_prefixes]
+            if not prefixes or "" in prefixes:
+                rest = rest or zone
+            for prefix in filter(None, prefixes):
+                by_prefix.setdefault(prefix, zone)
+        lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
+        return cls(by_prefix, lengths, rest)
+
+    def zone(self, code: str) -> Zone | None:
+        for length in self.lengths:
+            zone = self.by_prefix.get(code[:length])
+            if zone is not None:
+                return zone
+        return self.rest
+
+
+class _Band:
+    """A weight break of a card, with what one parcel billed on it comes to under each
+    combination of the surcharges that may apply to it (at most eight), worked out on the
+    first rate shop that needs it and kept as long as the card: a card's prices are the
+    same on every call, and most shipments are one parcel."""
+
+    __slots__ = ("_priced", "weight_break")
+
+    def __init__(self, weight_break: WeightBreak) -> None:
+        self.weight_break = weight_break
+        self._priced: dict[tuple[bool, bool, bool], tuple[tuple[Charge, ...], Money]] = {}
+
+    def one_parcel(self, card: RateCard, residential: bool, remote: bool,
+                   oversize: bool) -> tuple[tuple[Charge, ...], Money]:
+        key = (residential, remote, oversize)
+        priced = self._priced.get(key)
+        if priced is None:
+            zero = Decimal(0)
+            priced = self._priced[key] = _charges(
+                card, self.weight_break.price,
+                card.residential_surcharge if residential else zero,
+                card.remote_area_surcharge if remote else zero,
+                card.oversize_surcharge if oversize else zero)
+        return priced
 
 
 def normalise_postcode(postcode: str) -> str:
@@ -171,15 +227,23 @@ class Parcel:
     height_mm: int = 0
     declared_value: Money | None = None
 
-    @property
+    # Cached: the rate shop asks each card in turn about the same parcel.
+
+    @functools.cached_property
     def has_dimensions(self) -> bool:
         return self.length_mm > 0 and self.width_mm > 0 and self.height_mm > 0
 
-    @property
+    @functools.cached_property
     def sides_mm(self) -> tuple[int, int, int]:
         """Longest first: length is the longest side whatever the caller called it."""
         a, b, c = sorted((self.length_mm, self.width_mm, self.height_mm), reverse=True)
         return a, b, c
+
+    @functools.cached_property
+    def length_and_girth_mm(self) -> int:
+        """The longest side plus twice the sum of the other two."""
+        length, width, height = self.sides_mm
+        return length + 2 * (width + height)
 
 
 def dimensional_weight_grams(parcel: Parcel, divisor: int) -> int:
@@ -201,10 +265,9 @@ def is_oversize(parcel: Parcel, card: RateCard) -> bool:
     girth limit."""
     if not parcel.has_dimensions:
         return False
-    length, width, height = parcel.sides_mm
-    if card.oversize_length_mm and length > card.oversize_length_mm:
+    if card.oversize_length_mm and parcel.sides_mm[0] > card.oversize_length_mm:
         return True
-    return bool(card.oversize_girth_mm) and length + 2 * (width + height) > card.oversize_girth_mm
+    return bool(card.oversize_girth_mm) and parcel.length_and_girth_mm > card.oversize_girth_mm
 
 
 @dataclass(frozen=True)
@@ -212,6 +275,12 @@ class Destination:
     country: str
     postal_code: str
     residential: bool = False
+
+    @functools.cached_property
+    def postcode_key(self) -> str:
+        """The postcode as zones and remote areas compare it, worked out once a shipment
+        rather than once a card."""
+        return normalise_postcode(self.postal_code)
 
 
 @dataclass(frozen=True)
@@ -228,14 +297,17 @@ class Shipment:
 # --- Pricing ---
 
 
-@dataclass(frozen=True)
-class Charge:
+# Charge, Price and Quote are named tuples rather than frozen dataclasses: the rate shop makes
+# a price and two quotes (the second with the reason it lost) for every service on every
+# call, and a frozen dataclass's __init__ costs several times a tuple's.
+
+
+class Charge(NamedTuple):
     kind: str  # base, fuel, residential, remote_area, oversize, duties_fee, duties
     amount: Money
 
 
-@dataclass(frozen=True)
-class Price:
+class Price(NamedTuple):
     """A shipment priced on one card."""
 
     rate_card_id: str
@@ -257,27 +329,59 @@ def price_shipment(card: RateCard, origin_country: str, destination: Destination
     of the base; across a border (``international``) duties on the declared value, paid by
     the sender (with the card's DDP fee) under DDP and quoted as the receiver's under DDU.
     Raises :class:`NotRated` when the card has no zone or break for it."""
-    zone = card.zone_for(origin_country, destination.country, destination.postal_code)
+    code = destination.postcode_key
+    zone = card._zone(origin_country, destination.country, code)
     if zone is None:
         raise NotRated(f"no zone on rate card {card.rate_card_id} for "
                        f"{origin_country} to {destination.country} {destination.postal_code}")
-    base = residential = remote = oversize = Decimal(0)
-    billed_total = 0
-    remote_area = card.is_remote(destination.country, destination.postal_code)
-    for index, parcel in enumerate(parcels):
-        billed = billed_weight_grams(parcel, card.dim_divisor)
-        break_ = card.break_for(zone.zone, billed)
-        if break_ is None:
-            raise NotRated(f"parcel {index + 1} bills {billed} g, over the heaviest break of "
-                           f"zone {zone.zone} on rate card {card.rate_card_id}")
-        billed_total += billed
-        base += break_.price
-        if destination.residential:
-            residential += card.residential_surcharge
-        if remote_area:
-            remote += card.remote_area_surcharge
-        if is_oversize(parcel, card):
-            oversize += card.oversize_surcharge
+    remote_area = card._is_remote(destination.country, code)
+    if len(parcels) == 1:  # most shipments: its price is worked out once per card
+        parcel = parcels[0]
+        billed_total = billed_weight_grams(parcel, card.dim_divisor)
+        charges, total = _band(card, zone, 0, billed_total).one_parcel(
+            card, destination.residential, remote_area, is_oversize(parcel, card))
+    else:
+        base = residential = remote = oversize = Decimal(0)
+        billed_total = 0
+        for index, parcel in enumerate(parcels):
+            billed = billed_weight_grams(parcel, card.dim_divisor)
+            base += _band(card, zone, index, billed).weight_break.price
+            billed_total += billed
+            if destination.residential:
+                residential += card.residential_surcharge
+            if remote_area:
+                remote += card.remote_area_surcharge
+            if is_oversize(parcel, card):
+                oversize += card.oversize_surcharge
+        charges, total = _charges(card, base, residential, remote, oversize)
+    receiver_duties = None
+    if international:
+        duties = _duties(card, parcels)
+        if incoterm is Incoterm.DDP:
+            paid = []
+            if card.duties_paid_fee:
+                paid.append(Charge("duties_fee", card.money(card.duties_paid_fee)))
+            if duties.amount:
+                paid.append(Charge("duties", duties))
+            charges = (*charges, *paid)
+            total = card.money(sum((c.amount.amount for c in paid), total.amount))
+        elif duties.amount:
+            receiver_duties = duties
+    return Price(card.rate_card_id, total, charges, billed_total, receiver_duties)
+
+
+def _band(card: RateCard, zone: Zone, index: int, billed: int) -> _Band:
+    band = card._band(zone.zone, billed)
+    if band is None:
+        raise NotRated(f"parcel {index + 1} bills {billed} g, over the heaviest break of "
+                       f"zone {zone.zone} on rate card {card.rate_card_id}")
+    return band
+
+
+def _charges(card: RateCard, base: Decimal, residential: Decimal, remote: Decimal,
+             oversize: Decimal) -> tuple[tuple[Charge, ...], Money]:
+    """The charges of a base price and its surcharges (each already summed over the
+    parcels), each rounded to the card's minor units once, and their total."""
     charges = [Charge("base", card.money(base))]
     if card.fuel_percent:
         charges.append(Charge("fuel", card.money(base * card.fuel_percent / HUNDRED)))
@@ -285,18 +389,7 @@ def price_shipment(card: RateCard, origin_country: str, destination: Destination
                          ("oversize", oversize)):
         if amount:
             charges.append(Charge(kind, card.money(amount)))
-    receiver_duties = None
-    if international:
-        duties = _duties(card, parcels)
-        if incoterm is Incoterm.DDP:
-            if card.duties_paid_fee:
-                charges.append(Charge("duties_fee", card.money(card.duties_paid_fee)))
-            if duties.amount:
-                charges.append(Charge("duties", duties))
-        elif duties.amount:
-            receiver_duties = duties
-    total = card.money(sum((c.amount.amount for c in charges), Decimal(0)))
-    return Price(card.rate_card_id, total, tuple(charges), billed_total, receiver_duties)
+    return tuple(charges), card.money(sum((c.amount.amount for c in charges), Decimal(0)))
 
 
 def _duties(card: RateCard, parcels: Sequence[Parcel]) -> Money:
@@ -406,8 +499,7 @@ def first_rule(rules: Iterable[ShippingRule], level: Level, country: str,
 # --- Rate shopping ---
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
     carrier_id: str
     service_code: str
     service_level: Level
@@ -423,8 +515,8 @@ class Quote:
         return self.price.total
 
     def lost_to(self, reason: str) -> Quote:
-        # Spelt out rather than dataclasses.replace, which inspects the fields on every call:
-        # the rate shop does this for every losing quote.
+        # Spelt out rather than _replace, which goes through every field by name: the rate
+        # shop does this for every losing quote.
         return Quote(self.carrier_id, self.service_code, self.service_level, self.price,
                      self.transit_days, self.ship_date, self.delivery_date, self.meets_promise,
                      reason)
@@ -470,15 +562,39 @@ def table_rate_quotes(shipment: Shipment, origin: Origin, carriers: Sequence[Car
     is ineligible (at most ``MAX_INELIGIBLE``)."""
     ineligible = _Ineligible()
     quotes: list[Quote] = []
-    # Services with the same cut-off and pickup days ship the same day: computed once a call.
-    ship_dates: dict[tuple[time | None, frozenset[int]], date] = {}
+    call = _RateCall(shipment, origin)
     for carrier in carriers:
         for service in carrier.services:
-            quote = _quote(shipment, origin, carrier, service, cards.get(service.code, ()),
-                           ineligible, ship_dates)
+            quote = _quote(call, carrier, service, cards.get(service.code, ()), ineligible)
             if quote is not None:
                 quotes.append(quote)
     return quotes, ineligible.items
+
+
+class _RateCall:
+    """What the services of one rate shop share, worked out once a call: whether it crosses
+    a border, the promise as a day at the origin, and the ship date of each cut-off and set
+    of pickup days (services alike in those ship the same day)."""
+
+    def __init__(self, shipment: Shipment, origin: Origin) -> None:
+        self.shipment = shipment
+        self.origin = origin
+        self.cross_border = shipment.destination.country != origin.country
+        self.promise = None if shipment.promise_time is None \
+            else _promise_date(shipment, origin)
+        self._ship_dates: dict[tuple[time | None, frozenset[int]], date] = {}
+
+    def ship_date(self, service: CarrierService) -> date:
+        """Raises NotRated when the service has no pickup day."""
+        key = (service.cutoff_time, service.pickup_weekdays)
+        shipped = self._ship_dates.get(key)
+        if shipped is None:
+            shipped = self._ship_dates[key] = ship_date(self.shipment.ready_time, self.origin,
+                                                        service)
+        return shipped
+
+    def meets_promise(self, arrives: date) -> bool:
+        return self.promise is None or arrives <= self.promise
 
 
 def decide(shipment: Shipment, quotes: list[Quote], ineligible: Sequence[str],
@@ -499,12 +615,10 @@ def decide(shipment: Shipment, quotes: list[Quote], ineligible: Sequence[str],
     return RateResult(tuple(ordered), tuple(reasons.items), customer, chosen.total, rule)
 
 
-def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: CarrierService,
-           cards: Sequence[RateCard], ineligible: _Ineligible,
-           ship_dates: dict[tuple[time | None, frozenset[int]], date]) -> Quote | None:
-    destination = shipment.destination
-    cross_border = destination.country != origin.country
-    reason = _ineligible_reason(shipment, origin, carrier, service, cross_border)
+def _quote(call: _RateCall, carrier: Carrier, service: CarrierService,
+           cards: Sequence[RateCard], ineligible: _Ineligible) -> Quote | None:
+    shipment, origin = call.shipment, call.origin
+    reason = _ineligible_reason(shipment, origin, carrier, service, call.cross_border)
     if reason:
         ineligible.add(service, reason)
         return None
@@ -513,10 +627,10 @@ def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: Carrie
         return None
     price: Price | None = None
     failure = ""
-    for card in sorted(cards, key=lambda c: c.rate_card_id):
+    for card in sorted(cards, key=lambda c: c.rate_card_id) if len(cards) > 1 else cards:
         try:
-            price = price_shipment(card, origin.country, destination, shipment.parcels,
-                                   international=cross_border, incoterm=shipment.incoterm)
+            price = price_shipment(card, origin.country, shipment.destination, shipment.parcels,
+                                   international=call.cross_border, incoterm=shipment.incoterm)
             break
         except NotRated as error:
             failure = failure or str(error)
@@ -524,16 +638,13 @@ def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: Carrie
         ineligible.add(service, failure)
         return None
     try:
-        key = (service.cutoff_time, service.pickup_weekdays)
-        shipped = ship_dates.get(key) or ship_dates.setdefault(
-            key, ship_date(shipment.ready_time, origin, service))
+        shipped = call.ship_date(service)
     except NotRated as error:
         ineligible.add(service, str(error))
         return None
-    arrives = delivery_date(shipped, service.transit_days, destination.country)
-    meets = shipment.promise_time is None or arrives <= _promise_date(shipment, origin)
+    arrives = delivery_date(shipped, service.transit_days, shipment.destination.country)
     return Quote(carrier.carrier_id, service.code, service.service_level, price,
-                 service.transit_days, shipped, arrives, meets)
+                 service.transit_days, shipped, arrives, call.meets_promise(arrives))
 
 
 def service_ineligible(shipment: Shipment, origin: Origin, carrier: Carrier,
@@ -623,8 +734,8 @@ def _one_currency(quotes: list[Quote], shipment: Shipment,
                   ineligible: _Ineligible) -> list[Quote]:
     """Quotes compare in one currency: the basket's when given, else the one most quotes
     are priced in (there are no exchange rates here). The others are set aside."""
-    if not quotes:
-        return quotes
+    if len({quote.price.total.currency_code for quote in quotes}) <= 1:
+        return quotes  # one currency, or none: nothing to set aside
     counts: dict[str, int] = {}
     for quote in quotes:
         counts[quote.total.currency_code] = counts.get(quote.total.currency_code, 0) + 1
@@ -688,7 +799,7 @@ def _best_value(cheapest: Quote, on_time: Sequence[Quote], day_value_percent: De
 def lost_reason(quote: Quote, chosen: Quote, goal: Goal) -> str:
     """Why ``quote`` lost to ``chosen``, in words."""
     late = (quote.delivery_date - chosen.delivery_date).days
-    extra = quote.total - chosen.total
+    extra = _difference(quote.total, chosen.total)
     if chosen.meets_promise and not quote.meets_promise and goal is not Goal.FASTEST:
         return f"misses the promise (arrives {quote.delivery_date.isoformat()})"
     if goal is Goal.FASTEST:
@@ -706,6 +817,20 @@ def lost_reason(quote: Quote, chosen: Quote, goal: Goal) -> str:
     if late > 0:
         return f"costs the same and arrives {_days(late)} later"
     return "costs the same and arrives the same day; chosen by carrier and service order"
+
+
+def _difference(a: Money, b: Money) -> Money:
+    """``a - b`` as Money subtracts (one currency, rounded to its minor units), with the
+    rounding's exponent looked up rather than worked out: the rate shop words a reason for
+    every quote that lost."""
+    if a.currency_code != b.currency_code:
+        return a - b  # refused as Money refuses it
+    return Money(a.currency_code, (a.amount - b.amount).quantize(_exponent(a.currency_code)))
+
+
+@functools.lru_cache(maxsize=64)
+def _exponent(currency_code: str) -> Decimal:
+    return Money.of(currency_code, 0).amount
 
 
 def _days(count: int) -> str:
