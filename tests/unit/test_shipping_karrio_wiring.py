@@ -22,18 +22,8 @@ from oms_shipping.app import definition
 from oms_shipping.carrier_api.domain import compact_pdf
 from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Mode, Origin
 from oms_shipping.labels import domain as labels
-from oms_shipping.rating.domain import (
-    Destination,
-    Goal,
-    Parcel,
-    RateCard,
-    Shipment,
-    WeightBreak,
-    Zone,
-    carrier_quote,
-    decide,
-    table_rate_quotes,
-)
+from oms_shipping.rating.cards import Destination, Parcel, RateCard, WeightBreak, Zone
+from oms_shipping.rating.domain import Goal, Shipment, carrier_quote, decide, table_rate_quotes
 from oms_shipping.settings import KarrioSettings, ShippingSettings, UpsAccount
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "karrio"

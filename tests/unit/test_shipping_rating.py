@@ -9,24 +9,20 @@ from zoneinfo import ZoneInfo
 
 from oms_platform.money import Money
 from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
-from oms_shipping.rating.domain import (
+from oms_shipping.rating.cards import (
     Destination,
-    Goal,
     Incoterm,
     Parcel,
     RateCard,
-    Shipment,
-    ShippingRule,
     WeightBreak,
     Zone,
     billed_weight_grams,
-    delivery_date,
     dimensional_weight_grams,
-    first_rule,
     price_shipment,
-    rate_shipment,
-    ship_date,
 )
+from oms_shipping.rating.domain import Goal, Shipment, rate_shipment
+from oms_shipping.rating.promise import delivery_date, ship_date
+from oms_shipping.rating.rules import ShippingRule, first_rule
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")

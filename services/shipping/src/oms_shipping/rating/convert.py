@@ -23,22 +23,18 @@ from sqlalchemy import Row
 
 from oms_shipping.carriers.convert import level
 from oms_shipping.carriers.domain import Level, check_country
-from oms_shipping.rating.domain import (
-    MAX_PARCELS,
+from oms_shipping.rating.cards import (
     Destination,
-    Goal,
     Incoterm,
     Parcel,
     Price,
-    Quote,
     RateCard,
-    RateResult,
-    Shipment,
-    ShippingRule,
     WeightBreak,
     Zone,
     check_card,
 )
+from oms_shipping.rating.domain import MAX_PARCELS, Goal, Quote, RateResult, Shipment
+from oms_shipping.rating.rules import ShippingRule
 
 MAX_CSV_BYTES = 1 << 20
 _DECIMAL = re.compile(r"\d{1,6}(\.\d{1,6})?")
