@@ -443,7 +443,7 @@ def _carrier_ship_date(wanted: LabelRequest, carrier: Carrier, service: CarrierS
     carrier data (countries, weight limit, cut-off, pickup days, holidays)."""
     shipment = rating_domain.Shipment(
         rate_cards.Destination(wanted.destination.region_code,
-                                  wanted.destination.postal_code, wanted.residential),
+                               wanted.destination.postal_code, wanted.residential),
         (wanted.parcel,), ready_time=datetime.now(UTC), incoterm=wanted.incoterm)
     reason = rating_domain.service_ineligible(shipment, origin, carrier, service)
     if not reason:

@@ -304,8 +304,8 @@ def choose_service(request: LabelRequest, origin: Origin, carriers: Sequence[Car
         table_rate = [replace(owner, services=(service,))]
         level = None
     shipment = rating.Shipment(
-        rate_cards.Destination(request.destination.region_code, request.destination.postal_code,
-                           request.residential),
+        rate_cards.Destination(request.destination.region_code,
+                               request.destination.postal_code, request.residential),
         (request.parcel,), ready_time=now, service_level=level,
         promise_time=request.promise_time, incoterm=request.incoterm)
     result = rating.rate_shipment(shipment, origin, table_rate, cards, goal=request.goal)
