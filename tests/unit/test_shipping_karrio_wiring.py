@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,18 +25,8 @@ from oms_shipping.app import definition
 from oms_shipping.carrier_api.domain import compact_pdf
 from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Mode, Origin
 from oms_shipping.labels import domain as labels
-from oms_shipping.rating.domain import (
-    Destination,
-    Goal,
-    Parcel,
-    RateCard,
-    Shipment,
-    WeightBreak,
-    Zone,
-    carrier_quote,
-    decide,
-    table_rate_quotes,
-)
+from oms_shipping.rating.cards import Destination, Parcel, RateCard, WeightBreak, Zone
+from oms_shipping.rating.domain import Goal, Shipment, carrier_quote, decide, table_rate_quotes
 from oms_shipping.settings import KarrioSettings, ShippingSettings, UpsAccount
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "karrio"
@@ -221,3 +214,39 @@ def test_karrios_plugins_are_loaded_at_start_only_when_an_account_is_configured(
     assert configured.configured("ups") and not configured.configured("dhl_express")
     assert not configured.configured("fedex")
     assert tasks(configured).count("open_carriers") == 1
+
+
+def test_a_service_with_no_karrio_account_never_imports_karrio() -> None:
+    # In a fresh interpreter (this one has karrio loaded by the tests above): the service's
+    # definition built, its servicer made and a table-rate shipment rated and answered.
+    script = """
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from oms_shipping.app import ShippingServicer, definition
+from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
+from oms_shipping.rating import convert
+from oms_shipping.rating.cards import Destination, Parcel, RateCard, WeightBreak, Zone
+from oms_shipping.rating.domain import Shipment, rate_shipment
+from oms_shipping.settings import KarrioSettings, ShippingSettings
+
+karrio = KarrioSettings()
+assert not karrio.any_configured
+service = definition(ShippingSettings(), karrio)
+ShippingServicer(None, ShippingSettings(), karrio)
+card = RateCard("post", "post_standard", "GBP", (Zone("uk", "GB", "GB"),),
+                (WeightBreak("uk", 2000, Decimal("3.00")),))
+result = rate_shipment(
+    Shipment(Destination("GB", "SW1A 1AA"), (Parcel(1000),), datetime.now(UTC)),
+    Origin("uk", "GB", "M1 1AA", "Europe/London"),
+    [Carrier("post", (CarrierService("post_standard", Level.STANDARD, 2),))],
+    {"post_standard": [card]})
+convert.rate_response(result).SerializeToString()
+assert result.chosen is not None
+print(sorted(m for m in sys.modules if m.split(".")[0] == "karrio"))
+"""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("OMS_SHIPPING_KARRIO_")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

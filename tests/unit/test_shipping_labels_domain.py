@@ -22,7 +22,8 @@ from oms_shipping.labels.domain import (
     is_valid,
     tracking_number,
 )
-from oms_shipping.rating.domain import Goal, Incoterm, Parcel, RateCard, WeightBreak, Zone
+from oms_shipping.rating.cards import Incoterm, Parcel, RateCard, WeightBreak, Zone
+from oms_shipping.rating.domain import Goal
 
 
 @pytest.mark.parametrize("number", [

@@ -9,24 +9,20 @@ from zoneinfo import ZoneInfo
 
 from oms_platform.money import Money
 from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
-from oms_shipping.rating.domain import (
+from oms_shipping.rating.cards import (
     Destination,
-    Goal,
     Incoterm,
     Parcel,
     RateCard,
-    Shipment,
-    ShippingRule,
     WeightBreak,
     Zone,
     billed_weight_grams,
-    delivery_date,
     dimensional_weight_grams,
-    first_rule,
     price_shipment,
-    rate_shipment,
-    ship_date,
 )
+from oms_shipping.rating.domain import Goal, Shipment, rate_shipment
+from oms_shipping.rating.promise import delivery_date, ship_date
+from oms_shipping.rating.rules import ShippingRule, first_rule
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -123,6 +119,32 @@ def test_oversize_by_length_plus_girth() -> None:
     assert over.total == gbp("18.50")
 
 
+def test_each_set_of_surcharges_on_a_break_is_priced_apart_and_kept() -> None:
+    # A card works out what one parcel on a break comes to once per set of surcharges and
+    # keeps it; asked again, in another order, each set keeps its own figures.
+    rated = card(residential_surcharge=Decimal("1.20"), remote_area_surcharge=Decimal("4.00"),
+                 remote_postcode_prefixes=("GB:HS",), oversize_length_mm=1000,
+                 oversize_surcharge=Decimal("12.00"), fuel_percent=Decimal("10"))
+    lewis_home = Destination("GB", "HS1 2AB", residential=True)
+    small, long_parcel = Parcel(2000, 300, 200, 100), Parcel(2000, 1100, 100, 100)
+    for _ in range(2):
+        # base 6.50 (2 kg), fuel 10 % = 0.65: 7.15
+        assert price_shipment(rated, "GB", HOME, [small]).total == gbp("7.15")
+        # + residential 1.20 + remote area 4.00 = 12.35
+        assert price_shipment(rated, "GB", lewis_home, [small]).total == gbp("12.35")
+        # + oversize 12.00 = 24.35
+        assert price_shipment(rated, "GB", lewis_home, [long_parcel]).total == gbp("24.35")
+        # 7.15 + oversize 12.00 = 19.15
+        assert price_shipment(rated, "GB", HOME, [long_parcel]).total == gbp("19.15")
+    # Both at once, summed over the parcels: base 13.00, fuel 1.30, residential 2.40, remote
+    # area 8.00, oversize 12.00 (the long one only): 36.70.
+    both = price_shipment(rated, "GB", lewis_home, [small, long_parcel])
+    assert charges(both) == {"base": gbp("13.00"), "fuel": gbp("1.30"),
+                             "residential": gbp("2.40"), "remote_area": gbp("8.00"),
+                             "oversize": gbp("12.00")}
+    assert both.total == gbp("36.70")
+
+
 # --- Zones ---
 
 
@@ -141,10 +163,20 @@ def test_zone_by_postcode_prefix_the_longest_winning() -> None:
     assert rated.zone_for("GB", "GB", "HS2 9AA").zone == "islands"  # type: ignore[union-attr]
     assert rated.zone_for("GB", "GB", "HS1 2AB").zone == "stornoway"  # type: ignore[union-attr]
     assert rated.zone_for("GB", "FR", "75001") is None
+    assert rated.zone_for("GB", "IE", "D02 X285").zone == "ireland"  # type: ignore[union-attr]
     assert rated.zone_for("DE", "GB", "SW1A 1AA") is None  # another origin country
     parcel = [Parcel(1500)]
     assert price_shipment(rated, "GB", Destination("GB", "ZE1 0AA"), parcel).total == gbp("8.00")
     assert price_shipment(rated, "GB", Destination("GB", "HS1 2AB"), parcel).total == gbp("7.00")
+
+
+def test_of_zones_naming_the_same_prefix_the_first_wins_and_a_whole_country_zone_loses() -> None:
+    rated = card(zones=(Zone("isles-a", "GB", "GB", ("HS",)), Zone("rest", "GB", "GB"),
+                        Zone("isles-b", "GB", "GB", ("hs", "ZE")), Zone("rest-2", "GB", "GB")),
+                 breaks=(WeightBreak("isles-a", 2000, Decimal("8.00")),))
+    assert rated.zone_for("GB", "GB", "HS1 2AB").zone == "isles-a"  # type: ignore[union-attr]
+    assert rated.zone_for("GB", "GB", "ZE1 0AA").zone == "isles-b"  # type: ignore[union-attr]
+    assert rated.zone_for("GB", "GB", "M1 1AA").zone == "rest"  # type: ignore[union-attr]
 
 
 # --- International ---

@@ -29,13 +29,10 @@ import socket
 import urllib.error
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import karrio.lib as klib
-import karrio.references as kreferences
-import karrio.sdk as karrio
 import structlog
-from karrio.core.utils.logger import logger as karrio_logger
 
 from oms_shipping.carrier_api import domain
 from oms_shipping.carrier_api.domain import (
@@ -49,11 +46,24 @@ from oms_shipping.carrier_api.domain import (
 )
 from oms_shipping.settings import KarrioSettings
 
+if TYPE_CHECKING:
+    import karrio.lib as klib
+
 log = structlog.get_logger(__name__)
 
-# Karrio logs through its own colourised stderr sink, tracebacks included; we log each failed
-# call once, structured, ourselves.
-karrio_logger.disable("karrio")
+
+@functools.cache
+def _karrio() -> ModuleType:
+    """karrio's SDK, imported on the first carrier call or plugin load of the process rather
+    than with this module: importing karrio takes seconds, and a service whose catalogue
+    has no karrio carrier (or no account for one) never calls it."""
+    import karrio.sdk
+    from karrio.core.utils.logger import logger
+
+    # Karrio logs through its own colourised stderr sink, tracebacks included; we log each
+    # failed call once, structured, ourselves.
+    logger.disable("karrio")
+    return karrio.sdk
 
 T = TypeVar("T")
 
@@ -79,9 +89,11 @@ def _guarded(proxy_type: type) -> type:
                 raise _TransportFailure(error) from error
         return call
 
+    import karrio.references
+
     methods = {
         name: guard(getattr(proxy_type, name))
-        for name in kreferences.detect_proxy_methods(proxy_type)
+        for name in karrio.references.detect_proxy_methods(proxy_type)
         if callable(getattr(proxy_type, name))
     }
     return type(proxy_type.__name__, (proxy_type,), methods)
@@ -110,7 +122,7 @@ class KarrioCarriers:
         """Loads karrio's plugins (seconds, once per process)."""
         async with self._loading:
             if not self._loaded:
-                await asyncio.to_thread(lambda: karrio.gateway.providers)
+                await asyncio.to_thread(lambda: _karrio().gateway.providers)
                 self._loaded = True
 
     async def rate(self, query: RateQuery) -> list[CarrierRate]:
@@ -120,7 +132,7 @@ class KarrioCarriers:
         request = domain.to_rate_request(query)
 
         def call(gateway: Any) -> tuple[Any, list[Any]]:
-            return karrio.Rating.fetch(request).from_(gateway).parse()
+            return _karrio().Rating.fetch(request).from_(gateway).parse()
 
         rates, messages = await self._call(query.carrier, "rating", call, executes=False)
         ours = [r for r in (domain.from_rate_details(rate) for rate in rates or []) if r]
@@ -137,7 +149,7 @@ class KarrioCarriers:
         request = domain.to_shipment_request(purchase)
 
         def call(gateway: Any) -> tuple[Any, list[Any]]:
-            return karrio.Shipment.create(request).from_(gateway).parse()
+            return _karrio().Shipment.create(request).from_(gateway).parse()
 
         details, messages = await self._call(purchase.carrier, "labels", call, executes=True)
         if details is None:
@@ -150,7 +162,7 @@ class KarrioCarriers:
         request = domain.to_cancel_request(shipment_identifier)
 
         def call(gateway: Any) -> tuple[Any, list[Any]]:
-            return karrio.Shipment.cancel(request).from_(gateway).parse()
+            return _karrio().Shipment.cancel(request).from_(gateway).parse()
 
         confirmation, messages = await self._call(carrier, "void", call, executes=True)
         if confirmation is None or not confirmation.success:
@@ -163,7 +175,7 @@ class KarrioCarriers:
         request = domain.to_tracking_request(tracking_numbers)
 
         def call(gateway: Any) -> tuple[Any, list[Any]]:
-            return karrio.Tracking.fetch(request).from_(gateway).parse()
+            return _karrio().Tracking.fetch(request).from_(gateway).parse()
 
         details, messages = await self._call(carrier, "tracking", call, executes=False)
         if not details:
@@ -199,19 +211,22 @@ class KarrioCarriers:
         return self._executors[carrier]
 
     def _gateway_factory(self, carrier: str) -> Callable[[], Any]:
-        if carrier not in domain.CARRIERS or carrier not in karrio.gateway.providers:
+        sdk = _karrio()
+        if carrier not in domain.CARRIERS or carrier not in sdk.gateway.providers:
             raise CarrierNotConfigured(carrier, "no karrio plugin for this carrier is installed")
         account = getattr(self._settings, carrier)
         if account is None:
             raise CarrierNotConfigured(carrier, "no account is configured for this carrier")
         if carrier not in self._settings_types:
-            provider = karrio.gateway.providers[carrier]
+            provider = sdk.gateway.providers[carrier]
             settings_type = provider.Settings
             if account.server_url:
                 settings_type = _with_server_url(settings_type, account.server_url)
             self._settings_types[carrier] = settings_type
             self._proxies[carrier] = _guarded(provider.Proxy)
-            self._caches[carrier] = klib.Cache()
+            import karrio.lib
+
+            self._caches[carrier] = karrio.lib.Cache()
         fields = {
             name: value.get_secret_value() if hasattr(value, "get_secret_value") else value
             for name, value in account
@@ -223,7 +238,7 @@ class KarrioCarriers:
         test_mode = self._settings.test_mode
 
         def make() -> Any:
-            gateway = karrio.gateway[carrier].create(
+            gateway = sdk.gateway[carrier].create(
                 settings_type(**fields, test_mode=test_mode), cache=cache)
             gateway.proxy = proxy_type(gateway.settings)
             return gateway

@@ -9,7 +9,7 @@ from oms.common.v1 import common_pb2
 
 from oms_shipping.carrier_api.domain import Address, Parcel
 from oms_shipping.carriers.domain import Origin
-from oms_shipping.rating import domain as rating
+from oms_shipping.rating import cards as rating
 
 
 def address_of(message: common_pb2.Address, *, residential: bool = False) -> Address:

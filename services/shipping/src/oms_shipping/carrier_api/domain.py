@@ -32,12 +32,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import PyPDF2
-from karrio.core import models as km
 from oms_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
 from oms_platform.money import Money
 from PyPDF2.generic import NameObject
+
+if TYPE_CHECKING:
+    # Imported where karrio's models are built: importing karrio is for a process that has a
+    # karrio carrier to call (see client.py).
+    from karrio.core import models as km
 
 # The plugins this service installs, by karrio's carrier name.
 CARRIERS = ("ups", "dhl_express", "royalmail")
@@ -334,6 +339,8 @@ def mm_to_cm(mm: int) -> float | None:
 
 
 def to_karrio_address(address: Address) -> km.Address:
+    from karrio.core import models as km
+
     lines = [line for line in address.address_lines if line.strip()]
     return km.Address(
         person_name=address.recipient or None,
@@ -351,6 +358,8 @@ def to_karrio_address(address: Address) -> km.Address:
 
 
 def to_karrio_parcel(parcel: Parcel, index: int) -> km.Parcel:
+    from karrio.core import models as km
+
     return km.Parcel(
         id=str(index + 1),
         weight=grams_to_kg(parcel.weight_grams),
@@ -385,6 +394,8 @@ def _options(parcels: Sequence[Parcel], ship_date: date | None) -> dict[str, obj
 
 
 def to_rate_request(query: RateQuery) -> km.RateRequest:
+    from karrio.core import models as km
+
     return km.RateRequest(
         shipper=to_karrio_address(query.origin),
         recipient=to_karrio_address(query.destination),
@@ -396,6 +407,8 @@ def to_rate_request(query: RateQuery) -> km.RateRequest:
 
 
 def _customs(purchase: LabelPurchase) -> km.Customs | None:
+    from karrio.core import models as km
+
     if purchase.origin.region_code == purchase.destination.region_code:
         return None
     declared = _declared(purchase.parcels)
@@ -425,6 +438,8 @@ def _customs(purchase: LabelPurchase) -> km.Customs | None:
 
 
 def to_shipment_request(purchase: LabelPurchase) -> km.ShipmentRequest:
+    from karrio.core import models as km
+
     return km.ShipmentRequest(
         service=purchase.service_code,
         shipper=to_karrio_address(purchase.origin),
@@ -439,10 +454,14 @@ def to_shipment_request(purchase: LabelPurchase) -> km.ShipmentRequest:
 
 
 def to_cancel_request(shipment_identifier: str) -> km.ShipmentCancelRequest:
+    from karrio.core import models as km
+
     return km.ShipmentCancelRequest(shipment_identifier=shipment_identifier)
 
 
 def to_tracking_request(tracking_numbers: Sequence[str]) -> km.TrackingRequest:
+    from karrio.core import models as km
+
     return km.TrackingRequest(tracking_numbers=list(tracking_numbers))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -139,6 +140,8 @@ def check_request_id(violations: Violations, path: str, request_id: str) -> None
     check_text(violations, path, request_id, MAX_REQUEST_ID)
 
 
+# Cached: every rate shop and label checks its destination's country.
+@functools.lru_cache(maxsize=1024)
 def is_country(code: str) -> bool:
     return len(code) == 2 and code.isupper() and pycountry.countries.get(alpha_2=code) is not None
 

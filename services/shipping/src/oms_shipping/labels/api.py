@@ -41,8 +41,10 @@ from oms_shipping.carriers.domain import Carrier, CarrierService, Origin
 from oms_shipping.documents import domain as documents
 from oms_shipping.labels import convert, domain, store
 from oms_shipping.labels.domain import LabelRequest, LabelState
+from oms_shipping.rating import cards as rate_cards
 from oms_shipping.rating import domain as rating_domain
-from oms_shipping.rating.domain import Incoterm
+from oms_shipping.rating import promise
+from oms_shipping.rating.cards import Incoterm
 from oms_shipping.rating.store import RatingCache
 from oms_shipping.settings import KarrioSettings, ShippingSettings
 
@@ -200,7 +202,7 @@ class LabelsApi:
                 first_day, closed, domain.next_collection_day(origin, service))
             # The carrier's own estimate comes with its rates, not its labels: the label's
             # delivery date is the service's transit days from our carrier data.
-            delivery_date = rating_domain.delivery_date(ship_date, service.transit_days,
+            delivery_date = promise.delivery_date(ship_date, service.transit_days,
                                                         wanted.destination.region_code)
             if not self._karrio.configured(carrier.karrio_carrier):
                 raise FailedPrecondition(
@@ -439,14 +441,14 @@ def _carrier_ship_date(wanted: LabelRequest, carrier: Carrier, service: CarrierS
     """The first day the named karrio service can take the parcel from the origin, by our
     carrier data (countries, weight limit, cut-off, pickup days, holidays)."""
     shipment = rating_domain.Shipment(
-        rating_domain.Destination(wanted.destination.region_code,
-                                  wanted.destination.postal_code, wanted.residential),
+        rate_cards.Destination(wanted.destination.region_code,
+                               wanted.destination.postal_code, wanted.residential),
         (wanted.parcel,), ready_time=datetime.now(UTC), incoterm=wanted.incoterm)
     reason = rating_domain.service_ineligible(shipment, origin, carrier, service)
     if not reason:
         try:
-            return rating_domain.ship_date(shipment.ready_time, origin, service)
-        except rating_domain.NotRated as error:
+            return promise.ship_date(shipment.ready_time, origin, service)
+        except rate_cards.NotRated as error:
             reason = str(error)
     raise domain.NoEligibleService(f"{service.code} cannot take this parcel: {reason}",
                                    metadata={"node_id": origin.node_id})

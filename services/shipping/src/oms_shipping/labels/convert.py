@@ -18,7 +18,8 @@ from sqlalchemy import Row
 from oms_shipping.carriers.domain import Level
 from oms_shipping.documents.domain import LabelDocument, PrintedAddress
 from oms_shipping.labels.domain import Address, LabelRequest, LabelState, label_name
-from oms_shipping.rating.domain import Goal, Incoterm, Parcel
+from oms_shipping.rating.cards import Incoterm, Parcel
+from oms_shipping.rating.domain import Goal
 
 STATES = {LabelState.PURCHASED: shipping_pb2.LABEL_STATE_PURCHASED,
           LabelState.VOIDED: shipping_pb2.LABEL_STATE_VOIDED,

@@ -22,8 +22,11 @@ from oms_platform.errors import (
 from oms_platform.money import Money
 
 from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Mode, Origin
+from oms_shipping.rating import cards as rate_cards
 from oms_shipping.rating import domain as rating
-from oms_shipping.rating.domain import Goal, Incoterm, Parcel
+from oms_shipping.rating import promise
+from oms_shipping.rating.cards import Incoterm, Parcel
+from oms_shipping.rating.domain import Goal
 
 LABEL_NAME = re.compile(r"labels/(?P<id>[0-9a-f]{32}|[0-9a-f-]{36})")
 MAX_REQUEST_ID_LENGTH = 128
@@ -285,7 +288,7 @@ class Choice:
 
 
 def choose_service(request: LabelRequest, origin: Origin, carriers: Sequence[Carrier],
-                   cards: Mapping[str, Sequence[rating.RateCard]], now: datetime) -> Choice:
+                   cards: Mapping[str, Sequence[rate_cards.RateCard]], now: datetime) -> Choice:
     """The named service priced on its rate card, or with no ``service_code`` the rate
     shop's choice by the request's level, promise and goal. Only table-rate carriers are
     bought here: their labels and numbers are made by this service."""
@@ -304,8 +307,8 @@ def choose_service(request: LabelRequest, origin: Origin, carriers: Sequence[Car
         table_rate = [replace(owner, services=(service,))]
         level = None
     shipment = rating.Shipment(
-        rating.Destination(request.destination.region_code, request.destination.postal_code,
-                           request.residential),
+        rate_cards.Destination(request.destination.region_code,
+                               request.destination.postal_code, request.residential),
         (request.parcel,), ready_time=now, service_level=level,
         promise_time=request.promise_time, incoterm=request.incoterm)
     result = rating.rate_shipment(shipment, origin, table_rate, cards, goal=request.goal)
@@ -385,7 +388,7 @@ def next_collection_day(origin: Origin, service: CarrierService) -> Callable[[da
     zone = ZoneInfo(origin.time_zone)
 
     def after(day: date) -> date:
-        return rating.ship_date(datetime.combine(day + timedelta(days=1), time.min, zone),
+        return promise.ship_date(datetime.combine(day + timedelta(days=1), time.min, zone),
                                 origin, service)
 
     return after
@@ -397,7 +400,7 @@ def purchase(choice: Choice, origin: Origin, destination_country: str,
     that day."""
     shipped = ship_date_after_closes(choice.ship_date, closed,
                                      next_collection_day(origin, choice.service))
-    arrives = rating.delivery_date(shipped, choice.service.transit_days, destination_country)
+    arrives = promise.delivery_date(shipped, choice.service.transit_days, destination_country)
     return Purchase(choice.carrier, choice.service, choice.cost, shipped, arrives)
 
 

@@ -32,7 +32,7 @@ from oms_shipping.carriers import domain as carriers_domain
 from oms_shipping.carriers import store as carriers_store
 from oms_shipping.carriers.domain import Carrier, CarrierService, Mode, Origin
 from oms_shipping.rating import convert, domain, store
-from oms_shipping.rating.domain import RATE_CARD_ID
+from oms_shipping.rating.cards import RATE_CARD_ID
 from oms_shipping.rating.store import RatingCache
 from oms_shipping.settings import KarrioSettings, ShippingSettings
 

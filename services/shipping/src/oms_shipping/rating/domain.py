@@ -1,39 +1,41 @@
-"""Rating, pure: a parcel priced on a rate card (zone, billed weight, surcharges, duties),
-the ship and delivery dates of a carrier service from an origin, shipping rules, and the rate
-shop's choice by goal with the reason each other quote lost.
-
-Every price is a :class:`~oms_platform.money.Money` in its card's currency, rounded to the
-currency's minor units once per charge (so the charges always add up to the total)."""
+"""Rate shopping, pure: every eligible quote for a shipment from an origin (priced on the
+services' rate cards, ``cards``, or given by a carrier's own API), its ship and delivery
+dates (``promise``), the choice by goal with the reason each other quote lost, and what the
+customer pays by the merchant's shipping rules (``rules``)."""
 
 from __future__ import annotations
 
 import enum
-import functools
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-import holidays
-from oms_platform.errors import Violations
-from oms_platform.money import Money, is_currency
+from oms_platform.money import Money
 
-from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin, is_country
+from oms_shipping.carriers.domain import Carrier, CarrierService, Level, Origin
+from oms_shipping.rating.cards import (
+    HUNDRED,
+    Charge,
+    Destination,
+    Incoterm,
+    NotRated,
+    Parcel,
+    Price,
+    RateCard,
+    currency_exponent,
+    price_shipment,
+)
+from oms_shipping.rating.promise import delivery_date, ship_date
+from oms_shipping.rating.rules import ShippingRule, first_rule
 
-HUNDRED = Decimal(100)
 MAX_PARCELS = 50
 MAX_INELIGIBLE = 100
 # A faster quote is worth its extra cost under BEST_VALUE when each day it saves costs at most
 # this share of the cheapest on-time price (see `choose`).
 DEFAULT_DAY_VALUE_PERCENT = Decimal(10)
-
-# Subdivision whose holidays stand for the country when an address names none: the
-# `holidays` package gives only the holidays common to all nations of GB without one, which
-# would ship on England's bank holidays.
-DEFAULT_SUBDIVISIONS: Mapping[str, str] = {"GB": "ENG"}
 
 
 class Goal(enum.IntEnum):
@@ -42,176 +44,6 @@ class Goal(enum.IntEnum):
     CHEAPEST_ON_TIME = 1
     FASTEST = 2
     BEST_VALUE = 3
-
-
-class Incoterm(enum.IntEnum):
-    """Who pays duties (the numbers of ``oms.shipping.v1.Incoterm``)."""
-
-    DDU = 1
-    DDP = 2
-
-
-# --- Rate cards ---
-
-
-@dataclass(frozen=True)
-class Zone:
-    zone: str
-    origin_country: str
-    destination_country: str
-    postcode_prefixes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class WeightBreak:
-    zone: str
-    max_weight_grams: int
-    price: Decimal
-
-
-@dataclass(frozen=True)
-class RateCard:
-    """A carrier service's price list; every amount is in ``currency_code``."""
-
-    rate_card_id: str
-    service_code: str
-    currency_code: str
-    zones: tuple[Zone, ...]
-    breaks: tuple[WeightBreak, ...]
-    dim_divisor: int = 0
-    fuel_percent: Decimal = Decimal(0)
-    residential_surcharge: Decimal = Decimal(0)
-    remote_area_surcharge: Decimal = Decimal(0)
-    remote_postcode_prefixes: tuple[str, ...] = ()  # "{country}:{prefix}"
-    oversize_length_mm: int = 0
-    oversize_girth_mm: int = 0
-    oversize_surcharge: Decimal = Decimal(0)
-    duties_paid_fee: Decimal = Decimal(0)
-    duty_percent: Decimal = Decimal(0)
-
-    def money(self, amount: Decimal) -> Money:
-        """An amount in the card's currency, rounded to its minor units (as ``Money.of``,
-        with the exponent worked out once per card: the rate shop makes dozens a call)."""
-        return Money(self.currency_code, amount.quantize(self._exponent))
-
-    @functools.cached_property
-    def _exponent(self) -> Decimal:
-        return Money.of(self.currency_code, 0).amount
-
-    @functools.cached_property
-    def _breaks_by_zone(self) -> dict[str, list[WeightBreak]]:
-        by_zone: dict[str, list[WeightBreak]] = {}
-        for break_ in sorted(self.breaks, key=lambda b: b.max_weight_grams):
-            by_zone.setdefault(break_.zone, []).append(break_)
-        return by_zone
-
-    @functools.cached_property
-    def _zones_by_route(self) -> dict[tuple[str, str], list[tuple[tuple[str, ...], Zone]]]:
-        """Zones by (origin, destination country), each with its normalised prefixes: the
-        rate shop asks every card for a zone on every call."""
-        by_route: dict[tuple[str, str], list[tuple[tuple[str, ...], Zone]]] = {}
-        for zone in self.zones:
-            prefixes = tuple(sorted(map(normalise_postcode, zone.postcode_prefixes), key=len,
-                                    reverse=True))
-            by_route.setdefault((zone.origin_country, zone.destination_country), []).append(
-                (prefixes, zone))
-        return by_route
-
-    @functools.cached_property
-    def _remote_by_country(self) -> dict[str, tuple[str, ...]]:
-        by_country: dict[str, list[str]] = {}
-        for entry in self.remote_postcode_prefixes:
-            country, _, prefix = entry.partition(":")
-            by_country.setdefault(country, []).append(normalise_postcode(prefix))
-        return {country: tuple(prefixes) for country, prefixes in by_country.items()}
-
-    def zone_for(self, origin_country: str, country: str, postcode: str) -> Zone | None:
-        """The zone of a destination: of those from the origin country to the destination
-        country, the one with the longest postcode prefix the postcode starts with; a zone
-        without prefixes covers the whole country and loses to any prefix."""
-        code = normalise_postcode(postcode)
-        best: tuple[int, Zone] | None = None
-        for prefixes, zone in self._zones_by_route.get((origin_country, country), ()):
-            if not prefixes:
-                length = 0
-            else:
-                # Longest first: the first that matches is the zone's longest match.
-                length = next((len(p) for p in prefixes if code.startswith(p)), -1)
-                if length < 0:
-                    continue
-            if best is None or length > best[0]:
-                best = (length, zone)
-        return best[1] if best else None
-
-    def break_for(self, zone: str, grams: int) -> WeightBreak | None:
-        """The lightest break that takes the billed weight, or None when it is too heavy."""
-        for break_ in self._breaks_by_zone.get(zone, ()):
-            if grams <= break_.max_weight_grams:
-                return break_
-        return None
-
-    def is_remote(self, country: str, postcode: str) -> bool:
-        prefixes = self._remote_by_country.get(country)
-        return bool(prefixes) and normalise_postcode(postcode).startswith(prefixes)
-
-
-def normalise_postcode(postcode: str) -> str:
-    """Postcodes compare without spaces or case: "sw1a 1aa" starts with "SW1A"."""
-    return "".join(postcode.split()).upper()
-
-
-# --- Parcels and shipments ---
-
-
-@dataclass(frozen=True)
-class Parcel:
-    weight_grams: int
-    length_mm: int = 0
-    width_mm: int = 0
-    height_mm: int = 0
-    declared_value: Money | None = None
-
-    @property
-    def has_dimensions(self) -> bool:
-        return self.length_mm > 0 and self.width_mm > 0 and self.height_mm > 0
-
-    @property
-    def sides_mm(self) -> tuple[int, int, int]:
-        """Longest first: length is the longest side whatever the caller called it."""
-        a, b, c = sorted((self.length_mm, self.width_mm, self.height_mm), reverse=True)
-        return a, b, c
-
-
-def dimensional_weight_grams(parcel: Parcel, divisor: int) -> int:
-    """LxWxH in cm³ ÷ divisor (cm³ per kg), in grams rounded up. With millimetres that is
-    LxWxH (mm³) ÷ divisor exactly: mm³/1000 = cm³, and kg x 1000 = g."""
-    if divisor <= 0 or not parcel.has_dimensions:
-        return 0
-    volume = parcel.length_mm * parcel.width_mm * parcel.height_mm
-    return -(-volume // divisor)
-
-
-def billed_weight_grams(parcel: Parcel, divisor: int) -> int:
-    """The greater of the actual and the dimensional weight."""
-    return max(parcel.weight_grams, dimensional_weight_grams(parcel, divisor))
-
-
-def is_oversize(parcel: Parcel, card: RateCard) -> bool:
-    """Longer than the card's length limit, or length + girth (2 x (width + height)) over its
-    girth limit."""
-    if not parcel.has_dimensions:
-        return False
-    length, width, height = parcel.sides_mm
-    if card.oversize_length_mm and length > card.oversize_length_mm:
-        return True
-    return bool(card.oversize_girth_mm) and length + 2 * (width + height) > card.oversize_girth_mm
-
-
-@dataclass(frozen=True)
-class Destination:
-    country: str
-    postal_code: str
-    residential: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,189 +57,10 @@ class Shipment:
     incoterm: Incoterm = Incoterm.DDU
 
 
-# --- Pricing ---
-
-
-@dataclass(frozen=True)
-class Charge:
-    kind: str  # base, fuel, residential, remote_area, oversize, duties_fee, duties
-    amount: Money
-
-
-@dataclass(frozen=True)
-class Price:
-    """A shipment priced on one card."""
-
-    rate_card_id: str
-    total: Money
-    charges: tuple[Charge, ...]
-    billed_weight_grams: int
-    receiver_duties: Money | None = None
-
-
-class NotRated(Exception):
-    """Why a card cannot price a shipment, in words for the `ineligible` list."""
-
-
-def price_shipment(card: RateCard, origin_country: str, destination: Destination,
-                   parcels: Sequence[Parcel], *, international: bool = False,
-                   incoterm: Incoterm = Incoterm.DDU) -> Price:
-    """Prices the parcels on the card: per parcel a base price from its zone and billed
-    weight plus its residential, remote-area and oversize surcharges; fuel as a percentage
-    of the base; across a border (``international``) duties on the declared value, paid by
-    the sender (with the card's DDP fee) under DDP and quoted as the receiver's under DDU.
-    Raises :class:`NotRated` when the card has no zone or break for it."""
-    zone = card.zone_for(origin_country, destination.country, destination.postal_code)
-    if zone is None:
-        raise NotRated(f"no zone on rate card {card.rate_card_id} for "
-                       f"{origin_country} to {destination.country} {destination.postal_code}")
-    base = residential = remote = oversize = Decimal(0)
-    billed_total = 0
-    remote_area = card.is_remote(destination.country, destination.postal_code)
-    for index, parcel in enumerate(parcels):
-        billed = billed_weight_grams(parcel, card.dim_divisor)
-        break_ = card.break_for(zone.zone, billed)
-        if break_ is None:
-            raise NotRated(f"parcel {index + 1} bills {billed} g, over the heaviest break of "
-                           f"zone {zone.zone} on rate card {card.rate_card_id}")
-        billed_total += billed
-        base += break_.price
-        if destination.residential:
-            residential += card.residential_surcharge
-        if remote_area:
-            remote += card.remote_area_surcharge
-        if is_oversize(parcel, card):
-            oversize += card.oversize_surcharge
-    charges = [Charge("base", card.money(base))]
-    if card.fuel_percent:
-        charges.append(Charge("fuel", card.money(base * card.fuel_percent / HUNDRED)))
-    for kind, amount in (("residential", residential), ("remote_area", remote),
-                         ("oversize", oversize)):
-        if amount:
-            charges.append(Charge(kind, card.money(amount)))
-    receiver_duties = None
-    if international:
-        duties = _duties(card, parcels)
-        if incoterm is Incoterm.DDP:
-            if card.duties_paid_fee:
-                charges.append(Charge("duties_fee", card.money(card.duties_paid_fee)))
-            if duties.amount:
-                charges.append(Charge("duties", duties))
-        elif duties.amount:
-            receiver_duties = duties
-    total = card.money(sum((c.amount.amount for c in charges), Decimal(0)))
-    return Price(card.rate_card_id, total, tuple(charges), billed_total, receiver_duties)
-
-
-def _duties(card: RateCard, parcels: Sequence[Parcel]) -> Money:
-    declared = Decimal(0)
-    for index, parcel in enumerate(parcels):
-        if parcel.declared_value is None:
-            continue
-        if parcel.declared_value.currency_code != card.currency_code:
-            raise NotRated(f"parcel {index + 1} is declared in "
-                           f"{parcel.declared_value.currency_code}, rate card "
-                           f"{card.rate_card_id} prices duties in {card.currency_code}")
-        declared += parcel.declared_value.amount
-    return card.money(declared * card.duty_percent / HUNDRED)
-
-
-# --- Dates ---
-
-
-@functools.lru_cache(maxsize=256)
-def public_holidays(country: str, subdivision: str = "") -> holidays.HolidayBase | frozenset[date]:
-    """A country's public holidays (years filled in as they are asked for); none for a
-    country the `holidays` package does not know."""
-    subdiv = subdivision or DEFAULT_SUBDIVISIONS.get(country)
-    try:
-        return holidays.country_holidays(country, subdiv=subdiv)
-    except NotImplementedError:
-        if subdivision:
-            return public_holidays(country)
-        return frozenset()
-
-
-def ship_date(ready_time: datetime, origin: Origin, service: CarrierService) -> date:
-    """The day a parcel ready at ``ready_time`` is collected: that day at the origin (in its
-    time zone) when ready by the cut-off (the service's, else the origin's), else the next;
-    then the first of the service's pickup days that is not a public holiday of the origin's
-    country."""
-    local = ready_time.astimezone(ZoneInfo(origin.time_zone))
-    cutoff = service.cutoff_time or origin.cutoff_time
-    day = local.date()
-    if cutoff is not None and local.time() > cutoff:
-        day += timedelta(days=1)
-    days_off = public_holidays(origin.country, origin.subdivision)
-    pickup = service.pickup_weekdays
-    for _ in range(366):
-        if day.weekday() in pickup and day not in days_off:
-            return day
-        day += timedelta(days=1)
-    raise NotRated(f"service {service.code} has no pickup day at {origin.node_id}")
-
-
-@functools.lru_cache(maxsize=4096)
-def delivery_date(shipped: date, transit_days: int, country: str) -> date:
-    """``transit_days`` business days after ``shipped``: weekends and the destination
-    country's public holidays do not count."""
-    days_off = public_holidays(country)
-    day = shipped
-    left = transit_days
-    while left > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5 and day not in days_off:
-            left -= 1
-    return day
-
-
-# --- Shipping rules ---
-
-
-@dataclass(frozen=True)
-class ShippingRule:
-    rule_id: str
-    priority: int
-    display_name: str = ""
-    service_levels: frozenset[Level] = frozenset()
-    destination_countries: frozenset[str] = frozenset()
-    min_basket_value: Money | None = None
-    free: bool = False
-    flat_price: Money | None = None
-
-    def applies(self, level: Level, country: str, basket_value: Money | None) -> bool:
-        if self.service_levels and level not in self.service_levels:
-            return False
-        if self.destination_countries and country not in self.destination_countries:
-            return False
-        if self.min_basket_value is not None:
-            if basket_value is None \
-                    or basket_value.currency_code != self.min_basket_value.currency_code:
-                return False
-            if basket_value.amount < self.min_basket_value.amount:
-                return False
-        return True
-
-    def customer_price(self, currency_code: str) -> Money:
-        if self.free or self.flat_price is None:
-            return Money.of(currency_code, 0)
-        return self.flat_price
-
-
-def first_rule(rules: Iterable[ShippingRule], level: Level, country: str,
-               basket_value: Money | None) -> ShippingRule | None:
-    """The first rule by priority (then id) whose conditions hold."""
-    for rule in sorted(rules, key=lambda r: (r.priority, r.rule_id)):
-        if rule.applies(level, country, basket_value):
-            return rule
-    return None
-
-
 # --- Rate shopping ---
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
     carrier_id: str
     service_code: str
     service_level: Level
@@ -423,8 +76,8 @@ class Quote:
         return self.price.total
 
     def lost_to(self, reason: str) -> Quote:
-        # Spelt out rather than dataclasses.replace, which inspects the fields on every call:
-        # the rate shop does this for every losing quote.
+        # Spelt out rather than _replace, which goes through every field by name: the rate
+        # shop does this for every losing quote.
         return Quote(self.carrier_id, self.service_code, self.service_level, self.price,
                      self.transit_days, self.ship_date, self.delivery_date, self.meets_promise,
                      reason)
@@ -470,15 +123,39 @@ def table_rate_quotes(shipment: Shipment, origin: Origin, carriers: Sequence[Car
     is ineligible (at most ``MAX_INELIGIBLE``)."""
     ineligible = _Ineligible()
     quotes: list[Quote] = []
-    # Services with the same cut-off and pickup days ship the same day: computed once a call.
-    ship_dates: dict[tuple[time | None, frozenset[int]], date] = {}
+    call = _RateCall(shipment, origin)
     for carrier in carriers:
         for service in carrier.services:
-            quote = _quote(shipment, origin, carrier, service, cards.get(service.code, ()),
-                           ineligible, ship_dates)
+            quote = _quote(call, carrier, service, cards.get(service.code, ()), ineligible)
             if quote is not None:
                 quotes.append(quote)
     return quotes, ineligible.items
+
+
+class _RateCall:
+    """What the services of one rate shop share, worked out once a call: whether it crosses
+    a border, the promise as a day at the origin, and the ship date of each cut-off and set
+    of pickup days (services alike in those ship the same day)."""
+
+    def __init__(self, shipment: Shipment, origin: Origin) -> None:
+        self.shipment = shipment
+        self.origin = origin
+        self.cross_border = shipment.destination.country != origin.country
+        self.promise = None if shipment.promise_time is None \
+            else _promise_date(shipment, origin)
+        self._ship_dates: dict[tuple[time | None, frozenset[int]], date] = {}
+
+    def ship_date(self, service: CarrierService) -> date:
+        """Raises NotRated when the service has no pickup day."""
+        key = (service.cutoff_time, service.pickup_weekdays)
+        shipped = self._ship_dates.get(key)
+        if shipped is None:
+            shipped = self._ship_dates[key] = ship_date(self.shipment.ready_time, self.origin,
+                                                        service)
+        return shipped
+
+    def meets_promise(self, arrives: date) -> bool:
+        return self.promise is None or arrives <= self.promise
 
 
 def decide(shipment: Shipment, quotes: list[Quote], ineligible: Sequence[str],
@@ -499,12 +176,10 @@ def decide(shipment: Shipment, quotes: list[Quote], ineligible: Sequence[str],
     return RateResult(tuple(ordered), tuple(reasons.items), customer, chosen.total, rule)
 
 
-def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: CarrierService,
-           cards: Sequence[RateCard], ineligible: _Ineligible,
-           ship_dates: dict[tuple[time | None, frozenset[int]], date]) -> Quote | None:
-    destination = shipment.destination
-    cross_border = destination.country != origin.country
-    reason = _ineligible_reason(shipment, origin, carrier, service, cross_border)
+def _quote(call: _RateCall, carrier: Carrier, service: CarrierService,
+           cards: Sequence[RateCard], ineligible: _Ineligible) -> Quote | None:
+    shipment, origin = call.shipment, call.origin
+    reason = _ineligible_reason(shipment, origin, carrier, service, call.cross_border)
     if reason:
         ineligible.add(service, reason)
         return None
@@ -513,10 +188,10 @@ def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: Carrie
         return None
     price: Price | None = None
     failure = ""
-    for card in sorted(cards, key=lambda c: c.rate_card_id):
+    for card in sorted(cards, key=lambda c: c.rate_card_id) if len(cards) > 1 else cards:
         try:
-            price = price_shipment(card, origin.country, destination, shipment.parcels,
-                                   international=cross_border, incoterm=shipment.incoterm)
+            price = price_shipment(card, origin.country, shipment.destination, shipment.parcels,
+                                   international=call.cross_border, incoterm=shipment.incoterm)
             break
         except NotRated as error:
             failure = failure or str(error)
@@ -524,16 +199,13 @@ def _quote(shipment: Shipment, origin: Origin, carrier: Carrier, service: Carrie
         ineligible.add(service, failure)
         return None
     try:
-        key = (service.cutoff_time, service.pickup_weekdays)
-        shipped = ship_dates.get(key) or ship_dates.setdefault(
-            key, ship_date(shipment.ready_time, origin, service))
+        shipped = call.ship_date(service)
     except NotRated as error:
         ineligible.add(service, str(error))
         return None
-    arrives = delivery_date(shipped, service.transit_days, destination.country)
-    meets = shipment.promise_time is None or arrives <= _promise_date(shipment, origin)
+    arrives = delivery_date(shipped, service.transit_days, shipment.destination.country)
     return Quote(carrier.carrier_id, service.code, service.service_level, price,
-                 service.transit_days, shipped, arrives, meets)
+                 service.transit_days, shipped, arrives, call.meets_promise(arrives))
 
 
 def service_ineligible(shipment: Shipment, origin: Origin, carrier: Carrier,
@@ -623,8 +295,8 @@ def _one_currency(quotes: list[Quote], shipment: Shipment,
                   ineligible: _Ineligible) -> list[Quote]:
     """Quotes compare in one currency: the basket's when given, else the one most quotes
     are priced in (there are no exchange rates here). The others are set aside."""
-    if not quotes:
-        return quotes
+    if len({quote.price.total.currency_code for quote in quotes}) <= 1:
+        return quotes  # one currency, or none: nothing to set aside
     counts: dict[str, int] = {}
     for quote in quotes:
         counts[quote.total.currency_code] = counts.get(quote.total.currency_code, 0) + 1
@@ -688,7 +360,7 @@ def _best_value(cheapest: Quote, on_time: Sequence[Quote], day_value_percent: De
 def lost_reason(quote: Quote, chosen: Quote, goal: Goal) -> str:
     """Why ``quote`` lost to ``chosen``, in words."""
     late = (quote.delivery_date - chosen.delivery_date).days
-    extra = quote.total - chosen.total
+    extra = _difference(quote.total, chosen.total)
     if chosen.meets_promise and not quote.meets_promise and goal is not Goal.FASTEST:
         return f"misses the promise (arrives {quote.delivery_date.isoformat()})"
     if goal is Goal.FASTEST:
@@ -708,95 +380,15 @@ def lost_reason(quote: Quote, chosen: Quote, goal: Goal) -> str:
     return "costs the same and arrives the same day; chosen by carrier and service order"
 
 
+def _difference(a: Money, b: Money) -> Money:
+    """``a - b`` as Money subtracts (one currency, rounded to its minor units), with the
+    rounding's exponent looked up rather than worked out: the rate shop words a reason for
+    every quote that lost."""
+    if a.currency_code != b.currency_code:
+        return a - b  # refused as Money refuses it
+    exponent = currency_exponent(a.currency_code)
+    return Money(a.currency_code, (a.amount - b.amount).quantize(exponent))
+
+
 def _days(count: int) -> str:
     return "1 day" if count == 1 else f"{count} days"
-
-
-# --- Checks of a rate card ---
-
-MAX_ZONES = 500
-MAX_BREAKS = 2000
-MAX_PREFIXES = 1000  # postcode prefixes of one zone, and remote-area prefixes of a card
-MAX_PREFIX_LENGTH = 10
-MAX_DIMENSION_MM = 100_000
-MAX_PERCENT = Decimal(1000)
-ZONE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-RATE_CARD_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
-
-
-class CardPaths(Protocol):
-    """Where each part of a card came from, for its field violations: a request's fields, or
-    a CSV file's lines and columns."""
-
-    def field(self, name: str) -> str: ...
-
-    def zone(self, index: int, name: str) -> str: ...
-
-    def weight_break(self, index: int, name: str) -> str: ...
-
-
-def check_card(violations: Violations, card: RateCard, paths: CardPaths) -> None:
-    """The rules of a card beyond the form of each value (the conversion checks those):
-    bounds, zones and breaks that fit together, limits not negative."""
-    if card.currency_code and not is_currency(card.currency_code):
-        violations.add(paths.field("currency_code"),
-                       "must be an ISO 4217 currency code such as GBP")
-    if len(card.zones) > MAX_ZONES:
-        violations.add(paths.field("zones"), f"at most {MAX_ZONES} zones")
-    if len(card.breaks) > MAX_BREAKS:
-        violations.add(paths.field("breaks"), f"at most {MAX_BREAKS} weight breaks")
-    if not card.zones:
-        violations.add(paths.field("zones"), "at least one zone")
-    if not card.breaks:
-        violations.add(paths.field("breaks"), "at least one weight break")
-    for name in ("dim_divisor", "oversize_length_mm", "oversize_girth_mm"):
-        value = getattr(card, name)
-        if not 0 <= value <= (MAX_DIMENSION_MM if name != "dim_divisor" else 1_000_000):
-            violations.add(paths.field(name), "must not be negative, nor absurdly large")
-    for name in ("fuel_percent", "duty_percent"):
-        if not 0 <= getattr(card, name) <= MAX_PERCENT:
-            violations.add(paths.field(name), f"must be between 0 and {MAX_PERCENT}")
-    _check_prefixes(violations, paths.field("remote_postcode_prefixes"),
-                    card.remote_postcode_prefixes, qualified=True)
-    zones: dict[tuple[str, str, str, tuple[str, ...]], int] = {}
-    zone_ids = set()
-    for index, zone in enumerate(card.zones[:MAX_ZONES]):
-        if not ZONE_ID.fullmatch(zone.zone):
-            violations.add(paths.zone(index, "zone"), f"must match {ZONE_ID.pattern}")
-        for name, country in (("origin_country", zone.origin_country),
-                              ("destination_country", zone.destination_country)):
-            if not is_country(country):
-                violations.add(paths.zone(index, name),
-                               "must be an ISO 3166-1 alpha-2 country code such as GB")
-        _check_prefixes(violations, paths.zone(index, "postcode_prefixes"),
-                        zone.postcode_prefixes, qualified=False)
-        key = (zone.zone, zone.origin_country, zone.destination_country,
-               tuple(sorted(map(normalise_postcode, zone.postcode_prefixes))))
-        if key in zones:
-            violations.add(paths.zone(index, "zone"), "repeats an earlier zone")
-        zones.setdefault(key, index)
-        zone_ids.add(zone.zone)
-    seen_breaks: set[tuple[str, int]] = set()
-    for index, break_ in enumerate(card.breaks[:MAX_BREAKS]):
-        if break_.zone not in zone_ids:
-            violations.add(paths.weight_break(index, "zone"), f"no zone {break_.zone!r}")
-        if break_.max_weight_grams <= 0:
-            violations.add(paths.weight_break(index, "max_weight_grams"), "must be more than 0")
-        if (break_.zone, break_.max_weight_grams) in seen_breaks:
-            violations.add(paths.weight_break(index, "max_weight_grams"),
-                           f"repeats a break of zone {break_.zone!r}")
-        seen_breaks.add((break_.zone, break_.max_weight_grams))
-
-
-def _check_prefixes(violations: Violations, path: str, prefixes: Sequence[str], *,
-                    qualified: bool) -> None:
-    if len(prefixes) > MAX_PREFIXES:
-        violations.add(path, f"at most {MAX_PREFIXES} prefixes")
-        return
-    for prefix in prefixes:
-        country, colon, code = prefix.partition(":") if qualified else ("GB", ":", prefix)
-        if not colon or not is_country(country):
-            violations.add(path, f"{prefix!r} must be written country:prefix, e.g. GB:HS")
-        elif not code or len(code) > MAX_PREFIX_LENGTH or not normalise_postcode(code).isalnum():
-            violations.add(path, f"{prefix!r}: a prefix is 1 to {MAX_PREFIX_LENGTH} letters "
-                           "and digits")

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from oms_shipping.carriers import convert as carriers_convert
 from oms_shipping.carriers.domain import Carrier, Origin
 from oms_shipping.rating import convert
-from oms_shipping.rating.domain import RateCard, ShippingRule
+from oms_shipping.rating.cards import RateCard
+from oms_shipping.rating.rules import ShippingRule
 from oms_shipping.tables import carriers, origins, rate_cards, rating_version, shipping_rules
 
 
