@@ -384,6 +384,17 @@ def short_pick_key(pick_list: str, order: str, line_id: str, bin_code: str) -> s
     return "short:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+def shipment_key(package: str, order: str, line_id: str) -> str:
+    """The ledger request id of a shipment: a line leaves in a package once, so a copy of
+    `PackageShipped` under another id finds it and changes nothing. Hashed when the names
+    would not fit the column, as fulfilment's package and order names (two UUIDs and one)
+    do not; a key that fits is kept as it is, as it was always written."""
+    key = f"ship:{package}:{order}:{line_id}"
+    if len(key) <= MAX_REQUEST_ID_LENGTH:
+        return key
+    return "ship:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def check_preview(violations: Violations, *, address_lines: Sequence[str] | None,
                   location: LatLng | None, region_code: str, lines: Sequence[Line],
                   strategy_known: bool) -> None:

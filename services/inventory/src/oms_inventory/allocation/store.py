@@ -22,7 +22,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms_inventory.allocation.domain import Held, Line, Money, Node, Policy, ProductRule
+from oms_inventory.allocation.domain import (
+    Held,
+    Line,
+    Money,
+    Node,
+    Policy,
+    ProductRule,
+    shipment_key,
+)
 from oms_inventory.stock.domain import LedgerKind
 from oms_inventory.tables import (
     backorders,
@@ -460,7 +468,7 @@ async def ship(session: AsyncSession, *, node_id: str, package: str, order: str,
             reservations.c.node_id == node_id).with_for_update())).one_or_none()
     from_reserved = min(quantity, reservation.quantity) if reservation else 0
     if not await _claim_ledger(
-            session, f"ship:{package}:{order}:{line_id}", node_id=node_id, sku=sku,
+            session, shipment_key(package, order, line_id), node_id=node_id, sku=sku,
             kind=LedgerKind.SHIPMENT, on_hand_delta=-quantity, reserved_delta=-from_reserved,
             reference=package):
         return False
