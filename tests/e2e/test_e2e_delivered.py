@@ -161,16 +161,17 @@ async def test_an_order_posted_to_the_gateway_is_picked_packed_shipped_and_deliv
         ("PAYMENT_KIND_CAPTURE", "25.00")]
     assert [a["nodeId"] for a in order["allocations"]] == [NODE]
 
-    # Orders released it to Reno, once; fulfilment made its fulfilment order from that.
+    # Fulfilment made its fulfilment order from the release orders sent Reno, once (read
+    # once fulfilment has it, so the relay has published it).
+    found = await eventually(lambda: fulfilment.ListFulfilmentOrders(
+        fulfilment_pb2.ListFulfilmentOrdersRequest(filter=f'order = "{name}"')),
+        until=lambda r: len(r.fulfilment_orders) == 1, what="the fulfilment order")
     released = [json_format.Parse(m.data, order_events.OrderReleased(),
                                   ignore_unknown_fields=True)
                 for m in await stream_messages(stack_nats.url, "OMS_ORDERS",
                                                f"oms.orders.order_released.{NODE}")]
     assert [[(li.sku, li.quantity) for li in r.lines] for r in released if name in r.orders] == [
         [(SKU, 2)]]
-    found = await eventually(lambda: fulfilment.ListFulfilmentOrders(
-        fulfilment_pb2.ListFulfilmentOrdersRequest(filter=f'order = "{name}"')),
-        until=lambda r: len(r.fulfilment_orders) == 1, what="the fulfilment order")
     (fulfilment_order,) = found.fulfilment_orders
     assert fulfilment_order.status == fulfilment_pb2.FULFILMENT_ORDER_STATUS_OPEN
     assert [(li.sku, li.quantity, li.bin_code) for li in fulfilment_order.lines] == [
@@ -239,6 +240,9 @@ async def test_an_order_posted_to_the_gateway_is_picked_packed_shipped_and_deliv
         filter=f'package = "{package.name}"'))
     assert [x.name for x in labels.labels] == [sealed.label], "one label bought, once"
 
+    # Orders follows PackageShipped (published once); inventory consumes the reservation:
+    # two units left.
+    order = await order_in(shop, name, "ORDER_STATUS_SHIPPED")
     shipped = [json_format.Parse(m.data, fulfilment_events.PackageShipped(),
                                  ignore_unknown_fields=True)
                for m in await stream_messages(stack_nats.url, "OMS_FULFILMENT",
@@ -246,9 +250,6 @@ async def test_an_order_posted_to_the_gateway_is_picked_packed_shipped_and_deliv
     mine = [s for s in shipped if s.package == package.name]
     assert [(s.tracking_number, [(li.order, li.sku, li.quantity) for li in s.lines])
             for s in mine] == [(sealed.tracking_number, [(name, SKU, 2)])]
-
-    # Orders follows PackageShipped; inventory consumes the reservation: two units left.
-    order = await order_in(shop, name, "ORDER_STATUS_SHIPPED")
     assert [(s["trackingNumber"], s["carrier"]) for s in order["shipments"]] == [
         (sealed.tracking_number, "usps")]
     assert [line["shippedQuantity"] for line in order["lines"]] == [2]
