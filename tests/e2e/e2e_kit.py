@@ -1,5 +1,5 @@
 """Helpers of the end-to-end tests: orders as partners post them, stream reads, a database
-going away. Nodes, SKUs, events and waits come from `oms_devtools.testkit`."""
+going away, the demo data. Nodes, SKUs, events and waits come from `oms_devtools.testkit`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 import nats
 import psycopg
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from oms_devtools import demo
 from oms_devtools.stack import Stack
 from psycopg import sql
 from sqlalchemy.engine import make_url
@@ -91,3 +92,12 @@ def database_unreachable(database_url: str) -> Iterator[None]:
     finally:
         with psycopg.connect(maintenance, autocommit=True) as conn:
             conn.execute(sql.SQL("alter database {} allow_connections true").format(database))
+
+
+def load_demo(stack: Stack) -> None:
+    """The demo data `make run` loads: warehouses, catalogue and stock into inventory,
+    carriers, rate cards and origins into shipping, slots into fulfilment."""
+    endpoints = stack.endpoints()
+    demo.load(endpoints["inventory"])
+    demo.load_shipping(endpoints["shipping"])
+    demo.load_fulfilment(endpoints["fulfilment"])

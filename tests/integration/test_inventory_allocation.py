@@ -331,8 +331,9 @@ async def test_shipment_consumes_and_return_restocks_once_each(
     sku = await add_sku(stub, {node: 5}, backorder_policy=ALLOW)
     order = order_created([(sku, 3)])
     await created(js, outcomes, order)
+    # Named as fulfilment names packages: with the order's, too long for the ledger's key.
     shipped = fulfilment_events.PackageShipped(
-        package=f"packages/{uuid.uuid4().hex}", node_id=node,
+        package=f"fulfilmentOrders/{uuid.uuid4()}/packages/{uuid.uuid4()}", node_id=node,
         lines=[fulfilment_events.ShippedLine(order=order.order, line_id="1", sku=sku,
                                              quantity=2)])
     for _ in range(2):  # redelivered under a new event id: consumed once
