@@ -12,7 +12,8 @@
    rate for ``--open-seconds``; post -> released latency, and a plot of it over time.
 4. The gateway under ``--burst-buyers`` concurrent buyers of one SKU: accepted orders/s.
 5. The hot SKU (``bench_hot_sku``): units reserved/s next to inventory's own SQL in pgbench.
-6. The rate shop (``bench_shipping``), labels (``bench_labels``), the outbox relay draining a
+6. The rate shop (``bench_shipping``), labels (``bench_labels``), fulfilment's pick lists per
+   strategy and released -> shipped (``bench_fulfilment``), the outbox relay draining a
    backlog, and the services' resident memory.
 
 Every figure is printed with the CPU seconds each process spent on it, and the median and
@@ -43,6 +44,7 @@ from sqlalchemy import insert
 
 from oms_devtools import (
     bench_baseline,
+    bench_fulfilment,
     bench_hot_sku,
     bench_labels,
     bench_pipeline,
@@ -323,6 +325,9 @@ def main() -> None:
                                                        state_dir=root))
             labels = asyncio.run(bench_labels.run(postgres.url(), nats_server.url,
                                                   state_dir=root))
+            _say("fulfilment")
+            fulfilment = asyncio.run(bench_fulfilment.run(postgres.url(), nats_server.url,
+                                                          state_dir=root))
             relay_rate = asyncio.run(measure_relay(
                 ensure_database(postgres.url(), "bench_relay"), nats_server.url,
                 args.relay_events))
@@ -346,6 +351,7 @@ def main() -> None:
     print(bench_hot_sku.report(hot))
     print(bench_shipping.report(rate_shop))
     print(bench_labels.report(labels))
+    print(bench_fulfilment.report(fulfilment))
     print(f"  outbox relay, {args.relay_events} backlog  {relay_rate:8.1f} events/s published to "
           "JetStream and marked")
     print("  resident memory after the run    " +
@@ -357,6 +363,7 @@ def main() -> None:
                               "fetch_batch": FETCH_BATCH},
                "closed_loop": closed, "open_loop": open_loop, "bursts": bursts,
                "hot_sku": hot, "rate_shop": rate_shop, "labels": labels,
+               "fulfilment": fulfilment,
                "relay_events_per_s": relay_rate, "rss_mib": memory,
                "statements": {k: v for k, v in bench.details.items()
                               if k.startswith("statements_")}}
