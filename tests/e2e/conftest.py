@@ -11,7 +11,7 @@ import pytest
 from e2e_kit import E2E_CHANNEL, add_idempotency_key, create_partner
 from oms.inventory.v1 import inventory_pb2_grpc
 from oms_devtools.servers import EmbeddedNats
-from oms_devtools.stack import Stack
+from oms_devtools.stack import UNTHROTTLED, Stack
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def stack(postgres_server_url: str, stack_nats: EmbeddedNats,
         database_server_url=postgres_server_url,
         nats_url=stack_nats.url,
         database_prefix=f"e2e_{secrets.token_hex(4)}",
+        extra_env=dict(UNTHROTTLED),
     )
     try:
         suite.start()

@@ -31,7 +31,7 @@ from oms.orders.v1 import insights_pb2, insights_pb2_grpc
 from oms.returns.v1 import events_pb2 as returns_events
 from oms.shipping.v1 import events_pb2 as shipping_events
 from oms_devtools.servers import EmbeddedNats, free_port
-from oms_devtools.stack import Stack
+from oms_devtools.stack import UNTHROTTLED, Stack
 from oms_devtools.testkit import add_node, add_sku, caught_up, eventually, publish
 
 pytestmark = pytest.mark.e2e
@@ -74,6 +74,7 @@ def stack(postgres_server_url: str, stack_nats: EmbeddedNats,
         nats_url=stack_nats.url,
         database_prefix=f"e2e_{secrets.token_hex(4)}",
         extra_env={
+            **UNTHROTTLED,
             "OMS_ORDERS_SMTP_HOST": "127.0.0.1",
             "OMS_ORDERS_SMTP_PORT": str(mailbox[1]),
             "OMS_ORDERS_SMTP_STARTTLS": "false",

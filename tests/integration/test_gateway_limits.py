@@ -144,4 +144,4 @@ async def test_a_partners_own_limit_replaces_its_kinds(
         '"5 per 1 minute";q=5;w=60, "100 per 1 hour";q=100;w=3600')
     assert remaining(own) == [4, 99]
     assert default.headers["ratelimit-policy"] == (
-        '"50 per 1 second";q=50;w=1, "1800 per 1 minute";q=1800;w=60')
+        '"100 per 1 second";q=100;w=1, "3600 per 1 minute";q=3600;w=60')

@@ -19,8 +19,8 @@ def partner(partner_id: str, kind: Kind = Kind.SALES_CHANNEL) -> Partner:
 def test_kinds_keep_their_defaults_unless_configured_and_bad_limits_are_refused() -> None:
     by_kind, by_partner = policies({"carrier": "7/second"}, {"acme": "1/minute;10/hour"})
     assert [str(i) for i in by_kind[Kind.CARRIER]] == ["7 per 1 second"]
-    assert [str(i) for i in by_kind[Kind.SALES_CHANNEL]] == ["20 per 1 second",
-                                                             "600 per 1 minute"]
+    assert [str(i) for i in by_kind[Kind.SALES_CHANNEL]] == ["50 per 1 second",
+                                                             "1800 per 1 minute"]
     assert [i.amount for i in by_partner["acme"]] == [1, 10]
     with pytest.raises(ValueError, match="unknown partner kinds"):
         policies({"shop": "1/second"}, {})

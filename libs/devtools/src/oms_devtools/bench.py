@@ -55,7 +55,7 @@ from oms_devtools import (
 from oms_devtools.bench_cpu import CpuMeter, postmaster_pid
 from oms_devtools.bench_stats import Spread, ratios
 from oms_devtools.servers import EmbeddedNats, EmbeddedPostgres, ensure_database
-from oms_devtools.stack import Stack
+from oms_devtools.stack import UNTHROTTLED, Stack
 
 STATEMENT_STATS = {"shared_preload_libraries": "pg_stat_statements",
                    "pg_stat_statements.track_utility": "on"}
@@ -297,7 +297,8 @@ def main() -> None:
                 EmbeddedNats(root / "nats") as nats_server:
             with psycopg.connect(postgres.libpq_dsn(), autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            stack = Stack(root, postgres.url(), nats_server.url, database_prefix="bench")
+            stack = Stack(root, postgres.url(), nats_server.url, database_prefix="bench",
+                          extra_env=dict(UNTHROTTLED))
             bench = Bench(args, postgres, nats_server, stack)
             try:
                 stack.start()

@@ -78,10 +78,10 @@ _RATE_LIMIT = {
     POLICY_HEADER: {"description": "The partner's quotas (draft-ietf-httpapi-ratelimit-"
                     "headers): `\"<name>\";q=<units>;w=<seconds>` per quota, per replica",
                     "schema": {"type": "string", "examples": [
-                        '"20 per 1 second";q=20;w=1, "600 per 1 minute";q=600;w=60']}},
+                        '"50 per 1 second";q=50;w=1, "1800 per 1 minute";q=1800;w=60']}},
     STATE_HEADER: {"description": "What is left of each quota: `\"<name>\";r=<remaining>;"
                    "t=<seconds until a unit is back>`", "schema": {"type": "string", "examples": [
-                       '"20 per 1 second";r=19;t=1, "600 per 1 minute";r=599;t=60']}},
+                       '"50 per 1 second";r=49;t=1, "1800 per 1 minute";r=1799;t=60']}},
 }
 _IDEMPOTENCY_KEY = {
     "description": "A random UUID per logical request: a retry with the same key gets the "
